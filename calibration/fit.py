@@ -1,0 +1,74 @@
+"""Fit the twin's imperfections to measurements (global least squares in torch).
+
+Starts from the twin's present values (nominal for a fresh twin) and minimises the mean squared error
+between predicted and measured normalised powers, with Adam then L-BFGS.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import torch
+
+from labsat.twins.mzi import FIT_PARAMETERS, MZIMeshTwin
+
+from .measure import Measurements
+
+
+def predict(twin: MZIMeshTwin, data: Measurements) -> torch.Tensor:
+    x = torch.as_tensor(data.x, dtype=torch.float64)
+    u = torch.as_tensor(data.u, dtype=torch.float64)
+    return twin(x, u)
+
+
+def rmse(twin: MZIMeshTwin, data: Measurements) -> float:
+    with torch.no_grad():
+        return float(torch.sqrt(torch.mean((predict(twin, data) - torch.as_tensor(data.p)) ** 2)))
+
+
+def fit_twin(twin: MZIMeshTwin, data: Measurements, adam_steps: int = 300, lbfgs_steps: int = 100,
+             lr: float = 0.02, progress: Callable[[int, int, float], None] | None = None) -> list[float]:
+    """Fit in place; returns the loss history."""
+    params = [getattr(twin, k) for k in FIT_PARAMETERS]
+    target = torch.as_tensor(data.p, dtype=torch.float64)
+    history: list[float] = []
+    total = adam_steps + lbfgs_steps
+    for p in params:
+        p.requires_grad_(True)
+    try:
+        opt = torch.optim.Adam(params, lr=lr)
+        for i in range(adam_steps):
+            opt.zero_grad()
+            loss = torch.mean((predict(twin, data) - target) ** 2)
+            loss.backward()
+            opt.step()
+            history.append(loss.item())
+            if progress:
+                progress(i + 1, total, history[-1])
+        if lbfgs_steps:
+            lbfgs = torch.optim.LBFGS(params, lr=1.0, max_iter=lbfgs_steps, line_search_fn="strong_wolfe")
+
+            def closure():
+                lbfgs.zero_grad()
+                loss = torch.mean((predict(twin, data) - target) ** 2)
+                loss.backward()
+                return loss
+
+            history.append(float(lbfgs.step(closure)))
+            history.append(float(closure()))
+            if progress:
+                progress(total, total, history[-1])
+    finally:
+        for p in params:
+            p.requires_grad_(False)
+            p.grad = None
+    with torch.no_grad():
+        twin.crosstalk.clamp_(min=0.0)
+    return history
+
+
+def residual_summary(twin: MZIMeshTwin, data: Measurements) -> dict[str, float]:
+    with torch.no_grad():
+        r = (predict(twin, data) - torch.as_tensor(data.p)).numpy().ravel()
+    return {"rmse": float(np.sqrt(np.mean(r**2))), "max_abs": float(np.max(np.abs(r))),
+            "mean": float(np.mean(r)), "n": int(r.size)}

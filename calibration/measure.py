@@ -1,0 +1,44 @@
+"""Measure a mesh on the bench: random heater settings, several inputs each, detector powers.
+
+Heater changes are slow (thermal settling), inputs are fast, so each heater setting is measured with
+a batch of inputs in one modulator sequence.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+
+@dataclass
+class Measurements:
+    u: np.ndarray  # (K, H) controls
+    x: np.ndarray  # (K, B, N) input amplitudes
+    p: np.ndarray  # (K, B, N) normalised powers
+
+    def __len__(self) -> int:
+        return len(self.u)
+
+    def split(self, holdout_fraction: float, seed: int = 0) -> tuple["Measurements", "Measurements"]:
+        idx = np.random.default_rng(seed).permutation(len(self))
+        k = max(1, int(round(len(self) * holdout_fraction)))
+        pick = lambda i: Measurements(self.u[i], self.x[i], self.p[i])  # noqa: E731
+        return pick(idx[k:]), pick(idx[:k])
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {"u": self.u, "x": self.x, "p": self.p}
+
+
+def measure(hardware, settings: int = 64, inputs_per_setting: int = 32, seed: int = 0,
+            progress: Callable[[int, int], None] | None = None) -> Measurements:
+    rng = np.random.default_rng(seed)
+    h, n = hardware.n_controls, hardware.modes
+    us = rng.uniform(0.0, 1.0, (settings, h))
+    xs = rng.uniform(0.0, 1.0, (settings, inputs_per_setting, n))
+    ps = np.empty_like(xs)
+    for k in range(settings):
+        ps[k] = hardware.forward(xs[k], us[k])
+        if progress:
+            progress(k + 1, settings)
+    return Measurements(us, xs, ps)

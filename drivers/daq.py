@@ -1,0 +1,80 @@
+"""Multichannel photodetector DAQ / optical power meter over SCPI.
+
+Commands used (``\\n`` terminated):
+
+==========================  =========================================================
+command                     meaning
+==========================  =========================================================
+``*IDN?``                   identity
+``SENS:POW:RANG <W>``       full-scale range (W); ``SENS:POW:RANG?`` reads it back
+``MEAS:POW:ALL?``           one reading of every channel (W), ASCII list
+``ACQ:POIN <B>``            arm: acquire B points on the next trigger (a modulator ``INIT``)
+``*OPC?``                    operation complete (``1``): orders commands across instruments
+``FETC:ARR?``               the acquired points, IEEE 488.2 float32 block, B x N
+``SYST:ERR?``               error queue
+==========================  =========================================================
+
+Readings above the range are returned as ``9.9e37`` by real meters; they are reported as an error
+here rather than clipped, so an out-of-range detector never trains a model silently.
+"""
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+from pymeasure.instruments import Instrument
+
+from .base import InstrumentError, ScpiErrorMixin, decode_block, deferred_sigint, parse_floats, read_block
+
+OVERRANGE = 1e37
+
+
+class PhotodetectorDAQ(ScpiErrorMixin, Instrument):
+    def __init__(self, adapter, name: str = "photodetector DAQ", channels: int = 8, **kwargs):
+        super().__init__(adapter, name, includeSCPI=False, **kwargs)
+        self.channels = int(channels)
+        self._lock = threading.RLock()
+
+    @property
+    def identity(self) -> str:
+        with self._lock, deferred_sigint():
+            return self.ask("*IDN?").strip()
+
+    @property
+    def power_range_w(self) -> float:
+        with self._lock, deferred_sigint():
+            return parse_floats(self.ask("SENS:POW:RANG?"), 1, f"{self.name} SENS:POW:RANG?")[0]
+
+    @power_range_w.setter
+    def power_range_w(self, value: float) -> None:
+        if not (np.isfinite(value) and value > 0):
+            raise ValueError(f"{self.name}: power range must be a positive number of watts")
+        with self._lock, deferred_sigint():
+            self.write(f"SENS:POW:RANG {value:.6g}")
+            self.check_scpi_errors()
+
+    def _checked(self, p: np.ndarray) -> np.ndarray:
+        if np.any(p >= OVERRANGE):
+            raise InstrumentError(f"{self.name}: detector over range; raise SENS:POW:RANG")
+        return p
+
+    def measure(self) -> np.ndarray:
+        """One reading of every channel (W)."""
+        with self._lock, deferred_sigint():
+            return self._checked(parse_floats(self.ask("MEAS:POW:ALL?"), self.channels, f"{self.name} MEAS:POW:ALL?"))
+
+    def arm(self, points: int) -> None:
+        with self._lock, deferred_sigint():
+            self.write(f"ACQ:POIN {int(points)}")
+            if self.ask("*OPC?").strip() != "1":  # armed before anyone triggers
+                raise InstrumentError(f"{self.name}: did not confirm ACQ:POIN")
+
+    def fetch(self, points: int) -> np.ndarray:
+        """The armed acquisition, (points, channels) in W."""
+        with self._lock, deferred_sigint():
+            self.write("FETC:ARR?")
+            values = decode_block(read_block(self))
+        if values.size != points * self.channels:
+            raise InstrumentError(f"{self.name}: fetched {values.size} values, expected "
+                                  f"{points} x {self.channels}")
+        return self._checked(values.reshape(points, self.channels))

@@ -1,0 +1,97 @@
+"""Multichannel modulator DAC (input encoder) over SCPI: drives one amplitude modulator per mesh input.
+
+Commands used (``\\n`` terminated):
+
+=============================  =====================================================
+command                        meaning
+=============================  =====================================================
+``*IDN?``                      identity
+``SOUR:VOLT:ALL v0,v1,...``    DC level on every channel (V)
+``SOUR:VOLT:ALL?``             read back DC levels
+``SOUR:LIST:VOLT #<block>``    upload a sequence of B vectors (IEEE 488.2 float32, B x N)
+``SOUR:LIST:POIN?``            length of the uploaded sequence
+``INIT``                       play the sequence once (triggers an armed DAQ)
+``*OPC?``                      operation complete (``1``), after the sequence has played
+``OUTP ON|OFF`` / ``OUTP?``    output relay
+``SYST:ERR?``                  error queue (``0,"No error"`` when empty)
+=============================  =====================================================
+
+Every level (DC or in a sequence) is checked against ``[0, v_max]`` before anything is sent.
+Safe state: all channels 0 V, output off.
+"""
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+from pymeasure.instruments import Instrument
+
+from .base import InstrumentError, LimitError, ScpiErrorMixin, deferred_sigint, encode_block, parse_floats
+
+
+class ModulatorDAC(ScpiErrorMixin, Instrument):
+    FULL_SCALE_V = 10.0
+
+    def __init__(self, adapter, name: str = "modulator DAC", channels: int = 8, v_max: float = FULL_SCALE_V,
+                 **kwargs):
+        super().__init__(adapter, name, includeSCPI=False, **kwargs)
+        if not 0 < v_max <= self.FULL_SCALE_V:
+            raise ValueError(f"{name}: v_max must be in (0, {self.FULL_SCALE_V}] V")
+        self.channels, self.v_max = int(channels), float(v_max)
+        self._lock = threading.RLock()
+
+    @property
+    def identity(self) -> str:
+        with self._lock, deferred_sigint():
+            return self.ask("*IDN?").strip()
+
+    def _validate(self, volts: np.ndarray) -> np.ndarray:
+        v = np.asarray(volts, dtype=float)
+        if v.shape[-1] != self.channels:
+            raise LimitError(f"{self.name}: expected {self.channels} channels, got {v.shape[-1]}")
+        if not np.all(np.isfinite(v)):
+            raise LimitError(f"{self.name}: level is not a finite number")
+        if np.any(v < 0) or np.any(v > self.v_max):
+            bad = v[(v < 0) | (v > self.v_max)].ravel()[0]
+            raise LimitError(f"{self.name}: {bad:.4g} V is outside [0, {self.v_max:.4g}] V")
+        return v
+
+    def set_levels(self, volts) -> None:
+        v = self._validate(np.asarray(volts, dtype=float).ravel())
+        with self._lock, deferred_sigint():
+            self.write("SOUR:VOLT:ALL " + ",".join(f"{x:.5f}" for x in v))
+            self.check_scpi_errors()
+
+    def levels(self) -> np.ndarray:
+        with self._lock, deferred_sigint():
+            return parse_floats(self.ask("SOUR:VOLT:ALL?"), self.channels, f"{self.name} SOUR:VOLT:ALL?")
+
+    def output(self, on: bool) -> None:
+        with self._lock, deferred_sigint():
+            self.write(f"OUTP {'ON' if on else 'OFF'}")
+            self.check_scpi_errors()
+
+    def load_sequence(self, volts: np.ndarray) -> None:
+        """Upload a (B, N) sequence in one binary block, then confirm its length."""
+        v = self._validate(np.atleast_2d(volts))
+        with self._lock, deferred_sigint():
+            self.write_bytes(b"SOUR:LIST:VOLT " + encode_block(v) + b"\n")
+            n = self.ask("SOUR:LIST:POIN?").strip()
+        if n != str(len(v)):
+            with self._lock:
+                self.check_scpi_errors()
+            raise InstrumentError(f"{self.name}: uploaded {len(v)} points, instrument holds {n!r}")
+
+    def play(self) -> None:
+        with self._lock, deferred_sigint():
+            self.write("INIT")
+            if self.ask("*OPC?").strip() != "1":  # the sequence has played
+                raise InstrumentError(f"{self.name}: did not confirm INIT")
+
+    def shutdown(self) -> None:
+        with self._lock:
+            try:
+                self.set_levels(np.zeros(self.channels))
+            finally:
+                self.output(False)
+            super().shutdown()

@@ -1,0 +1,209 @@
+"""instruments.yaml: the station description, validated with messages that name the offending key."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+
+class ConfigError(ValueError):
+    """instruments.yaml (or another config file) is malformed; the message names the key."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def _parse_channels(value) -> list[int]:
+    """``[0, 1, 2]``, ``"0-55"`` or ``"0-3,8,10-11"`` into a list of channel numbers."""
+    if isinstance(value, str):
+        out: list[int] = []
+        for part in value.split(","):
+            part = part.strip()
+            if "-" in part:
+                lo, hi = part.split("-", 1)
+                out.extend(range(int(lo), int(hi) + 1))
+            elif part:
+                out.append(int(part))
+        return out
+    return list(value)
+
+
+class HeaterLimits(_Strict):
+    v_max: float = Field(gt=0, description="per-channel maximum voltage (V)")
+    i_max_ma: float = Field(24.0, gt=0)
+    resistance_ohm: float = Field(gt=0, description="heater resistance, for current and power limits")
+    power_max_mw: float | None = Field(None, gt=0)
+    total_power_max_w: float | None = Field(None, gt=0)
+
+
+class Ramp(_Strict):
+    max_step_v: float = Field(1.0, gt=0)
+    step_delay_s: float = Field(0.0, ge=0)
+
+
+class HeaterDACConfig(_Strict):
+    kind: Literal["heater_dac"]
+    address: str = "auto"
+    channels: int = Field(gt=0, le=1024)
+    timeout_s: float = Field(2.0, gt=0)
+    limits: HeaterLimits
+    ramp: Ramp = Ramp()
+
+
+class ModulatorLimits(_Strict):
+    v_max: float = Field(gt=0)
+
+
+class ModulatorConfig(_Strict):
+    kind: Literal["modulator_dac"]
+    address: str = "auto"
+    channels: int = Field(gt=0, le=1024)
+    timeout_s: float = Field(2.0, gt=0)
+    limits: ModulatorLimits
+
+
+class DAQConfig(_Strict):
+    kind: Literal["photodetector_daq"]
+    address: str = "auto"
+    channels: int = Field(gt=0, le=1024)
+    timeout_s: float = Field(2.0, gt=0)
+    range_w: float = Field(1e-3, gt=0)
+
+
+InstrumentConfig = Union[HeaterDACConfig, ModulatorConfig, DAQConfig]
+
+
+class ChannelMap(_Strict):
+    instrument: str
+    channels: list[int]
+
+    @field_validator("channels", mode="before")
+    @classmethod
+    def _channels(cls, v):
+        try:
+            return _parse_channels(v)
+        except (TypeError, ValueError):
+            raise ValueError("channels must be a list of integers or a range string like '0-55'")
+
+
+class MeshLayerConfig(_Strict):
+    kind: Literal["mzi_mesh"]
+    modes: int = Field(ge=2, le=64)
+    device: str | None = Field(None, description="the chip's name; calibrations are filed under it")
+    heaters: ChannelMap
+    inputs: ChannelMap
+    outputs: ChannelMap
+    v_max: float = Field(gt=0, description="heater control range (V); must not exceed the heater limit")
+    v2pi: float = Field(gt=0, description="nominal heater voltage for a 2 pi phase shift")
+    modulator_vpi: float = Field(gt=0)
+    laser_power_w: float = Field(gt=0)
+
+    @model_validator(mode="after")
+    def _sizes(self):
+        h = self.modes * (self.modes - 1)
+        if len(self.heaters.channels) != h:
+            raise ValueError(f"heaters.channels: a {self.modes}-mode mesh has {h} heaters, "
+                             f"{len(self.heaters.channels)} channels given")
+        for key in ("inputs", "outputs"):
+            n = len(getattr(self, key).channels)
+            if n != self.modes:
+                raise ValueError(f"{key}.channels: a {self.modes}-mode mesh needs {self.modes}, {n} given")
+        return self
+
+
+class SimConfig(_Strict):
+    chip_seed: int = 1
+    phase_offset_sigma: float | None = Field(None, ge=0)
+    coupler_sigma: float | None = Field(None, ge=0)
+    crosstalk_mean: float | None = Field(None, ge=0)
+    drift_kelvin_per_hour: float | None = None
+
+
+class StationSection(_Strict):
+    name: str = "labsat station"
+    backend: Literal["sim", "real"] = "sim"
+    calibration_dir: str = "calibration/data"
+    runs_dir: str = "runs"
+    sim: SimConfig = SimConfig()
+
+
+class StationConfig(_Strict):
+    station: StationSection = StationSection()
+    instruments: dict[str, InstrumentConfig]
+    layers: dict[str, MeshLayerConfig]
+    source: Path | None = Field(None, exclude=True)
+
+    @model_validator(mode="after")
+    def _cross_references(self):
+        for lname, layer in self.layers.items():
+            for role, kind in (("heaters", "heater_dac"), ("inputs", "modulator_dac"),
+                               ("outputs", "photodetector_daq")):
+                cmap: ChannelMap = getattr(layer, role)
+                key = f"layers.{lname}.{role}"
+                inst = self.instruments.get(cmap.instrument)
+                if inst is None:
+                    raise ValueError(f"{key}.instrument: no instrument named '{cmap.instrument}' "
+                                     f"(have: {', '.join(self.instruments)})")
+                if inst.kind != kind:
+                    raise ValueError(f"{key}.instrument: '{cmap.instrument}' is a {inst.kind}, "
+                                     f"{role} need a {kind}")
+                bad = [c for c in cmap.channels if not 0 <= c < inst.channels]
+                if bad:
+                    raise ValueError(f"{key}.channels: channel {bad[0]} does not exist on "
+                                     f"'{cmap.instrument}' (0..{inst.channels - 1})")
+                if len(set(cmap.channels)) != len(cmap.channels):
+                    raise ValueError(f"{key}.channels: a channel is listed twice")
+            heater = self.instruments[layer.heaters.instrument]
+            if layer.v_max > heater.limits.v_max:
+                raise ValueError(f"layers.{lname}.v_max: {layer.v_max} V exceeds "
+                                 f"instruments.{layer.heaters.instrument}.limits.v_max ({heater.limits.v_max} V)")
+            mod = self.instruments[layer.inputs.instrument]
+            if layer.modulator_vpi > mod.limits.v_max:
+                raise ValueError(f"layers.{lname}.modulator_vpi: {layer.modulator_vpi} V exceeds "
+                                 f"instruments.{layer.inputs.instrument}.limits.v_max")
+        return self
+
+    def resolve(self, relative: str) -> Path:
+        """A path from the file, relative to the file's folder."""
+        p = Path(relative)
+        if p.is_absolute() or self.source is None:
+            return p
+        return self.source.parent / p
+
+
+def _format_error(exc: ValidationError, source: str) -> str:
+    lines = [f"{source}: invalid configuration"]
+    for err in exc.errors():
+        loc = ".".join(str(x) for x in err["loc"] if not str(x).startswith(("function-after", "tagged")))
+        msg = err["msg"].removeprefix("Value error, ")
+        lines.append(f"  {loc or '(top level)'}: {msg}")
+    return "\n".join(lines)
+
+
+def parse_config(data, source: str = "instruments.yaml") -> StationConfig:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping with 'instruments' and 'layers', got {type(data).__name__}")
+    try:
+        return StationConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_error(exc, source)) from None
+
+
+def load_config(path: str | Path) -> StationConfig:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"{path}: malformed YAML{where}: {getattr(exc, 'problem', exc)}") from None
+    cfg = parse_config(data, str(path))
+    cfg.source = path.resolve()
+    return cfg

@@ -1,0 +1,142 @@
+"""The physical layer: a torch module whose forward runs on the instruments and whose backward runs
+through the digital twin (physics-aware training, Wright et al. 2022).
+
+``y = f_hardware(x, u)`` in the forward pass; ``dL/du = (d f_twin / du)^T dL/dy`` in the backward pass,
+with the twin evaluated at the same ``x`` and ``u``. With ``use_hardware = False`` the layer is the twin
+alone (offline training, in silico).
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from labsat.twins.mzi import MZIMeshTwin
+
+
+def twin_for(cfg, heater_resistance_ohm: float) -> MZIMeshTwin:
+    """The nominal (uncalibrated) twin of a mesh layer, from its datasheet values."""
+    eta = 2 * np.pi * heater_resistance_ohm / cfg.v2pi**2  # rad/W
+    return MZIMeshTwin(cfg.modes, phase_per_u=eta * cfg.v_max**2 / heater_resistance_ohm)
+
+
+class MeshHardware:
+    """A mesh on the bench: controls -> heater voltages, inputs -> modulator voltages, detectors -> powers.
+
+    Counts every hardware forward (``batches``) and every sample sent through the chip (``samples``).
+    """
+
+    def __init__(self, cfg, heaters, modulator, daq, max_batch: int = 1024):
+        self.cfg, self.heaters, self.modulator, self.daq = cfg, heaters, modulator, daq
+        self.modes = cfg.modes
+        self.heater_channels = np.asarray(cfg.heaters.channels)
+        self.input_channels = np.asarray(cfg.inputs.channels)
+        self.output_channels = np.asarray(cfg.outputs.channels)
+        self.power_per_port = cfg.laser_power_w / cfg.modes
+        self.max_batch = max_batch
+        self.batches = 0
+        self.samples = 0
+        self.heater_updates = 0
+        self._last_u: np.ndarray | None = None
+
+    @property
+    def n_controls(self) -> int:
+        return len(self.heater_channels)
+
+    def control_voltages(self, u: np.ndarray) -> np.ndarray:
+        return self.cfg.v_max * np.sqrt(np.clip(u, 0.0, 1.0))
+
+    def set_controls(self, u: np.ndarray) -> None:
+        u = np.asarray(u, dtype=float)
+        if self._last_u is not None and np.array_equal(u, self._last_u):
+            return
+        self.heaters.set_voltages(self.control_voltages(u), self.heater_channels)
+        self._last_u = u.copy()
+        self.heater_updates += 1
+
+    def run(self, amplitudes: np.ndarray) -> np.ndarray:
+        """Normalised output powers (B, N) for input amplitudes (B, N) in [0, 1]."""
+        x = np.clip(np.atleast_2d(np.asarray(amplitudes, dtype=float)), 0.0, 1.0)
+        out = []
+        for start in range(0, len(x), self.max_batch):
+            chunk = x[start:start + self.max_batch]
+            volts = np.zeros((len(chunk), self.modulator.channels))
+            volts[:, self.input_channels] = 2 * self.cfg.modulator_vpi / np.pi * np.arcsin(chunk)
+            self.modulator.load_sequence(volts)
+            self.daq.arm(len(chunk))
+            self.modulator.play()
+            p = self.daq.fetch(len(chunk))[:, self.output_channels]
+            out.append(p / self.power_per_port)
+            self.batches += 1
+            self.samples += len(chunk)
+        return np.concatenate(out)
+
+    def forward(self, amplitudes: np.ndarray, u: np.ndarray) -> np.ndarray:
+        self.set_controls(u)
+        return self.run(amplitudes)
+
+    def forget_controls(self) -> None:
+        """Make the next :meth:`set_controls` write, e.g. after the heaters were zeroed."""
+        self._last_u = None
+
+
+class _HardwareForwardTwinBackward(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, u, twin, hardware):
+        ctx.save_for_backward(x, u)
+        ctx.twin = twin
+        y = hardware.forward(x.detach().cpu().numpy(), u.detach().cpu().numpy())
+        return torch.as_tensor(y, dtype=torch.float64)
+
+    @staticmethod
+    def backward(ctx, grad_y):
+        x, u = ctx.saved_tensors
+        with torch.enable_grad():
+            xx = x.detach().requires_grad_(ctx.needs_input_grad[0])
+            uu = u.detach().requires_grad_(True)
+            y = ctx.twin(xx, uu)
+            inputs = [xx, uu] if ctx.needs_input_grad[0] else [uu]
+            grads = torch.autograd.grad(y, inputs, grad_y)
+        gx = grads[0] if ctx.needs_input_grad[0] else None
+        return gx, grads[-1], None, None
+
+
+class PhysicalLayer(nn.Module):
+    """Trainable controls ``u`` (normalised heater powers in [0, 1]) of one physical mesh."""
+
+    def __init__(self, twin: MZIMeshTwin, hardware: MeshHardware | None = None, seed: int = 0):
+        super().__init__()
+        self.twin = twin
+        self.hardware = hardware
+        self.use_hardware = False
+        g = torch.Generator().manual_seed(seed)
+        self.u = nn.Parameter(0.1 + 0.7 * torch.rand(twin.layout.n_heaters, generator=g, dtype=torch.float64))
+
+    def controls(self) -> torch.Tensor:
+        return self.u.clamp(0.0, 1.0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        u = self.controls()
+        if self.use_hardware:
+            if self.hardware is None:
+                raise RuntimeError("this physical layer has no hardware attached (offline only)")
+            return _HardwareForwardTwinBackward.apply(x, u, self.twin, self.hardware)
+        return self.twin(x, u)
+
+    @torch.no_grad()
+    def project_(self) -> None:
+        """Keep the controls inside the instrument's range after an optimizer step."""
+        self.u.clamp_(0.0, 1.0)
+
+
+class MeshClassifier(nn.Module):
+    """Inputs -> physical mesh -> detected powers -> digital linear readout (a hybrid PNN)."""
+
+    def __init__(self, physical: PhysicalLayer, n_classes: int, seed: int = 0):
+        super().__init__()
+        torch.manual_seed(seed)
+        self.physical = physical
+        self.readout = nn.Linear(physical.twin.modes, n_classes, dtype=torch.float64)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.readout(self.physical(x))

@@ -1,0 +1,75 @@
+"""Sharpness-Aware Minimization (Foret et al. 2021) and its adaptive form ASAM (Kwon et al. 2021).
+
+A wrapper around any torch optimizer. Per step:
+
+1. ``g = grad L(w)``; ``e = rho * g / ||g||`` (SAM) or ``e = rho * T^2 g / ||T g||`` with
+   ``T = |w| + eta`` (ASAM); ``w <- w + e``  (:meth:`first_step`)
+2. ``g_sam = grad L(w + e)``; ``w <- w - e``; base optimizer step with ``g_sam``  (:meth:`second_step`)
+
+The norm is global over all parameters. Two gradient evaluations per step.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+
+class SAM(torch.optim.Optimizer):
+    def __init__(self, params, base_optimizer: Callable[..., torch.optim.Optimizer], rho: float = 0.05,
+                 adaptive: bool = False, eta: float = 0.0, **base_kwargs):
+        if rho < 0:
+            raise ValueError(f"rho must be non-negative, got {rho}")
+        defaults = dict(rho=rho, adaptive=adaptive, eta=eta, **base_kwargs)
+        super().__init__(params, defaults)
+        self.base_optimizer = base_optimizer(self.param_groups, **base_kwargs)
+        self.param_groups = self.base_optimizer.param_groups
+        self.defaults.update(self.base_optimizer.defaults)
+
+    def _scale(self, p: torch.Tensor, group: dict) -> torch.Tensor:
+        return (p.abs() + group["eta"]) if group["adaptive"] else torch.ones_like(p)
+
+    def _grad_norm(self) -> torch.Tensor:
+        norms = [(self._scale(p, g) * p.grad).norm(p=2)
+                 for g in self.param_groups for p in g["params"] if p.grad is not None]
+        if not norms:
+            return torch.tensor(0.0)
+        return torch.stack(norms).norm(p=2)
+
+    @torch.no_grad()
+    def first_step(self, zero_grad: bool = False) -> None:
+        """Move to the worst case within radius rho, remembering where we were."""
+        norm = self._grad_norm()
+        for group in self.param_groups:
+            factor = group["rho"] / (norm + 1e-12)
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                e = self._scale(p, group) ** 2 * p.grad * factor
+                p.add_(e)
+                self.state[p]["e"] = e
+        if zero_grad:
+            self.zero_grad()
+
+    @torch.no_grad()
+    def second_step(self, zero_grad: bool = False) -> None:
+        """Return to the original weights and step with the gradient taken at the perturbed ones."""
+        for group in self.param_groups:
+            for p in group["params"]:
+                e = self.state[p].pop("e", None)
+                if e is not None:
+                    p.sub_(e)
+        self.base_optimizer.step()
+        if zero_grad:
+            self.zero_grad()
+
+    def step(self, closure=None):
+        """Full SAM step; ``closure`` must zero nothing, compute the loss and call ``backward()``."""
+        if closure is None:
+            raise ValueError("SAM needs a closure that recomputes the loss and its gradient")
+        closure = torch.enable_grad()(closure)
+        loss = closure()
+        self.first_step(zero_grad=True)
+        closure()
+        self.second_step()
+        return loss

@@ -1,0 +1,171 @@
+"""instruments.yaml -> connected instruments, with the virtual lab started when the backend is ``sim``.
+
+A :class:`Station` is a context manager. Leaving it, normally, on any exception, on Ctrl-C (SIGINT)
+or SIGTERM, or at interpreter exit, puts every output it opened into its safe state (heaters ramped
+to 0 V, modulator off) before closing the connections.
+"""
+from __future__ import annotations
+
+import atexit
+import logging
+import signal
+import threading
+import weakref
+from pathlib import Path
+
+from labsat.config import DAQConfig, HeaterDACConfig, ModulatorConfig, StationConfig, load_config
+from labsat.drivers.base import open_adapter
+from labsat.drivers.daq import PhotodetectorDAQ
+from labsat.drivers.heater_dac import HeaterDAC
+from labsat.drivers.modulator import ModulatorDAC
+
+log = logging.getLogger(__name__)
+
+_open_stations: "weakref.WeakSet[Station]" = weakref.WeakSet()
+
+
+@atexit.register
+def _close_all() -> None:
+    for station in list(_open_stations):
+        station.close()
+
+
+def _sigterm(signum, frame):
+    raise SystemExit(128 + signum)  # unwinds through every `with Station` / finally
+
+
+class Station:
+    def __init__(self, config: StationConfig | str | Path, chip_seed: int | None = None):
+        self.config = load_config(config) if isinstance(config, (str, Path)) else config
+        if chip_seed is not None:
+            self.config = self.config.model_copy(deep=True)
+            self.config.station.sim.chip_seed = chip_seed
+        self.lab = None  # the virtual lab, when simulated (tests and experiments may touch it)
+        self.instruments: dict[str, object] = {}
+        self.addresses: dict[str, str] = {}
+        self._closed = True
+
+    @property
+    def simulated(self) -> bool:
+        return self.config.station.backend == "sim"
+
+    def device_id(self, layer: str = "mesh") -> str:
+        cfg = self.config.layers[layer]
+        if cfg.device:
+            return cfg.device
+        if self.simulated:
+            return f"vchip-{self.config.station.sim.chip_seed}"
+        raise ValueError(f"layers.{layer}.device: name the chip so its calibrations can be filed")
+
+    # --- connection ---
+    def _start_virtual_lab(self) -> None:
+        from labsat.drivers.sim.chip import ChipSpec
+        from labsat.drivers.sim.servers import VirtualLab
+
+        sim = self.config.station.sim
+        layer = next(iter(self.config.layers.values()))
+        heater = self.config.instruments[layer.heaters.instrument]
+        overrides = {k: v for k, v in sim.model_dump().items() if k != "chip_seed" and v is not None}
+        spec = ChipSpec(modes=layer.modes, heater_resistance_ohm=heater.limits.resistance_ohm,
+                        v2pi=layer.v2pi, modulator_vpi=layer.modulator_vpi,
+                        laser_power_w=layer.laser_power_w, **overrides)
+        self.lab = VirtualLab(seed=sim.chip_seed, spec=spec)
+
+    def connect(self) -> "Station":
+        if not self._closed:
+            return self
+        self._closed = False
+        _open_stations.add(self)
+        try:
+            if self.simulated:
+                self._start_virtual_lab()
+            for name, cfg in self.config.instruments.items():
+                address = cfg.address
+                if address == "auto":
+                    if not self.simulated:
+                        raise ValueError(f"instruments.{name}.address: 'auto' only works with backend: sim")
+                    address = self.lab.serve(name, cfg.kind, cfg.channels)
+                self.addresses[name] = address
+                self.instruments[name] = self._open(name, cfg, address)
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def _open(self, name: str, cfg, address: str):
+        adapter = open_adapter(address, timeout_s=cfg.timeout_s)
+        if isinstance(cfg, HeaterDACConfig):
+            lim = cfg.limits
+            return HeaterDAC(adapter, name=name, channels=cfg.channels, v_max=lim.v_max,
+                             i_max_ma=lim.i_max_ma, resistance_ohm=lim.resistance_ohm,
+                             power_max_w=None if lim.power_max_mw is None else lim.power_max_mw / 1e3,
+                             total_power_max_w=lim.total_power_max_w, max_step_v=cfg.ramp.max_step_v,
+                             step_delay_s=cfg.ramp.step_delay_s)
+        if isinstance(cfg, ModulatorConfig):
+            dac = ModulatorDAC(adapter, name=name, channels=cfg.channels, v_max=cfg.limits.v_max)
+            dac.output(True)
+            return dac
+        if isinstance(cfg, DAQConfig):
+            daq = PhotodetectorDAQ(adapter, name=name, channels=cfg.channels)
+            daq.power_range_w = cfg.range_w
+            return daq
+        raise TypeError(f"no driver for {type(cfg).__name__}")  # pragma: no cover
+
+    def identities(self) -> dict[str, str]:
+        return {name: inst.identity for name, inst in self.instruments.items()}
+
+    # --- safe shutdown ---
+    def safe_state(self) -> list[str]:
+        """Put every output in its safe state; return the problems (empty when all went well)."""
+        problems = []
+        for name, inst in self.instruments.items():
+            try:
+                inst.shutdown()
+            except Exception as exc:
+                problems.append(f"{name}: {exc}")
+                log.critical("station: %s did not reach its safe state: %s", name, exc)
+        return problems
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self.safe_state()
+        finally:
+            for inst in self.instruments.values():
+                try:
+                    inst.adapter.close()
+                except Exception:
+                    pass
+            self.instruments.clear()
+            if self.lab is not None:
+                self.lab.close()
+            _open_stations.discard(self)
+
+    def __enter__(self) -> "Station":
+        if threading.current_thread() is threading.main_thread():
+            try:
+                self._old_sigterm = signal.signal(signal.SIGTERM, _sigterm)
+            except ValueError:
+                self._old_sigterm = None
+        return self.connect()
+
+    def __exit__(self, *exc) -> None:
+        try:
+            self.close()
+        finally:
+            if getattr(self, "_old_sigterm", None) is not None:
+                signal.signal(signal.SIGTERM, self._old_sigterm)
+                self._old_sigterm = None
+
+    # --- physical layers ---
+    def mesh(self, layer: str = "mesh"):
+        from labsat.physical import MeshHardware
+
+        if layer not in self.config.layers:
+            raise KeyError(f"layers.{layer}: no such layer in the station (have: {', '.join(self.config.layers)})")
+        cfg = self.config.layers[layer]
+        return MeshHardware(cfg, heaters=self.instruments[cfg.heaters.instrument],
+                            modulator=self.instruments[cfg.inputs.instrument],
+                            daq=self.instruments[cfg.outputs.instrument])

@@ -1,0 +1,173 @@
+"""Training and evaluation loops: offline on the twin, online (physics-aware) on the hardware."""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+
+from labsat.data import Dataset, Encoder
+from labsat.physical import MeshClassifier, PhysicalLayer, twin_for
+from labsat.sat import SAM
+
+OPTIMIZERS = ("sgd", "adam", "sam", "asam")
+
+
+@dataclass
+class TrainConfig:
+    mode: str = "offline"  # offline (twin) | online (hardware forward, twin backward)
+    optimizer: str = "adam"  # sgd | adam | sam | asam
+    base: str = "adam"  # base optimizer of sam/asam
+    rho: float = 0.05
+    lr: float = 0.03
+    epochs: int = 20
+    batch_size: int = 64
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.mode not in ("offline", "online"):
+            raise ValueError(f"mode must be 'offline' or 'online', got {self.mode!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
+        if self.base not in ("sgd", "adam"):
+            raise ValueError(f"base must be 'sgd' or 'adam', got {self.base!r}")
+        if self.epochs < 0 or self.batch_size < 1 or self.lr <= 0 or self.rho < 0:
+            raise ValueError("epochs >= 0, batch_size >= 1, lr > 0 and rho >= 0 are required")
+
+    @property
+    def sharpness_aware(self) -> bool:
+        return self.optimizer in ("sam", "asam")
+
+
+@dataclass
+class EpochRecord:
+    epoch: int
+    loss: float
+    train_accuracy: float
+    seconds: float
+    hardware_batches: int = 0
+    test_accuracy: float | None = None
+
+
+@dataclass
+class History:
+    config: TrainConfig
+    epochs: list[EpochRecord] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return {"config": asdict(self.config), "epochs": [asdict(e) for e in self.epochs]}
+
+
+def _base(name: str):
+    return {"sgd": lambda params, lr: torch.optim.SGD(params, lr=lr, momentum=0.9),
+            "adam": lambda params, lr: torch.optim.Adam(params, lr=lr)}[name]
+
+
+def make_optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:
+    if cfg.sharpness_aware:
+        base_cls = torch.optim.SGD if cfg.base == "sgd" else torch.optim.Adam
+        extra = {"momentum": 0.9} if cfg.base == "sgd" else {}
+        return SAM(params, base_cls, rho=cfg.rho, adaptive=cfg.optimizer == "asam", lr=cfg.lr, **extra)
+    return _base(cfg.optimizer)(params, cfg.lr)
+
+
+def build_model(layer_cfg, heater_resistance_ohm: float, n_classes: int, seed: int = 0,
+                twin_state: dict | None = None, hardware=None) -> MeshClassifier:
+    twin = twin_for(layer_cfg, heater_resistance_ohm)
+    if twin_state is not None:
+        twin.load_fitted_state(twin_state)
+    return MeshClassifier(PhysicalLayer(twin, hardware, seed=seed), n_classes, seed=seed)
+
+
+def train(model: MeshClassifier, data: Dataset, cfg: TrainConfig,
+          on_step: Callable[[int, int], None] | None = None,
+          on_epoch: Callable[[EpochRecord], None] | None = None,
+          evaluate_each_epoch: bool = False) -> History:
+    """Train ``model`` in place. ``on_step(step, steps_per_epoch)`` reports progress within an epoch."""
+    physical = model.physical
+    physical.use_hardware = cfg.mode == "online"
+    loss_fn = nn.CrossEntropyLoss()
+    opt = make_optimizer(model.parameters(), cfg)
+    history = History(cfg)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    n = len(data.x_train)
+    steps = (n + cfg.batch_size - 1) // cfg.batch_size
+    hw = physical.hardware
+    for epoch in range(1, cfg.epochs + 1):
+        t0 = time.perf_counter()
+        hw_before = hw.batches if hw is not None else 0
+        model.train()
+        order = torch.randperm(n, generator=gen)
+        total_loss, correct = 0.0, 0
+        for step in range(steps):
+            idx = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]
+            xb, yb = data.x_train[idx], data.y_train[idx]
+
+            def closure():
+                opt.zero_grad()
+                out = model(xb)
+                loss = loss_fn(out, yb)
+                loss.backward()
+                closure.out = out
+                return loss
+
+            if cfg.sharpness_aware:
+                loss = opt.step(closure)
+            else:
+                loss = closure()
+                opt.step()
+            physical.project_()
+            total_loss += float(loss) * len(idx)
+            correct += int((closure.out.argmax(1) == yb).sum())
+            if on_step:
+                on_step(step + 1, steps)
+        record = EpochRecord(epoch, total_loss / n, correct / n, time.perf_counter() - t0,
+                             (hw.batches - hw_before) if hw is not None else 0)
+        if evaluate_each_epoch:
+            record.test_accuracy = accuracy(model, data.x_test, data.y_test, on_hardware=physical.use_hardware)
+        history.epochs.append(record)
+        if on_epoch:
+            on_epoch(record)
+    return history
+
+
+@torch.no_grad()
+def accuracy(model: MeshClassifier, x: torch.Tensor, y: torch.Tensor, on_hardware: bool,
+             batch_size: int = 512) -> float:
+    physical = model.physical
+    previous = physical.use_hardware
+    physical.use_hardware = on_hardware
+    model.eval()
+    try:
+        correct = 0
+        for start in range(0, len(x), batch_size):
+            out = model(x[start:start + batch_size])
+            correct += int((out.argmax(1) == y[start:start + batch_size]).sum())
+        return correct / len(x)
+    finally:
+        physical.use_hardware = previous
+
+
+# --- saved models ---
+def save_model(path: str | Path, model: MeshClassifier, encoder: Encoder, meta: dict) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v for k, v in model.state_dict().items() if not k.startswith("physical.twin.")}
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save({"format": "labsat-model", "version": 1, "state_dict": state,
+                "encoder": encoder.state(), "meta": meta}, tmp)
+    tmp.replace(path)
+    return path
+
+
+def load_model_file(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such model file; train one with `labsat train`")
+    blob = torch.load(path, map_location="cpu", weights_only=False)
+    if not isinstance(blob, dict) or blob.get("format") != "labsat-model":
+        raise ValueError(f"{path}: not a labsat model file")
+    return blob

@@ -1,0 +1,85 @@
+"""Differentiable digital twin of an MZI mesh with fittable imperfections (torch).
+
+Controls are normalised heater powers ``u`` in [0, 1] (heater voltage ``v_max * sqrt(u)``), so the phase
+is linear in the control: ``phase = offset + phase_per_u * eff * (C u)``. The fittable imperfections
+are per-heater phase offsets and efficiencies, thermal crosstalk between physical neighbours,
+coupler splitting-angle errors and per-port output gains. A fresh twin is the *nominal* chip.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from .layout import MeshLayout
+
+FIT_PARAMETERS = ("offset", "log_eff", "crosstalk", "coupler_error", "log_gain")
+
+
+class MZIMeshTwin(nn.Module):
+    def __init__(self, modes: int, phase_per_u: float):
+        """``phase_per_u``: nominal phase (rad) at ``u = 1``, i.e. ``eta_nominal * v_max^2 / R``."""
+        super().__init__()
+        self.layout = MeshLayout(modes)
+        self.modes = modes
+        self.phase_per_u = float(phase_per_u)
+        h, m = self.layout.n_heaters, self.layout.n_mzi
+        self.offset = nn.Parameter(torch.zeros(h, dtype=torch.float64))
+        self.log_eff = nn.Parameter(torch.zeros(h, dtype=torch.float64))
+        self.crosstalk = nn.Parameter(torch.zeros(h - 1, dtype=torch.float64))
+        self.coupler_error = nn.Parameter(torch.zeros(m, 2, dtype=torch.float64))
+        self.log_gain = nn.Parameter(torch.zeros(modes, dtype=torch.float64))
+        self._cols = [torch.as_tensor(t) for t in self.layout.columns]
+        self._slices = self.layout.column_slices
+        # The twin's own parameters are fitted by calibration, not by training.
+        self.requires_grad_(False)
+
+    def heater_phases(self, u: torch.Tensor) -> torch.Tensor:
+        """Phases (..., H) for controls (..., H), with nearest-neighbour thermal crosstalk."""
+        u = u.to(torch.float64)
+        zero = u.new_zeros(u.shape[:-1] + (1,))
+        heat = u + torch.cat([self.crosstalk * u[..., 1:], zero], -1) \
+                 + torch.cat([zero, self.crosstalk * u[..., :-1]], -1)
+        return self.offset + self.phase_per_u * torch.exp(self.log_eff) * heat
+
+    def forward(self, amplitudes: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        """Normalised output powers for input amplitudes in [0, 1] and controls u.
+
+        Shapes: amplitudes (B, N) with u (H,), or amplitudes (K, B, N) with u (K, H) for K control
+        settings at once. Normalised so that one input port at amplitude 1 carries power 1.
+        """
+        phases = self.heater_phases(u).unsqueeze(-2)  # broadcast over the batch of inputs
+        theta, phi = phases[..., 0::2], phases[..., 1::2]
+        split = math.pi / 4 + self.coupler_error
+        c, s = torch.cos(split), torch.sin(split)
+        re = amplitudes.to(torch.float64)
+        state = torch.complex(re, torch.zeros_like(re))
+        for tops, sl in zip(self._cols, self._slices):
+            if len(tops) == 0:
+                continue
+            a, b = state[..., tops], state[..., tops + 1]
+            a = a * torch.exp(1j * phi[..., sl])
+            a, b = c[sl, 0] * a + 1j * s[sl, 0] * b, 1j * s[sl, 0] * a + c[sl, 0] * b
+            a = a * torch.exp(1j * theta[..., sl])
+            a, b = c[sl, 1] * a + 1j * s[sl, 1] * b, 1j * s[sl, 1] * a + c[sl, 1] * b
+            state = state.clone()
+            state[..., tops] = a
+            state[..., tops + 1] = b
+        return torch.exp(self.log_gain) * state.abs() ** 2
+
+    # --- persistence of the fitted imperfections ---
+    def fitted_state(self) -> dict[str, list]:
+        return {k: getattr(self, k).detach().cpu().tolist() for k in FIT_PARAMETERS}
+
+    def load_fitted_state(self, state: dict[str, list]) -> None:
+        for k in FIT_PARAMETERS:
+            if k not in state:
+                raise KeyError(f"calibration is missing twin parameter '{k}'")
+            value = torch.as_tensor(state[k], dtype=torch.float64)
+            target = getattr(self, k)
+            if value.shape != target.shape:
+                raise ValueError(f"twin parameter '{k}' has shape {tuple(value.shape)}, "
+                                 f"expected {tuple(target.shape)} for a {self.modes}-mode mesh")
+            with torch.no_grad():
+                target.copy_(value)
