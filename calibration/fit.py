@@ -54,8 +54,8 @@ def fit_twin(twin: MZIMeshTwin, data: Measurements, adam_steps: int = 300, lbfgs
                 loss.backward()
                 return loss
 
-            history.append(float(lbfgs.step(closure)))
-            history.append(float(closure()))
+            lbfgs.step(closure)
+            history.append(closure().item())
             if progress:
                 progress(total, total, history[-1])
     finally:

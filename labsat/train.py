@@ -111,7 +111,8 @@ def train(model: MeshClassifier, data: Dataset, cfg: TrainConfig,
                 out = model(xb)
                 loss = loss_fn(out, yb)
                 loss.backward()
-                closure.out = out
+                if not hasattr(closure, "out"):  # SAM calls twice: keep the unperturbed outputs
+                    closure.out = out.detach()
                 return loss
 
             if cfg.sharpness_aware:
@@ -120,7 +121,7 @@ def train(model: MeshClassifier, data: Dataset, cfg: TrainConfig,
                 loss = closure()
                 opt.step()
             physical.project_()
-            total_loss += float(loss) * len(idx)
+            total_loss += loss.item() * len(idx)
             correct += int((closure.out.argmax(1) == yb).sum())
             if on_step:
                 on_step(step + 1, steps)

@@ -1,0 +1,281 @@
+"""labsat command line: calibrate, train, evaluate, demo."""
+from __future__ import annotations
+
+import contextlib
+import importlib
+import datetime as _dt
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Hardware-in-the-loop sharpness-aware training of physical neural networks.")
+console = Console()
+
+StationOpt = typer.Option(Path("instruments.yaml"), "--station", "-s", help="station description (instruments.yaml)")
+SeedOpt = typer.Option(None, "--chip-seed", help="simulated backend: which virtual chip (overrides the file)")
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=console, transient=False)
+
+
+@contextlib.contextmanager
+def _user_errors():
+    """Turn the errors a user can fix into one clear line and exit code 2 (outputs are already safe)."""
+    from labsat.calibration import CalibrationError
+    from labsat.config import ConfigError
+    from labsat.drivers.base import InstrumentError, LimitError
+
+    try:
+        yield
+    except (ConfigError, CalibrationError, LimitError, InstrumentError, FileNotFoundError, ValueError, KeyError) as exc:
+        console.print(f"[bold red]error:[/] {exc}")
+        raise typer.Exit(2)
+    except KeyboardInterrupt:
+        console.print("[bold yellow]interrupted[/]: every output was put in its safe state")
+        raise typer.Exit(130)
+
+
+def _heater_resistance(station) -> float:
+    layer = station.config.layers["mesh"]
+    return station.config.instruments[layer.heaters.instrument].limits.resistance_ohm
+
+
+def run_calibration(station, settings: int, inputs: int, holdout: float, seed: int = 0) -> tuple[Path, dict]:
+    from labsat.calibration import fit_twin, measure, residual_summary, save_calibration
+    from labsat.physical import twin_for
+
+    hw = station.mesh()
+    layer = station.config.layers["mesh"]
+    with _progress() as progress:
+        task = progress.add_task("measuring", total=settings, info="")
+        data = measure(hw, settings, inputs, seed=seed,
+                       progress=lambda k, n: progress.update(task, completed=k))
+        train_set, held = data.split(holdout, seed=seed)
+        twin = twin_for(layer, _heater_resistance(station))
+        nominal = residual_summary(twin, held)
+        fit_task = progress.add_task("fitting twin", total=1, info="")
+
+        def report(i, total, loss):
+            progress.update(fit_task, total=total, completed=i, info=f"mse {loss:.2e}")
+
+        history = fit_twin(twin, train_set, progress=report)
+    fitted = residual_summary(twin, held)
+    meta = {"instruments": station.identities(), "station": station.config.station.name,
+            "backend": station.config.station.backend, "settings": settings, "inputs_per_setting": inputs,
+            "residuals": {"nominal_holdout": nominal, "fitted_holdout": fitted,
+                          "fitted_train": residual_summary(twin, train_set)},
+            "fit_final_mse": history[-1]}
+    directory = station.config.resolve(station.config.station.calibration_dir)
+    path = save_calibration(directory, station.device_id(), twin.fitted_state(), meta, data)
+    return path, meta
+
+
+@app.command()
+def calibrate(station: Path = StationOpt, chip_seed: Optional[int] = SeedOpt,
+              settings: int = typer.Option(64, help="random heater settings to measure"),
+              inputs: int = typer.Option(32, help="inputs measured per heater setting"),
+              holdout: float = typer.Option(0.2, help="fraction of settings held out to test the fit")):
+    """Measure the chip, fit its twin, save the calibration (and reload it to check)."""
+    from labsat.calibration import load_calibration
+    from labsat.station import Station
+
+    with _user_errors(), Station(station, chip_seed=chip_seed) as st:
+        path, meta = run_calibration(st, settings, inputs, holdout)
+        record = load_calibration(path)
+        table = Table(title=f"calibration of {record['device']}")
+        table.add_column("twin")
+        table.add_column("held-out RMSE (norm. power)", justify="right")
+        table.add_column("max |error|", justify="right")
+        for name, key in (("nominal (datasheet)", "nominal_holdout"), ("fitted", "fitted_holdout")):
+            r = meta["residuals"][key]
+            table.add_row(name, f"{r['rmse']:.4f}", f"{r['max_abs']:.4f}")
+        console.print(table)
+        console.print(f"saved [bold]{path}[/]")
+
+
+def _load_twin_state(st, calibration: Optional[Path], nominal: bool):
+    from labsat.calibration import latest_calibration, load_calibration
+
+    if nominal:
+        return None, "nominal"
+    directory = st.config.resolve(st.config.station.calibration_dir)
+    path = calibration or latest_calibration(directory, st.device_id())
+    record = load_calibration(path)
+    return record["twin"], str(path)
+
+
+def run_training(st, cfg, twin_state, calibration_name: str, out: Path, data=None, label: str = "") -> dict:
+    from labsat.data import load_digits
+    from labsat.train import build_model, save_model, train
+
+    layer = st.config.layers["mesh"]
+    data = data or load_digits(layer.modes, seed=0)
+    hw = st.mesh() if cfg.mode == "online" else None
+    model = build_model(layer, _heater_resistance(st), data.n_classes, seed=cfg.seed,
+                        twin_state=twin_state, hardware=hw)
+    with _progress() as progress:
+        task = progress.add_task(label or f"{cfg.mode} {cfg.optimizer}", total=cfg.epochs, info="")
+        step_info = {"step": ""}
+
+        def on_step(step, steps):
+            progress.update(task, info=f"step {step}/{steps}")
+
+        def on_epoch(rec):
+            progress.update(task, completed=rec.epoch,
+                            info=f"loss {rec.loss:.3f} acc {rec.train_accuracy:.3f}"
+                                 + (f" hw {rec.hardware_batches}" if rec.hardware_batches else ""))
+
+        history = train(model, data, cfg, on_step=on_step, on_epoch=on_epoch)
+        del step_info
+    meta = {"history": history.as_dict(), "device": st.device_id(), "calibration": calibration_name,
+            "layer": layer.model_dump(), "heater_resistance_ohm": _heater_resistance(st),
+            "n_classes": data.n_classes, "dataset": data.name,
+            "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(),
+            "hardware_batches": hw.batches if hw else 0}
+    save_model(out, model, data.encoder, meta)
+    return meta
+
+
+@app.command("train")
+def train_cmd(station: Path = StationOpt, chip_seed: Optional[int] = SeedOpt,
+              mode: str = typer.Option("offline", help="offline (on the twin) or online (on the hardware)"),
+              optimizer: str = typer.Option("sam", help="sgd | adam | sam | asam"),
+              base: str = typer.Option("adam", help="base optimizer of sam/asam: sgd | adam"),
+              rho: float = typer.Option(0.05, help="SAM neighbourhood radius (in control units)"),
+              lr: float = typer.Option(0.03), epochs: int = typer.Option(20),
+              batch_size: int = typer.Option(64), seed: int = typer.Option(0),
+              calibration: Optional[Path] = typer.Option(None, help="calibration file (default: latest for the chip)"),
+              nominal: bool = typer.Option(False, help="use the uncalibrated datasheet twin"),
+              out: Optional[Path] = typer.Option(None, help="model file (default: runs/<mode>-<optimizer>.pt)")):
+    """Train the mesh classifier offline on the twin or online on the hardware."""
+    from labsat.station import Station
+    from labsat.train import TrainConfig
+
+    with _user_errors():
+        cfg = TrainConfig(mode=mode, optimizer=optimizer, base=base, rho=rho, lr=lr, epochs=epochs,
+                          batch_size=batch_size, seed=seed)
+        with Station(station, chip_seed=chip_seed) as st:
+            twin_state, cal = _load_twin_state(st, calibration, nominal)
+            out = out or st.config.resolve(st.config.station.runs_dir) / f"{mode}-{optimizer}.pt"
+            meta = run_training(st, cfg, twin_state, cal, out)
+        last = meta["history"]["epochs"][-1] if meta["history"]["epochs"] else None
+        if last:
+            console.print(f"final train loss {last['loss']:.4f}, accuracy {last['train_accuracy']:.3f}")
+        console.print(f"saved [bold]{out}[/] (twin: {cal})")
+
+
+def evaluate_models(model_files: list[Path], stations: dict[str, object]) -> dict[str, dict[str, float]]:
+    """Accuracy of each model on each station's hardware: {model: {station label: accuracy}}."""
+    from labsat.data import Encoder, load_digits
+    from labsat.train import accuracy, build_model, load_model_file
+
+    results: dict[str, dict[str, float]] = {}
+    for path in model_files:
+        blob = load_model_file(path)
+        meta = blob["meta"]
+        results[str(path)] = {}
+        for label, st in stations.items():
+            layer = st.config.layers["mesh"]
+            data = load_digits(layer.modes, seed=0, encoder=Encoder.from_state(blob["encoder"]))
+            model = build_model(layer, meta["heater_resistance_ohm"], meta["n_classes"], hardware=st.mesh())
+            missing = model.load_state_dict(blob["state_dict"], strict=False)
+            if missing.unexpected_keys:
+                raise ValueError(f"{path}: unexpected parameters {missing.unexpected_keys}")
+            results[str(path)][label] = accuracy(model, data.x_test, data.y_test, on_hardware=True)
+    return results
+
+
+@app.command()
+def evaluate(models: list[Path] = typer.Argument(..., help="model files from `labsat train`"),
+             station: Path = StationOpt, chip_seed: Optional[int] = SeedOpt,
+             other_chip_seed: Optional[int] = typer.Option(2, help="simulated backend: a second chip to test transfer on"),
+             other_station: Optional[Path] = typer.Option(None, help="a second station file (another device)")):
+    """Test accuracy on the device the model was trained for and on another device."""
+    from labsat.station import Station
+
+    with _user_errors(), contextlib.ExitStack() as stack:
+        st_a = stack.enter_context(Station(station, chip_seed=chip_seed))
+        stations = {st_a.device_id(): st_a}
+        if other_station is not None:
+            st_b = stack.enter_context(Station(other_station))
+            stations[st_b.device_id()] = st_b
+        elif st_a.simulated and other_chip_seed is not None:
+            st_b = stack.enter_context(Station(station, chip_seed=other_chip_seed))
+            stations[st_b.device_id()] = st_b
+        results = evaluate_models(models, stations)
+        table = Table(title="test accuracy on hardware")
+        table.add_column("model")
+        for label in stations:
+            table.add_column(label, justify="right")
+        for name, row in results.items():
+            table.add_row(Path(name).stem, *(f"{100 * row[k]:.1f} %" for k in stations))
+        console.print(table)
+
+
+@app.command()
+def demo(station: Path = StationOpt,
+         chip_a: int = typer.Option(1, help="virtual chip the models are trained for"),
+         chip_b: int = typer.Option(2, help="a second virtual chip, other imperfections"),
+         offline_epochs: int = typer.Option(30), online_epochs: int = typer.Option(10),
+         rho: float = typer.Option(0.05), lr: float = typer.Option(0.03),
+         runs_dir: Optional[Path] = typer.Option(None, help="where models go (default: the station's runs_dir)")):
+    """The whole path on the virtual lab: calibrate chip A, train offline/online x plain/SAT, test on A and B."""
+    from labsat.config import load_config
+    from labsat.data import load_digits
+    from labsat.station import Station
+    from labsat.train import TrainConfig
+
+    with _user_errors():
+        cfg = load_config(station)
+        if cfg.station.backend != "sim":
+            raise ValueError("station.backend: the demo runs on the virtual lab (backend: sim)")
+        runs = runs_dir or cfg.resolve(cfg.station.runs_dir) / "demo"
+        plan = [("offline plain", "offline", "adam", offline_epochs), ("offline SAT", "offline", "sam", offline_epochs),
+                ("online plain", "online", "adam", online_epochs), ("online SAT", "online", "sam", online_epochs)]
+        files = {}
+        with Station(cfg, chip_seed=chip_a) as st:
+            console.rule(f"calibrating {st.device_id()}")
+            path, meta = run_calibration(st, settings=64, inputs=32, holdout=0.2)
+            r = meta["residuals"]
+            console.print(f"held-out RMSE: nominal twin {r['nominal_holdout']['rmse']:.4f}, "
+                          f"fitted twin {r['fitted_holdout']['rmse']:.4f}  ({path})")
+            twin_state, cal = _load_twin_state(st, path, False)
+            data = load_digits(cfg.layers["mesh"].modes, seed=0)
+            for label, mode, opt, epochs in plan:
+                console.rule(label)
+                tcfg = TrainConfig(mode=mode, optimizer=opt, rho=rho, lr=lr, epochs=epochs)
+                files[label] = runs / f"{label.replace(' ', '-')}.pt"
+                run_training(st, tcfg, twin_state, cal, files[label], data=data, label=label)
+        console.rule("evaluating on hardware")
+        with Station(cfg, chip_seed=chip_a) as st_a, Station(cfg, chip_seed=chip_b) as st_b:
+            labels = {f"chip A ({st_a.device_id()})": st_a, f"chip B ({st_b.device_id()})": st_b}
+            results = evaluate_models(list(files.values()), labels)
+        table = Table(title="test accuracy on the virtual chips (digits, 10 classes)")
+        table.add_column("training")
+        for label in labels:
+            table.add_column(label, justify="right")
+        for label, path in files.items():
+            row = results[str(path)]
+            table.add_row(label, *(f"{100 * row[k]:.1f} %" for k in labels))
+        console.print(table)
+
+
+# Feature modules add their own commands: each exposes ``register(app)``.
+for _name in ("labsat.experiments", "labsat.gui.app", "labsat.runs", "labsat.calibration.cli"):
+    try:
+        importlib.import_module(_name).register(app)
+    except ModuleNotFoundError as _exc:  # feature not built yet in this checkout
+        if _exc.name != _name:
+            raise
+
+
+def main() -> None:  # pragma: no cover
+    sys.exit(app())
