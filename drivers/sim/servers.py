@@ -235,11 +235,9 @@ class SimModulatorDAC:
             return None
         if head == "SOUR:LIST:POIN?":
             return str(len(self.sequence))
-        if head in ("OUTP ON", "OUTP 1"):
-            self.output_on = True
-            return None
-        if head in ("OUTP OFF", "OUTP 0"):
-            self.output_on = False
+        if head in ("OUTP ON", "OUTP 1", "OUTP OFF", "OUTP 0"):
+            self.output_on = head in ("OUTP ON", "OUTP 1")
+            self.chip.set_modulators(self._mesh_inputs(self.levels[None])[0])  # the relay drives the chip
             return None
         if head == "OUTP?":
             return "1" if self.output_on else "0"
