@@ -136,7 +136,8 @@ class HeaterDAC(Instrument):
         """Raise :class:`LimitError` naming the channel if any limit would be exceeded."""
         v = np.asarray(volts, dtype=float)
         if not np.all(np.isfinite(v)):
-            raise LimitError(f"{self.name}: voltage is not a finite number: {v[~np.isfinite(v)][0]}")
+            k = int(np.flatnonzero(~np.isfinite(v))[0])
+            raise LimitError(f"{self.name}: channel {channels[k]}: voltage is not a finite number: {v[k]}")
         for k, ch in enumerate(channels):
             if v[k] < 0 or v[k] > self.v_max[ch]:
                 raise LimitError(f"{self.name}: channel {ch}: {v[k]:.4g} V is outside [0, {self.v_max[ch]:.4g}] V")

@@ -50,10 +50,11 @@ class ModulatorDAC(ScpiErrorMixin, Instrument):
         if v.shape[-1] != self.channels:
             raise LimitError(f"{self.name}: expected {self.channels} channels, got {v.shape[-1]}")
         if not np.all(np.isfinite(v)):
-            raise LimitError(f"{self.name}: level is not a finite number")
+            ch = int(np.argwhere(~np.isfinite(v))[0][-1])
+            raise LimitError(f"{self.name}: channel {ch}: level is not a finite number")
         if np.any(v < 0) or np.any(v > self.v_max):
-            bad = v[(v < 0) | (v > self.v_max)].ravel()[0]
-            raise LimitError(f"{self.name}: {bad:.4g} V is outside [0, {self.v_max:.4g}] V")
+            where = tuple(np.argwhere((v < 0) | (v > self.v_max))[0])
+            raise LimitError(f"{self.name}: channel {where[-1]}: {v[where]:.4g} V is outside [0, {self.v_max:.4g}] V")
         return v
 
     def set_levels(self, volts) -> None:

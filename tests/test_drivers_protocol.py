@@ -192,13 +192,13 @@ def test_modulator_unconfirmed_init():
 
 def test_modulator_limits_refused_before_sending():
     with expected_protocol(ModulatorDAC, [], channels=2, v_max=2.0) as dac:
-        with pytest.raises(LimitError, match=r"2.5 V is outside \[0, 2\] V"):
+        with pytest.raises(LimitError, match=r"channel 1: 2.5 V is outside \[0, 2\] V"):
             dac.set_levels([0.0, 2.5])
-        with pytest.raises(LimitError, match="not a finite number"):
+        with pytest.raises(LimitError, match="channel 1: level is not a finite number"):
             dac.load_sequence(np.array([[0.0, np.nan]]))
         with pytest.raises(LimitError, match="expected 2 channels, got 3"):
             dac.load_sequence(np.zeros((1, 3)))
-        with pytest.raises(LimitError, match="outside"):
+        with pytest.raises(LimitError, match="channel 0: -0.1 V is outside"):
             dac.load_sequence(np.array([[0.0, 0.1], [-0.1, 0.0]]))
 
 
