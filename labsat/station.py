@@ -13,7 +13,7 @@ import threading
 import weakref
 from pathlib import Path
 
-from labsat.config import DAQConfig, HeaterDACConfig, ModulatorConfig, StationConfig, load_config
+from labsat.config import ConfigError, DAQConfig, HeaterDACConfig, ModulatorConfig, StationConfig, load_config
 from labsat.drivers.base import open_adapter
 from labsat.drivers.daq import PhotodetectorDAQ
 from labsat.drivers.heater_dac import HeaterDAC
@@ -83,7 +83,7 @@ class Station:
                 address = cfg.address
                 if address == "auto":
                     if not self.simulated:
-                        raise ValueError(f"instruments.{name}.address: 'auto' only works with backend: sim")
+                        raise ConfigError(f"instruments.{name}.address: 'auto' only works with backend: sim")
                     address = self.lab.serve(name, cfg.kind, cfg.channels)
                 self.addresses[name] = address
                 self.instruments[name] = self._open(name, cfg, address)
