@@ -84,12 +84,20 @@ def calibrate(station: Path = StationOpt, chip_seed: Optional[int] = SeedOpt,
               inputs: int = typer.Option(32, help="inputs measured per heater setting"),
               holdout: float = typer.Option(0.2, help="fraction of settings held out to test the fit")):
     """Measure the chip, fit its twin, save the calibration (and reload it to check)."""
+    from labsat import runs
     from labsat.calibration import load_calibration
     from labsat.station import Station
 
     with _user_errors(), Station(station, chip_seed=chip_seed) as st:
-        path, meta = run_calibration(st, settings, inputs, holdout)
-        record = load_calibration(path)
+        db = runs.RunDB.for_station(st.config)
+        run_id = runs.start_station_run(db, "calibrate", st, {"settings": settings, "inputs": inputs,
+                                                              "holdout": holdout, "chip_seed": chip_seed})
+        with runs.recording(db, run_id, note=console.print):
+            path, meta = run_calibration(st, settings, inputs, holdout)
+            record = load_calibration(path)
+            db.finish(run_id, "completed", calibration=str(path),
+                      result={"calibration": str(path), "residuals": meta["residuals"],
+                              "fit_final_mse": meta["fit_final_mse"]})
         table = Table(title=f"calibration of {record['device']}")
         table.add_column("twin")
         table.add_column("held-out RMSE (norm. power)", justify="right")
@@ -112,7 +120,10 @@ def _load_twin_state(st, calibration: Optional[Path], nominal: bool):
     return record["twin"], str(path)
 
 
-def run_training(st, cfg, twin_state, calibration_name: str, out: Path, data=None, label: str = "") -> dict:
+def run_training(st, cfg, twin_state, calibration_name: str, out: Path, data=None, label: str = "",
+                 recorder=None) -> dict:
+    """Train and save; ``recorder`` (a :class:`labsat.runs.TrainRecorder`) checkpoints every epoch into
+    the run database and, if the run has a checkpoint, continues from it."""
     from labsat.data import load_digits
     from labsat.train import build_model, save_model, train
 
@@ -121,8 +132,13 @@ def run_training(st, cfg, twin_state, calibration_name: str, out: Path, data=Non
     hw = st.mesh() if cfg.mode == "online" else None
     model = build_model(layer, _heater_resistance(st), data.n_classes, seed=cfg.seed,
                         twin_state=twin_state, hardware=hw)
+    resume = None
+    if recorder is not None:
+        recorder.attach(hw)
+        resume = recorder.resume_state()
     with _progress() as progress:
-        task = progress.add_task(label or f"{cfg.mode} {cfg.optimizer}", total=cfg.epochs, info="")
+        task = progress.add_task(label or f"{cfg.mode} {cfg.optimizer}", total=cfg.epochs, info="",
+                                 completed=0 if resume is None else resume["epoch"])
         step_info = {"step": ""}
 
         def on_step(step, steps):
@@ -133,13 +149,18 @@ def run_training(st, cfg, twin_state, calibration_name: str, out: Path, data=Non
                             info=f"loss {rec.loss:.3f} acc {rec.train_accuracy:.3f}"
                                  + (f" hw {rec.hardware_batches}" if rec.hardware_batches else ""))
 
-        history = train(model, data, cfg, on_step=on_step, on_epoch=on_epoch)
+        history = train(model, data, cfg, on_step=on_step, on_epoch=on_epoch, resume=resume,
+                        checkpoint=None if recorder is None else recorder.checkpoint)
         del step_info
+    if recorder is not None:
+        recorder.record_final_parameters(model, layer)
     meta = {"history": history.as_dict(), "device": st.device_id(), "calibration": calibration_name,
             "layer": layer.model_dump(), "heater_resistance_ohm": _heater_resistance(st),
             "n_classes": data.n_classes, "dataset": data.name,
             "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(),
             "hardware_batches": hw.batches if hw else 0}
+    if recorder is not None:
+        meta["run"] = recorder.run
     save_model(out, model, data.encoder, meta)
     return meta
 
@@ -154,18 +175,50 @@ def train_cmd(station: Path = StationOpt, chip_seed: Optional[int] = SeedOpt,
               batch_size: int = typer.Option(64), seed: int = typer.Option(0),
               calibration: Optional[Path] = typer.Option(None, help="calibration file (default: latest for the chip)"),
               nominal: bool = typer.Option(False, help="use the uncalibrated datasheet twin"),
-              out: Optional[Path] = typer.Option(None, help="model file (default: runs/<mode>-<optimizer>.pt)")):
-    """Train the mesh classifier offline on the twin or online on the hardware."""
+              out: Optional[Path] = typer.Option(None, help="model file (default: runs/<mode>-<optimizer>.pt)"),
+              resume: Optional[int] = typer.Option(None, "--resume", metavar="RUN",
+                                                   help="continue run RUN from its last checkpoint, with its own settings")):
+    """Train the mesh classifier offline on the twin or online on the hardware (recorded in the run database)."""
+    from dataclasses import asdict
+
+    from labsat import runs
+    from labsat.config import load_config
     from labsat.station import Station
     from labsat.train import TrainConfig
 
-    with _user_errors():
-        cfg = TrainConfig(mode=mode, optimizer=optimizer, base=base, rho=rho, lr=lr, epochs=epochs,
-                          batch_size=batch_size, seed=seed)
-        with Station(station, chip_seed=chip_seed) as st:
-            twin_state, cal = _load_twin_state(st, calibration, nominal)
-            out = out or st.config.resolve(st.config.station.runs_dir) / f"{mode}-{optimizer}.pt"
-            meta = run_training(st, cfg, twin_state, cal, out)
+    with _user_errors(), contextlib.ExitStack() as guard:
+        db = guard.enter_context(runs.RunDB.for_station(load_config(station)))
+        if resume is not None:  # the run's own settings; the command-line ones are ignored
+            stored = db.run(resume)["config"]
+            if "train" not in stored:
+                raise runs.RunError(f"run {resume} has no training settings to resume with")
+            cfg = TrainConfig(**stored["train"])
+            chip_seed, out = stored.get("chip_seed"), Path(stored["out"])
+            nominal = stored.get("calibration") == "nominal"
+            calibration = None if nominal else Path(stored["calibration"])
+            db.reopen(resume)
+            guard.enter_context(runs.recording(db, resume, note=console.print))
+            console.print(f"resuming run {resume} ({cfg.mode} {cfg.optimizer}, {cfg.epochs} epochs)")
+        else:
+            cfg = TrainConfig(mode=mode, optimizer=optimizer, base=base, rho=rho, lr=lr, epochs=epochs,
+                              batch_size=batch_size, seed=seed)
+        # unwinds in reverse: the station reaches its safe state before the run is marked failed
+        st = guard.enter_context(Station(station, chip_seed=chip_seed))
+        twin_state, cal = _load_twin_state(st, calibration, nominal)
+        runs_dir = st.config.resolve(st.config.station.runs_dir)
+        out = out or runs_dir / f"{cfg.mode}-{cfg.optimizer}.pt"
+        run_id = resume
+        if run_id is None:
+            run_id = runs.start_station_run(db, "train", st, {
+                "train": asdict(cfg), "chip_seed": chip_seed, "calibration": cal,
+                "out": str(Path(out).resolve())}, calibration=cal)
+            guard.enter_context(runs.recording(db, run_id, note=console.print))
+            console.print(f"run {run_id} in {db.path}")
+        recorder = runs.TrainRecorder(db, run_id, runs_dir / "checkpoints")
+        meta = run_training(st, cfg, twin_state, cal, out, recorder=recorder)
+        last = meta["history"]["epochs"][-1] if meta["history"]["epochs"] else {}
+        db.finish(run_id, "completed", result={"out": str(out), "final": last,
+                                               "hardware_batches": meta["hardware_batches"]})
         last = meta["history"]["epochs"][-1] if meta["history"]["epochs"] else None
         if last:
             console.print(f"final train loss {last['loss']:.4f}, accuracy {last['train_accuracy']:.3f}")

@@ -85,18 +85,25 @@ def build_model(layer_cfg, heater_resistance_ohm: float, n_classes: int, seed: i
 def train(model: MeshClassifier, data: Dataset, cfg: TrainConfig,
           on_step: Callable[[int, int], None] | None = None,
           on_epoch: Callable[[EpochRecord], None] | None = None,
-          evaluate_each_epoch: bool = False) -> History:
-    """Train ``model`` in place. ``on_step(step, steps_per_epoch)`` reports progress within an epoch."""
+          evaluate_each_epoch: bool = False, *, resume: dict | None = None,
+          checkpoint: Callable[[EpochRecord, dict], None] | None = None) -> History:
+    """Train ``model`` in place. ``on_step(step, steps_per_epoch)`` reports progress within an epoch.
+
+    ``checkpoint(record, state)``, if given, is called after every epoch (before ``on_epoch``) with the
+    whole training state (:func:`training_state`); ``resume=state`` continues after that state's epoch
+    up to ``cfg.epochs`` in total, with the model, optimizer and data-order RNG as they were.
+    """
     physical = model.physical
     physical.use_hardware = cfg.mode == "online"
     loss_fn = nn.CrossEntropyLoss()
     opt = make_optimizer(model.parameters(), cfg)
     history = History(cfg)
     gen = torch.Generator().manual_seed(cfg.seed)
+    start_epoch = 0 if resume is None else load_training_state(resume, model, opt, gen)
     n = len(data.x_train)
     steps = (n + cfg.batch_size - 1) // cfg.batch_size
     hw = physical.hardware
-    for epoch in range(1, cfg.epochs + 1):
+    for epoch in range(start_epoch + 1, cfg.epochs + 1):
         t0 = time.perf_counter()
         hw_before = hw.batches if hw is not None else 0
         model.train()
@@ -130,9 +137,43 @@ def train(model: MeshClassifier, data: Dataset, cfg: TrainConfig,
         if evaluate_each_epoch:
             record.test_accuracy = accuracy(model, data.x_test, data.y_test, on_hardware=physical.use_hardware)
         history.epochs.append(record)
+        if checkpoint:
+            checkpoint(record, training_state(epoch, model, opt, gen))
         if on_epoch:
             on_epoch(record)
     return history
+
+
+def _optimizer_chain(opt) -> list:
+    """The optimizer and the base optimizers it wraps (SAM-style ``base_optimizer``), outermost first."""
+    chain = [opt]
+    while getattr(chain[-1], "base_optimizer", None) is not None:
+        chain.append(chain[-1].base_optimizer)
+    return chain
+
+
+def training_state(epoch: int, model: nn.Module, opt: torch.optim.Optimizer, gen: torch.Generator) -> dict:
+    """Everything needed to continue training after ``epoch`` exactly as if never stopped."""
+    return {"epoch": epoch, "model": model.state_dict(),
+            "optimizers": [o.state_dict() for o in _optimizer_chain(opt)],
+            "data_rng": gen.get_state(), "torch_rng": torch.get_rng_state()}
+
+
+def load_training_state(state: dict, model: nn.Module, opt: torch.optim.Optimizer, gen: torch.Generator) -> int:
+    """Restore :func:`training_state` into ``model``, ``opt`` and ``gen``; return its epoch."""
+    model.load_state_dict(state["model"])
+    chain = _optimizer_chain(opt)
+    if len(chain) != len(state["optimizers"]):
+        raise ValueError("checkpoint: its optimizer does not match this run's optimizer")
+    shared = [len(chain) > 1 and o.param_groups is o.base_optimizer.param_groups for o in chain[:-1]]
+    for o, s in zip(chain, state["optimizers"]):
+        o.load_state_dict(s)
+    for o, share in zip(chain[:-1], shared):  # a wrapper steps its base's groups: keep them one object
+        if share:
+            o.param_groups = o.base_optimizer.param_groups
+    gen.set_state(state["data_rng"])
+    torch.set_rng_state(state["torch_rng"])
+    return int(state["epoch"])
 
 
 @torch.no_grad()
