@@ -73,7 +73,53 @@ class DAQConfig(_Strict):
     range_w: float = Field(1e-3, gt=0)
 
 
-InstrumentConfig = Union[HeaterDACConfig, ModulatorConfig, DAQConfig]
+class SMULimits(_Strict):
+    v_max: float = Field(gt=0, le=210, description="highest source voltage (V)")
+    v_min: float = Field(0.0, ge=-210, description="lowest source voltage (V)")
+    i_max_ma: float = Field(gt=0, le=1050, description="current compliance, set in the instrument (mA)")
+    resistance_ohm: float | None = Field(None, gt=0, description="heater resistance, for current and power limits")
+    power_max_mw: float | None = Field(None, gt=0)
+
+
+class SMUConfig(_Strict):
+    """A Keithley 2400-style source-measure unit driving one heater (drivers/smu.py)."""
+
+    kind: Literal["smu"]
+    address: str = "auto"
+    channels: Literal[1] = 1
+    timeout_s: float = Field(2.0, gt=0)
+    limits: SMULimits
+    ramp: Ramp = Ramp(max_step_v=0.5)
+    sim_heater: int | None = Field(None, ge=0, description="virtual lab: the chip heater it is wired to")
+
+
+class PowerMeterConfig(_Strict):
+    """A Thorlabs PM100-style optical power meter (drivers/power_meter.py)."""
+
+    kind: Literal["power_meter"]
+    address: str = "auto"
+    channels: Literal[1] = 1
+    timeout_s: float = Field(2.0, gt=0)
+    wavelength_nm: float = Field(1550.0, gt=0)
+    averages: int = Field(1, ge=1, le=10000)
+    range_w: float | None = Field(None, gt=0, description="manual range (W); auto range when absent")
+    sim_port: int = Field(0, ge=0, description="virtual lab: the chip output port it reads")
+
+
+class PulseShaperConfig(_Strict):
+    """A WaveShaper-style programmable spectral filter over HTTP (drivers/pulse_shaper.py)."""
+
+    kind: Literal["pulse_shaper"]
+    address: str = "auto"  # real: http://192.0.2.20
+    channels: Literal[1] = 1
+    timeout_s: float = Field(5.0, gt=0)
+    attn_max_db: float = Field(40.0, gt=0, le=40)
+    safe_state: Literal["block", "transmit"] = "block"
+    safe_port: int = Field(1, ge=1)
+
+
+InstrumentConfig = Union[HeaterDACConfig, ModulatorConfig, DAQConfig, SMUConfig, PowerMeterConfig,
+                         PulseShaperConfig]
 
 
 class ChannelMap(_Strict):
@@ -114,12 +160,35 @@ class MeshLayerConfig(_Strict):
         return self
 
 
+class SimTiming(_Strict):
+    """Modelled instrument time in the virtual lab (drivers/sim/faults.py); zero by default."""
+
+    query_latency_s: float = Field(0.0, ge=0, description="round trip of each answered message")
+    command_latency_s: float = Field(0.0, ge=0, description="each message not answered")
+    serial_baud: int = Field(0, ge=0, description="serial instruments' line rate; 0: infinitely fast")
+    settling_s: float | None = Field(None, ge=0, description="thermal settling after a heater change")
+    sample_s: float | None = Field(None, ge=0, description="integration time per acquired sample")
+    realtime: bool = Field(False, description="sleep the modelled time, so wall clock includes it")
+
+
+class SimFault(_Strict):
+    """A fault the virtual lab injects into one instrument's protocol (drivers/sim/faults.py)."""
+
+    instrument: str
+    kind: Literal["timeout", "garbled", "drop", "error", "refuse"]
+    match: str = Field("", description="fires on messages starting with this (case-blind); empty: any")
+    after: int = Field(0, ge=0, description="let this many matching messages through first")
+    count: int = Field(1, ge=0, description="how many times to fire; 0: for ever")
+
+
 class SimConfig(_Strict):
     chip_seed: int = 1
     phase_offset_sigma: float | None = Field(None, ge=0)
     coupler_sigma: float | None = Field(None, ge=0)
     crosstalk_mean: float | None = Field(None, ge=0)
     drift_kelvin_per_hour: float | None = None
+    timing: SimTiming = SimTiming()
+    faults: list[SimFault] = []
 
 
 class StationSection(_Strict):
@@ -164,6 +233,10 @@ class StationConfig(_Strict):
             if layer.modulator_vpi > mod.limits.v_max:
                 raise ValueError(f"layers.{lname}.modulator_vpi: {layer.modulator_vpi} V exceeds "
                                  f"instruments.{layer.inputs.instrument}.limits.v_max")
+        for k, fault in enumerate(self.station.sim.faults):
+            if fault.instrument not in self.instruments:
+                raise ValueError(f"station.sim.faults.{k}.instrument: no instrument named '{fault.instrument}' "
+                                 f"(have: {', '.join(self.instruments)})")
         return self
 
     def resolve(self, relative: str) -> Path:

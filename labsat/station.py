@@ -18,6 +18,7 @@ from labsat.drivers.base import open_adapter
 from labsat.drivers.daq import PhotodetectorDAQ
 from labsat.drivers.heater_dac import HeaterDAC
 from labsat.drivers.modulator import ModulatorDAC
+from labsat.drivers.registry import open_driver, serve_simulated
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +66,8 @@ class Station:
         sim = self.config.station.sim
         layer = next(iter(self.config.layers.values()))
         heater = self.config.instruments[layer.heaters.instrument]
-        overrides = {k: v for k, v in sim.model_dump().items() if k != "chip_seed" and v is not None}
+        overrides = {k: v for k, v in sim.model_dump().items()
+                     if k not in ("chip_seed", "timing", "faults") and v is not None}
         spec = ChipSpec(modes=layer.modes, heater_resistance_ohm=heater.limits.resistance_ohm,
                         v2pi=layer.v2pi, modulator_vpi=layer.modulator_vpi,
                         laser_power_w=layer.laser_power_w, **overrides)
@@ -84,7 +86,7 @@ class Station:
                 if address == "auto":
                     if not self.simulated:
                         raise ConfigError(f"instruments.{name}.address: 'auto' only works with backend: sim")
-                    address = self.lab.serve(name, cfg.kind, cfg.channels)
+                    address = serve_simulated(self.lab, name, cfg, self.config.station.sim)
                 self.addresses[name] = address
                 self.instruments[name] = self._open(name, cfg, address)
         except BaseException:
@@ -93,6 +95,9 @@ class Station:
         return self
 
     def _open(self, name: str, cfg, address: str):
+        driver = open_driver(name, cfg, address)  # the kinds of drivers/registry.py
+        if driver is not None:
+            return driver
         adapter = open_adapter(address, timeout_s=cfg.timeout_s)
         if isinstance(cfg, HeaterDACConfig):
             lim = cfg.limits

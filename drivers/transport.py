@@ -1,0 +1,226 @@
+"""Transport faults made clear, and retried where that is safe.
+
+A driver that mixes in :class:`TransportMixin` (before PyMeasure's ``Instrument``) gets:
+
+- every pyvisa ``VisaIOError`` (a timeout, a lost session), pyserial ``SerialException`` and socket
+  ``OSError`` raised by a transfer turned into an :class:`InstrumentError` subclass that names the
+  instrument and the command: :class:`InstrumentTimeout`, :class:`ConnectionLost`; a reply that does
+  not parse is a :class:`GarbledReply`;
+- :meth:`~TransportMixin.query`, a read-back query that is retried (after reopening the connection,
+  when the adapter's address is known) on a timeout, a lost connection or a garbled reply. Only
+  queries without side effects go through it; set commands are never re-sent blindly, and the error
+  queue (``SYST:ERR?``, which pops) is read once.
+
+What is *not* retried raises; the drivers then put their outputs in the safe state (see each
+driver's ``shutdown``) and re-raise, so no fault leaves an output on.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Callable, TypeVar
+
+from .base import InstrumentError, deferred_sigint, is_serial_address
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class InstrumentTimeout(InstrumentError):
+    """The instrument did not answer within the timeout."""
+
+
+class ConnectionLost(InstrumentError):
+    """The connection to the instrument was dropped or could not be used."""
+
+
+class GarbledReply(InstrumentError):
+    """The instrument answered something that does not parse."""
+
+
+RETRYABLE = (InstrumentTimeout, ConnectionLost, GarbledReply)
+
+
+def adapter_address(adapter) -> tuple[str, float] | None:
+    """``(address, timeout_s)`` of a PyMeasure adapter opened by :func:`open_adapter`, else ``None``."""
+    from pymeasure.adapters import SerialAdapter, VISAAdapter
+
+    try:
+        if isinstance(adapter, VISAAdapter) and isinstance(getattr(adapter, "resource_name", None), str):
+            return adapter.resource_name, float(adapter.connection.timeout or 2000) / 1e3
+        if isinstance(adapter, SerialAdapter):
+            port = adapter.connection.port
+            if isinstance(port, str) and is_serial_address(port):
+                return port, float(adapter.connection.timeout or 2.0)
+    except Exception:  # pragma: no cover - exotic adapters
+        return None
+    return None
+
+
+def _translate(name: str, what: str, exc: BaseException) -> InstrumentError:
+    import pyvisa
+    import serial
+
+    if isinstance(exc, pyvisa.errors.VisaIOError):
+        if exc.error_code == pyvisa.constants.StatusCode.error_timeout:
+            return InstrumentTimeout(f"{name}: no reply (timeout) to {what!r}")
+        return ConnectionLost(f"{name}: VISA error on {what!r}: {exc.description}")
+    if isinstance(exc, pyvisa.errors.InvalidSession):
+        return ConnectionLost(f"{name}: connection closed before {what!r}")
+    if isinstance(exc, serial.SerialTimeoutException):
+        return InstrumentTimeout(f"{name}: no reply (timeout) to {what!r}")
+    if isinstance(exc, (serial.SerialException, OSError)):
+        return ConnectionLost(f"{name}: connection lost on {what!r}: {exc}")
+    return InstrumentError(f"{name}: {what!r} failed: {exc}")  # pragma: no cover
+
+
+def _transport_errors():
+    import pyvisa
+    import serial
+
+    return (pyvisa.errors.VisaIOError, pyvisa.errors.InvalidSession, serial.SerialException, OSError)
+
+
+class TransportMixin:
+    """Mix in before ``Instrument``: clear transport errors and safe read-back retries."""
+
+    retries: int = 2  # extra attempts of a read-back query
+    retry_delay_s: float = 0.0
+
+    _last_command: str = ""
+
+    def _guard(self, fn: Callable[[], T], what: str) -> T:
+        try:
+            return fn()
+        except InstrumentError:
+            raise
+        except _transport_errors() as exc:
+            raise _translate(self.name, what, exc) from exc
+
+    def write(self, command: str, **kwargs) -> None:
+        self._last_command = command
+        self._guard(lambda: super(TransportMixin, self).write(command, **kwargs), command)
+
+    def write_bytes(self, content: bytes, **kwargs) -> None:
+        what = content[:40].decode(errors="replace").strip()
+        self._last_command = what
+        self._guard(lambda: super(TransportMixin, self).write_bytes(content, **kwargs), what)
+
+    def read(self, **kwargs) -> str:
+        reply = self._guard(lambda: super(TransportMixin, self).read(**kwargs), self._last_command)
+        if reply == "" and self._is_serial():  # pyserial returns what it has when the timeout expires
+            raise InstrumentTimeout(f"{self.name}: no reply (timeout) to {self._last_command!r}")
+        return reply
+
+    def read_bytes(self, count: int, **kwargs) -> bytes:
+        data = self._guard(lambda: super(TransportMixin, self).read_bytes(count, **kwargs), self._last_command)
+        if count > 0 and len(data) < count:
+            raise InstrumentTimeout(f"{self.name}: short read ({len(data)} of {count} bytes) after "
+                                    f"{self._last_command!r}")
+        return data
+
+    def _is_serial(self) -> bool:
+        from pymeasure.adapters import SerialAdapter
+
+        return isinstance(self.adapter, SerialAdapter)
+
+    def reconnect(self) -> bool:
+        """Close and reopen the connection (a fresh TCP / serial session drops any stale reply).
+
+        Returns False when the adapter's address is unknown (e.g. a test's protocol adapter).
+        """
+        from .base import open_adapter
+
+        where = adapter_address(self.adapter)
+        if where is None:
+            return False
+        address, timeout_s = where
+        try:
+            self.adapter.close()
+        except Exception:
+            pass
+        try:
+            self.adapter = open_adapter(address, timeout_s=timeout_s)
+        except Exception as exc:
+            raise ConnectionLost(f"{self.name}: cannot reopen {address}: {exc}") from exc
+        log.warning("%s: reconnected to %s", self.name, address)
+        return True
+
+    def query(self, command: str, parse: Callable[[str], T] = str, retries: int | None = None) -> T:
+        """A read-back query without side effects: retried on timeout, lost connection or garbage."""
+        attempts = 1 + (self.retries if retries is None else retries)
+        last: InstrumentError | None = None
+        for attempt in range(attempts):
+            try:
+                with deferred_sigint():
+                    reply = self.ask(command)
+                try:
+                    return parse(reply)
+                except InstrumentError:
+                    raise
+                except (ValueError, TypeError, IndexError) as exc:
+                    raise GarbledReply(f"{self.name}: garbled reply to {command!r}: {reply[:60]!r}") from exc
+            except RETRYABLE as exc:
+                last = exc
+                log.warning("%s (attempt %d of %d)", exc, attempt + 1, attempts)
+                if attempt + 1 < attempts:
+                    if self.retry_delay_s:
+                        time.sleep(self.retry_delay_s)
+                    if isinstance(exc, (InstrumentTimeout, ConnectionLost)):
+                        self.reconnect()
+        assert last is not None
+        raise type(last)(f"{last} (gave up after {attempts} attempts)") from last
+
+
+def floats(n: int | None = None) -> Callable[[str], list[float]]:
+    """Parser: a comma-separated list of ``n`` numbers (any count when ``n`` is None)."""
+
+    def parse(reply: str) -> list[float]:
+        values = [float(x) for x in reply.strip().split(",")]
+        if n is not None and len(values) != n:
+            raise ValueError(f"{len(values)} values, expected {n}")
+        return values
+
+    return parse
+
+
+def one_float(reply: str) -> float:
+    return float(reply.strip())
+
+
+def scpi_bool(reply: str) -> bool:
+    r = reply.strip().upper()
+    if r in ("1", "ON"):
+        return True
+    if r in ("0", "OFF"):
+        return False
+    raise ValueError(reply)
+
+
+class ScpiErrorQueueMixin:
+    """Drain ``SYST:ERR?`` (read once per entry, never retried: it pops) and raise on any entry."""
+
+    def scpi_errors(self) -> list[tuple[int, str]]:
+        errors = []
+        for _ in range(32):
+            with deferred_sigint():
+                reply = self.ask("SYST:ERR?").strip()
+            code, _, msg = reply.partition(",")
+            try:
+                code_i = int(code)
+            except ValueError:
+                raise GarbledReply(f"{self.name}: garbled reply to SYST:ERR?: {reply[:60]!r}") from None
+            if code_i == 0:
+                break
+            errors.append((code_i, msg.strip().strip('"')))
+        return errors
+
+    def raise_scpi_errors(self, context: str = "") -> None:
+        errors = self.scpi_errors()
+        if errors:
+            text = "; ".join(f"{c}: {m}" for c, m in errors)
+            raise InstrumentError(f"{self.name} reported{' after ' + context if context else ''}: {text}")
+
+    def check_set_errors(self) -> list:  # PyMeasure's hook for check_set_errors=True
+        self.raise_scpi_errors()
+        return []
