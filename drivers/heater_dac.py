@@ -177,7 +177,12 @@ class HeaterDAC(Instrument):
             for k in range(1, n_steps + 1):
                 step = start + (target - start) * (k / n_steps)
                 self.validate(step, ch, level)
-                self._write_channels(ch, step)
+                try:
+                    self._write_channels(ch, step)
+                except KeyboardInterrupt:  # deferred until the transfer was complete: it was sent
+                    level[ch] = step
+                    self._setpoint = level.copy()
+                    raise
                 level[ch] = step
                 self._setpoint = level.copy()
                 if self.step_delay_s and k < n_steps:
