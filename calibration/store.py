@@ -60,6 +60,8 @@ def load_calibration(path: str | Path) -> dict:
     for key in ("schema_version", "device", "twin"):
         if key not in record:
             raise CalibrationError(f"{path}: missing key '{key}'")
+    if not isinstance(record["twin"], dict):
+        raise CalibrationError(f"{path}: 'twin' must be a mapping of parameter names to values")
     if record["schema_version"] != SCHEMA_VERSION:
         raise CalibrationError(f"{path}: schema_version {record['schema_version']} is not supported "
                                f"(this labsat reads {SCHEMA_VERSION})")
