@@ -25,11 +25,12 @@ import numpy as np
 from pymeasure.instruments import Instrument
 
 from .base import InstrumentError, ScpiErrorMixin, decode_block, deferred_sigint, parse_floats, read_block
+from .transport import TransportMixin
 
 OVERRANGE = 1e37
 
 
-class PhotodetectorDAQ(ScpiErrorMixin, Instrument):
+class PhotodetectorDAQ(TransportMixin, ScpiErrorMixin, Instrument):
     def __init__(self, adapter, name: str = "photodetector DAQ", channels: int = 8, **kwargs):
         super().__init__(adapter, name, includeSCPI=False, **kwargs)
         self.channels = int(channels)

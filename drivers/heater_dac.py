@@ -34,6 +34,7 @@ import numpy as np
 from pymeasure.instruments import Instrument
 
 from .base import InstrumentError, LimitError, deferred_sigint, parse_floats
+from .transport import TransportMixin
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ QONTROL_ERRORS = {
 _ERROR_RE = re.compile(r"^[A-Za-z]{1,3}(\d+):(\d+)$")
 
 
-class HeaterDAC(Instrument):
+class HeaterDAC(TransportMixin, Instrument):
     FULL_SCALE_V = 12.0
     FULL_SCALE_MA = 24.0
 
@@ -115,7 +116,8 @@ class HeaterDAC(Instrument):
     def voltages(self) -> np.ndarray:
         """Fresh read-back of every channel's voltage (V)."""
         with self._lock, deferred_sigint():
-            return parse_floats(self.ask("VALL?"), self.channels, f"{self.name} VALL?")
+            # read-back: retried (connection reopened) on a timeout or lost connection
+            return self.query("VALL?", lambda r: parse_floats(r, self.channels, f"{self.name} VALL?"))
 
     def current_ma(self, channel: int) -> float:
         self._check_channels([channel])

@@ -27,9 +27,10 @@ import numpy as np
 from pymeasure.instruments import Instrument
 
 from .base import InstrumentError, LimitError, ScpiErrorMixin, deferred_sigint, encode_block, parse_floats
+from .transport import TransportMixin
 
 
-class ModulatorDAC(ScpiErrorMixin, Instrument):
+class ModulatorDAC(TransportMixin, ScpiErrorMixin, Instrument):
     FULL_SCALE_V = 10.0
 
     def __init__(self, adapter, name: str = "modulator DAC", channels: int = 8, v_max: float = FULL_SCALE_V,
