@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal, Union
+from typing import Annotated, Literal, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -118,8 +118,9 @@ class PulseShaperConfig(_Strict):
     safe_port: int = Field(1, ge=1)
 
 
-InstrumentConfig = Union[HeaterDACConfig, ModulatorConfig, DAQConfig, SMUConfig, PowerMeterConfig,
-                         PulseShaperConfig]
+# Add an instrument kind: a config class with `kind: Literal[...]`, then list it here.
+InstrumentConfig = Annotated[Union[HeaterDACConfig, ModulatorConfig, DAQConfig, SMUConfig, PowerMeterConfig,
+                                   PulseShaperConfig], Field(discriminator="kind")]
 
 
 class ChannelMap(_Strict):
@@ -135,10 +136,40 @@ class ChannelMap(_Strict):
             raise ValueError("channels must be a list of integers or a range string like '0-55'")
 
 
-class MeshLayerConfig(_Strict):
+class LayerBase(_Strict):
+    """What every physical layer config offers the station: the instruments it uses, and a check of
+    its references against the instruments section (raise ValueError naming the dotted key)."""
+
+    device: str | None = Field(None, description="the device's name; calibrations are filed under it")
+
+    def roles(self) -> dict[str, tuple[ChannelMap, str]]:
+        """role -> (channel map, instrument kind it needs)."""
+        raise NotImplementedError
+
+    def instrument_names(self) -> list[str]:
+        return [cmap.instrument for cmap, _ in self.roles().values()]
+
+    def check_references(self, name: str, instruments: dict) -> None:
+        for role, (cmap, kind) in self.roles().items():
+            key = f"layers.{name}.{role}"
+            inst = instruments.get(cmap.instrument)
+            if inst is None:
+                raise ValueError(f"{key}.instrument: no instrument named '{cmap.instrument}' "
+                                 f"(have: {', '.join(instruments)})")
+            if inst.kind != kind:
+                raise ValueError(f"{key}.instrument: '{cmap.instrument}' is a {inst.kind}, {role} need a {kind}")
+            channels = getattr(inst, "channels", None)
+            bad = [c for c in cmap.channels if channels is not None and not 0 <= c < channels]
+            if bad:
+                raise ValueError(f"{key}.channels: channel {bad[0]} does not exist on "
+                                 f"'{cmap.instrument}' (0..{channels - 1})")
+            if len(set(cmap.channels)) != len(cmap.channels):
+                raise ValueError(f"{key}.channels: a channel is listed twice")
+
+
+class MeshLayerConfig(LayerBase):
     kind: Literal["mzi_mesh"]
     modes: int = Field(ge=2, le=64)
-    device: str | None = Field(None, description="the chip's name; calibrations are filed under it")
     heaters: ChannelMap
     inputs: ChannelMap
     outputs: ChannelMap
@@ -146,6 +177,21 @@ class MeshLayerConfig(_Strict):
     v2pi: float = Field(gt=0, description="nominal heater voltage for a 2 pi phase shift")
     modulator_vpi: float = Field(gt=0)
     laser_power_w: float = Field(gt=0)
+
+    def roles(self):
+        return {"heaters": (self.heaters, "heater_dac"), "inputs": (self.inputs, "modulator_dac"),
+                "outputs": (self.outputs, "photodetector_daq")}
+
+    def check_references(self, name: str, instruments: dict) -> None:
+        super().check_references(name, instruments)
+        heater = instruments[self.heaters.instrument]
+        if self.v_max > heater.limits.v_max:
+            raise ValueError(f"layers.{name}.v_max: {self.v_max} V exceeds "
+                             f"instruments.{self.heaters.instrument}.limits.v_max ({heater.limits.v_max} V)")
+        mod = instruments[self.inputs.instrument]
+        if self.modulator_vpi > mod.limits.v_max:
+            raise ValueError(f"layers.{name}.modulator_vpi: {self.modulator_vpi} V exceeds "
+                             f"instruments.{self.inputs.instrument}.limits.v_max")
 
     @model_validator(mode="after")
     def _sizes(self):
@@ -199,40 +245,20 @@ class StationSection(_Strict):
     sim: SimConfig = SimConfig()
 
 
+# Add a physical network kind: a LayerBase subclass with `kind: Literal[...]`, then list it here.
+LayerConfig = MeshLayerConfig  # becomes Annotated[Union[...], Field(discriminator="kind")] with a 2nd kind
+
+
 class StationConfig(_Strict):
     station: StationSection = StationSection()
     instruments: dict[str, InstrumentConfig]
-    layers: dict[str, MeshLayerConfig]
+    layers: dict[str, LayerConfig]
     source: Path | None = Field(None, exclude=True)
 
     @model_validator(mode="after")
     def _cross_references(self):
-        for lname, layer in self.layers.items():
-            for role, kind in (("heaters", "heater_dac"), ("inputs", "modulator_dac"),
-                               ("outputs", "photodetector_daq")):
-                cmap: ChannelMap = getattr(layer, role)
-                key = f"layers.{lname}.{role}"
-                inst = self.instruments.get(cmap.instrument)
-                if inst is None:
-                    raise ValueError(f"{key}.instrument: no instrument named '{cmap.instrument}' "
-                                     f"(have: {', '.join(self.instruments)})")
-                if inst.kind != kind:
-                    raise ValueError(f"{key}.instrument: '{cmap.instrument}' is a {inst.kind}, "
-                                     f"{role} need a {kind}")
-                bad = [c for c in cmap.channels if not 0 <= c < inst.channels]
-                if bad:
-                    raise ValueError(f"{key}.channels: channel {bad[0]} does not exist on "
-                                     f"'{cmap.instrument}' (0..{inst.channels - 1})")
-                if len(set(cmap.channels)) != len(cmap.channels):
-                    raise ValueError(f"{key}.channels: a channel is listed twice")
-            heater = self.instruments[layer.heaters.instrument]
-            if layer.v_max > heater.limits.v_max:
-                raise ValueError(f"layers.{lname}.v_max: {layer.v_max} V exceeds "
-                                 f"instruments.{layer.heaters.instrument}.limits.v_max ({heater.limits.v_max} V)")
-            mod = self.instruments[layer.inputs.instrument]
-            if layer.modulator_vpi > mod.limits.v_max:
-                raise ValueError(f"layers.{lname}.modulator_vpi: {layer.modulator_vpi} V exceeds "
-                                 f"instruments.{layer.inputs.instrument}.limits.v_max")
+        for name, layer in self.layers.items():
+            layer.check_references(name, self.instruments)
         for k, fault in enumerate(self.station.sim.faults):
             if fault.instrument not in self.instruments:
                 raise ValueError(f"station.sim.faults.{k}.instrument: no instrument named '{fault.instrument}' "
@@ -247,12 +273,24 @@ class StationConfig(_Strict):
         return self.source.parent / p
 
 
-def _format_error(exc: ValidationError, source: str) -> str:
+def _key_path(loc: tuple, data) -> str:
+    """Dotted key of an error location, without pydantic's union tags (the ``kind`` values)."""
+    parts, node = [], data
+    for item in loc:
+        if isinstance(node, dict) and item not in node and node.get("kind") == item:
+            continue  # discriminated-union tag, not a key of the file
+        parts.append(str(item))
+        node = node.get(item) if isinstance(node, dict) else (
+            node[item] if isinstance(node, list) and isinstance(item, int) and item < len(node) else None)
+    return ".".join(parts)
+
+
+def _format_error(exc: ValidationError, source: str, data) -> str:
     lines = [f"{source}: invalid configuration"]
     for err in exc.errors():
-        loc = ".".join(str(x) for x in err["loc"] if not str(x).startswith(("function-after", "tagged")))
+        key = _key_path(err["loc"], data)
         msg = err["msg"].removeprefix("Value error, ")
-        lines.append(f"  {loc or '(top level)'}: {msg}")
+        lines.append(f"  {key}: {msg}" if key else f"  {msg}")
     return "\n".join(lines)
 
 
@@ -262,7 +300,7 @@ def parse_config(data, source: str = "instruments.yaml") -> StationConfig:
     try:
         return StationConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_format_error(exc, source)) from None
+        raise ConfigError(_format_error(exc, source, data)) from None
 
 
 def load_config(path: str | Path) -> StationConfig:

@@ -102,7 +102,11 @@ class _HardwareForwardTwinBackward(torch.autograd.Function):
 
 
 class PhysicalLayer(nn.Module):
-    """Trainable controls ``u`` (normalised heater powers in [0, 1]) of one physical mesh."""
+    """Trainable controls ``u`` in [0, 1] of one physical system (for a mesh: normalised heater powers).
+
+    ``twin`` is any module with ``forward(x, u)`` and ``n_controls``/``n_inputs``/``n_outputs``;
+    ``hardware`` any object with ``forward(x_numpy, u_numpy) -> y_numpy`` (see :mod:`labsat.kinds`).
+    """
 
     def __init__(self, twin: MZIMeshTwin, hardware: MeshHardware | None = None, seed: int = 0):
         super().__init__()
@@ -110,7 +114,7 @@ class PhysicalLayer(nn.Module):
         self.hardware = hardware
         self.use_hardware = False
         g = torch.Generator().manual_seed(seed)
-        self.u = nn.Parameter(0.1 + 0.7 * torch.rand(twin.layout.n_heaters, generator=g, dtype=torch.float64))
+        self.u = nn.Parameter(0.1 + 0.7 * torch.rand(twin.n_controls, generator=g, dtype=torch.float64))
 
     def controls(self) -> torch.Tensor:
         return self.u.clamp(0.0, 1.0)
@@ -129,14 +133,17 @@ class PhysicalLayer(nn.Module):
         self.u.clamp_(0.0, 1.0)
 
 
-class MeshClassifier(nn.Module):
-    """Inputs -> physical mesh -> detected powers -> digital linear readout (a hybrid PNN)."""
+class HybridClassifier(nn.Module):
+    """Inputs -> physical layer -> detected outputs -> digital linear readout (a hybrid PNN)."""
 
     def __init__(self, physical: PhysicalLayer, n_classes: int, seed: int = 0):
         super().__init__()
         torch.manual_seed(seed)
         self.physical = physical
-        self.readout = nn.Linear(physical.twin.modes, n_classes, dtype=torch.float64)
+        self.readout = nn.Linear(physical.twin.n_outputs, n_classes, dtype=torch.float64)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.readout(self.physical(x))
+
+
+MeshClassifier = HybridClassifier  # the skeleton's name

@@ -36,11 +36,20 @@ def _sigterm(signum, frame):
 
 
 class Station:
-    def __init__(self, config: StationConfig | str | Path, chip_seed: int | None = None):
+    def __init__(self, config: StationConfig | str | Path, chip_seed: int | None = None,
+                 zero_outputs_on_start: bool = True, layers: list[str] | None = None):
+        """``zero_outputs_on_start``: the start-up safe state. A process killed with SIGKILL (or a power
+        cut) never runs its safe shutdown, so on connecting every heater DAC found powered is ramped
+        to 0 V before anything else happens. Pass False only to watch a bench another process drives."""
+        self.zero_outputs_on_start = zero_outputs_on_start
         self.config = load_config(config) if isinstance(config, (str, Path)) else config
         if chip_seed is not None:
             self.config = self.config.model_copy(deep=True)
             self.config.station.sim.chip_seed = chip_seed
+        unknown = [n for n in (layers or []) if n not in self.config.layers]
+        if unknown:
+            raise ConfigError(f"layers.{unknown[0]}: no such layer in the station (have: {', '.join(self.config.layers)})")
+        self._layers = list(layers) if layers else None
         self.lab = None  # the virtual lab, when simulated (tests and experiments may touch it)
         self.instruments: dict[str, object] = {}
         self.addresses: dict[str, str] = {}
@@ -50,7 +59,8 @@ class Station:
     def simulated(self) -> bool:
         return self.config.station.backend == "sim"
 
-    def device_id(self, layer: str = "mesh") -> str:
+    def device_id(self, layer: str | None = None) -> str:
+        layer = layer or self.layer_names[0]
         cfg = self.config.layers[layer]
         if cfg.device:
             return cfg.device
@@ -60,18 +70,27 @@ class Station:
 
     # --- connection ---
     def _start_virtual_lab(self) -> None:
-        from labsat.drivers.sim.chip import ChipSpec
+        """One scene per layer (each kind builds its own hidden physics), instruments bound to it."""
         from labsat.drivers.sim.servers import VirtualLab
+        from labsat.kinds import kind_of
 
-        sim = self.config.station.sim
-        layer = next(iter(self.config.layers.values()))
-        heater = self.config.instruments[layer.heaters.instrument]
-        overrides = {k: v for k, v in sim.model_dump().items()
-                     if k not in ("chip_seed", "timing", "faults") and v is not None}
-        spec = ChipSpec(modes=layer.modes, heater_resistance_ohm=heater.limits.resistance_ohm,
-                        v2pi=layer.v2pi, modulator_vpi=layer.modulator_vpi,
-                        laser_power_w=layer.laser_power_w, **overrides)
-        self.lab = VirtualLab(seed=sim.chip_seed, spec=spec)
+        seed = self.config.station.sim.chip_seed
+        self.lab = VirtualLab(seed=seed)
+        for lname in self.layer_names:
+            scene = kind_of(self.config, lname).make_scene(self.config, lname, seed)
+            self.lab.add_scene(lname, scene)
+            for inst in self.config.layers[lname].instrument_names():
+                self.lab.instrument_scenes.setdefault(inst, scene)
+
+    @property
+    def layer_names(self) -> list[str]:
+        return list(self._layers or self.config.layers)
+
+    def _wanted_instruments(self) -> list[str]:
+        """Instruments of the chosen layers, plus those no layer uses (standalone instruments)."""
+        used = {n for layer in self.config.layers.values() for n in layer.instrument_names()}
+        chosen = {n for lname in self.layer_names for n in self.config.layers[lname].instrument_names()}
+        return [n for n in self.config.instruments if n in chosen or n not in used]
 
     def connect(self) -> "Station":
         if not self._closed:
@@ -81,7 +100,8 @@ class Station:
         try:
             if self.simulated:
                 self._start_virtual_lab()
-            for name, cfg in self.config.instruments.items():
+            for name in self._wanted_instruments():
+                cfg = self.config.instruments[name]
                 address = cfg.address
                 if address == "auto":
                     if not self.simulated:
@@ -89,10 +109,26 @@ class Station:
                     address = serve_simulated(self.lab, name, cfg, self.config.station.sim)
                 self.addresses[name] = address
                 self.instruments[name] = self._open(name, cfg, address)
+            if self.zero_outputs_on_start:
+                self._zero_heaters_on_start()
         except BaseException:
             self.close()
             raise
         return self
+
+    def _zero_heaters_on_start(self) -> None:
+        """Start-up safe state: ramp any heater left powered (by a run that died) to 0 V."""
+        for name, inst in self.instruments.items():
+            if getattr(self.config.instruments[name], "kind", None) != "heater_dac":
+                continue
+            volts = inst.voltages() if hasattr(inst, "voltages") else None
+            if volts is not None and not any(volts):
+                continue
+            log.warning("station: %s was powered at start (%s); ramping it to 0 V", name,
+                        "unknown" if volts is None else f"max {max(volts):.3g} V")
+            inst.shutdown()
+            if hasattr(inst, "isShutdown"):
+                inst.isShutdown = False  # PyMeasure's flag: the driver stays in use
 
     def _open(self, name: str, cfg, address: str):
         driver = open_driver(name, cfg, address)  # the kinds of drivers/registry.py
@@ -165,12 +201,14 @@ class Station:
                 self._old_sigterm = None
 
     # --- physical layers ---
-    def mesh(self, layer: str = "mesh"):
-        from labsat.physical import MeshHardware
+    def layer(self, name: str | None = None):
+        """The hardware of a physical layer (default: the first), as its kind builds it."""
+        from labsat.kinds import kind_of
 
-        if layer not in self.config.layers:
-            raise KeyError(f"layers.{layer}: no such layer in the station (have: {', '.join(self.config.layers)})")
-        cfg = self.config.layers[layer]
-        return MeshHardware(cfg, heaters=self.instruments[cfg.heaters.instrument],
-                            modulator=self.instruments[cfg.inputs.instrument],
-                            daq=self.instruments[cfg.outputs.instrument])
+        name = name or self.layer_names[0]
+        if name not in self.layer_names:
+            raise KeyError(f"layers.{name}: not a connected layer of this station (have: {', '.join(self.layer_names)})")
+        return kind_of(self.config, name).make_hardware(self, name)
+
+    def mesh(self, layer: str = "mesh"):
+        return self.layer(layer)

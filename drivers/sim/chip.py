@@ -123,6 +123,19 @@ class VirtualChip:
         self.samples_acquired = 0
         self._heaters_settling = False
 
+    # --- the scene interface the simulated heater DAC, modulator and DAQ act on ---
+    @property
+    def n_heaters(self) -> int:
+        return self.layout.n_heaters
+
+    @property
+    def n_inputs(self) -> int:
+        return self.spec.modes
+
+    @property
+    def heater_resistance_ohm(self) -> float:
+        return self.spec.heater_resistance_ohm
+
     # --- state changes (called by the simulated instruments) ---
     def set_heaters(self, volts: np.ndarray) -> None:
         with self._lock:

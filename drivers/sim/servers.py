@@ -21,6 +21,9 @@ from .chip import ChipSpec, VirtualChip
 log = logging.getLogger(__name__)
 
 
+_clients_lock = threading.Lock()
+
+
 def split_message(buf: bytearray):
     """Take one complete message off ``buf``: ``(command, block_or_None)``, or ``None`` if incomplete.
 
@@ -51,6 +54,18 @@ def split_message(buf: bytearray):
 
 
 class _Handler(socketserver.BaseRequestHandler):
+    def setup(self):
+        with _clients_lock:
+            self.server.clients = getattr(self.server, "clients", 0) + 1
+
+    def finish(self):  # runs however handle() ended: client closed, killed, dropped, server stopped
+        with _clients_lock:
+            self.server.clients -= 1
+            last = self.server.clients == 0
+        gone = getattr(self.server.instrument, "client_gone", None)
+        if last and gone is not None:
+            gone()
+
     def handle(self):
         server: InstrumentServer = self.server  # type: ignore[assignment]
         sock: socket.socket = self.request
@@ -127,12 +142,12 @@ class SimHeaterDAC:
     def __init__(self, chip: VirtualChip, channels: int, serial: str = "Q64iv-SIM"):
         self.chip, self.channels, self.serial = chip, channels, serial
         self.volts = np.zeros(channels)
-        self.resistance = chip.spec.heater_resistance_ohm
+        self.resistance = chip.heater_resistance_ohm
         self._lock = threading.Lock()
 
     def _apply(self) -> None:
-        n = min(self.channels, self.chip.layout.n_heaters)
-        v = np.zeros(self.chip.layout.n_heaters)
+        n = min(self.channels, self.chip.n_heaters)
+        v = np.zeros(self.chip.n_heaters)
         v[:n] = self.volts[:n]
         self.chip.set_heaters(v)
 
@@ -180,6 +195,16 @@ class SimHeaterDAC:
                 return f"{1e3 * self.volts[ch] / self.resistance:.4f}"
             return "E10:0"
 
+    def client_gone(self) -> None:
+        """Watchdog: the last client disconnected (killed, cable pulled) with heaters still powered,
+        i.e. without its safe shutdown: zero every output, as a connection watchdog would."""
+        with self._lock:
+            if np.any(self.volts):
+                log.warning("sim heater DAC %s: client gone with heaters on; watchdog zeroes them", self.serial)
+                self.volts[:] = 0.0
+                self._apply()
+                self.watchdog_trips = getattr(self, "watchdog_trips", 0) + 1
+
 
 class SimModulatorDAC:
     def __init__(self, chip: VirtualChip, channels: int, bus: "TriggerBus"):
@@ -190,8 +215,8 @@ class SimModulatorDAC:
         self.errors = ScpiErrorQueue()
 
     def _mesh_inputs(self, v: np.ndarray) -> np.ndarray:
-        out = np.zeros((len(v), self.chip.spec.modes))
-        n = min(self.channels, self.chip.spec.modes)
+        out = np.zeros((len(v), self.chip.n_inputs))
+        n = min(self.channels, self.chip.n_inputs)
         out[:, :n] = v[:, :n] if self.output_on else 0.0
         return out
 
@@ -319,33 +344,74 @@ class TriggerBus:
             self.daq.receive(powers)
 
 
-SIM_KINDS = {"heater_dac": "serial", "modulator_dac": "scpi", "photodetector_daq": "scpi"}
+def line_server(transport: str, make):
+    """A simulated instrument served over a line protocol: ``transport`` is ``serial`` (reached through
+    pyserial's ``socket://`` URL) or ``scpi`` (reached through pyvisa-py's ``TCPIP0::...::SOCKET``).
+    ``make(lab, scene, name, channels)`` builds the instrument object that answers each message."""
+
+    def start(lab: "VirtualLab", scene, name: str, channels: int):
+        inst = make(lab, scene, name, channels)
+        server = InstrumentServer(inst)
+        if transport == "serial":
+            return inst, server, f"socket://127.0.0.1:{server.port}"
+        return inst, server, f"TCPIP0::127.0.0.1::{server.port}::SOCKET"
+
+    return start
+
+
+# instrument kind (as in instruments.yaml) -> start(lab, scene, name, channels) -> (instrument, server, address)
+SIM_INSTRUMENTS = {
+    "heater_dac": line_server("serial", lambda lab, scene, name, ch: SimHeaterDAC(
+        scene, ch, serial=f"Q{ch}iv-SIM{lab.seed:04d}")),
+    "modulator_dac": line_server("scpi", lambda lab, scene, name, ch: SimModulatorDAC(scene, ch, lab.bus(scene))),
+    "photodetector_daq": line_server("scpi", lambda lab, scene, name, ch: SimPhotodetectorDAQ(
+        scene, ch, lab.bus(scene))),
+}
 
 
 class VirtualLab:
-    """One virtual chip and its simulated instruments, each on a loopback port."""
+    """The virtual lab: scenes (a chip, an optical bench) and their simulated instruments on loopback.
+
+    Each instrument acts on one scene. ``VirtualLab(seed)`` alone makes one MZI-mesh chip, ``chip``,
+    used by :meth:`serve` when no scene is given.
+    """
 
     def __init__(self, seed: int = 0, spec: ChipSpec | None = None):
-        self.chip = VirtualChip(spec or ChipSpec(), seed=seed)
-        self.bus = TriggerBus(self.chip)
-        self.servers: dict[str, InstrumentServer] = {}
+        self.seed = seed
+        self._spec = spec
+        self._chip: VirtualChip | None = None
+        self.scenes: dict[str, object] = {}
+        self._buses: dict[int, TriggerBus] = {}
+        self.servers: dict[str, object] = {}
         self.instruments: dict[str, object] = {}
+        self.instrument_scenes: dict[str, object] = {}  # instrument name -> the scene it acts on
 
-    def serve(self, name: str, kind: str, channels: int) -> str:
-        """Start the simulated ``kind`` instrument and return the address a driver opens."""
-        if kind == "heater_dac":
-            inst = SimHeaterDAC(self.chip, channels, serial=f"Q{channels}iv-SIM{self.chip.seed:04d}")
-        elif kind == "modulator_dac":
-            inst = SimModulatorDAC(self.chip, channels, self.bus)
-        elif kind == "photodetector_daq":
-            inst = SimPhotodetectorDAQ(self.chip, channels, self.bus)
-        else:
-            raise ValueError(f"the virtual lab has no '{kind}' instrument (has: {', '.join(SIM_KINDS)})")
-        server = InstrumentServer(inst)
+    @property
+    def chip(self) -> VirtualChip:
+        """The (first) MZI-mesh chip of this lab."""
+        if self._chip is None:
+            self._chip = VirtualChip(self._spec or ChipSpec(), seed=self.seed)
+        return self._chip
+
+    def add_scene(self, name: str, scene) -> None:
+        self.scenes[name] = scene
+        if isinstance(scene, VirtualChip) and self._chip is None:
+            self._chip = scene
+
+    def bus(self, scene) -> "TriggerBus":
+        """The trigger cable between a scene's modulator and its DAQ."""
+        if id(scene) not in self._buses:
+            self._buses[id(scene)] = TriggerBus(scene)
+        return self._buses[id(scene)]
+
+    def serve(self, name: str, kind: str, channels: int, scene=None) -> str:
+        """Start the simulated ``kind`` instrument on ``scene`` and return the address a driver opens."""
+        if kind not in SIM_INSTRUMENTS:
+            raise ValueError(f"the virtual lab has no '{kind}' instrument (has: {', '.join(SIM_INSTRUMENTS)})")
+        scene = scene if scene is not None else self.instrument_scenes.get(name, None)
+        inst, server, address = SIM_INSTRUMENTS[kind](self, self.chip if scene is None else scene, name, channels)
         self.servers[name], self.instruments[name] = server, inst
-        if SIM_KINDS[kind] == "serial":
-            return f"socket://127.0.0.1:{server.port}"
-        return f"TCPIP0::127.0.0.1::{server.port}::SOCKET"
+        return address
 
     def close(self) -> None:
         for server in self.servers.values():

@@ -35,6 +35,19 @@ class MZIMeshTwin(nn.Module):
         # The twin's own parameters are fitted by calibration, not by training.
         self.requires_grad_(False)
 
+    # --- the interface every twin offers (see labsat.kinds) ---
+    @property
+    def n_controls(self) -> int:
+        return self.layout.n_heaters
+
+    @property
+    def n_inputs(self) -> int:
+        return self.modes
+
+    @property
+    def n_outputs(self) -> int:
+        return self.modes
+
     def heater_phases(self, u: torch.Tensor) -> torch.Tensor:
         """Phases (..., H) for controls (..., H), with nearest-neighbour thermal crosstalk."""
         u = u.to(torch.float64)
