@@ -67,3 +67,89 @@ def load_digits(features: int, seed: int = 0, test_fraction: float = 0.25, encod
     as_t = lambda a: torch.as_tensor(a, dtype=torch.float64)  # noqa: E731
     return Dataset(as_t(enc(x[tr])), torch.as_tensor(y[tr]), as_t(enc(x[te])), torch.as_tensor(y[te]),
                    enc, 10, "digits")
+
+
+# --- MNIST from IDX files at a path the user gives (no download) ---
+_IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: np.dtype(">i2"), 0x0C: np.dtype(">i4"),
+               0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
+MNIST_FILES = {"train_images": "train-images-idx3-ubyte", "train_labels": "train-labels-idx1-ubyte",
+               "test_images": "t10k-images-idx3-ubyte", "test_labels": "t10k-labels-idx1-ubyte"}
+
+
+def read_idx(path) -> np.ndarray:
+    """Read an IDX file (LeCun's MNIST format; ``.gz`` compressed or not) into a numpy array.
+
+    Header: two zero bytes, a type byte (0x08 ubyte, 0x09 byte, 0x0B short, 0x0C int, 0x0D float,
+    0x0E double), a byte with the number of dimensions, then each dimension as a big-endian uint32.
+    """
+    import gzip
+    from pathlib import Path
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such IDX file")
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as f:
+        raw = f.read()
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
+        raise ValueError(f"{path}: not an IDX file (bad magic number)")
+    code, ndim = raw[2], raw[3]
+    if code not in _IDX_DTYPES:
+        raise ValueError(f"{path}: unknown IDX data type 0x{code:02x}")
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise ValueError(f"{path}: truncated IDX header")
+    shape = tuple(int.from_bytes(raw[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim))
+    dtype = np.dtype(_IDX_DTYPES[code])
+    count = int(np.prod(shape)) if shape else 1
+    if len(raw) - header != count * dtype.itemsize:
+        raise ValueError(f"{path}: IDX payload has {len(raw) - header} bytes, the header promises "
+                         f"{count * dtype.itemsize} for shape {shape}")
+    return np.frombuffer(raw, dtype=dtype, offset=header, count=count).reshape(shape).astype(dtype.newbyteorder("="))
+
+
+def _find_idx(directory, stem: str):
+    from pathlib import Path
+
+    directory = Path(directory)
+    for name in (stem, stem + ".gz", stem.replace("-idx", ".idx"), stem.replace("-idx", ".idx") + ".gz"):
+        if (directory / name).exists():
+            return directory / name
+    raise FileNotFoundError(f"{directory}: no {stem}[.gz] (MNIST is read from IDX files, never downloaded)")
+
+
+def load_mnist(path, features: int, n_train: int | None = None, n_test: int | None = None, seed: int = 0,
+               encoder: Encoder | None = None) -> Dataset:
+    """MNIST from the four IDX files in directory ``path``, reduced by PCA to ``features`` amplitudes.
+
+    ``n_train`` / ``n_test`` keep random subsets (drawn with ``seed``) for small runs.
+    """
+    files = {k: _find_idx(path, v) for k, v in MNIST_FILES.items()}
+    xs = {k: read_idx(files[k]).reshape(-1, 28 * 28).astype(float) / 255.0 for k in ("train_images", "test_images")}
+    ys = {k: read_idx(files[k]).astype(int) for k in ("train_labels", "test_labels")}
+    rng = np.random.default_rng(seed)
+    x_tr, y_tr, x_te, y_te = xs["train_images"], ys["train_labels"], xs["test_images"], ys["test_labels"]
+    if len(x_tr) != len(y_tr) or len(x_te) != len(y_te):
+        raise ValueError(f"{path}: image and label files disagree in length")
+    if n_train is not None and n_train < len(x_tr):
+        keep = rng.choice(len(x_tr), n_train, replace=False)
+        x_tr, y_tr = x_tr[keep], y_tr[keep]
+    if n_test is not None and n_test < len(x_te):
+        keep = rng.choice(len(x_te), n_test, replace=False)
+        x_te, y_te = x_te[keep], y_te[keep]
+    enc = encoder or fit_encoder(x_tr, features)
+    as_t = lambda a: torch.as_tensor(a, dtype=torch.float64)  # noqa: E731
+    return Dataset(as_t(enc(x_tr)), torch.as_tensor(y_tr), as_t(enc(x_te)), torch.as_tensor(y_te), enc, 10, "mnist")
+
+
+def load_dataset(spec: str, features: int, seed: int = 0, n_train: int | None = None,
+                 n_test: int | None = None) -> Dataset:
+    """``digits`` (default) or ``mnist:PATH`` (a directory holding the four MNIST IDX files)."""
+    if spec == "digits":
+        return load_digits(features, seed=seed)
+    if spec.startswith("mnist:"):
+        path = spec.split(":", 1)[1]
+        if not path:
+            raise ValueError("--data mnist:PATH needs the directory of the MNIST IDX files")
+        return load_mnist(path, features, n_train=n_train, n_test=n_test, seed=seed)
+    raise ValueError(f"unknown data set {spec!r}: use 'digits' or 'mnist:PATH'")

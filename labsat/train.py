@@ -10,10 +10,10 @@ import torch
 from torch import nn
 
 from labsat.data import Dataset, Encoder
-from labsat.physical import MeshClassifier, PhysicalLayer, twin_for
-from labsat.sat import SAM
+from labsat.physical import HybridClassifier, MeshClassifier, PhysicalLayer, twin_for
+from labsat.sat import MESA, SAF, SAM, NoiseInjection
 
-OPTIMIZERS = ("sgd", "adam", "sam", "asam")
+OPTIMIZERS = ("sgd", "adam", "sam", "asam", "saf", "mesa", "noise")
 
 
 @dataclass
@@ -26,6 +26,15 @@ class TrainConfig:
     epochs: int = 20
     batch_size: int = 64
     seed: int = 0
+    # sharpness-aware variants (labsat.sat); keyword-only additions, defaults keep the old behaviour
+    sigma: float = 0.01  # noise: Gaussian perturbation std (control units for u)
+    lam: float | None = None  # saf/mesa: trajectory-loss weight (None: 0.3 for saf, 0.8 for mesa)
+    tau: float = 5.0  # saf/mesa: softmax temperature
+    lag: int = 2  # saf: outputs recorded this many epochs earlier
+    warmup: int = 1  # saf/mesa: epochs before the trajectory loss starts
+    ema_decay: float = 0.95  # mesa: EMA decay per step
+    perturb: str = "all"  # sam/asam/noise perturb 'all' parameters or only the physical 'controls'
+    twin_perturbed: bool = False  # online sam/asam: the perturbed (w+e) pass runs on the twin
 
     def __post_init__(self):
         if self.mode not in ("offline", "online"):
@@ -36,6 +45,12 @@ class TrainConfig:
             raise ValueError(f"base must be 'sgd' or 'adam', got {self.base!r}")
         if self.epochs < 0 or self.batch_size < 1 or self.lr <= 0 or self.rho < 0:
             raise ValueError("epochs >= 0, batch_size >= 1, lr > 0 and rho >= 0 are required")
+        if self.sigma < 0 or self.tau <= 0 or self.lag < 1 or self.warmup < 0 or not 0 <= self.ema_decay < 1:
+            raise ValueError("sigma >= 0, tau > 0, lag >= 1, warmup >= 0 and 0 <= ema_decay < 1 are required")
+        if self.lam is not None and self.lam < 0:
+            raise ValueError(f"lam must be non-negative, got {self.lam}")
+        if self.perturb not in ("all", "controls"):
+            raise ValueError(f"perturb must be 'all' or 'controls', got {self.perturb!r}")
 
     @property
     def sharpness_aware(self) -> bool:
@@ -56,9 +71,11 @@ class EpochRecord:
 class History:
     config: TrainConfig
     epochs: list[EpochRecord] = field(default_factory=list)
+    step_hardware_batches: list[int] = field(default_factory=list)  # hardware forwards of each step
 
     def as_dict(self) -> dict:
-        return {"config": asdict(self.config), "epochs": [asdict(e) for e in self.epochs]}
+        return {"config": asdict(self.config), "epochs": [asdict(e) for e in self.epochs],
+                "step_hardware_batches": list(self.step_hardware_batches)}
 
 
 def _base(name: str):
@@ -66,12 +83,44 @@ def _base(name: str):
             "adam": lambda params, lr: torch.optim.Adam(params, lr=lr)}[name]
 
 
-def make_optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:
-    if cfg.sharpness_aware:
+def make_optimizer(params, cfg: TrainConfig, n_samples: int | None = None, n_outputs: int | None = None,
+                   model: nn.Module | None = None) -> torch.optim.Optimizer:
+    """The optimizer ``cfg`` names. SAF needs ``n_samples``/``n_outputs``; with ``model`` given and
+    ``cfg.perturb == 'controls'``, SAM/noise leave the digital readout unperturbed."""
+    if cfg.optimizer in ("sam", "asam", "saf", "mesa", "noise"):
         base_cls = torch.optim.SGD if cfg.base == "sgd" else torch.optim.Adam
         extra = {"momentum": 0.9} if cfg.base == "sgd" else {}
+        if model is not None and cfg.perturb == "controls" and cfg.optimizer in ("sam", "asam", "noise"):
+            key = "rho" if cfg.optimizer != "noise" else "sigma"
+            controls = [p for n, p in model.named_parameters() if n.startswith("physical.")]
+            digital = [p for n, p in model.named_parameters() if not n.startswith("physical.")]
+            params = [{"params": controls}, {"params": digital, key: 0.0}]
+        if cfg.optimizer == "saf":
+            if n_samples is None or n_outputs is None:
+                raise ValueError("saf needs n_samples and n_outputs")
+            lam = 0.3 if cfg.lam is None else cfg.lam
+            return SAF(params, base_cls, n_samples, n_outputs, lam=lam, tau=cfg.tau, lag=cfg.lag,
+                       warmup=cfg.warmup, lr=cfg.lr, **extra)
+        if cfg.optimizer == "mesa":
+            lam = 0.8 if cfg.lam is None else cfg.lam
+            return MESA(params, base_cls, decay=cfg.ema_decay, lam=lam, tau=cfg.tau, warmup=cfg.warmup,
+                        lr=cfg.lr, **extra)
+        if cfg.optimizer == "noise":
+            return NoiseInjection(params, base_cls, sigma=cfg.sigma,
+                                  generator=torch.Generator().manual_seed(cfg.seed + 7919), lr=cfg.lr, **extra)
         return SAM(params, base_cls, rho=cfg.rho, adaptive=cfg.optimizer == "asam", lr=cfg.lr, **extra)
     return _base(cfg.optimizer)(params, cfg.lr)
+
+
+def model_for(config, layer: str, n_classes: int, seed: int = 0, twin_state: dict | None = None,
+              hardware=None) -> HybridClassifier:
+    """The classifier over layer ``layer`` of a station config, whatever its kind."""
+    from labsat.kinds import kind_of
+
+    twin = kind_of(config, layer).make_twin(config, layer)
+    if twin_state is not None:
+        twin.load_fitted_state(twin_state)
+    return HybridClassifier(PhysicalLayer(twin, hardware, seed=seed), n_classes, seed=seed)
 
 
 def build_model(layer_cfg, heater_resistance_ohm: float, n_classes: int, seed: int = 0,
@@ -96,7 +145,9 @@ def train(model: MeshClassifier, data: Dataset, cfg: TrainConfig,
     physical = model.physical
     physical.use_hardware = cfg.mode == "online"
     loss_fn = nn.CrossEntropyLoss()
-    opt = make_optimizer(model.parameters(), cfg)
+    opt = make_optimizer(model.parameters(), cfg, n_samples=len(data.x_train), n_outputs=data.n_classes,
+                         model=model)
+    twin_step = cfg.sharpness_aware and cfg.twin_perturbed and physical.use_hardware
     history = History(cfg)
     gen = torch.Generator().manual_seed(cfg.seed)
     start_epoch = 0 if resume is None else load_training_state(resume, model, opt, gen)
@@ -107,27 +158,56 @@ def train(model: MeshClassifier, data: Dataset, cfg: TrainConfig,
         t0 = time.perf_counter()
         hw_before = hw.batches if hw is not None else 0
         model.train()
+        if hasattr(opt, "set_epoch"):
+            opt.set_epoch(epoch)
         order = torch.randperm(n, generator=gen)
         total_loss, correct = 0.0, 0
         for step in range(steps):
             idx = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]
             xb, yb = data.x_train[idx], data.y_train[idx]
 
+            hw_step = hw.batches if hw is not None else 0
+
             def closure():
                 opt.zero_grad()
+                if cfg.optimizer == "mesa" and opt.active:
+                    # the EMA target runs on the twin (a soft target, not a measurement), before the
+                    # forward whose graph is differentiated, since the weights are swapped in place
+                    hw_flag = physical.use_hardware
+                    physical.use_hardware = False
+                    try:
+                        with torch.no_grad(), opt.averaged():
+                            target = model(xb)
+                    finally:
+                        physical.use_hardware = hw_flag
                 out = model(xb)
                 loss = loss_fn(out, yb)
+                if cfg.optimizer == "saf":
+                    loss = loss + opt.trajectory_loss(out, idx)
+                elif cfg.optimizer == "mesa" and opt.active:
+                    loss = loss + opt.trajectory_loss(out, target)
                 loss.backward()
                 if not hasattr(closure, "out"):  # SAM calls twice: keep the unperturbed outputs
                     closure.out = out.detach()
                 return loss
 
-            if cfg.sharpness_aware:
+            if twin_step:  # one hardware forward: clean pass on hardware, perturbed pass on the twin
+                loss = closure()
+                opt.first_step(zero_grad=True)
+                physical.use_hardware = False
+                try:
+                    closure()
+                finally:
+                    physical.use_hardware = True
+                opt.second_step()
+            elif cfg.sharpness_aware or cfg.optimizer == "noise":
                 loss = opt.step(closure)
             else:
                 loss = closure()
                 opt.step()
             physical.project_()
+            if hw is not None:
+                history.step_hardware_batches.append(hw.batches - hw_step)
             total_loss += loss.item() * len(idx)
             correct += int((closure.out.argmax(1) == yb).sum())
             if on_step:
