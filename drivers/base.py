@@ -57,13 +57,18 @@ def open_adapter(address: str, timeout_s: float = 2.0, baudrate: int = 115200, v
     return adapter
 
 
+_sigint_depth = 0  # deferred_sigint nesting on the main thread
+
+
 @contextlib.contextmanager
 def deferred_sigint():
     """Hold a Ctrl-C until the enclosed transfer is complete, so no message is cut in half.
 
-    Only the main thread receives signals, so elsewhere this is a no-op.
+    Only the main thread receives signals, so elsewhere this is a no-op. Nested uses hold the Ctrl-C
+    until the outermost one ends (an inner one must not raise while the outer transfer goes on).
     """
-    if threading.current_thread() is not threading.main_thread():
+    global _sigint_depth
+    if threading.current_thread() is not threading.main_thread() or _sigint_depth:
         yield
         return
     received = []
@@ -72,9 +77,11 @@ def deferred_sigint():
     except ValueError:  # not in the main interpreter
         yield
         return
+    _sigint_depth += 1
     try:
         yield
     finally:
+        _sigint_depth -= 1
         signal.signal(signal.SIGINT, previous)
         if received:
             raise KeyboardInterrupt

@@ -114,6 +114,22 @@ def test_deferred_sigint_raises_only_on_exit():
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
+def test_nested_deferred_sigint_holds_until_the_outermost_ends():
+    """An inner transfer inside an outer one (a retried query inside a read-back) must not let the
+    Ctrl-C out while the outer transfer is still going."""
+    steps = []
+    with pytest.raises(KeyboardInterrupt):
+        with deferred_sigint():
+            with deferred_sigint():
+                os.kill(os.getpid(), signal.SIGINT)
+                steps.append("inner done")
+            steps.append("outer continues")
+    assert steps == ["inner done", "outer continues"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    with deferred_sigint():  # and the depth is back to zero: a fresh use defers again
+        assert signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+
+
 def test_deferred_sigint_without_signal_is_transparent():
     with deferred_sigint():
         x = 1
