@@ -487,10 +487,16 @@ class TrainRecorder:
         """The trained controls and the heater voltages they set (one value per heater channel)."""
         import numpy as np
 
-        u = model.physical.controls().detach().cpu().numpy().astype(float)
-        volts = float(layer_cfg.v_max) * np.sqrt(np.clip(u, 0.0, 1.0))
+        u = model.physical.controls().detach().cpu().numpy().astype(float).ravel()
         self.db.set_parameters(self.run, "u", u)
-        self.db.set_parameters(self.run, "heater_v", volts, indices=list(layer_cfg.heaters.channels))
+        heaters = getattr(layer_cfg, "heaters", None)
+        if heaters is None or len(heaters.channels) != len(u):
+            return  # a kind without one heater per control: the controls alone are recorded
+        if self.hardware is not None and hasattr(self.hardware, "control_voltages"):
+            volts = self.hardware.control_voltages(u)  # what the driver was (or would be) told
+        else:
+            volts = float(layer_cfg.v_max) * np.sqrt(np.clip(u, 0.0, 1.0))  # the mesh's control law
+        self.db.set_parameters(self.run, "heater_v", volts, indices=list(heaters.channels))
 
 
 def start_station_run(db: RunDB, kind: str, station, config: dict, calibration: str | None = None) -> int:

@@ -1,0 +1,92 @@
+"""`labsat train` and `labsat calibrate` are recorded; `labsat runs list|show|export`; `--resume` rules."""
+from __future__ import annotations
+
+import csv
+import io
+
+import pytest
+from typer.testing import CliRunner
+
+from labsat import runs
+from labsat.cli import app
+
+runner = CliRunner()
+
+
+def _invoke(*args):
+    return runner.invoke(app, [str(a) for a in args], env={"COLUMNS": "200"})
+
+
+@pytest.fixture
+def trained(small_station_yaml, tmp_path):
+    """One offline training run (2 epochs) on the small station, with the nominal twin."""
+    result = _invoke("train", "-s", small_station_yaml, "--mode", "offline", "--optimizer", "adam",
+                     "--epochs", 2, "--batch-size", 256, "--nominal")
+    assert result.exit_code == 0, result.output
+    return small_station_yaml, tmp_path / "runs" / runs.DB_NAME
+
+
+def test_train_is_recorded(trained):
+    station, db_file = trained
+    db = runs.RunDB(db_file)
+    (run,) = db.runs()
+    assert run["kind"] == "train" and run["status"] == "completed"
+    assert run["config"]["train"]["epochs"] == 2 and run["config"]["calibration"] == "nominal"
+    assert run["station_yaml"] == station.read_text()  # the snapshot
+    assert run["device"] == "vchip-1" and run["started_utc"] and run["ended_utc"]
+    assert [e["epoch"] for e in db.epochs(run["id"])] == [1, 2]
+    assert [c["epoch"] for c in db.checkpoints(run["id"])] == [1, 2]
+    params = db.parameters(run["id"])
+    assert len(params["u"]) == 12 and sorted(params["heater_v"]) == list(range(12))
+    assert run["result"]["out"].endswith("offline-adam.pt")
+
+
+def test_runs_list_show_export(trained, tmp_path):
+    station, db_file = trained
+    out = _invoke("runs", "list", "-s", station)
+    assert out.exit_code == 0, out.output
+    assert "completed" in out.output and "offline adam" in out.output and "2/2" in out.output
+
+    out = _invoke("runs", "show", 1, "-s", station)
+    assert out.exit_code == 0, out.output
+    for text in ("completed", "nominal", "epochs", "final heater_v (12)", "checkpoints: 2"):
+        assert text in out.output
+
+    out = _invoke("runs", "export", 1, "--format", "csv", "--db", db_file)
+    assert out.exit_code == 0, out.output
+    rows = list(csv.DictReader(io.StringIO(out.output)))
+    assert [int(r["epoch"]) for r in rows] == [1, 2] and all(float(r["loss"]) > 0 for r in rows)
+
+    xr = pytest.importorskip("xarray")
+    nc = tmp_path / "run1.nc"
+    out = _invoke("runs", "export", 1, "--format", "netcdf", "--out", nc, "-s", station)
+    assert out.exit_code == 0, out.output
+    with xr.open_dataset(nc) as ds:
+        assert list(ds["epoch"].values) == [1, 2]
+        assert ds["final_heater_v"].sizes["channel"] == 12
+        assert ds.attrs["status"] == "completed" and "adam" in ds.attrs["config"]
+
+
+def test_runs_errors_are_clear(trained, tmp_path):
+    station, db_file = trained
+    out = _invoke("runs", "show", 42, "-s", station)
+    assert out.exit_code == 2 and "no run 42" in out.output
+    out = _invoke("runs", "export", 1, "--format", "xlsx", "-s", station)
+    assert out.exit_code == 2 and "csv or netcdf" in out.output
+    out = _invoke("runs", "list", "--db", tmp_path / "nowhere.sqlite")
+    assert out.exit_code == 2 and "no run database yet" in out.output
+    out = _invoke("train", "-s", station, "--resume", 1)
+    assert out.exit_code == 2 and "already completed" in out.output
+    out = _invoke("train", "-s", station, "--resume", 7)
+    assert out.exit_code == 2 and "no run 7" in out.output
+
+
+def test_calibrate_is_recorded(small_station_yaml, tmp_path):
+    result = _invoke("calibrate", "-s", small_station_yaml, "--settings", 8, "--inputs", 8)
+    assert result.exit_code == 0, result.output
+    db = runs.RunDB(tmp_path / "runs" / runs.DB_NAME)
+    (run,) = db.runs()
+    assert run["kind"] == "calibrate" and run["status"] == "completed"
+    assert run["calibration"].endswith(".json") and run["calibration"] == run["result"]["calibration"]
+    assert run["result"]["residuals"]["fitted_holdout"]["rmse"] >= 0
+    assert run["config"]["settings"] == 8
