@@ -190,7 +190,11 @@ class Station:
                 self._old_sigterm = signal.signal(signal.SIGTERM, _sigterm)
             except ValueError:
                 self._old_sigterm = None
-        return self.connect()
+        try:
+            return self.connect()
+        except BaseException:  # no __exit__ follows a failed __enter__: restore SIGTERM here
+            self.__exit__(None, None, None)
+            raise
 
     def __exit__(self, *exc) -> None:
         try:

@@ -72,6 +72,20 @@ def test_sigterm_mid_training_leaves_lab_safe(small_station_yaml):
     assert signal.getsignal(signal.SIGTERM) is previous  # the station's handler is gone again
 
 
+def test_failed_connect_restores_sigterm(tmp_path, config_dict):
+    """A station that cannot connect leaves no signal handler of its own behind."""
+    import yaml
+
+    config_dict["instruments"]["heaters"]["limits"]["v_max"] = 13.0  # beyond the DAC's full scale
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(config_dict))
+    previous = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(ValueError, match="full scale"):
+        with Station(path):
+            pass
+    assert signal.getsignal(signal.SIGTERM) is previous
+
+
 def test_normal_exit_is_safe_too(small_station_yaml):
     with Station(small_station_yaml) as st:
         hw = st.mesh()
