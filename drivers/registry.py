@@ -31,7 +31,10 @@ def serve_simulated(lab, name: str, cfg, sim=None) -> str:
         if t is not None:
             timing = sim_faults.TimingModel(query_latency_s=t.query_latency_s, command_latency_s=t.command_latency_s,
                                             baud=t.serial_baud, realtime=t.realtime)
-            sim_faults.set_chip_timing(lab.chip, settling_s=t.settling_s, sample_s=t.sample_s)
+            scenes = list(getattr(lab, "scenes", {}).values()) or [lab.chip]
+            for scene in scenes:
+                if hasattr(scene, "seconds_per_heater_update"):
+                    sim_faults.set_chip_timing(scene, settling_s=t.settling_s, sample_s=t.sample_s)
         faults = [dict(kind=f.kind, match=f.match, after=f.after, count=f.count)
                   for f in getattr(sim, "faults", []) if f.instrument == name]
         sim_faults.install(lab, name, faults=faults, timing=timing)

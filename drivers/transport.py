@@ -17,6 +17,7 @@ driver's ``shutdown``) and re-raise, so no fault leaves an output on.
 from __future__ import annotations
 
 import logging
+import select
 import time
 from typing import Callable, TypeVar
 
@@ -107,12 +108,58 @@ class TransportMixin:
         self._guard(lambda: super(TransportMixin, self).write_bytes(content, **kwargs), what)
 
     def read(self, **kwargs) -> str:
-        reply = self._guard(lambda: super(TransportMixin, self).read(**kwargs), self._last_command)
+        if self._is_serial() and not kwargs:
+            reply = self._guard(self._serial_readline, self._last_command)
+        else:
+            reply = self._guard(lambda: super(TransportMixin, self).read(**kwargs), self._last_command)
         if reply == "" and self._is_serial():  # pyserial returns what it has when the timeout expires
             raise InstrumentTimeout(f"{self.name}: no reply (timeout) to {self._last_command!r}")
         return reply
 
+    # pyserial's read_until asks for one byte at a time (a select and a recv per byte); on a 64-channel
+    # read-back that is most of the Python time of a heater update. Read what has arrived instead, and
+    # keep what follows the first line for the next read.
+    _rx: bytes = b""
+
+    def _serial_recv(self, conn, timeout: float | None) -> bytes:
+        sock = getattr(conn, "_socket", None)  # socket:// (serial-to-LAN bridge)
+        if sock is not None:
+            ready, _, _ = select.select([sock], [], [], timeout)
+            if not ready:
+                return b""
+            data = sock.recv(1 << 16)
+            if not data:
+                import serial
+
+                raise serial.SerialException("socket disconnected")
+            return data
+        n = conn.in_waiting
+        return conn.read(n if n > 0 else 1)
+
+    def _serial_readline(self) -> str:
+        conn = self.adapter.connection
+        term = (self.adapter.read_termination or "\n").encode()
+        buf = self._rx
+        deadline = None if conn.timeout is None else time.monotonic() + conn.timeout
+        while term not in buf:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            chunk = self._serial_recv(conn, left)
+            if not chunk and (deadline is None or time.monotonic() >= deadline):
+                break
+            buf += chunk
+        line, sep, rest = buf.partition(term)
+        self._rx = rest
+        return line.decode(errors="replace")
+
     def read_bytes(self, count: int, **kwargs) -> bytes:
+        if self._rx and self._is_serial():
+            if count < 0:
+                head, self._rx = self._rx, b""
+                return head
+            head, self._rx = self._rx[:count], self._rx[count:]
+            if len(head) == count:
+                return head
+            return head + self.read_bytes(count - len(head), **kwargs)
         data = self._guard(lambda: super(TransportMixin, self).read_bytes(count, **kwargs), self._last_command)
         if count > 0 and len(data) < count:
             raise InstrumentTimeout(f"{self.name}: short read ({len(data)} of {count} bytes) after "
@@ -139,6 +186,7 @@ class TransportMixin:
             self.adapter.close()
         except Exception:
             pass
+        self._rx = b""
         try:
             self.adapter = open_adapter(address, timeout_s=timeout_s)
         except Exception as exc:

@@ -108,7 +108,9 @@ class TimingModel:
 class LabClock:
     """Modelled instrument time summed over every served instrument of a lab."""
 
-    modelled_s: float = 0.0
+    modelled_s: float = 0.0  # instrument time the model charged (latency, transfer, settling, integration)
+    slept_s: float = 0.0  # wall time actually slept for it (realtime mode)
+    compute_s: float = 0.0  # wall time the simulator itself spent computing replies (not on a real bench)
     messages: int = 0
     per_instrument: dict = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -119,9 +121,14 @@ class LabClock:
             self.messages += 1
             self.per_instrument[name] = self.per_instrument.get(name, 0.0) + seconds
 
+    def add_wall(self, slept: float = 0.0, compute: float = 0.0) -> None:
+        with self._lock:
+            self.slept_s += slept
+            self.compute_s += compute
+
     def reset(self) -> None:
         with self._lock:
-            self.modelled_s, self.messages = 0.0, 0
+            self.modelled_s, self.messages, self.slept_s, self.compute_s = 0.0, 0, 0.0, 0.0
             self.per_instrument.clear()
 
 
@@ -168,8 +175,9 @@ class InstrumentFront:
                 reply = self._refusal(command, fault.kind)
                 self._account(command, block, reply, 0.0)
                 return reply
-        t0 = self._virtual_now()
+        t0, w0 = self._virtual_now(), time.perf_counter()
         reply = self.inner.handle(command, block)
+        self.clock.add_wall(compute=time.perf_counter() - w0)
         physics = max(0.0, self._virtual_now() - t0)  # settling / integration the chip modelled
         if fault is not None and fault.kind == "garbled" and reply is not None:
             reply = GARBAGE if isinstance(reply, str) else GARBAGE.encode()
@@ -192,7 +200,9 @@ class InstrumentFront:
         total = extra + physics
         self.clock.add(self.name, total)
         if t.realtime and total > 0:
+            w0 = time.perf_counter()
             time.sleep(total)
+            self.clock.add_wall(slept=time.perf_counter() - w0)
 
 
 def _quiet_handle_error(request, client_address):
