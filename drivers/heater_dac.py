@@ -76,10 +76,11 @@ class HeaterDAC(TransportMixin, Instrument):
         self.writes = 0
 
     def _per_channel(self, value, what: str) -> np.ndarray:
-        arr = np.broadcast_to(np.asarray(value, dtype=float), (self.channels,)).copy()
-        if arr.shape != (self.channels,):
-            raise ValueError(f"{self.name}: {what} needs one value or {self.channels}")
-        return arr
+        try:
+            return np.broadcast_to(np.asarray(value, dtype=float), (self.channels,)).copy()
+        except ValueError:
+            raise ValueError(f"{self.name}: {what} needs one value or {self.channels}, "
+                             f"got {np.size(value)}") from None
 
     # --- protocol ---
     def _check_reply(self, reply: str, command: str) -> None:

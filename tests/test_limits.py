@@ -79,6 +79,8 @@ def test_one_bad_channel_refuses_the_whole_request():
     (dict(i_max_ma=30.0), r"i_max_ma must be in \(0, 24\.0\] mA"),
     (dict(resistance_ohm=0.0), "resistance_ohm must be positive"),
     (dict(max_step_v=0.0), "max_step_v must be positive"),
+    (dict(v_max=[1.0, 2.0, 3.0]), "v_max needs one value or 2, got 3"),
+    (dict(resistance_ohm=[600.0] * 5), "resistance_ohm needs one value or 2, got 5"),
 ])
 def test_limits_looser_than_full_scale_rejected_at_construction(kwargs, pattern):
     with pytest.raises(ValueError, match=pattern):
