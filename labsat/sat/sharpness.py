@@ -32,6 +32,12 @@ def _norm(vs: Sequence[torch.Tensor]) -> torch.Tensor:
 
 
 @torch.no_grad()
+def _restore(ps: Sequence[torch.Tensor], saved: Sequence[torch.Tensor]) -> None:
+    for p, v in zip(ps, saved):
+        p.copy_(v)
+
+
+@torch.no_grad()
 def _shift(ps: Sequence[torch.Tensor], vs: Sequence[torch.Tensor], alpha: float = 1.0) -> None:
     for p, v in zip(ps, vs):
         p.add_(v, alpha=alpha)
@@ -45,6 +51,7 @@ def max_loss_increase(model: nn.Module, loss_fn: LossFn, rho: float, n_random: i
         raise ValueError(f"rho must be non-negative, got {rho}")
     ps = _params(model, params)
     g = torch.Generator().manual_seed(seed)
+    saved = [p.detach().clone() for p in ps]
     with torch.no_grad():
         base = float(loss_fn())
     worst_random = 0.0
@@ -57,7 +64,7 @@ def max_loss_increase(model: nn.Module, loss_fn: LossFn, rho: float, n_random: i
             with torch.no_grad():
                 worst_random = max(worst_random, float(loss_fn()) - base)
         finally:
-            _shift(ps, d, -1.0)
+            _restore(ps, saved)
     # projected gradient ascent in the ball
     e = [torch.zeros_like(p) for p in ps]
     worst_adv = 0.0
@@ -70,7 +77,7 @@ def max_loss_increase(model: nn.Module, loss_fn: LossFn, rho: float, n_random: i
                 grads = torch.autograd.grad(loss, ps, allow_unused=True)
             worst_adv = max(worst_adv, float(loss) - base)
         finally:
-            _shift(ps, e, -1.0)
+            _restore(ps, saved)
         grads = [torch.zeros_like(p) if gr is None else gr for p, gr in zip(ps, grads)]
         gn = float(_norm(grads))
         if gn == 0.0:
@@ -86,7 +93,7 @@ def max_loss_increase(model: nn.Module, loss_fn: LossFn, rho: float, n_random: i
             with torch.no_grad():
                 worst_adv = max(worst_adv, float(loss_fn()) - base)
         finally:
-            _shift(ps, e, -1.0)
+            _restore(ps, saved)
     return {"base": base, "random": worst_random, "adversarial": worst_adv}
 
 
