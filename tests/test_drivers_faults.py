@@ -162,3 +162,19 @@ def test_front_can_be_armed_from_a_test(lab):
     front.faults.clear()
     assert daq.identity.startswith("labsat")
     daq.adapter.close()
+
+
+def test_lab_in_a_child_process_serves_a_station(config_dict):
+    """LabProcess: the same instruments from a spawned process; the station opens them as a real bench
+    (backend real, explicit addresses) and leaves the heaters at 0 V."""
+    from labsat.drivers.sim.process import LabProcess
+
+    config_dict["station"]["sim"]["timing"] = {"query_latency_s": 1e-4}
+    with LabProcess(parse_config(config_dict)) as lab:
+        assert lab.config.station.backend == "real"
+        assert lab.addresses["heaters"].startswith("socket://")
+        with Station(lab.config) as st:
+            st.instruments["heaters"].set_voltages([1.0, 2.0], channels=[0, 1])
+            assert lab.heaters()[:2] == [1.0, 2.0]
+            assert lab.clock()["modelled_s"] > 0
+        assert not any(lab.heaters())
