@@ -340,6 +340,17 @@ def test_lab_scpi_round_trip_dc(bench):
     assert np.all(lab.chip.modulator_v == 0.0)
 
 
+def test_lab_modulator_reset_turns_the_light_off(bench):
+    lab, _, mod, _ = bench
+    mod.set_levels(np.full(8, 1.0))
+    mod.output(True)
+    assert np.all(lab.chip.modulator_v == 1.0)
+    mod.write("*RST")
+    assert mod.ask("OUTP?").strip() == "0"
+    np.testing.assert_array_equal(lab.chip.modulator_v, 0.0)
+    np.testing.assert_array_equal(mod.levels(), 0.0)
+
+
 def test_lab_sequence_acquisition(bench):
     lab, heaters, mod, daq = bench
     heaters.set_voltages(np.full(56, 2.0), channels=np.arange(56))

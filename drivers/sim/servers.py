@@ -227,6 +227,7 @@ class SimModulatorDAC:
         if head == "*RST":
             self.levels[:] = 0
             self.output_on = False
+            self.chip.set_modulators(self._mesh_inputs(self.levels[None])[0])
             return None
         if head == "SYST:ERR?":
             return self.errors.pop()
