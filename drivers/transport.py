@@ -82,6 +82,13 @@ def _transport_errors():
     return (pyvisa.errors.VisaIOError, pyvisa.errors.InvalidSession, serial.SerialException, OSError)
 
 
+def _close_quietly(adapter) -> None:
+    try:
+        adapter.close()
+    except Exception:
+        pass
+
+
 class TransportMixin:
     """Mix in before ``Instrument``: clear transport errors and safe read-back retries."""
 
@@ -182,17 +189,24 @@ class TransportMixin:
         if where is None:
             return False
         address, timeout_s = where
-        try:
-            self.adapter.close()
-        except Exception:
-            pass
+        old = self.adapter
         self._rx = b""
         try:
             self.adapter = open_adapter(address, timeout_s=timeout_s)
         except Exception as exc:
+            _close_quietly(old)
             raise ConnectionLost(f"{self.name}: cannot reopen {address}: {exc}") from exc
+        # The old session is closed only once the new one has carried a reply (close_stale), so an
+        # instrument that watches its connections (and goes safe when none is left) never sees none.
+        self._stale = getattr(self, "_stale", []) + [old]
         log.warning("%s: reconnected to %s", self.name, address)
         return True
+
+    def close_stale(self) -> None:
+        """Close the sessions replaced by :meth:`reconnect`."""
+        for old in getattr(self, "_stale", ()):
+            _close_quietly(old)
+        self._stale = []
 
     def query(self, command: str, parse: Callable[[str], T] = str, retries: int | None = None) -> T:
         """A read-back query without side effects: retried on timeout, lost connection or garbage."""
@@ -202,6 +216,7 @@ class TransportMixin:
             try:
                 with deferred_sigint():
                     reply = self.ask(command)
+                self.close_stale()
                 try:
                     return parse(reply)
                 except InstrumentError:
@@ -217,6 +232,7 @@ class TransportMixin:
                     if isinstance(exc, (InstrumentTimeout, ConnectionLost)):
                         self.reconnect()
         assert last is not None
+        self.close_stale()
         raise type(last)(f"{last} (gave up after {attempts} attempts)") from last
 
 

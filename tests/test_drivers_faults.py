@@ -51,17 +51,30 @@ def test_yaml_faults_are_validated(config_dict):
         parse_config(config_dict)
 
 
-def test_heater_readback_timeout_and_drop_are_retried(config_dict):
-    """Serial heater DAC: a swallowed VALL? and a dropped connection on VALL? are retried (reconnect)."""
-    faults = [{"instrument": "heaters", "kind": "timeout", "match": "VALL?", "count": 1},
-              {"instrument": "heaters", "kind": "drop", "match": "VALL?", "after": 1, "count": 1}]
-    with station_with(config_dict, faults) as st:
+def test_heater_readback_timeout_is_retried(config_dict):
+    """Serial heater DAC: a swallowed VALL? read-back is retried on a fresh connection (opened before
+    the old one closes, so the instrument's connection watchdog does not trip)."""
+    with station_with(config_dict) as st:
         dac = st.instruments["heaters"]
         dac.set_voltages([1.0, 2.0], channels=[0, 1])
+        front = st.lab.servers["heaters"].instrument
+        front.faults.add("timeout", match="VALL?", count=2)
         dac.set_voltages([0.5, 0.5], channels=[0, 1])
         np.testing.assert_allclose(st.lab.chip.heater_v[:2], [0.5, 0.5])
-        kinds = [k for k, _ in st.lab.servers["heaters"].instrument.faults.log]
-        assert kinds == ["timeout", "drop"]
+        assert [k for k, _ in front.faults.log] == ["timeout", "timeout"]
+        assert getattr(st.lab.instruments["heaters"], "watchdog_trips", 0) == 0
+    assert_all_safe(st)
+
+
+def test_heater_dropped_connection_is_refused_after_reconnect(config_dict):
+    """A dropped serial link: the instrument's watchdog zeroes the heaters; the driver reconnects,
+    reads 0 V where it set 1 V, and refuses to go on instead of ramping from a wrong start."""
+    with station_with(config_dict) as st:
+        dac = st.instruments["heaters"]
+        dac.set_voltages([1.0, 1.0], channels=[0, 1])
+        st.lab.servers["heaters"].instrument.faults.add("drop", match="VALL?")
+        with pytest.raises(InstrumentError, match="reads 0 V but was set to 1 V"):
+            dac.set_voltages([0.5, 0.5], channels=[0, 1])
     assert_all_safe(st)
 
 
