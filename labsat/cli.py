@@ -43,23 +43,35 @@ def _user_errors():
         raise typer.Exit(130)
 
 
-def _heater_resistance(station) -> float:
-    layer = station.config.layers["mesh"]
-    return station.config.instruments[layer.heaters.instrument].limits.resistance_ohm
+KindOpt = typer.Option(None, "--kind", help="which physical network of the station (mesh, ...); default: its first layer")
+
+
+def open_station(path, chip_seed: Optional[int] = None, kind: Optional[str] = None, **kwargs):
+    """A Station (from a file or a loaded config) opening only the layer of ``kind``."""
+    from labsat.config import load_config
+    from labsat.kinds import layer_for_kind
+    from labsat.station import Station
+
+    cfg = load_config(path) if isinstance(path, (str, Path)) else path
+    return Station(cfg, chip_seed=chip_seed, layers=[layer_for_kind(cfg, kind)], **kwargs)
+
+
+def _layer(station) -> str:
+    return station.layer_names[0]
 
 
 def run_calibration(station, settings: int, inputs: int, holdout: float, seed: int = 0) -> tuple[Path, dict]:
     from labsat.calibration import fit_twin, measure, residual_summary, save_calibration
-    from labsat.physical import twin_for
 
-    hw = station.mesh()
-    layer = station.config.layers["mesh"]
+    from labsat.kinds import kind_of
+
+    hw = station.layer()
     with _progress() as progress:
         task = progress.add_task("measuring", total=settings, info="")
         data = measure(hw, settings, inputs, seed=seed,
                        progress=lambda k, n: progress.update(task, completed=k))
         train_set, held = data.split(holdout, seed=seed)
-        twin = twin_for(layer, _heater_resistance(station))
+        twin = kind_of(station.config, _layer(station)).make_twin(station.config, _layer(station))
         nominal = residual_summary(twin, held)
         fit_task = progress.add_task("fitting twin", total=1, info="")
 
@@ -79,16 +91,15 @@ def run_calibration(station, settings: int, inputs: int, holdout: float, seed: i
 
 
 @app.command()
-def calibrate(station: Path = StationOpt, chip_seed: Optional[int] = SeedOpt,
+def calibrate(station: Path = StationOpt, chip_seed: Optional[int] = SeedOpt, kind: Optional[str] = KindOpt,
               settings: int = typer.Option(64, help="random heater settings to measure"),
               inputs: int = typer.Option(32, help="inputs measured per heater setting"),
               holdout: float = typer.Option(0.2, help="fraction of settings held out to test the fit")):
     """Measure the chip, fit its twin, save the calibration (and reload it to check)."""
     from labsat import runs
     from labsat.calibration import load_calibration
-    from labsat.station import Station
 
-    with _user_errors(), Station(station, chip_seed=chip_seed) as st:
+    with _user_errors(), open_station(station, chip_seed, kind) as st:
         db = runs.RunDB.for_station(st.config)
         run_id = runs.start_station_run(db, "calibrate", st, {"settings": settings, "inputs": inputs,
                                                               "holdout": holdout, "chip_seed": chip_seed})
@@ -125,13 +136,15 @@ def run_training(st, cfg, twin_state, calibration_name: str, out: Path, data=Non
     """Train and save; ``recorder`` (a :class:`labsat.runs.TrainRecorder`) checkpoints every epoch into
     the run database and, if the run has a checkpoint, continues from it."""
     from labsat.data import load_digits
-    from labsat.train import build_model, save_model, train
+    from labsat.kinds import kind_of
+    from labsat.train import model_for, save_model, train
 
-    layer = st.config.layers["mesh"]
-    data = data or load_digits(layer.modes, seed=0)
-    hw = st.mesh() if cfg.mode == "online" else None
-    model = build_model(layer, _heater_resistance(st), data.n_classes, seed=cfg.seed,
-                        twin_state=twin_state, hardware=hw)
+    lname = _layer(st)
+    layer = st.config.layers[lname]
+    n_inputs = kind_of(st.config, lname).make_twin(st.config, lname).n_inputs
+    data = data or load_digits(n_inputs, seed=0)
+    hw = st.layer() if cfg.mode == "online" else None
+    model = model_for(st.config, lname, data.n_classes, seed=cfg.seed, twin_state=twin_state, hardware=hw)
     resume = None
     if recorder is not None:
         recorder.attach(hw)
@@ -155,7 +168,7 @@ def run_training(st, cfg, twin_state, calibration_name: str, out: Path, data=Non
     if recorder is not None:
         recorder.record_final_parameters(model, layer)
     meta = {"history": history.as_dict(), "device": st.device_id(), "calibration": calibration_name,
-            "layer": layer.model_dump(), "heater_resistance_ohm": _heater_resistance(st),
+            "layer": layer.model_dump(), "layer_name": lname, "kind": layer.kind,
             "n_classes": data.n_classes, "dataset": data.name,
             "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(),
             "hardware_batches": hw.batches if hw else 0}
@@ -166,7 +179,7 @@ def run_training(st, cfg, twin_state, calibration_name: str, out: Path, data=Non
 
 
 @app.command("train")
-def train_cmd(station: Path = StationOpt, chip_seed: Optional[int] = SeedOpt,
+def train_cmd(station: Path = StationOpt, chip_seed: Optional[int] = SeedOpt, kind: Optional[str] = KindOpt,
               mode: str = typer.Option("offline", help="offline (on the twin) or online (on the hardware)"),
               optimizer: str = typer.Option("sam", help="sgd | adam | sam | asam"),
               base: str = typer.Option("adam", help="base optimizer of sam/asam: sgd | adam"),
@@ -183,7 +196,6 @@ def train_cmd(station: Path = StationOpt, chip_seed: Optional[int] = SeedOpt,
 
     from labsat import runs
     from labsat.config import load_config
-    from labsat.station import Station
     from labsat.train import TrainConfig
 
     with _user_errors(), contextlib.ExitStack() as guard:
@@ -203,7 +215,7 @@ def train_cmd(station: Path = StationOpt, chip_seed: Optional[int] = SeedOpt,
             cfg = TrainConfig(mode=mode, optimizer=optimizer, base=base, rho=rho, lr=lr, epochs=epochs,
                               batch_size=batch_size, seed=seed)
         # unwinds in reverse: the station reaches its safe state before the run is marked failed
-        st = guard.enter_context(Station(station, chip_seed=chip_seed))
+        st = guard.enter_context(open_station(station, chip_seed, kind))
         twin_state, cal = _load_twin_state(st, calibration, nominal)
         runs_dir = st.config.resolve(st.config.station.runs_dir)
         out = out or runs_dir / f"{cfg.mode}-{cfg.optimizer}.pt"
@@ -228,7 +240,7 @@ def train_cmd(station: Path = StationOpt, chip_seed: Optional[int] = SeedOpt,
 def evaluate_models(model_files: list[Path], stations: dict[str, object]) -> dict[str, dict[str, float]]:
     """Accuracy of each model on each station's hardware: {model: {station label: accuracy}}."""
     from labsat.data import Encoder, load_digits
-    from labsat.train import accuracy, build_model, load_model_file
+    from labsat.train import accuracy, load_model_file, model_for
 
     results: dict[str, dict[str, float]] = {}
     for path in model_files:
@@ -236,10 +248,14 @@ def evaluate_models(model_files: list[Path], stations: dict[str, object]) -> dic
         meta = blob["meta"]
         results[str(path)] = {}
         for label, st in stations.items():
-            layer = st.config.layers["mesh"]
-            data = load_digits(layer.modes, seed=0, encoder=Encoder.from_state(blob["encoder"]))
-            model = build_model(layer, meta["heater_resistance_ohm"], meta["n_classes"], hardware=st.mesh())
-            missing = model.load_state_dict(blob["state_dict"], strict=False)
+            hw = st.layer()
+            data = load_digits(hw.modes, seed=0, encoder=Encoder.from_state(blob["encoder"]))
+            model = model_for(st.config, _layer(st), meta["n_classes"], hardware=hw)
+            try:
+                missing = model.load_state_dict(blob["state_dict"], strict=False)
+            except RuntimeError as exc:  # size mismatch: trained for another layer
+                detail = "; ".join(line.strip() for line in str(exc).splitlines()[1:])
+                raise ValueError(f"{path} does not fit the layer of {label}: {detail}") from None
             if missing.unexpected_keys:
                 raise ValueError(f"{path}: unexpected parameters {missing.unexpected_keys}")
             results[str(path)][label] = accuracy(model, data.x_test, data.y_test, on_hardware=True)
@@ -248,20 +264,19 @@ def evaluate_models(model_files: list[Path], stations: dict[str, object]) -> dic
 
 @app.command()
 def evaluate(models: list[Path] = typer.Argument(..., help="model files from `labsat train`"),
-             station: Path = StationOpt, chip_seed: Optional[int] = SeedOpt,
+             station: Path = StationOpt, chip_seed: Optional[int] = SeedOpt, kind: Optional[str] = KindOpt,
              other_chip_seed: Optional[int] = typer.Option(2, help="simulated backend: a second chip to test transfer on"),
              other_station: Optional[Path] = typer.Option(None, help="a second station file (another device)")):
     """Test accuracy on the device the model was trained for and on another device."""
-    from labsat.station import Station
 
     with _user_errors(), contextlib.ExitStack() as stack:
-        st_a = stack.enter_context(Station(station, chip_seed=chip_seed))
+        st_a = stack.enter_context(open_station(station, chip_seed, kind))
         stations = {st_a.device_id(): st_a}
         if other_station is not None:
-            st_b = stack.enter_context(Station(other_station))
+            st_b = stack.enter_context(open_station(other_station, None, kind))
             stations[st_b.device_id()] = st_b
         elif st_a.simulated and other_chip_seed is not None:
-            st_b = stack.enter_context(Station(station, chip_seed=other_chip_seed))
+            st_b = stack.enter_context(open_station(station, other_chip_seed, kind))
             stations[st_b.device_id()] = st_b
         results = evaluate_models(models, stations)
         table = Table(title="test accuracy on hardware")
@@ -274,7 +289,7 @@ def evaluate(models: list[Path] = typer.Argument(..., help="model files from `la
 
 
 @app.command()
-def demo(station: Path = StationOpt,
+def demo(station: Path = StationOpt, kind: Optional[str] = KindOpt,
          chip_a: int = typer.Option(1, help="virtual chip the models are trained for"),
          chip_b: int = typer.Option(2, help="a second virtual chip, other imperfections"),
          offline_epochs: int = typer.Option(30), online_epochs: int = typer.Option(10),
@@ -282,8 +297,6 @@ def demo(station: Path = StationOpt,
          runs_dir: Optional[Path] = typer.Option(None, help="where models go (default: the station's runs_dir)")):
     """The whole path on the virtual lab: calibrate chip A, train offline/online x plain/SAT, test on A and B."""
     from labsat.config import load_config
-    from labsat.data import load_digits
-    from labsat.station import Station
     from labsat.train import TrainConfig
 
     with _user_errors():
@@ -294,21 +307,21 @@ def demo(station: Path = StationOpt,
         plan = [("offline plain", "offline", "adam", offline_epochs), ("offline SAT", "offline", "sam", offline_epochs),
                 ("online plain", "online", "adam", online_epochs), ("online SAT", "online", "sam", online_epochs)]
         files = {}
-        with Station(cfg, chip_seed=chip_a) as st:
+        with open_station(cfg, chip_a, kind) as st:
             console.rule(f"calibrating {st.device_id()}")
             path, meta = run_calibration(st, settings=64, inputs=32, holdout=0.2)
             r = meta["residuals"]
             console.print(f"held-out RMSE: nominal twin {r['nominal_holdout']['rmse']:.4f}, "
                           f"fitted twin {r['fitted_holdout']['rmse']:.4f}  ({path})")
             twin_state, cal = _load_twin_state(st, path, False)
-            data = load_digits(cfg.layers["mesh"].modes, seed=0)
+            data = None
             for label, mode, opt, epochs in plan:
                 console.rule(label)
                 tcfg = TrainConfig(mode=mode, optimizer=opt, rho=rho, lr=lr, epochs=epochs)
                 files[label] = runs / f"{label.replace(' ', '-')}.pt"
                 run_training(st, tcfg, twin_state, cal, files[label], data=data, label=label)
         console.rule("evaluating on hardware")
-        with Station(cfg, chip_seed=chip_a) as st_a, Station(cfg, chip_seed=chip_b) as st_b:
+        with open_station(cfg, chip_a, kind) as st_a, open_station(cfg, chip_b, kind) as st_b:
             labels = {f"chip A ({st_a.device_id()})": st_a, f"chip B ({st_b.device_id()})": st_b}
             results = evaluate_models(list(files.values()), labels)
         table = Table(title="test accuracy on the virtual chips (digits, 10 classes)")
