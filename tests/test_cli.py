@@ -138,3 +138,14 @@ def test_evaluate_missing_model(small_yaml, tmp_path):
     result, out = invoke("evaluate", tmp_path / "none.pt", "--station", small_yaml)
     assert result.exit_code == 2, out
     assert "no such model file" in out
+
+
+def test_evaluate_on_a_station_with_another_mesh_size(small_yaml, station_yaml, tmp_path):
+    """A 4-mode model evaluated on the 8-mode station: exit 2 with a clear message, not a traceback."""
+    model = tmp_path / "m4.pt"
+    result, out = invoke("train", "--station", small_yaml, "--nominal", "--mode", "offline",
+                         "--optimizer", "adam", "--epochs", 1, "--out", model)
+    assert result.exit_code == 0, out
+    result, out = invoke("evaluate", model, "--station", station_yaml)
+    assert result.exit_code == 2, out
+    assert "m4.pt" in out and "does not fit" in out and "physical.u" in out
