@@ -66,7 +66,12 @@ class LabProcess:
         if not self._conn.poll(start_timeout_s):
             self.close()
             raise RuntimeError("the virtual lab process did not start")
-        status, payload = self._conn.recv()
+        try:
+            status, payload = self._conn.recv()
+        except EOFError:
+            self.close()
+            raise RuntimeError("the virtual lab process exited before it started (a script that starts "
+                               "one needs the `if __name__ == '__main__':` guard)") from None
         if status != "ok":
             self.close()
             raise RuntimeError(f"the virtual lab process failed: {payload}")
