@@ -21,8 +21,12 @@ class Measurements:
         return len(self.u)
 
     def split(self, holdout_fraction: float, seed: int = 0) -> tuple["Measurements", "Measurements"]:
+        if not 0 < holdout_fraction < 1:
+            raise ValueError(f"holdout fraction must be between 0 and 1, got {holdout_fraction}")
         idx = np.random.default_rng(seed).permutation(len(self))
         k = max(1, int(round(len(self) * holdout_fraction)))
+        if k >= len(self):
+            raise ValueError(f"holding out {k} of {len(self)} settings leaves none to fit; measure more")
         pick = lambda i: Measurements(self.u[i], self.x[i], self.p[i])  # noqa: E731
         return pick(idx[k:]), pick(idx[:k])
 

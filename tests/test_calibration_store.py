@@ -139,3 +139,33 @@ def _eight_mode() -> dict:
     mesh["inputs"]["channels"] = "0-7"
     mesh["outputs"]["channels"] = "0-7"
     return d
+
+
+@pytest.mark.parametrize("fraction, pattern", [(0.0, "between 0 and 1"), (1.0, "between 0 and 1"),
+                                               (1.5, "between 0 and 1"), (0.9, "leaves none to fit")])
+def test_bad_holdout_refused(fraction, pattern):
+    """A hold-out that leaves nothing to fit would save a calibration of NaNs: refused instead."""
+    from labsat.calibration import Measurements
+
+    data = Measurements(np.zeros((3, 2)), np.zeros((3, 1, 2)), np.zeros((3, 1, 2)))
+    with pytest.raises(ValueError, match=pattern):
+        data.split(fraction)
+    train, held = data.split(0.3)
+    assert len(train) == 2 and len(held) == 1
+
+
+def test_cli_bad_holdout_exits_2(tmp_path):
+    from typer.testing import CliRunner
+
+    from conftest import write_yaml
+    from labsat import cli
+
+    d = minimal_config()
+    d["station"]["calibration_dir"] = str(tmp_path / "cal")
+    d["station"]["runs_dir"] = str(tmp_path / "runs")
+    path = write_yaml(tmp_path / "s.yaml", d)
+    result = CliRunner().invoke(cli.app, ["calibrate", "--station", str(path), "--settings", "4",
+                                          "--inputs", "2", "--holdout", "1.0"])
+    assert result.exit_code == 2, result.output
+    assert "holdout fraction must be between 0 and 1" in result.output
+    assert not list((tmp_path / "cal").glob("*/*.json"))  # nothing saved
