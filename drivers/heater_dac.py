@@ -163,7 +163,10 @@ class HeaterDAC(TransportMixin, Instrument):
     def set_voltages(self, volts, channels=None) -> None:
         """Ramp ``channels`` (default: all) to ``volts``, validating the target and every step."""
         ch = self._check_channels(np.arange(self.channels) if channels is None else channels)
-        target = np.broadcast_to(np.asarray(volts, dtype=float), ch.shape).copy()
+        try:
+            target = np.broadcast_to(np.asarray(volts, dtype=float), ch.shape).copy()
+        except ValueError:
+            raise LimitError(f"{self.name}: {np.size(volts)} voltages for {len(ch)} channels") from None
         with self._lock:
             present = self.voltages()
             if self._setpoint is not None:

@@ -65,6 +65,12 @@ def test_bad_channel_refused_before_anything(channels, pattern):
             dac.set_voltages(1.0, channels=channels)
 
 
+def test_voltage_count_must_match_channels():
+    with expected_protocol(HeaterDAC, [], **LIMITS) as dac:
+        with pytest.raises(LimitError, match="3 voltages for 2 channels"):
+            dac.set_voltages([1.0, 1.0, 1.0], channels=[0, 1])
+
+
 def test_one_bad_channel_refuses_the_whole_request():
     with expected_protocol(HeaterDAC, READBACK_ONLY, **LIMITS) as dac:
         with pytest.raises(LimitError, match="channel 3"):
