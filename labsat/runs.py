@@ -215,8 +215,12 @@ class RunDB:
             raise disk_error(exc, f"{self.path}") or RunError(f"{self.path}: {exc}") from exc
         try:
             yield self.conn
-        except BaseException:
-            self.conn.execute("ROLLBACK")
+        except BaseException as exc:
+            if self.conn.in_transaction:  # sqlite may have rolled back already (e.g. SQLITE_FULL)
+                self.conn.execute("ROLLBACK")
+            mapped = disk_error(exc, f"{self.path}") if isinstance(exc, sqlite3.Error) else None
+            if mapped is not None:
+                raise mapped from exc
             raise
         try:
             self.conn.execute("COMMIT")
