@@ -43,6 +43,24 @@ def test_malformed_yaml_names_the_line(tmp_path, text, line):
     assert "malformed YAML" in msg and f"line {line}" in msg and str(path) in msg
 
 
+def test_duplicate_key_is_an_error(tmp_path):
+    """PyYAML keeps the last of two equal keys; a limits file must not silently take the looser one."""
+    text = INSTRUMENTS_YAML.read_text().replace("      v_max: 6.5\n", "      v_max: 6.5\n      v_max: 12\n", 1)
+    assert text.count("v_max: 12") == 1
+    path = tmp_path / "dup.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    msg = str(info.value)
+    line = text.splitlines().index("      v_max: 12") + 1
+    assert "duplicate key 'v_max'" in msg and f"line {line}" in msg and f"first given at line {line - 1}" in msg
+
+
+def test_same_key_in_different_mappings_is_fine(tmp_path):
+    path = write_yaml(tmp_path / "ok.yaml", minimal_config())  # v_max under heaters, modulator and mesh
+    assert load_config(path).layers["mesh"].v_max == 6.0
+
+
 @pytest.mark.parametrize("text, what", [("", "NoneType"), ("- a\n- b\n", "list"), ("just text\n", "str")])
 def test_not_a_mapping(tmp_path, text, what):
     path = tmp_path / "bad.yaml"
