@@ -37,7 +37,7 @@ def serve_simulated(lab, name: str, cfg, sim=None) -> str:
                     sim_faults.set_chip_timing(scene, settling_s=t.settling_s, sample_s=t.sample_s)
         faults = [dict(kind=f.kind, match=f.match, after=f.after, count=f.count)
                   for f in getattr(sim, "faults", []) if f.instrument == name]
-        sim_faults.install(lab, name, faults=faults, timing=timing)
+        sim_faults.install(lab, name, faults=faults, timing=timing, serial=address.startswith("socket://"))
     return address
 
 
@@ -66,6 +66,9 @@ def open_driver(name: str, cfg, address: str):
                                 max_step_v=cfg.ramp.max_step_v, step_delay_s=cfg.ramp.step_delay_s)
         try:
             smu.configure()
+            if smu.output_enabled or smu.source_voltage != 0.0:  # left on by a run that died
+                smu.shutdown()  # start-up safe state: ramp to 0 V, output off
+                smu.isShutdown = False  # PyMeasure's flag: the driver stays in use
         except Exception:
             adapter.close()
             raise

@@ -172,3 +172,29 @@ def test_instrument_refusal_leaves_output_off(lab_smu):
     with pytest.raises(InstrumentError, match="Data out of range"):
         smu.set_voltage(2.0)
     assert not lab.instruments["smu"].output_on and lab.chip.heater_v[5] == 0.0
+
+
+def test_station_opens_an_smu_left_on_into_the_safe_state():
+    """A run that died left the SMU sourcing: opening it (instruments.yaml kind smu) ramps it down."""
+    from labsat.config import SMUConfig
+    from labsat.drivers.registry import open_driver
+
+    lab = VirtualLab(seed=4)
+    try:
+        address = sim_instruments.serve(lab, "bias", "smu", heater=2)
+        sim = lab.instruments["bias"]
+        sim.level, sim.compliance, sim.output_on = 3.0, 0.02, True
+        sim._apply()
+        assert lab.chip.heater_v[2] == 3.0
+        cfg = SMUConfig.model_validate({"kind": "smu", "limits": {"v_max": 5, "i_max_ma": 10,
+                                                                   "resistance_ohm": 600}})
+        smu = open_driver("bias", cfg, address)
+        assert not sim.output_on and sim.level == 0.0 and lab.chip.heater_v[2] == 0.0
+        assert sim.compliance == pytest.approx(0.010)
+        smu.output(True)
+        smu.set_voltage(1.0)
+        assert lab.chip.heater_v[2] == pytest.approx(1.0)
+        smu.shutdown()
+        smu.adapter.close()
+    finally:
+        lab.close()

@@ -224,7 +224,8 @@ def lab_clock(lab) -> LabClock:
     return clock
 
 
-def install(lab, name: str, faults=(), timing: TimingModel | None = None) -> InstrumentFront:
+def install(lab, name: str, faults=(), timing: TimingModel | None = None,
+            serial: bool | None = None) -> InstrumentFront:
     """Put an :class:`InstrumentFront` in front of the served instrument ``name`` (idempotent).
 
     Returns the front; arm faults later with ``front.faults.add(kind, match=..., after=..., count=...)``.
@@ -239,10 +240,10 @@ def install(lab, name: str, faults=(), timing: TimingModel | None = None) -> Ins
         return server
     front = server.instrument if isinstance(server.instrument, InstrumentFront) else None
     if front is None:
-        address_serial = type(server.instrument).__name__ == "SimHeaterDAC" or getattr(
-            server.instrument, "transport", "") == "serial"
+        if serial is None:  # serial instruments pay the baud rate; guess when the caller does not say
+            serial = type(server.instrument).__name__ == "SimHeaterDAC"
         front = InstrumentFront(server.instrument, name, chip=_chip_of(lab, server.instrument),
-                                clock=lab_clock(lab), serial=address_serial)
+                                clock=lab_clock(lab), serial=serial)
         server.instrument = front
         server.handle_error = _quiet_handle_error
     if timing is not None:
