@@ -107,6 +107,8 @@ class HeaterDAC(TransportMixin, Instrument):
         """Send one set command and check its ``OK``."""
         with self._lock, deferred_sigint():
             self.write(command)
+            self.writes += 1
+            self._setpoint = None  # unknown after a raw command: the next ramp trusts the read-back alone
             self._check_reply(self._read_lines(1)[0], command)
 
     @property

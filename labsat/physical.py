@@ -38,6 +38,7 @@ class MeshHardware:
         self.samples = 0
         self.heater_updates = 0
         self._last_u: np.ndarray | None = None
+        self._heater_writes = None
 
     @property
     def n_controls(self) -> int:
@@ -48,10 +49,13 @@ class MeshHardware:
 
     def set_controls(self, u: np.ndarray) -> None:
         u = np.asarray(u, dtype=float)
-        if self._last_u is not None and np.array_equal(u, self._last_u):
+        # skip an unchanged setting, unless someone else (a STOP, a shutdown) wrote the heaters since
+        if (self._last_u is not None and np.array_equal(u, self._last_u)
+                and getattr(self.heaters, "writes", None) == self._heater_writes):
             return
         self.heaters.set_voltages(self.control_voltages(u), self.heater_channels)
         self._last_u = u.copy()
+        self._heater_writes = getattr(self.heaters, "writes", None)
         self.heater_updates += 1
 
     def run(self, amplitudes: np.ndarray) -> np.ndarray:

@@ -139,6 +139,25 @@ def test_mesh_hardware_skips_unchanged_controls(small_station):
     assert hw.heater_updates == 2
 
 
+def test_mesh_hardware_rewrites_heaters_after_a_stop(small_station):
+    """After a STOP (heaters zeroed by someone else), the same controls are written again, not
+    skipped: otherwise the next forward would silently read a chip with its heaters off."""
+    hw = small_station.mesh()
+    heaters, chip = small_station.instruments["heaters"], small_station.lab.chip
+    u = np.full(hw.n_controls, 0.36)
+    x = np.full((2, hw.modes), 0.5)
+    hw.forward(x, u)
+    np.testing.assert_allclose(chip.heater_v[:hw.n_controls], 0.6 * 6.0)
+    heaters.shutdown()
+    assert np.all(chip.heater_v == 0)
+    hw.forward(x, u)
+    np.testing.assert_allclose(chip.heater_v[:hw.n_controls], 0.6 * 6.0)
+    assert hw.heater_updates == 2
+    heaters.command("VALL=0")  # the one-command safe state counts as a write too
+    hw.forward(x, u)
+    np.testing.assert_allclose(chip.heater_v[:hw.n_controls], 0.6 * 6.0)
+
+
 # --- the twin with the hidden truth is the chip ---
 def twin_from_truth(chip, v_max: float) -> MZIMeshTwin:
     """Load a chip's hidden fabrication errors into a twin (tests only: the product never reads them)."""
