@@ -39,12 +39,12 @@ class PhotodetectorDAQ(TransportMixin, ScpiErrorMixin, Instrument):
     @property
     def identity(self) -> str:
         with self._lock, deferred_sigint():
-            return self.ask("*IDN?").strip()
+            return self.query("*IDN?").strip()  # read-backs: retried on timeout (transport.py)
 
     @property
     def power_range_w(self) -> float:
         with self._lock, deferred_sigint():
-            return parse_floats(self.ask("SENS:POW:RANG?"), 1, f"{self.name} SENS:POW:RANG?")[0]
+            return self.query("SENS:POW:RANG?", lambda r: parse_floats(r, 1, f"{self.name} SENS:POW:RANG?"))[0]
 
     @power_range_w.setter
     def power_range_w(self, value: float) -> None:
@@ -62,7 +62,8 @@ class PhotodetectorDAQ(TransportMixin, ScpiErrorMixin, Instrument):
     def measure(self) -> np.ndarray:
         """One reading of every channel (W)."""
         with self._lock, deferred_sigint():
-            return self._checked(parse_floats(self.ask("MEAS:POW:ALL?"), self.channels, f"{self.name} MEAS:POW:ALL?"))
+            return self._checked(self.query("MEAS:POW:ALL?", lambda r: parse_floats(r, self.channels,
+                                                                             f"{self.name} MEAS:POW:ALL?")))
 
     def arm(self, points: int) -> None:
         with self._lock, deferred_sigint():

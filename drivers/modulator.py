@@ -44,7 +44,7 @@ class ModulatorDAC(TransportMixin, ScpiErrorMixin, Instrument):
     @property
     def identity(self) -> str:
         with self._lock, deferred_sigint():
-            return self.ask("*IDN?").strip()
+            return self.query("*IDN?").strip()  # read-backs: retried on timeout (transport.py)
 
     def _validate(self, volts: np.ndarray) -> np.ndarray:
         v = np.asarray(volts, dtype=float)
@@ -66,7 +66,7 @@ class ModulatorDAC(TransportMixin, ScpiErrorMixin, Instrument):
 
     def levels(self) -> np.ndarray:
         with self._lock, deferred_sigint():
-            return parse_floats(self.ask("SOUR:VOLT:ALL?"), self.channels, f"{self.name} SOUR:VOLT:ALL?")
+            return self.query("SOUR:VOLT:ALL?", lambda r: parse_floats(r, self.channels, f"{self.name} SOUR:VOLT:ALL?"))
 
     def output(self, on: bool) -> None:
         with self._lock, deferred_sigint():
