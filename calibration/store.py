@@ -53,6 +53,8 @@ def load_calibration(path: str | Path) -> dict:
         record = json.loads(path.read_text())
     except OSError as exc:
         raise CalibrationError(f"{path}: cannot read: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise CalibrationError(f"{path}: not a text (UTF-8) file: {exc.reason} at byte {exc.start}") from None
     except json.JSONDecodeError as exc:
         raise CalibrationError(f"{path}: not valid JSON (line {exc.lineno}): {exc.msg}") from None
     if not isinstance(record, dict):
