@@ -85,10 +85,8 @@ def test_connect_shows_instruments_and_live_readbacks(qtbot, window):
     snap = window.bench.poll()
     assert np.allclose(snap.modulators["modulator"], 1.5)
     assert snap.detectors["detectors"].sum() > 0
-    heights = window.station.mod_bars["modulator"].opts["height"]
     window.station.poll()
     assert np.allclose(window.station.mod_bars["modulator"].opts["height"], 1.5)
-    del heights
 
 
 def test_calibrate_train_two_epochs_and_evaluate(qtbot, window):

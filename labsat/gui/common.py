@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import pyqtgraph as pg
-from PySide6.QtWidgets import QDoubleSpinBox, QFrame, QLabel, QSpinBox
+from PySide6.QtWidgets import QDoubleSpinBox, QLabel, QSpinBox
 
 COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
 
@@ -21,7 +21,8 @@ def plot(title: str, x: str = "", y: str = "", legend: bool = False) -> pg.PlotW
 
     w.setMinimumSize(320, 220)
     if legend:
-        w.addLegend(offset=(-10, 10))
+        legend = w.addLegend(offset=(-10, 10))
+        legend.setBrush(pg.mkBrush(255, 255, 255, 210))
     return w
 
 
@@ -44,18 +45,4 @@ def dspin(value: float, lo: float, hi: float, step: float, decimals: int = 3) ->
 
 def heading(text: str) -> QLabel:
     label = QLabel(f"<b>{text}</b>")
-    return label
-
-
-def hline() -> QFrame:
-    f = QFrame()
-    f.setFrameShape(QFrame.HLine)
-    f.setFrameShadow(QFrame.Sunken)
-    return f
-
-
-def message_label() -> QLabel:
-    label = QLabel("")
-    label.setWordWrap(True)
-    label.setTextInteractionFlags(label.textInteractionFlags())
     return label

@@ -8,7 +8,6 @@ progress. They reuse the library: :func:`labsat.calibration.measure` / :func:`~l
 from __future__ import annotations
 
 import datetime as _dt
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable

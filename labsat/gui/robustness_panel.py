@@ -85,23 +85,31 @@ class RobustnessPanel(QWidget):
         self.drift_plot.setYRange(0, 1)
         self.slice_plot = plot("loss along a random direction in control space", "step α (control units)",
                                "test loss", legend=True)
-        self.surface_plot = plot("2-D loss landscape", "α (direction 1)", "β (direction 2)")
-        self.surface_image = pg.ImageItem()
-        self.surface_plot.addItem(self.surface_image)
-        self.surface_bar = pg.ColorBarItem(colorMap=pg.colormap.get("viridis"), label="test loss", interactive=False)
-        self.surface_bar.setImageItem(self.surface_image, insert_in=self.surface_plot.getPlotItem())
-        self.surface_marker = pg.ScatterPlotItem([0], [0], symbol="+", size=14, pen=pg.mkPen("w", width=2))
-        self.surface_plot.addItem(self.surface_marker)
-        self.surface_choice = QComboBox()
-        self.surface_choice.currentTextChanged.connect(self._show_surface)
-        surf_box = QVBoxLayout()
-        row = QHBoxLayout()
-        row.addWidget(QLabel("landscape of"))
-        row.addWidget(self.surface_choice, 1)
-        surf_box.addLayout(row)
-        surf_box.addWidget(self.surface_plot)
+        # two 2-D maps side by side (e.g. plain vs SAM), one colour scale
+        cmap = pg.colormap.get("viridis")
+        self.surface_views = []
+        surf_row = QHBoxLayout()
+        for k in range(2):
+            pw = plot("2-D loss landscape", "α (direction 1)", "β (direction 2)")
+            image = pg.ImageItem()
+            image.setColorMap(cmap)
+            pw.addItem(image)
+            pw.addItem(pg.ScatterPlotItem([0], [0], symbol="+", size=14, pen=pg.mkPen("w", width=2)))
+            choice = QComboBox()
+            choice.currentTextChanged.connect(self._show_surfaces)
+            box = QVBoxLayout()
+            row = QHBoxLayout()
+            row.addWidget(QLabel("landscape of" if k == 0 else "next to"))
+            row.addWidget(choice, 1)
+            box.addLayout(row)
+            box.addWidget(pw, 1)
+            surf_row.addLayout(box, 1)
+            self.surface_views.append((choice, pw, image))
+        self.surface_bar = pg.ColorBarItem(colorMap=cmap, label="test loss", interactive=False)
+        self.surface_bar.setImageItem([v[2] for v in self.surface_views],
+                                      insert_in=self.surface_views[-1][1].getPlotItem())
         surf_w = QWidget()
-        surf_w.setLayout(surf_box)
+        surf_w.setLayout(surf_row)
 
         grid = QGridLayout()
         grid.addWidget(self.drift_plot, 0, 0)
@@ -165,8 +173,9 @@ class RobustnessPanel(QWidget):
             return None
         self.drift_plot.clear()
         self.slice_plot.clear()
-        self.surface_image.clear()
-        self.surface_choice.clear()
+        for choice, pw, image in self.surface_views:
+            choice.clear()
+            image.clear()
         self.curves, self.data, self._labels = {}, {}, []
         self.transfer_label.setText("")
         job = self.runner.start(run_robustness, p, "robustness", wire=self._wire)
@@ -232,23 +241,33 @@ class RobustnessPanel(QWidget):
                 line += f", {res['transfer_accuracy']:.3f} on {res['transfer_device']}"
             lines.append(line)
         self.transfer_label.setText("test accuracy on hardware:<br>" + "<br>".join(lines))
-        self.surface_choice.blockSignals(True)
-        self.surface_choice.clear()
-        self.surface_choice.addItems([k for k, r in results["models"].items() if "surface" in r])
-        self.surface_choice.blockSignals(False)
-        self._show_surface(self.surface_choice.currentText())
+        labels = [k for k, r in results["models"].items() if "surface" in r]
+        for k, (choice, _, _) in enumerate(self.surface_views):
+            choice.blockSignals(True)
+            choice.clear()
+            choice.addItems(labels)
+            if labels:
+                choice.setCurrentIndex(min(k, len(labels) - 1))
+            choice.blockSignals(False)
+        self._show_surfaces()
         self._ended("done")
 
-    def _show_surface(self, label: str) -> None:
-        if not self.results or label not in self.results["models"]:
-            return
-        surf = np.asarray(self.results["models"][label].get("surface"))
-        if surf.ndim != 2:
+    def _show_surfaces(self, *_) -> None:
+        if not self.results:
             return
         grid = np.asarray(self.results["grid"])
         step = grid[1] - grid[0]
-        self.surface_image.setImage(surf, autoLevels=False)
-        self.surface_image.setRect(pg.QtCore.QRectF(grid[0] - step / 2, grid[0] - step / 2,
-                                                    step * len(grid), step * len(grid)))
-        self.surface_bar.setLevels((float(np.min(surf)), float(np.max(surf))))
-        self.surface_plot.setTitle(f"2-D loss landscape of {label} (+: trained controls)")
+        shown = []
+        for choice, pw, image in self.surface_views:
+            label = choice.currentText()
+            res = self.results["models"].get(label, {})
+            if "surface" not in res:
+                image.clear()
+                continue
+            surf = np.asarray(res["surface"])
+            image.setImage(surf, autoLevels=False)
+            image.setRect(pg.QtCore.QRectF(grid[0] - step / 2, grid[0] - step / 2, step * len(grid), step * len(grid)))
+            pw.setTitle(f"{label} ({res.get('optimizer')})")
+            shown.append(surf)
+        if shown:
+            self.surface_bar.setLevels((float(min(np.min(x) for x in shown)), float(max(np.max(x) for x in shown))))

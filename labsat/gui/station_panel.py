@@ -130,11 +130,13 @@ class StationPanel(QWidget):
                 self.heater_bars[name] = bars
                 self.heater_plot.addItem(pg.InfiniteLine(icfg.limits.v_max, angle=0, label=f"{name} limit {icfg.limits.v_max:g} V",
                                                          pen=pg.mkPen("#c62828", width=2, style=Qt.DashLine),
-                                                         labelOpts={"position": 0.9, "color": "#c62828"}))
+                                                         labelOpts={"position": 0.93, "color": "#c62828",
+                                                                    "anchors": [(0.5, 1), (0.5, 1)]}))
                 self.heater_plot.addItem(pg.InfiniteLine(layer.v_max, angle=0, label=f"control range {layer.v_max:g} V",
                                                          pen=pg.mkPen("#ef6c00", width=1, style=Qt.DotLine),
-                                                         labelOpts={"position": 0.1, "color": "#ef6c00"}))
-                self.heater_plot.setYRange(0, icfg.limits.v_max * 1.1)
+                                                         labelOpts={"position": 0.93, "color": "#ef6c00",
+                                                                    "anchors": [(0.5, 0), (0.5, 0)]}))
+                self.heater_plot.setYRange(0, icfg.limits.v_max * 1.15)
                 self.heater_plot.setXRange(-1, n)
             elif icfg.kind == "modulator_dac":
                 bars = pg.BarGraphItem(x=x, height=np.zeros(n), width=0.7, brush="#2ca02c")

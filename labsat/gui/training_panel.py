@@ -97,7 +97,8 @@ class TrainingPanel(QWidget):
         self.test_curve = self.acc_plot.plot(pen=pg.mkPen("#d62728", width=2), symbol="s", symbolSize=6,
                                              symbolBrush="#d62728", name="test")
         self.hw_plot = plot("hardware queries per epoch", "epoch", "mesh forwards")
-        self.hw_curve = self.hw_plot.plot(pen=None, symbol="o", symbolBrush="#2ca02c", stepMode=None)
+        self.hw_bars = pg.BarGraphItem(x=[], height=[], width=0.6, brush="#2ca02c")
+        self.hw_plot.addItem(self.hw_bars)
         grid = QGridLayout()
         grid.addWidget(self.loss_plot, 0, 0)
         grid.addWidget(self.acc_plot, 0, 1)
@@ -132,8 +133,9 @@ class TrainingPanel(QWidget):
 
     def _reset_curves(self) -> None:
         self.hist = {"epoch": [], "loss": [], "train": [], "test": [], "hw": []}
-        for c in (self.loss_curve, self.train_curve, self.test_curve, self.hw_curve):
+        for c in (self.loss_curve, self.train_curve, self.test_curve):
             c.setData([], [])
+        self.hw_bars.setOpts(x=[], height=[])
 
     # --- run ---
     def start(self):
@@ -197,7 +199,7 @@ class TrainingPanel(QWidget):
             self.loss_curve.setData(h["epoch"], h["loss"])
             self.train_curve.setData(h["epoch"], h["train"])
             self.test_curve.setData(h["epoch"], h["test"])
-            self.hw_curve.setData(h["epoch"], h["hw"])
+            self.hw_bars.setOpts(x=h["epoch"], height=h["hw"])
             self.epoch_bar.setValue(rec["epoch"])
 
     def _ended(self, text: str) -> None:
