@@ -119,8 +119,42 @@ class PulseShaperConfig(_Strict):
 
 
 # Add an instrument kind: a config class with `kind: Literal[...]`, then list it here.
+class SpectrometerConfig(_Strict):
+    """A grating spectrometer with a detector array, SCPI, binary block readout (drivers/spectrometer.py)."""
+
+    kind: Literal["spectrometer"]
+    address: str = "auto"
+    channels: int = Field(gt=0, le=4096, description="detector pixels")
+    timeout_s: float = Field(2.0, gt=0)
+    integration_s: float = Field(1e-3, gt=0, le=10)
+
+
+class SLMConfig(_Strict):
+    """A spatial light modulator showing whole frames over SCPI-over-socket (drivers/slm.py)."""
+
+    kind: Literal["slm"]
+    address: str = "auto"
+    width: int = Field(gt=0, le=8192, description="display width (pixels)")
+    height: int = Field(gt=0, le=8192, description="display height (pixels)")
+    modulation: Literal["phase", "amplitude"] = "phase"
+    timeout_s: float = Field(5.0, gt=0)
+    max_sequence: int = Field(4096, ge=1, description="most frames in one uploaded sequence")
+
+
+class CameraConfig(_Strict):
+    """A 16-bit scientific camera read over SCPI-over-socket, frames as binary blocks (drivers/camera.py)."""
+
+    kind: Literal["camera"]
+    address: str = "auto"
+    width: int = Field(gt=0, le=8192)
+    height: int = Field(gt=0, le=8192)
+    exposure_us: float = Field(10.0, ge=1, le=1e6)
+    timeout_s: float = Field(5.0, gt=0)
+
+
 InstrumentConfig = Annotated[Union[HeaterDACConfig, ModulatorConfig, DAQConfig, SMUConfig, PowerMeterConfig,
-                                   PulseShaperConfig], Field(discriminator="kind")]
+                                   PulseShaperConfig, SpectrometerConfig, SLMConfig,
+                                   CameraConfig], Field(discriminator="kind")]
 
 
 class ChannelMap(_Strict):
@@ -188,6 +222,12 @@ class MeshLayerConfig(LayerBase):
         if self.v_max > heater.limits.v_max:
             raise ValueError(f"layers.{name}.v_max: {self.v_max} V exceeds "
                              f"instruments.{self.heaters.instrument}.limits.v_max ({heater.limits.v_max} V)")
+        worst_w = len(self.heaters.channels) * self.v_max**2 / heater.limits.resistance_ohm
+        total = heater.limits.total_power_max_w
+        if total is not None and worst_w > total:
+            raise ValueError(f"layers.{name}.v_max: all {len(self.heaters.channels)} heaters at {self.v_max} V draw "
+                             f"{worst_w:.3g} W > instruments.{self.heaters.instrument}.limits.total_power_max_w "
+                             f"({total} W); training could reach that limit: lower v_max or raise the limit")
         mod = instruments[self.inputs.instrument]
         if self.modulator_vpi > mod.limits.v_max:
             raise ValueError(f"layers.{name}.modulator_vpi: {self.modulator_vpi} V exceeds "
@@ -203,6 +243,134 @@ class MeshLayerConfig(LayerBase):
             n = len(getattr(self, key).channels)
             if n != self.modes:
                 raise ValueError(f"{key}.channels: a {self.modes}-mode mesh needs {self.modes}, {n} given")
+        return self
+
+
+class MicroringLayerConfig(LayerBase):
+    """A microring weight bank (labsat/twins/microring.py): ``n_outputs`` x ``n_inputs`` add-drop rings,
+    one heater each (row-major: ring ``(i, j)`` on heater channel ``i * n_inputs + j``), a WDM input of
+    ``n_inputs`` wavelengths set by the modulators, one balanced photodetector per output."""
+
+    kind: Literal["microring_bank"]
+    n_inputs: int = Field(ge=1, le=64)
+    n_outputs: int = Field(ge=1, le=64)
+    heaters: ChannelMap
+    inputs: ChannelMap
+    outputs: ChannelMap
+    v_max: float = Field(gt=0, description="heater control range (V); must not exceed the heater limit")
+    hwhm_pm: float = Field(gt=0, description="datasheet: ring half linewidth (pm)")
+    bias_pm: float = Field(description="datasheet: detuning of a cold ring from its laser line (pm)")
+    shift_pm_per_mw: float = Field(gt=0, description="datasheet: resonance shift per heater power (pm/mW)")
+    contrast: float = Field(1.85, gt=0, le=2, description="datasheet: drop peak + through dip depth")
+    crosstalk_design: tuple[float, float, float] = Field(
+        (0.0, 0.0, 0.0), description="design thermal model: heat fraction reaching the next ring in a row, "
+                                     "the ring after next, the ring in the next row (the twin's starting guess)")
+    modulator_vpi: float = Field(gt=0)
+    line_power_w: float = Field(gt=0, description="laser power per wavelength channel (W)")
+
+    def roles(self):
+        return {"heaters": (self.heaters, "heater_dac"), "inputs": (self.inputs, "modulator_dac"),
+                "outputs": (self.outputs, "photodetector_daq")}
+
+    def check_references(self, name: str, instruments: dict) -> None:
+        super().check_references(name, instruments)
+        heater = instruments[self.heaters.instrument]
+        if self.v_max > heater.limits.v_max:
+            raise ValueError(f"layers.{name}.v_max: {self.v_max} V exceeds "
+                             f"instruments.{self.heaters.instrument}.limits.v_max ({heater.limits.v_max} V)")
+        mod = instruments[self.inputs.instrument]
+        if self.modulator_vpi > mod.limits.v_max:
+            raise ValueError(f"layers.{name}.modulator_vpi: {self.modulator_vpi} V exceeds "
+                             f"instruments.{self.inputs.instrument}.limits.v_max")
+
+    @model_validator(mode="after")
+    def _sizes(self):
+        k = self.n_inputs * self.n_outputs
+        if len(self.heaters.channels) != k:
+            raise ValueError(f"heaters.channels: a {self.n_outputs}x{self.n_inputs} bank has {k} rings, "
+                             f"{len(self.heaters.channels)} channels given")
+        for key, n in (("inputs", self.n_inputs), ("outputs", self.n_outputs)):
+            if len(getattr(self, key).channels) != n:
+                raise ValueError(f"{key}.channels: the bank needs {n}, {len(getattr(self, key).channels)} given")
+        return self
+
+
+class PulseLayerConfig(LayerBase):
+    """Pulse shaper + second-harmonic generation + spectrometer (labsat/hardware/pulse.py). The shaper's
+    band from ``start_thz`` is cut into macro-pixels of ``pixel_bins`` 0.001 THz bins: first
+    ``n_inputs`` pixels carry the input (phase ``input_phase_rad * x``), then ``n_controls`` pixels the
+    trainable parameters (phase ``2 pi u``); the spectrometer's ``outputs`` pixels are the outputs."""
+
+    kind: Literal["pulse_shg"]
+    shaper: ChannelMap
+    outputs: ChannelMap
+    n_inputs: int = Field(ge=1, le=256)
+    n_controls: int = Field(ge=1, le=256)
+    start_thz: float = Field(gt=0)
+    pixel_bins: int = Field(4, ge=1, le=200)
+    input_phase_rad: float = Field(3.141592653589793, gt=0, le=6.283185307179586)
+    output_scale: float = Field(1.0, gt=0, description="outputs are spectrometer counts / this")
+
+    def roles(self):
+        return {"shaper": (self.shaper, "pulse_shaper"), "outputs": (self.outputs, "spectrometer")}
+
+    @property
+    def n_outputs(self) -> int:
+        return len(self.outputs.channels)
+
+
+class FreeSpaceLayerConfig(LayerBase):
+    """Free-space optics (labsat/twins/freespace.py): an amplitude SLM shows the input image in its
+    top-left ``grid`` x ``grid`` region, a phase SLM shows ``masks`` phase masks side by side (region k at
+    columns ``k*grid``), a camera reads ``classes`` square detector regions around the optical axis."""
+
+    kind: Literal["freespace"]
+    input_slm: str = Field(description="amplitude SLM (or DMD) showing the input images")
+    mask_slm: str = Field(description="phase SLM showing the trainable masks")
+    camera: str
+    grid: int = Field(32, ge=8, le=512, description="mask size (SLM pixels, square)")
+    masks: int = Field(2, ge=1, le=8)
+    pitch_um: float = Field(8.0, gt=0)
+    wavelength_nm: float = Field(532.0, gt=0)
+    distance_mm: float = Field(1.0, gt=0, description="each gap: input, masks, camera")
+    padding: int = Field(2, ge=1, le=8, description="propagation grid = padding x grid")
+    image_size: int = Field(16, ge=8, description="digits are upsampled to this size, centred")
+    classes: int = Field(10, ge=2, le=64)
+    detector_px: int = Field(4, ge=1)
+
+    def roles(self):
+        return {"input_slm": (ChannelMap(instrument=self.input_slm, channels=[]), "slm"),
+                "mask_slm": (ChannelMap(instrument=self.mask_slm, channels=[]), "slm"),
+                "camera": (ChannelMap(instrument=self.camera, channels=[]), "camera")}
+
+    def check_references(self, name: str, instruments: dict) -> None:
+        super().check_references(name, instruments)
+        if self.input_slm == self.mask_slm:
+            raise ValueError(f"layers.{name}.mask_slm: the masks and the inputs need two SLMs")
+        inp, msk, cam = (instruments[n] for n in (self.input_slm, self.mask_slm, self.camera))
+        if inp.modulation != "amplitude":
+            raise ValueError(f"layers.{name}.input_slm: '{self.input_slm}' must be an amplitude SLM")
+        if msk.modulation != "phase":
+            raise ValueError(f"layers.{name}.mask_slm: '{self.mask_slm}' must be a phase SLM")
+        if inp.width < self.grid or inp.height < self.grid:
+            raise ValueError(f"layers.{name}.grid: {self.grid} px does not fit '{self.input_slm}' "
+                             f"({inp.width}x{inp.height})")
+        if msk.width < self.masks * self.grid or msk.height < self.grid:
+            raise ValueError(f"layers.{name}.masks: {self.masks} masks of {self.grid} px do not fit "
+                             f"'{self.mask_slm}' ({msk.width}x{msk.height})")
+        p = self.padding * self.grid
+        for side in (cam.width, cam.height):
+            if not self.grid <= side <= p or (side - self.grid) % 2:
+                raise ValueError(f"layers.{name}.camera: '{self.camera}' ({cam.width}x{cam.height}) must be "
+                                 f"{self.grid}..{p} px a side, centred on the grid (even margins)")
+
+    @model_validator(mode="after")
+    def _sizes(self):
+        if self.image_size > self.grid:
+            raise ValueError(f"image_size: {self.image_size} exceeds the grid ({self.grid})")
+        from labsat.twins.freespace import detector_boxes
+
+        detector_boxes(self.grid, self.classes, self.detector_px)  # raises if they do not fit
         return self
 
 
@@ -246,7 +414,9 @@ class StationSection(_Strict):
 
 
 # Add a physical network kind: a LayerBase subclass with `kind: Literal[...]`, then list it here.
-LayerConfig = MeshLayerConfig  # becomes Annotated[Union[...], Field(discriminator="kind")] with a 2nd kind
+LayerConfig = Annotated[Union[MeshLayerConfig, MicroringLayerConfig, PulseLayerConfig,
+                                    FreeSpaceLayerConfig],
+                      Field(discriminator="kind")]
 
 
 class StationConfig(_Strict):

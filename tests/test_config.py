@@ -186,3 +186,10 @@ def test_yaml_round_trip_of_the_repo_file(tmp_path):
     a = parse_config(data)
     b = load_config(write_yaml(tmp_path / "copy.yaml", data))
     assert a.model_dump() == b.model_dump()
+
+
+def test_layer_control_range_must_fit_the_total_heater_power_limit(config_dict):
+    """Training can drive every heater to the layer's v_max, so that must be within the total limit."""
+    config_dict["instruments"]["heaters"]["limits"]["total_power_max_w"] = 0.5  # 12 heaters at 6 V: 0.72 W
+    with pytest.raises(ConfigError, match=r"layers\.mesh\.v_max: all 12 heaters at 6.0 V draw 0.72 W"):
+        parse_config(config_dict)
