@@ -210,3 +210,24 @@ def test_heater_limit_refused_by_driver(config_dict, tmp_path, stations):
     run = _db(tmp_path).run(1)
     assert run["status"] == "failed" and "dissipates" in run["error"]
     _assert_safe(stations)
+
+
+def test_ctrl_c_mid_training(config_dict, tmp_path, stations, monkeypatch):
+    """Ctrl-C in epoch 2: exit code 130, the run is 'interrupted' with epoch 1 kept, heaters at 0 V."""
+    from labsat.drivers.daq import PhotodetectorDAQ
+
+    real_fetch, calls = PhotodetectorDAQ.fetch, []
+
+    def fetch(self, *a, **k):
+        calls.append(1)
+        if len(calls) == 9:
+            raise KeyboardInterrupt
+        return real_fetch(self, *a, **k)
+
+    monkeypatch.setattr(PhotodetectorDAQ, "fetch", fetch)
+    result = _train(_station(config_dict, tmp_path))
+    assert result.exit_code == 130 and "interrupted" in result.output
+    assert "epochs 1..1 kept" in result.output and "--resume 1" in result.output
+    db = _db(tmp_path)
+    assert db.run(1)["status"] == "interrupted" and [e["epoch"] for e in db.epochs(1)] == [1]
+    _assert_safe(stations)
