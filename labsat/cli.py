@@ -78,7 +78,8 @@ def run_calibration(station, settings: int, inputs: int, holdout: float, seed: i
         def report(i, total, loss):
             progress.update(fit_task, total=total, completed=i, info=f"mse {loss:.2e}")
 
-        history = fit_twin(twin, train_set, progress=report)
+        fit = kind_of(station.config, _layer(station)).fit_twin or fit_twin  # a kind may bring its own fit
+        history = fit(twin, train_set, progress=report)
     fitted = residual_summary(twin, held)
     meta = {"instruments": station.identities(), "station": station.config.station.name,
             "backend": station.config.station.backend, "settings": settings, "inputs_per_setting": inputs,

@@ -26,6 +26,9 @@ class Kind:
     make_twin: Callable
     make_hardware: Callable
     make_scene: Callable
+    # optional: fit_twin(twin, measurements, progress=report) -> loss history, used by `labsat calibrate`
+    # in place of calibration.fit_twin (the MZI mesh's fit) for kinds with other twin parameters
+    fit_twin: Callable | None = None
 
 
 KINDS: dict[str, Kind] = {}
@@ -87,3 +90,93 @@ def _mesh_scene(config, layer: str, seed: int):
 
 register_kind(Kind("mzi_mesh", "mesh", "MZI mesh (Clements) with thermo-optic heaters; analytic twin",
                    _mesh_twin, _mesh_hardware, _mesh_scene))
+
+
+# --- kind 2: microring weight bank with thermo-optic heaters and balanced photodetectors ---
+def _ring_resistance(config, layer: str) -> float:
+    return config.instruments[config.layers[layer].heaters.instrument].limits.resistance_ohm
+
+
+def _ring_twin(config, layer: str):
+    from labsat.twins.microring import twin_for_layer
+
+    return twin_for_layer(config.layers[layer], _ring_resistance(config, layer))
+
+
+def _ring_hardware(station, layer: str):
+    from labsat.hardware.microring import MicroringHardware
+
+    cfg = station.config.layers[layer]
+    return MicroringHardware(cfg, heaters=station.instruments[cfg.heaters.instrument],
+                             modulator=station.instruments[cfg.inputs.instrument],
+                             daq=station.instruments[cfg.outputs.instrument])
+
+
+def _layer_seed(seed: int, layer: str, first: str) -> int:
+    """The first layer of a station gets the station's chip seed; others a different, fixed one."""
+    import zlib
+
+    return seed if layer == first else seed + zlib.crc32(layer.encode()) % 100_000
+
+
+def _ring_scene(config, layer: str, seed: int):
+    from labsat.drivers.sim.microring import MicroringBank, MicroringSpec
+
+    cfg = config.layers[layer]
+    sim = config.station.sim
+    extra = {} if sim.drift_kelvin_per_hour is None else {"drift_kelvin_per_hour": sim.drift_kelvin_per_hour}
+    spec = MicroringSpec(n_inputs=cfg.n_inputs, n_outputs=cfg.n_outputs,
+                         heater_resistance_ohm=_ring_resistance(config, layer), hwhm_pm=cfg.hwhm_pm,
+                         bias_pm=cfg.bias_pm, shift_pm_per_mw=cfg.shift_pm_per_mw,
+                         modulator_vpi=cfg.modulator_vpi, line_power_w=cfg.line_power_w, **extra)
+    return MicroringBank(spec, seed=_layer_seed(seed, layer, next(iter(config.layers))))
+
+
+def _ring_fit(twin, data, progress=None):
+    from labsat.twins.microring import fit_microring
+
+    return fit_microring(twin, data, progress=progress)
+
+
+register_kind(Kind("microring_bank", "microring",
+                   "microring weight bank (add-drop rings, heaters, balanced detectors); analytic twin with "
+                   "fitted thermal crosstalk", _ring_twin, _ring_hardware, _ring_scene, fit_twin=_ring_fit))
+
+
+# --- kind 3: free-space optics (phase masks on an SLM, camera readout) ---
+def _freespace_twin(config, layer: str):
+    from labsat.twins.freespace import twin_for_layer
+
+    return twin_for_layer(config.layers[layer])
+
+
+def _freespace_hardware(station, layer: str):
+    from labsat.hardware.freespace import FreeSpaceHardware
+
+    cfg = station.config.layers[layer]
+    return FreeSpaceHardware(cfg, input_slm=station.instruments[cfg.input_slm],
+                             mask_slm=station.instruments[cfg.mask_slm], camera=station.instruments[cfg.camera])
+
+
+def _freespace_scene(config, layer: str, seed: int):
+    from labsat.drivers.sim.freespace import FreeSpaceScene, FreeSpaceSpec
+
+    cfg = config.layers[layer]
+    cam = config.instruments[cfg.camera]
+    spec = FreeSpaceSpec(grid=cfg.grid, masks=cfg.masks, pitch_um=cfg.pitch_um, wavelength_nm=cfg.wavelength_nm,
+                         distance_mm=cfg.distance_mm, padding=cfg.padding, camera_shape=(cam.height, cam.width))
+    scene = FreeSpaceScene(spec, seed=_layer_seed(seed, layer, next(iter(config.layers))))
+    scene.roles = {cfg.input_slm: "input", cfg.mask_slm: "masks"}
+    return scene
+
+
+def _freespace_fit(twin, data, progress=None):
+    from labsat.calibration.freespace import fit_freespace
+
+    return fit_freespace(twin, data, progress=progress)
+
+
+register_kind(Kind("freespace", "freespace",
+                   "free-space optics: phase masks on an SLM, camera readout; angular-spectrum twin with fitted "
+                   "misalignment (rotation, shift, scale) and pixel crosstalk",
+                   _freespace_twin, _freespace_hardware, _freespace_scene, fit_twin=_freespace_fit))
