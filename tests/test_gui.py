@@ -156,8 +156,12 @@ def test_pause_resume_abort_online_training_leaves_lab_safe_and_run_saved(qtbot,
     assert window.runner.job.control.paused and t.pause_button.text() == "Resume"
     qtbot.wait(300)
     step = t.step_bar.value()
+    polls = window.station.polls
     qtbot.wait(400)
     assert t.step_bar.value() == step  # nothing moved while paused
+    # the window stays live: the polling timer reads the paused bench through the drivers
+    qtbot.waitUntil(lambda: window.station.polls > polls, timeout=10_000)
+    assert np.allclose(window.station.heater_bars["heaters"].opts["height"][:56], chip.heater_v[:56], atol=1e-3)
     qtbot.mouseClick(t.pause_button, Qt.LeftButton)  # resume
     qtbot.waitUntil(lambda: t.step_bar.value() != step, timeout=JOB_TIMEOUT_MS)
     # abort
@@ -186,6 +190,20 @@ def test_stop_button_aborts_job_and_zeroes_every_output(qtbot, window):
     assert load_model_file(t.result.path)["meta"]["status"] == "aborted"
     # the bench works again afterwards: a new job re-arms the outputs
     small_calibration(qtbot, window)
+
+
+def test_abort_calibration_makes_outputs_safe_and_saves_nothing(qtbot, window):
+    connect(qtbot, window)
+    cal = window.calibration
+    cal.settings.setValue(5000)
+    qtbot.mouseClick(cal.run_button, Qt.LeftButton)
+    qtbot.waitUntil(lambda: cal.measure_bar.value() >= 2, timeout=JOB_TIMEOUT_MS)
+    assert np.any(window.bench.station.lab.chip.heater_v > 0)
+    qtbot.mouseClick(cal.abort_button, Qt.LeftButton)
+    wait_idle(qtbot, window)
+    assert cal.result is None and "aborted" in cal.status.text()
+    assert np.all(window.bench.station.lab.chip.heater_v == 0.0)
+    assert not window.bench.calibration_dir().exists() or not any(window.bench.calibration_dir().rglob("*.json"))
 
 
 def test_stop_without_job_and_close_make_outputs_safe(qtbot, window):
