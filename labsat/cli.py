@@ -279,8 +279,16 @@ def evaluate(models: list[Path] = typer.Argument(..., help="model files from `la
         elif st_a.simulated and other_chip_seed is not None:
             st_b = stack.enter_context(open_station(station, other_chip_seed, kind))
             stations[st_b.device_id()] = st_b
-        results = evaluate_models(models, stations)
-        table = Table(title="test accuracy on hardware")
+        from labsat import runs
+
+        db = stack.enter_context(runs.RunDB.for_station(st_a.config))
+        run_id = runs.start_station_run(db, "evaluate", st_a, {
+            "models": [str(Path(m).resolve()) for m in models], "chip_seed": chip_seed, "kind": kind,
+            "other_chip_seed": other_chip_seed, "other_station": None if other_station is None else str(other_station)})
+        with runs.recording(db, run_id, note=console.print):
+            results = evaluate_models(models, stations)
+            db.finish(run_id, "completed", result={"accuracy": results, "devices": list(stations)})
+        table = Table(title=f"test accuracy on hardware (run {run_id})")
         table.add_column("model")
         for label in stations:
             table.add_column(label, justify="right")

@@ -90,3 +90,18 @@ def test_calibrate_is_recorded(small_station_yaml, tmp_path):
     assert run["calibration"].endswith(".json") and run["calibration"] == run["result"]["calibration"]
     assert run["result"]["residuals"]["fitted_holdout"]["rmse"] >= 0
     assert run["config"]["settings"] == 8
+
+
+def test_evaluate_is_recorded(trained):
+    station, db_file = trained
+    model = runs.RunDB(db_file).run(1)["result"]["out"]
+    result = _invoke("evaluate", model, "-s", station)
+    assert result.exit_code == 0, result.output
+    db = runs.RunDB(db_file)
+    run = db.runs("evaluate")[-1]
+    assert run["status"] == "completed" and run["config"]["models"] == [model]
+    accuracy = run["result"]["accuracy"][model]
+    assert set(accuracy) == {"vchip-1", "vchip-2"} and all(0 <= a <= 1 for a in accuracy.values())
+    result = _invoke("evaluate", model + ".missing", "-s", station)
+    assert result.exit_code == 2
+    assert db.runs("evaluate")[-1]["status"] == "failed"
