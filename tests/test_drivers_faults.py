@@ -191,3 +191,49 @@ def test_lab_in_a_child_process_serves_a_station(config_dict):
             assert lab.heaters()[:2] == [1.0, 2.0]
             assert lab.clock()["modelled_s"] > 0
         assert not any(lab.heaters())
+
+
+def test_serial_line_reads_keep_what_arrived_after_the_first_line():
+    """The buffered serial read: several replies in one TCP segment come back one line per read; a
+    read with nothing arriving is an InstrumentTimeout naming the instrument and the command."""
+    import socket
+    import threading
+
+    from pymeasure.instruments import Instrument
+
+    from labsat.drivers.base import open_adapter
+    from labsat.drivers.transport import TransportMixin
+
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(1)
+
+    def serve():
+        conn, _ = srv.accept()
+        conn.recv(100)
+        conn.sendall(b"OK\nE01:3\n12.5")  # two lines and a half
+        conn.recv(100)
+        conn.sendall(b"00\n")
+        conn.recv(100)  # then silence until the test is done
+        done.wait(5)
+        conn.close()
+
+    done = threading.Event()
+    threading.Thread(target=serve, daemon=True).start()
+
+    class Line(TransportMixin, Instrument):
+        pass
+
+    inst = Line(open_adapter(f"socket://127.0.0.1:{srv.getsockname()[1]}", timeout_s=0.3), "bench",
+                includeSCPI=False)
+    inst.write("A")
+    assert inst.read() == "OK"
+    assert inst.read() == "E01:3"
+    inst.write("B")
+    assert inst.read() == "12.500"
+    inst.write("C")
+    with pytest.raises(InstrumentTimeout, match="bench: no reply \\(timeout\\) to 'C'"):
+        inst.read()
+    done.set()
+    inst.adapter.close()
+    srv.close()
