@@ -18,12 +18,27 @@ def run_gui(station: Path, chip_seed: Optional[int] = None, connect: bool = True
         raise RuntimeError("the GUI needs PySide6 and pyqtgraph: pip install 'labsat[gui]'") from exc
     from .window import MainWindow
 
+    import signal
+
+    from PySide6.QtCore import QTimer
+
     app = QApplication.instance() or QApplication(["labsat gui"])
     window = MainWindow(station, chip_seed=chip_seed)
     window.show()
     if connect:
         window.connect_station()
-    return app.exec()
+    # Ctrl-C / SIGTERM in the terminal close the window the normal way (job aborted, outputs safe);
+    # a timer lets Python see the signal while Qt's event loop runs
+    previous = {s: signal.signal(s, lambda *_: window.close()) for s in (signal.SIGINT, signal.SIGTERM)}
+    tick = QTimer()
+    tick.timeout.connect(lambda: None)
+    tick.start(200)
+    try:
+        return app.exec()
+    finally:
+        tick.stop()
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 def register(app: typer.Typer) -> None:
