@@ -232,10 +232,42 @@ def _optimizer_chain(opt) -> list:
     return chain
 
 
+_NOT_EXTRA = ("state", "param_groups", "defaults", "base_optimizer")
+
+
+def _optimizer_extras(o) -> dict:
+    """State a wrapper keeps in plain attributes, outside ``state_dict`` (SAF's output memory, an epoch
+    counter, a noise generator): public tensors, numbers and generators."""
+    out = {}
+    for k, v in vars(o).items():
+        if k.startswith("_") or k in _NOT_EXTRA:
+            continue
+        if isinstance(v, torch.Tensor):
+            out[k] = v.detach().clone()
+        elif isinstance(v, torch.Generator):
+            out[k] = ("generator", v.get_state())
+        elif isinstance(v, (bool, int, float)):
+            out[k] = v
+    return out
+
+
+def _load_optimizer_extras(o, extras: dict) -> None:
+    for k, v in extras.items():
+        current = getattr(o, k, None)
+        if isinstance(v, tuple) and v[:1] == ("generator",) and isinstance(current, torch.Generator):
+            current.set_state(v[1])
+        elif isinstance(v, torch.Tensor) and isinstance(current, torch.Tensor) and current.shape == v.shape:
+            current.copy_(v)
+        elif not isinstance(v, tuple):
+            setattr(o, k, v)
+
+
 def training_state(epoch: int, model: nn.Module, opt: torch.optim.Optimizer, gen: torch.Generator) -> dict:
     """Everything needed to continue training after ``epoch`` exactly as if never stopped."""
+    chain = _optimizer_chain(opt)
     return {"epoch": epoch, "model": model.state_dict(),
-            "optimizers": [o.state_dict() for o in _optimizer_chain(opt)],
+            "optimizers": [o.state_dict() for o in chain],
+            "optimizer_extras": [_optimizer_extras(o) for o in chain],
             "data_rng": gen.get_state(), "torch_rng": torch.get_rng_state()}
 
 
@@ -251,6 +283,8 @@ def load_training_state(state: dict, model: nn.Module, opt: torch.optim.Optimize
     for o, share in zip(chain[:-1], shared):  # a wrapper steps its base's groups: keep them one object
         if share:
             o.param_groups = o.base_optimizer.param_groups
+    for o, extras in zip(chain, state.get("optimizer_extras", [])):
+        _load_optimizer_extras(o, extras)
     gen.set_state(state["data_rng"])
     torch.set_rng_state(state["torch_rng"])
     return int(state["epoch"])

@@ -95,7 +95,7 @@ def _tiny(data, n=96):
                       data.encoder, data.n_classes, data.name)
 
 
-@pytest.mark.parametrize("optimizer", ["sam", "sgd"])
+@pytest.mark.parametrize("optimizer", ["sam", "saf", "noise"])  # wrapper+base, memory, generator
 def test_resume_from_checkpoint_is_exact(tmp_path, config_dict, optimizer):
     """1 epoch + resume to 3 gives the very parameters of 3 epochs in one go (optimizer state, RNG)."""
     from labsat.config import parse_config
@@ -103,7 +103,7 @@ def test_resume_from_checkpoint_is_exact(tmp_path, config_dict, optimizer):
 
     layer = parse_config(config_dict).layers["mesh"]
     data = _tiny(load_digits(layer.modes, seed=0))
-    cfg = TrainConfig(optimizer=optimizer, base="adam", epochs=3, batch_size=32, lr=0.05)
+    cfg = TrainConfig(optimizer=optimizer, base="adam", epochs=3, batch_size=32, lr=0.05, warmup=1, lag=1)
 
     straight = build_model(layer, 600.0, 10, seed=3)
     train(straight, data, cfg)
