@@ -596,9 +596,10 @@ def register(app) -> None:
                  kind: Optional[str] = typer.Option(None, help="calibrate | train | evaluate")):
         """Every run: id, kind, status, device, epochs done, last loss and accuracy."""
         with _open(station, db) as rdb:
-            table = Table(title=f"runs in {rdb.path}")
-            for col in ("run", "kind", "status", "device", "config", "epochs", "loss", "acc", "started (UTC)"):
-                table.add_column(col, justify="right" if col in ("run", "epochs", "loss", "acc") else "left")
+            table = Table(title=f"runs in {rdb.path} (times UTC)")
+            for col in ("run", "kind", "status", "device", "config", "epochs", "loss", "acc", "started"):
+                table.add_column(col, justify="right" if col in ("run", "epochs", "loss", "acc") else "left",
+                                 no_wrap=col in ("run", "kind", "status", "epochs"))
             colour = {"completed": "green", "failed": "red", "interrupted": "yellow", "running": "cyan"}
             for r in rdb.runs(kind):
                 eps = rdb.epochs(r["id"])
@@ -608,7 +609,7 @@ def register(app) -> None:
                 table.add_row(str(r["id"]), r["kind"], f"[{colour[r['status']]}]{r['status']}[/]", r["device"] or "",
                               summary, f"{len(eps)}/{total}" if total is not None else "",
                               _fmt(eps[-1]["loss"]) if eps else "", _fmt(eps[-1]["train_accuracy"], ".3f") if eps else "",
-                              r["started_utc"])
+                              r["started_utc"][:16].replace("T", " "))
             console.print(table)
 
     @runs_app.command("show")
