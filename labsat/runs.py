@@ -18,7 +18,8 @@ Schema (version 1)::
          station_path TEXT       -- where that file was
          calibration TEXT        -- calibration file used (or 'nominal'); for calibrate: the file made
          device TEXT, git_revision TEXT,
-         host TEXT, pid INTEGER  -- the process that holds the run while it is 'running'
+         host TEXT, pid INTEGER, proc_start TEXT  -- the process holding the run while 'running'
+                                                  -- (proc_start: its start time, so a reused pid is told apart)
          started_utc TEXT, ended_utc TEXT,
          resumed INTEGER         -- how many times `--resume` continued it
          error TEXT              -- why it failed or was interrupted
@@ -67,6 +68,7 @@ CREATE TABLE IF NOT EXISTS runs (
     git_revision TEXT,
     host TEXT,
     pid INTEGER,
+    proc_start TEXT,
     started_utc TEXT NOT NULL,
     ended_utc TEXT,
     resumed INTEGER NOT NULL DEFAULT 0,
@@ -130,7 +132,16 @@ def git_revision(where: str | Path | None = None) -> str | None:
     return rev + ("-dirty" if dirty.returncode == 0 and dirty.stdout.strip() else "")
 
 
-def _pid_alive(pid: int) -> bool:
+def _proc_start(pid: int) -> str | None:
+    """The process's start time in clock ticks since boot (Linux /proc), or None where unknown."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def _pid_alive(pid: int, started: str | None = None) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -142,9 +153,12 @@ def _pid_alive(pid: int) -> bool:
     # a zombie (killed, not yet reaped by its parent) is not running
     try:
         with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+            fields = f.read().rsplit(")", 1)[1].split()
     except OSError:
         return True
+    if fields[0] == "Z":
+        return False
+    return started is None or fields[19] == started  # another process that got the same pid
 
 
 def disk_error(exc: BaseException, what: str) -> "RunError | None":
@@ -177,6 +191,9 @@ class RunDB:
             self.conn.execute("PRAGMA synchronous=FULL")
             self.conn.execute("PRAGMA foreign_keys=ON")
             self.conn.executescript("BEGIN IMMEDIATE;" + _SCHEMA + "COMMIT;")
+            columns = {r[1] for r in self.conn.execute("PRAGMA table_info(runs)")}
+            if "proc_start" not in columns:  # a database made before this column existed
+                self.conn.execute("ALTER TABLE runs ADD COLUMN proc_start TEXT")
             with self.transaction():
                 row = self.conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
                 if row is None:
@@ -239,9 +256,10 @@ class RunDB:
         with self.transaction() as c:
             cur = c.execute(
                 "INSERT INTO runs (kind, status, config, station_yaml, station_path, calibration, device,"
-                " git_revision, host, pid, started_utc) VALUES (?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " git_revision, host, pid, proc_start, started_utc)"
+                " VALUES (?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (kind, json.dumps(config, default=str), station_yaml, station_path, calibration, device, rev,
-                 socket.gethostname(), os.getpid(), now_utc()))
+                 socket.gethostname(), os.getpid(), _proc_start(os.getpid()), now_utc()))
             return int(cur.lastrowid)
 
     def record_epoch(self, run: int, epoch: dict, checkpoint: str | Path | None = None) -> None:
@@ -285,15 +303,15 @@ class RunDB:
                 raise RunError(f"run {run} is still running (pid {row['pid']} on {row['host']})")
             if row["kind"] != "train":
                 raise RunError(f"run {run} is a {row['kind']} run; only train runs can be resumed")
-            c.execute("UPDATE runs SET status='running', host=?, pid=?, ended_utc=NULL, error=NULL,"
-                      " resumed=resumed+1 WHERE id=?", (socket.gethostname(), os.getpid(), run))
+            c.execute("UPDATE runs SET status='running', host=?, pid=?, proc_start=?, ended_utc=NULL, error=NULL,"
+                      " resumed=resumed+1 WHERE id=?", (socket.gethostname(), os.getpid(), _proc_start(os.getpid()), run))
         return self.run(run)
 
     def mark_stale(self) -> list[int]:
         """Runs 'running' on this host whose process is gone -> 'interrupted'. Returns their ids."""
         host = socket.gethostname()
-        rows = self.conn.execute("SELECT id, pid FROM runs WHERE status='running' AND host=?", (host,)).fetchall()
-        stale = [r["id"] for r in rows if r["pid"] is None or not _pid_alive(r["pid"])]
+        rows = self.conn.execute("SELECT * FROM runs WHERE status='running' AND host=?", (host,)).fetchall()
+        stale = [r["id"] for r in rows if self._effective(r) == "interrupted"]
         if stale:
             try:
                 with self.transaction() as c:
@@ -315,7 +333,7 @@ class RunDB:
     @staticmethod
     def _effective(row) -> str:
         if row["status"] == "running" and row["host"] == socket.gethostname() and (
-                row["pid"] is None or not _pid_alive(row["pid"])):
+                row["pid"] is None or not _pid_alive(row["pid"], row["proc_start"])):
             return "interrupted"
         return row["status"]
 

@@ -148,3 +148,12 @@ def test_integrity_after_concurrent_reader(tmp_path):
     db.record_epoch(run, {"epoch": 1, "loss": 1.0})
     reader.execute("COMMIT")
     assert reader.execute("SELECT count(*) FROM epochs").fetchone()[0] == 1
+
+
+def test_reused_pid_is_not_mistaken_for_the_run(tmp_path):
+    """A run whose pid now belongs to another process (pid reuse after a crash) is interrupted."""
+    db = runs.RunDB(tmp_path / "labsat.sqlite")
+    run = db.start_run("train", {"train": {}}, git=None)
+    assert db.run(run)["proc_start"] is not None  # Linux /proc
+    db.conn.execute("UPDATE runs SET proc_start='1' WHERE id=?", (run,))  # same pid, other process
+    assert db.run(run)["status"] == "interrupted"
