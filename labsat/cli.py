@@ -202,7 +202,11 @@ def train_cmd(station: Path = StationOpt, chip_seed: Optional[int] = SeedOpt, ki
     with _user_errors(), contextlib.ExitStack() as guard:
         db = guard.enter_context(runs.RunDB.for_station(load_config(station)))
         if resume is not None:  # the run's own settings; the command-line ones are ignored
-            stored = db.run(resume)["config"]
+            record = db.run(resume)
+            stored = record["config"]
+            if record["station_yaml"] is not None and Path(station).read_text() != record["station_yaml"]:
+                console.print(f"[yellow]warning:[/] {station} changed since run {resume} started "
+                              "(`labsat runs show` has the snapshot it started with)")
             if "train" not in stored:
                 raise runs.RunError(f"run {resume} has no training settings to resume with")
             cfg = TrainConfig(**stored["train"])

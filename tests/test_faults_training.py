@@ -108,6 +108,7 @@ def test_heater_disconnect_then_resume(config_dict, tmp_path, stations):
     _station(config_dict, tmp_path, [], name="faulty.yaml")  # the cable is back
     result = CliRunner().invoke(app, ["train", "-s", str(station), "--resume", "1"], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
+    assert "changed since run 1 started" in result.output  # the faults were taken out of the file
     db = _db(tmp_path)
     assert db.run(1)["status"] == "completed" and db.run(1)["resumed"] == 1
     assert [e["epoch"] for e in db.epochs(1)] == [1, 2, 3]
