@@ -10,6 +10,7 @@ and models go to a temporary folder, not to the repository.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -103,9 +104,13 @@ def main() -> int:
     for _ in range(3):
         w.station.poll()
     grab(app, w, w.station, args.out / "gui-station.png")
-    w.close()
+    w.close()  # aborts nothing (idle), safe state, disconnects
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    sys.stdout.flush()
+    # skip interpreter finalisation: PySide6 + pyqtgraph can abort while garbage-collecting Qt objects
+    # at exit (after everything above is done and saved); pyqtgraph's own pg.exit() does the same
+    os._exit(code)
