@@ -450,7 +450,7 @@ def load_checkpoint(path: str | Path) -> dict:
     if not path.exists():
         raise RunError(f"{path}: checkpoint file is missing")
     try:
-        blob = torch.load(path, map_location="cpu", weights_only=False)
+        blob = torch.load(path, map_location="cpu", weights_only=True)  # tensors and plain data only
     except Exception as exc:
         raise RunError(f"{path}: unreadable checkpoint ({exc})") from exc
     if not isinstance(blob, dict) or blob.get("format") != "labsat-checkpoint":
