@@ -11,7 +11,7 @@ from torch import nn
 
 from labsat.data import Dataset, Encoder
 from labsat.physical import HybridClassifier, MeshClassifier, PhysicalLayer, twin_for
-from labsat.sat import MESA, SAF, SAM, NoiseInjection
+from labsat.sat import MESA, SAF, SAM, NoiseInjection, PartialSAM
 
 OPTIMIZERS = ("sgd", "adam", "sam", "asam", "saf", "mesa", "noise")
 
@@ -108,7 +108,8 @@ def make_optimizer(params, cfg: TrainConfig, n_samples: int | None = None, n_out
         if cfg.optimizer == "noise":
             return NoiseInjection(params, base_cls, sigma=cfg.sigma,
                                   generator=torch.Generator().manual_seed(cfg.seed + 7919), lr=cfg.lr, **extra)
-        return SAM(params, base_cls, rho=cfg.rho, adaptive=cfg.optimizer == "asam", lr=cfg.lr, **extra)
+        sam_cls = PartialSAM if (model is not None and cfg.perturb == "controls") else SAM
+        return sam_cls(params, base_cls, rho=cfg.rho, adaptive=cfg.optimizer == "asam", lr=cfg.lr, **extra)
     return _base(cfg.optimizer)(params, cfg.lr)
 
 

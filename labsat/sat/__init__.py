@@ -10,6 +10,7 @@ top Hessian eigenvalue).
 """
 from .noise import NoiseInjection
 from .saf import MESA, SAF, trajectory_kl
+from .partial import PartialSAM
 from .sam import SAM
 
-__all__ = ["SAM", "SAF", "MESA", "NoiseInjection", "trajectory_kl"]
+__all__ = ["SAM", "PartialSAM", "SAF", "MESA", "NoiseInjection", "trajectory_kl"]

@@ -75,7 +75,7 @@ def max_loss_increase(model: nn.Module, loss_fn: LossFn, rho: float, n_random: i
             with torch.enable_grad():
                 loss = loss_fn()
                 grads = torch.autograd.grad(loss, ps, allow_unused=True)
-            worst_adv = max(worst_adv, float(loss) - base)
+            worst_adv = max(worst_adv, float(loss.detach()) - base)
         finally:
             _restore(ps, saved)
         grads = [torch.zeros_like(p) if gr is None else gr for p, gr in zip(ps, grads)]
