@@ -27,9 +27,16 @@ def rmse(twin: MZIMeshTwin, data: Measurements) -> float:
 
 
 def fit_twin(twin: MZIMeshTwin, data: Measurements, adam_steps: int = 300, lbfgs_steps: int = 100,
-             lr: float = 0.02, progress: Callable[[int, int, float], None] | None = None) -> list[float]:
-    """Fit in place; returns the loss history."""
-    params = [getattr(twin, k) for k in FIT_PARAMETERS]
+             lr: float = 0.02, progress: Callable[[int, int, float], None] | None = None,
+             parameters: tuple[str, ...] = FIT_PARAMETERS) -> list[float]:
+    """Fit in place, starting from the twin's present values; returns the loss history.
+
+    ``parameters``: which of the twin's imperfections to fit (the others stay as they are).
+    """
+    unknown = set(parameters) - set(FIT_PARAMETERS)
+    if unknown:
+        raise ValueError(f"unknown twin parameters {sorted(unknown)}; choose from {', '.join(FIT_PARAMETERS)}")
+    params = [getattr(twin, k) for k in parameters]
     target = torch.as_tensor(data.p, dtype=torch.float64)
     history: list[float] = []
     total = adam_steps + lbfgs_steps
