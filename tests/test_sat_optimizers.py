@@ -161,3 +161,25 @@ def test_sharpness_on_a_quadratic():
     assert r["adversarial"] <= g * rho + 0.5 * 3 * rho**2 + 1e-12
     assert 0 < r["random"] <= r["adversarial"] + 1e-12
     assert w.tolist() == [0.1, 0.1]  # parameters untouched
+
+
+def test_partial_sam_radius_over_perturbed_groups_only():
+    # L = 0.5 (w^2 + 4 v^2) at w = 3, v = 1: g = (3, 4). Only w is perturbed, by exactly rho (not rho*3/5).
+    from labsat.sat import PartialSAM
+
+    w, v = _w(3.0), _w(1.0)
+    rho = 0.2
+    opt = PartialSAM([{"params": [w]}, {"params": [v], "rho": 0.0}], torch.optim.SGD, rho=rho, lr=0.1)
+    seen = []
+
+    def closure():
+        opt.zero_grad()
+        seen.append((float(w), float(v)))
+        loss = 0.5 * (w[0] ** 2 + 4 * v[0] ** 2)
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    assert seen[1] == pytest.approx((3.0 + rho, 1.0))
+    assert float(w) == pytest.approx(3.0 - 0.1 * (3.0 + rho))
+    assert float(v) == pytest.approx(1.0 - 0.1 * 4.0)
