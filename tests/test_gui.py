@@ -286,3 +286,32 @@ def test_cli_registers_gui_command():
     assert result.exit_code == 0 and "--station" in result.output
     bad = CliRunner().invoke(app, ["gui", "--station", "/nonexistent/instruments.yaml"])
     assert bad.exit_code == 2
+
+
+def test_other_kind_station_opens_with_a_plot_per_instrument(qtbot, tmp_path):
+    """A microring station (two banks: two heater DACs, modulators, detector DAQs) on its first layer."""
+    from labsat.gui.window import MainWindow
+
+    src = ROOT / "stations" / "microring.yaml"
+    if not src.exists():
+        pytest.skip("no microring station in this checkout")
+    (tmp_path / "stations").mkdir()
+    path = tmp_path / "stations" / "microring.yaml"  # its ../runs paths stay under tmp_path
+    path.write_text(src.read_text())
+    w = MainWindow(path)
+    qtbot.addWidget(w)
+    station = connect(qtbot, w)
+    try:
+        assert w.bench.layer == next(iter(station.config.layers))
+        assert set(w.station.plots) == set(station.config.instruments)
+        assert len(w.station.heater_bars) == 2
+        w.station.level.setValue(1.0)
+        qtbot.mouseClick(w.station.apply_level, Qt.LeftButton)
+        w.station.poll()
+        assert all(np.allclose(b.opts["height"], 1.0) for b in w.station.mod_bars.values())
+        first = next(iter(w.station.heater_bars))
+        station.instruments[first].set_voltages(np.full(2, 1.0), [0, 1])
+        qtbot.mouseClick(w.toolbar_stop, Qt.LeftButton)
+        assert all(np.all(station.instruments[n].voltages() == 0.0) for n in w.station.heater_bars)
+    finally:
+        w.close()

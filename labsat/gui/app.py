@@ -11,7 +11,8 @@ from typing import Optional
 import typer
 
 
-def run_gui(station: Path, chip_seed: Optional[int] = None, connect: bool = True) -> int:
+def run_gui(station: Path, chip_seed: Optional[int] = None, connect: bool = True,
+            layer: Optional[str] = None) -> int:
     try:
         from PySide6.QtWidgets import QApplication
     except ImportError as exc:  # pragma: no cover - depends on the install
@@ -23,7 +24,7 @@ def run_gui(station: Path, chip_seed: Optional[int] = None, connect: bool = True
     from PySide6.QtCore import QTimer
 
     app = QApplication.instance() or QApplication(["labsat gui"])
-    window = MainWindow(station, chip_seed=chip_seed)
+    window = MainWindow(station, chip_seed=chip_seed, layer=layer)
     window.show()
     if connect:
         window.connect_station()
@@ -47,13 +48,15 @@ def register(app: typer.Typer) -> None:
                                          help="station description (instruments.yaml)"),
             chip_seed: Optional[int] = typer.Option(None, "--chip-seed",
                                                     help="simulated backend: which virtual chip"),
+            layer: Optional[str] = typer.Option(None, "--layer",
+                                                help="the physical layer the panels work on (default: the first)"),
             connect: bool = typer.Option(True, "--connect/--no-connect", help="connect the station on start")):
         """Open the lab workstation: station, calibration, training and robustness panels."""
         from labsat.config import ConfigError
 
         try:
-            code = run_gui(station, chip_seed, connect)
-        except (ConfigError, FileNotFoundError, RuntimeError) as exc:
+            code = run_gui(station, chip_seed, connect, layer)
+        except (ConfigError, FileNotFoundError, RuntimeError, KeyError) as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(2)
         raise typer.Exit(code)

@@ -137,12 +137,16 @@ def describe_limits(cfg) -> str:
 class Bench:
     """The station as the workstation sees it."""
 
-    def __init__(self, config_path: str | Path, chip_seed: int | None = None):
+    def __init__(self, config_path: str | Path, chip_seed: int | None = None, layer: str | None = None):
         from labsat.config import load_config
 
         self.config_path = Path(config_path)
         self.config = load_config(self.config_path)  # validated now: a bad file fails before any window
         self.chip_seed = chip_seed
+        if layer is not None and layer not in self.config.layers:
+            raise KeyError(f"layers.{layer}: no such layer in {self.config_path} "
+                           f"(have: {', '.join(self.config.layers)})")
+        self.layer = layer or next(iter(self.config.layers))  # the physical layer the panels work on
         self.station = None
         self.lock = threading.RLock()
         self._controls: set[RunControl] = set()
@@ -224,8 +228,35 @@ class Bench:
                 if isinstance(inst, ModulatorDAC):
                     inst.output(True)
 
-    def mesh(self, control: RunControl | None = None, layer: str = "mesh") -> GuardedMesh:
-        return GuardedMesh(self.require_station().mesh(layer), self.lock, control)
+    def mesh(self, control: RunControl | None = None) -> GuardedMesh:
+        """The hardware of the panels' layer (whatever its kind), its forwards holding the bench lock."""
+        return GuardedMesh(self.require_station().layer(self.layer), self.lock, control)
+
+    def kind(self):
+        from labsat.kinds import kind_of
+
+        return kind_of(self.config, self.layer)
+
+    def make_twin(self):
+        """The nominal (uncalibrated) twin of the panels' layer."""
+        return self.kind().make_twin(self.config, self.layer)
+
+    def scene(self):
+        """The virtual lab's hidden physics behind the layer (None on real hardware). Only its
+        environment (``extra_kelvin``) is touched, for drift experiments."""
+        station = self.station
+        if station is None or station.lab is None:
+            return None
+        return station.lab.scenes.get(self.layer)
+
+    def heater_channels(self) -> dict[str, set]:
+        """heater instrument -> the channels some layer drives (the others stay at 0 V)."""
+        used: dict[str, set] = {}
+        for layer in self.config.layers.values():
+            for cmap, kind in layer.roles().values():
+                if kind == "heater_dac":
+                    used.setdefault(cmap.instrument, set()).update(cmap.channels)
+        return used
 
     def set_modulator_levels(self, volts: float) -> None:
         """Operator's test input: every modulator channel at one DC level (checked by the driver)."""
@@ -271,11 +302,7 @@ class Bench:
 
     def device_id(self) -> str:
         if self.station is not None:
-            return self.station.device_id()
+            return self.station.device_id(self.layer)
         from labsat.station import Station
 
-        return Station(self.config, chip_seed=self.chip_seed).device_id()
-
-    def heater_resistance(self, layer: str = "mesh") -> float:
-        cfg = self.config.layers[layer]
-        return self.config.instruments[cfg.heaters.instrument].limits.resistance_ohm
+        return Station(self.config, chip_seed=self.chip_seed).device_id(self.layer)

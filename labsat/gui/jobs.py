@@ -58,13 +58,11 @@ class CalibrationResult:
 def run_calibration(bench: Bench, p: CalibrationParams, control: RunControl, emit: Emit) -> CalibrationResult:
     from labsat.calibration import fit_twin, measure, residual_summary
     from labsat.calibration.fit import predict
-    from labsat.physical import twin_for
 
     p.validate()
     station = bench.require_station()
     bench.arm_outputs()
     hw = bench.mesh(control)
-    layer = station.config.layers["mesh"]
     last = {}
 
     def on_measure(k, n):
@@ -84,7 +82,7 @@ def run_calibration(bench: Bench, p: CalibrationParams, control: RunControl, emi
 
     data = measure(_Watch(), p.settings, p.inputs, seed=p.seed, progress=on_measure)
     train_set, held = data.split(p.holdout, seed=p.seed)
-    twin = twin_for(layer, bench.heater_resistance())
+    twin = bench.make_twin()
     with torch.no_grad():
         nominal_pred = predict(twin, held).numpy()
     nominal = residual_summary(twin, held)
@@ -94,15 +92,19 @@ def run_calibration(bench: Bench, p: CalibrationParams, control: RunControl, emi
             emit("fit", (i, total, loss))
         control.check()
 
-    history = fit_twin(twin, train_set, adam_steps=p.adam_steps, lbfgs_steps=p.lbfgs_steps, progress=on_fit)
+    kind_fit = bench.kind().fit_twin  # a kind may bring its own fit (with its own step counts)
+    if kind_fit is None:
+        history = fit_twin(twin, train_set, adam_steps=p.adam_steps, lbfgs_steps=p.lbfgs_steps, progress=on_fit)
+    else:
+        history = kind_fit(twin, train_set, progress=on_fit)
     with torch.no_grad():
         fitted_pred = predict(twin, held).numpy()
     meta = {"instruments": station.identities(), "station": station.config.station.name,
             "backend": station.config.station.backend, "settings": p.settings, "inputs_per_setting": p.inputs,
             "residuals": {"nominal_holdout": nominal, "fitted_holdout": residual_summary(twin, held),
                           "fitted_train": residual_summary(twin, train_set)},
-            "fit_final_mse": history[-1], "source": "labsat gui"}
-    return CalibrationResult(station.device_id(), twin.fitted_state(), meta, data, held.p, nominal_pred,
+            "fit_final_mse": history[-1], "layer_name": bench.layer, "source": "labsat gui"}
+    return CalibrationResult(bench.device_id(), twin.fitted_state(), meta, data, held.p, nominal_pred,
                              fitted_pred, history)
 
 
@@ -146,21 +148,21 @@ def _twin_state(bench: Bench, calibration: str | None):
 
 def run_training(bench: Bench, p: TrainingParams, control: RunControl, emit: Emit) -> TrainingResult:
     from labsat.data import load_digits
-    from labsat.train import TrainConfig, build_model, save_model, train
+    from labsat.train import TrainConfig, model_for, save_model, train
 
     cfg = TrainConfig(mode=p.mode, optimizer=p.optimizer, rho=p.rho, lr=p.lr, epochs=p.epochs,
                       batch_size=p.batch_size, seed=p.seed)
     station = bench.require_station()
-    layer = station.config.layers["mesh"]
+    layer = station.config.layers[bench.layer]
     twin_state, cal_name = _twin_state(bench, p.calibration)
-    data = load_digits(layer.modes, seed=0)
+    data = load_digits(bench.make_twin().n_inputs, seed=0)
     hw = None
     if cfg.mode == "online":
         bench.arm_outputs()
         hw = bench.mesh(control)
         hw.forget_controls()
-    model = build_model(layer, bench.heater_resistance(), data.n_classes, seed=cfg.seed,
-                        twin_state=twin_state, hardware=hw)
+    model = model_for(station.config, bench.layer, data.n_classes, seed=cfg.seed, twin_state=twin_state,
+                      hardware=hw)
     out = Path(p.out) if p.out else bench.runs_dir() / f"gui-{cfg.mode}-{cfg.optimizer}-{_stamp()}.pt"
     epochs: list = []
     state = {"epoch": 1}
@@ -184,8 +186,8 @@ def run_training(bench: Bench, p: TrainingParams, control: RunControl, emit: Emi
         bench.safe_state()
         raise
     meta = {"history": {"config": asdict(cfg), "epochs": [asdict(e) for e in epochs]},
-            "device": station.device_id(), "calibration": cal_name, "layer": layer.model_dump(),
-            "heater_resistance_ohm": bench.heater_resistance(), "n_classes": data.n_classes,
+            "device": bench.device_id(), "calibration": cal_name, "layer": layer.model_dump(),
+            "layer_name": bench.layer, "kind": layer.kind, "n_classes": data.n_classes,
             "dataset": data.name, "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(),
             "hardware_batches": hw.batches if hw is not None else 0, "status": status,
             "source": "labsat gui"}
@@ -213,21 +215,23 @@ class RobustnessParams:
 def _load_for_eval(bench: Bench, path: Path, hardware):
     from labsat.calibration import load_calibration
     from labsat.data import Encoder, load_digits
-    from labsat.train import build_model, load_model_file
+    from labsat.train import load_model_file, model_for
 
     blob = load_model_file(path)
     meta = blob["meta"]
-    layer = bench.config.layers["mesh"]
     twin_state = None
     cal = meta.get("calibration")
     if cal and cal != "nominal" and Path(cal).exists():
         twin_state = load_calibration(cal)["twin"]
-    model = build_model(layer, meta.get("heater_resistance_ohm", bench.heater_resistance()), meta["n_classes"],
-                        twin_state=twin_state, hardware=hardware)
-    result = model.load_state_dict(blob["state_dict"], strict=False)
-    if result.unexpected_keys:
-        raise ValueError(f"{path}: unexpected parameters {result.unexpected_keys}")
-    data = load_digits(layer.modes, seed=0, encoder=Encoder.from_state(blob["encoder"]))
+    model = model_for(bench.config, bench.layer, meta["n_classes"], twin_state=twin_state, hardware=hardware)
+    try:
+        result = model.load_state_dict(blob["state_dict"], strict=False)
+    except RuntimeError as exc:  # size mismatch: trained for another layer
+        raise ValueError(f"{path} does not fit layer '{bench.layer}' of this station") from exc
+    if result.unexpected_keys or any(k.startswith(("physical.u", "readout")) for k in result.missing_keys):
+        raise ValueError(f"{path} does not fit layer '{bench.layer}' of this station "
+                         f"(unexpected {result.unexpected_keys}, missing {result.missing_keys})")
+    data = load_digits(model.physical.twin.n_inputs, seed=0, encoder=Encoder.from_state(blob["encoder"]))
     label = Path(path).stem
     opt = meta.get("history", {}).get("config", {}).get("optimizer")
     return model, data, label, opt
@@ -260,7 +264,9 @@ def run_robustness(bench: Bench, p: RobustnessParams, control: RunControl, emit:
     if p.drift_points < 2 or p.landscape_points < 3:
         raise ValueError("at least 2 drift points and 3 landscape points are needed")
     station = bench.require_station()
-    lab = station.lab
+    scene = bench.scene()
+    if scene is not None and not hasattr(scene, "extra_kelvin"):
+        scene = None  # this kind's virtual physics has no environment temperature
     bench.arm_outputs()
     hw = bench.mesh(control)
     alphas = np.linspace(-p.landscape_radius, p.landscape_radius, p.landscape_points)
@@ -274,17 +280,17 @@ def run_robustness(bench: Bench, p: RobustnessParams, control: RunControl, emit:
         res = {"path": str(path), "optimizer": opt}
         results["models"][label] = res
         # accuracy vs drift (the virtual lab's environment temperature)
-        if lab is not None:
-            base = lab.chip.extra_kelvin
+        if scene is not None:
+            base = scene.extra_kelvin
             accs = []
             try:
                 for dk in drifts:
                     control.check()
-                    lab.chip.extra_kelvin = base + float(dk)
+                    scene.extra_kelvin = base + float(dk)
                     accs.append(accuracy(model, data.x_test, data.y_test, on_hardware=True))
                     emit("drift", (label, float(dk), accs[-1]))
             finally:
-                lab.chip.extra_kelvin = base
+                scene.extra_kelvin = base
             res["drift_accuracy"] = accs
         else:
             res["drift_accuracy"] = None
@@ -293,10 +299,9 @@ def run_robustness(bench: Bench, p: RobustnessParams, control: RunControl, emit:
         if p.transfer_seed is not None and station.simulated:
             other = Station(station.config, chip_seed=p.transfer_seed).connect()
             try:
-                other_hw = other.mesh()
-                model.physical.hardware = other_hw
+                model.physical.hardware = other.layer(bench.layer)
                 res["transfer_accuracy"] = accuracy(model, data.x_test, data.y_test, on_hardware=True)
-                res["transfer_device"] = other.device_id()
+                res["transfer_device"] = other.device_id(bench.layer)
             finally:
                 other.close()
                 model.physical.hardware = hw

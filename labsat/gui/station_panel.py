@@ -42,7 +42,7 @@ class StationPanel(QWidget):
 
         top = QHBoxLayout()
         self.title = QLabel(f"<b>{cfg.station.name}</b> &nbsp; backend: {cfg.station.backend} &nbsp; "
-                            f"file: {bench.config_path}")
+                            f"layer: {bench.layer} ({cfg.layers[bench.layer].kind}) &nbsp; file: {bench.config_path}")
         self.connect_button = QPushButton("Connect")
         self.connect_button.clicked.connect(self.toggle_connection)
         self.state_label = QLabel("disconnected")
@@ -70,9 +70,6 @@ class StationPanel(QWidget):
         self.apply_level.clicked.connect(self._apply_level)
 
         # plots
-        self.heater_plot = plot("heater voltages (read-back)", "channel", "V")
-        self.mod_plot = plot("modulator levels (read-back)", "channel", "V")
-        self.det_plot = plot("detector readings", "channel", "µW")
         self._setup_plots()
         self.power_label = QLabel("")
         self.power_label.setWordWrap(True)
@@ -80,9 +77,15 @@ class StationPanel(QWidget):
         self.poll_label.setWordWrap(True)
 
         grid = QGridLayout()
-        grid.addWidget(self.heater_plot, 0, 0, 1, 2)
-        grid.addWidget(self.mod_plot, 1, 0)
-        grid.addWidget(self.det_plot, 1, 1)
+        heaters = [self.plots[n] for n in self.heater_bars]
+        others = [self.plots[n] for n in self.plots if n not in self.heater_bars]
+        width = max(len(heaters), len(others), 1)
+        for i, w in enumerate(heaters):  # heaters on the top row, the rest below
+            span = width // len(heaters)
+            grid.addWidget(w, 0, i * span, 1, span)
+        for i, w in enumerate(others):
+            span = width // len(others)
+            grid.addWidget(w, 1, i * span, 1, span)
         grid.setRowStretch(0, 3)
         grid.setRowStretch(1, 2)
 
@@ -116,45 +119,54 @@ class StationPanel(QWidget):
 
     # --- plots ---
     def _setup_plots(self) -> None:
+        """One bar graph per instrument, its limits drawn on it."""
         cfg = self.bench.config
-        self.heater_bars, self.mod_bars, self.det_bars = {}, {}, {}
-        layer = next(iter(cfg.layers.values()))
-        used = set(layer.heaters.channels)
+        self.plots, self.heater_bars, self.mod_bars, self.det_bars = {}, {}, {}, {}
+        used = self.bench.heater_channels()
+        dashed = dict(width=2, style=Qt.DashLine)
         for name, icfg in cfg.instruments.items():
             n = icfg.channels
             x = np.arange(n)
             if icfg.kind == "heater_dac":
-                brushes = [pg.mkBrush("#1f77b4" if c in used else "#9e9e9e") for c in range(n)]
+                w = plot(f"{name}: heater voltages (read-back)", "channel", "V")
+                mine = used.get(name, set())
+                brushes = [pg.mkBrush("#1f77b4" if c in mine else "#9e9e9e") for c in range(n)]
                 bars = pg.BarGraphItem(x=x, height=np.zeros(n), width=0.8, brushes=brushes)
-                self.heater_plot.addItem(bars)
                 self.heater_bars[name] = bars
-                self.heater_plot.addItem(pg.InfiniteLine(icfg.limits.v_max, angle=0, label=f"{name} limit {icfg.limits.v_max:g} V",
-                                                         pen=pg.mkPen("#c62828", width=2, style=Qt.DashLine),
-                                                         labelOpts={"position": 0.93, "color": "#c62828",
-                                                                    "anchors": [(0.5, 1), (0.5, 1)]}))
-                self.heater_plot.addItem(pg.InfiniteLine(layer.v_max, angle=0, label=f"control range {layer.v_max:g} V",
-                                                         pen=pg.mkPen("#ef6c00", width=1, style=Qt.DotLine),
-                                                         labelOpts={"position": 0.93, "color": "#ef6c00",
-                                                                    "anchors": [(0.5, 0), (0.5, 0)]}))
-                self.heater_plot.setYRange(0, icfg.limits.v_max * 1.15)
-                self.heater_plot.setXRange(-1, n)
+                w.addItem(pg.InfiniteLine(icfg.limits.v_max, angle=0, label=f"limit {icfg.limits.v_max:g} V",
+                                          pen=pg.mkPen("#c62828", **dashed),
+                                          labelOpts={"position": 0.93, "color": "#c62828",
+                                                     "anchors": [(0.5, 1), (0.5, 1)]}))
+                ranges = {layer.v_max for layer in cfg.layers.values()
+                          if name in layer.instrument_names() and getattr(layer, "v_max", None)}
+                for v in sorted(ranges)[:1]:
+                    w.addItem(pg.InfiniteLine(v, angle=0, label=f"control range {v:g} V",
+                                              pen=pg.mkPen("#ef6c00", width=1, style=Qt.DotLine),
+                                              labelOpts={"position": 0.93, "color": "#ef6c00",
+                                                         "anchors": [(0.5, 0), (0.5, 0)]}))
+                w.setYRange(0, icfg.limits.v_max * 1.15)
+                w.setXRange(-1, n)
             elif icfg.kind == "modulator_dac":
+                w = plot(f"{name}: modulator levels (read-back)", "channel", "V")
                 bars = pg.BarGraphItem(x=x, height=np.zeros(n), width=0.7, brush="#2ca02c")
-                self.mod_plot.addItem(bars)
                 self.mod_bars[name] = bars
-                self.mod_plot.addItem(pg.InfiniteLine(icfg.limits.v_max, angle=0, label=f"limit {icfg.limits.v_max:g} V",
-                                                      pen=pg.mkPen("#c62828", width=2, style=Qt.DashLine),
-                                                      labelOpts={"position": 0.85, "color": "#c62828"}))
-                self.mod_plot.setYRange(0, icfg.limits.v_max * 1.15)
+                w.addItem(pg.InfiniteLine(icfg.limits.v_max, angle=0, label=f"limit {icfg.limits.v_max:g} V",
+                                          pen=pg.mkPen("#c62828", **dashed),
+                                          labelOpts={"position": 0.85, "color": "#c62828"}))
+                w.setYRange(0, icfg.limits.v_max * 1.15)
             elif icfg.kind == "photodetector_daq":
+                w = plot(f"{name}: detector readings", "channel", "µW")
                 bars = pg.BarGraphItem(x=x, height=np.zeros(n), width=0.7, brush="#ff7f0e")
-                self.det_plot.addItem(bars)
                 self.det_bars[name] = bars
                 rng_uw = icfg.range_w * 1e6
-                self.det_plot.addItem(pg.InfiniteLine(rng_uw, angle=0, label=f"range {rng_uw:g} µW",
-                                                      pen=pg.mkPen("#c62828", width=2, style=Qt.DashLine),
-                                                      labelOpts={"position": 0.85, "color": "#c62828"}))
-                self.det_plot.setYRange(0, rng_uw * 1.15)
+                w.addItem(pg.InfiniteLine(rng_uw, angle=0, label=f"range {rng_uw:g} µW",
+                                          pen=pg.mkPen("#c62828", **dashed),
+                                          labelOpts={"position": 0.85, "color": "#c62828"}))
+                w.setYRange(0, rng_uw * 1.15)
+            else:  # an instrument this panel does not draw (state and identity are in the table)
+                continue
+            w.addItem(bars)
+            self.plots[name] = w
 
     # --- connection ---
     def toggle_connection(self) -> None:
@@ -214,22 +226,25 @@ class StationPanel(QWidget):
                 self.poll_label.setText("bench busy (a job is measuring); read-backs resume between its steps")
             return
         self.polls += 1
+        power = []
         for name, v in snap.heaters.items():
             if name in self.heater_bars:
                 icfg = self.bench.config.instruments[name]
                 self.heater_bars[name].setOpts(height=v)
                 total = float(np.sum(v**2) / icfg.limits.resistance_ohm)
                 limit = icfg.limits.total_power_max_w
-                self.power_label.setText(
-                    f"{name}: total heater power {1e3 * total:.1f} mW" +
-                    (f" of {1e3 * limit:.0f} mW limit" if limit else "") +
-                    f"; max {np.max(v):.3f} V")
+                power.append(f"{name}: total heater power {1e3 * total:.1f} mW"
+                             + (f" of {1e3 * limit:.0f} mW limit" if limit else "") + f"; max {np.max(v):.3f} V")
+        self.power_label.setText("<br>".join(power))
         for name, v in snap.modulators.items():
             if name in self.mod_bars:
                 self.mod_bars[name].setOpts(height=v)
         for name, p in snap.detectors.items():
             if name in self.det_bars:
                 self.det_bars[name].setOpts(height=p * 1e6)
+                if np.min(p) < 0:  # balanced detectors read signed powers
+                    rng_uw = self.bench.config.instruments[name].range_w * 1e6
+                    self.plots[name].setYRange(-rng_uw * 1.15, rng_uw * 1.15)
         self.poll_label.setText(f"read-back #{self.polls} at {time.strftime('%H:%M:%S')}"
                                 + (f"; errors: {snap.errors}" if snap.errors else ""))
         states = [i.state for i in self.bench.info.values()]

@@ -17,9 +17,10 @@ pg.setConfigOptions(antialias=True, background="w", foreground="k")
 
 
 class MainWindow(QMainWindow):
-    def __init__(self, config_path: str | Path = "instruments.yaml", chip_seed: int | None = None):
+    def __init__(self, config_path: str | Path = "instruments.yaml", chip_seed: int | None = None,
+                 layer: str | None = None):
         super().__init__()
-        self.bench = Bench(config_path, chip_seed=chip_seed)
+        self.bench = Bench(config_path, chip_seed=chip_seed, layer=layer)
         self.runner = JobRunner(self.bench, parent=self)
         self.setWindowTitle(f"labsat workstation: {self.bench.config.station.name}")
 
