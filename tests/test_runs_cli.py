@@ -17,19 +17,24 @@ def _invoke(*args):
     return runner.invoke(app, [str(a) for a in args], env={"COLUMNS": "200"})
 
 
-@pytest.fixture
-def trained(small_station_yaml, tmp_path):
-    """One offline training run (2 epochs) on the small station, with the nominal twin."""
-    result = _invoke("train", "-s", small_station_yaml, "--mode", "offline", "--optimizer", "adam",
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One offline training run (2 epochs, run 1) on the small station, with the nominal twin;
+    shared by the tests of this module (they add runs, never change run 1)."""
+    from conftest import minimal_config, write_yaml
+
+    root = tmp_path_factory.mktemp("trained")
+    station = write_yaml(root / "small.yaml", minimal_config())
+    result = _invoke("train", "-s", station, "--mode", "offline", "--optimizer", "adam",
                      "--epochs", 2, "--batch-size", 256, "--nominal")
     assert result.exit_code == 0, result.output
-    return small_station_yaml, tmp_path / "runs" / runs.DB_NAME
+    return station, root / "runs" / runs.DB_NAME
 
 
 def test_train_is_recorded(trained):
     station, db_file = trained
     db = runs.RunDB(db_file)
-    (run,) = db.runs()
+    run = db.run(1)
     assert run["kind"] == "train" and run["status"] == "completed"
     assert run["config"]["train"]["epochs"] == 2 and run["config"]["calibration"] == "nominal"
     assert run["station_yaml"] == station.read_text()  # the snapshot
