@@ -49,7 +49,7 @@ def test_twin_perturbed_matches_manual_hybrid_step(bench):
     hw = st.mesh()
     one = replace(data, x_train=data.x_train[:16], y_train=data.y_train[:16])
     a, b = _model(st, layer, one, hw), _model(st, layer, one, hw)
-    cfg = TrainConfig(mode="online", optimizer="sam", base="sgd", rho=0.05, lr=0.01, epochs=1, batch_size=16,
+    cfg = TrainConfig(mode="online", optimizer="sam", base="sgd", rho=0.05, lr=0.1, epochs=1, batch_size=16,
                       twin_perturbed=True)
     train(a, one, cfg)
     # by hand on b: same batch (all 16 samples, a permutation does not change the mean loss)
@@ -66,10 +66,10 @@ def test_twin_perturbed_matches_manual_hybrid_step(bench):
     with torch.no_grad():
         for p, gi, g2i in zip(params, g, g2):
             p.sub_(0.05 * gi / norm)
-            p.sub_(0.01 * g2i)  # SGD with momentum: the first step is plain SGD
+            p.sub_(0.1 * g2i)  # SGD with momentum: the first step is plain SGD
         b.physical.project_()
     for pa, pb in zip(a.parameters(), b.parameters()):  # twin parameters are equal too
-        assert torch.allclose(pa, pb, atol=1e-3), (pa - pb).abs().max()
+        assert torch.allclose(pa, pb, atol=2e-3), (pa - pb).abs().max()
 
 
 @pytest.mark.parametrize("optimizer", ["saf", "mesa", "noise"])
