@@ -209,8 +209,9 @@ def train_cmd(station: Path = StationOpt, chip_seed: Optional[int] = SeedOpt, ki
                               "(`labsat runs show` has the snapshot it started with)")
             if "train" not in stored:
                 raise runs.RunError(f"run {resume} has no training settings to resume with")
-            cfg = TrainConfig(**stored["train"])
-            chip_seed, out = stored.get("chip_seed"), Path(stored["out"])
+            known = TrainConfig.__dataclass_fields__
+            cfg = TrainConfig(**{k: v for k, v in stored["train"].items() if k in known})
+            chip_seed, out, kind = stored.get("chip_seed"), Path(stored["out"]), stored.get("kind", kind)
             nominal = stored.get("calibration") == "nominal"
             calibration = None if nominal else Path(stored["calibration"])
             db.reopen(resume)
@@ -227,7 +228,7 @@ def train_cmd(station: Path = StationOpt, chip_seed: Optional[int] = SeedOpt, ki
         run_id = resume
         if run_id is None:
             run_id = runs.start_station_run(db, "train", st, {
-                "train": asdict(cfg), "chip_seed": chip_seed, "calibration": cal,
+                "train": asdict(cfg), "chip_seed": chip_seed, "kind": kind, "calibration": cal,
                 "out": str(Path(out).resolve())}, calibration=cal)
             guard.enter_context(runs.recording(db, run_id, note=console.print))
             console.print(f"run {run_id} in {db.path}")

@@ -34,6 +34,10 @@ class CalibrationPanel(QWidget):
         form.addRow("held-out fraction", self.holdout)
         form.addRow("Adam steps", self.adam_steps)
         form.addRow("L-BFGS iterations", self.lbfgs_steps)
+        if self.bench.kind().fit_twin is not None:  # the layer's kind brings its own fit and step counts
+            for w in (self.adam_steps, self.lbfgs_steps):
+                w.setEnabled(False)
+                w.setToolTip(f"the {self.bench.kind().name} kind fits its twin with its own step counts")
 
         self.run_button = QPushButton("Run calibration")
         self.run_button.clicked.connect(self.start)
@@ -144,6 +148,7 @@ class CalibrationPanel(QWidget):
             self.live_bars.setOpts(x=np.arange(len(p)), height=p)
         elif kind == "fit":
             i, total, loss = payload
+            self.fit_bar.setMaximum(total)  # a kind's own fit has its own step count
             self.fit_bar.setValue(i)
             self.loss_x.append(i)
             self.loss_y.append(max(loss, 1e-12))
@@ -162,8 +167,9 @@ class CalibrationPanel(QWidget):
                                 ("fitted twin", result.holdout_fitted, "#1f77b4")):
             self.scatter_plot.plot(meas, pred.ravel(), pen=None, symbol="o", symbolSize=4,
                                    symbolPen=None, symbolBrush=pg.mkBrush(col), name=name)
+        lo = float(min(0.0, meas.min(), result.holdout_fitted.min()))  # balanced detectors: signed
         hi = float(max(meas.max(), result.holdout_fitted.max(), 1e-9))
-        self.scatter_plot.plot([0, hi], [0, hi], pen=pg.mkPen("k", width=1, style=pg.QtCore.Qt.DashLine), name="ideal")
+        self.scatter_plot.plot([lo, hi], [lo, hi], pen=pg.mkPen("k", width=1, style=pg.QtCore.Qt.DashLine), name="ideal")
         r_nom = (result.holdout_nominal - result.holdout_measured).ravel()
         r_fit = (result.holdout_fitted - result.holdout_measured).ravel()
         lim = float(np.percentile(np.abs(r_nom), 99)) or 1e-3
