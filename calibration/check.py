@@ -64,8 +64,6 @@ def check_twin(hardware, twin, stored_rmse: float, settings: int = 8, inputs: in
 def check_station(station, path=None, settings: int = 8, inputs: int = 16, factor: float = 2.0,
                   seed: int | None = None) -> tuple[CheckResult, dict]:
     """Check the latest (or the given) calibration of the station's mesh against fresh readings."""
-    from labsat.physical import twin_for
-
     from .store import latest_calibration, load_calibration
 
     directory = station.config.resolve(station.config.station.calibration_dir)
@@ -75,9 +73,10 @@ def check_station(station, path=None, settings: int = 8, inputs: int = 16, facto
 
         raise CalibrationError(f"{record['path']} is a calibration of '{record['device']}', "
                                f"but the station's chip is '{station.device_id()}'")
-    layer = station.config.layers["mesh"]
-    resistance = station.config.instruments[layer.heaters.instrument].limits.resistance_ohm
-    twin = twin_for(layer, resistance)
+    from labsat.kinds import kind_of
+
+    layer = station.layer_names[0]
+    twin = kind_of(station.config, layer).make_twin(station.config, layer)
     twin.load_fitted_state(record["twin"])
-    result = check_twin(station.mesh(), twin, stored_holdout_rmse(record), settings, inputs, factor, seed=seed)
+    result = check_twin(station.layer(), twin, stored_holdout_rmse(record), settings, inputs, factor, seed=seed)
     return result, record

@@ -86,7 +86,7 @@ class LearnedFit:
 
 
 def train_twin(twin: LearnedTwin, data: Measurements, epochs: int = 200, lr: float = 3e-3,
-               batch_size: int = 256, seed: int = 0, weight_decay: float = 1e-6,
+               batch_size: int = 64, seed: int = 0, weight_decay: float = 1e-6,
                progress: Callable[[int, int, float], None] | None = None) -> list[float]:
     """Fit ``twin`` to ``data`` (MSE, Adam with cosine decay); returns the per-epoch loss."""
     x, u, y = _flat(data)

@@ -95,10 +95,21 @@ def run_calibration(station, settings: int, inputs: int, holdout: float, seed: i
 def calibrate(station: Path = StationOpt, chip_seed: Optional[int] = SeedOpt, kind: Optional[str] = KindOpt,
               settings: int = typer.Option(64, help="random heater settings to measure"),
               inputs: int = typer.Option(32, help="inputs measured per heater setting"),
-              holdout: float = typer.Option(0.2, help="fraction of settings held out to test the fit")):
+              holdout: float = typer.Option(0.2, help="fraction of settings held out to test the fit"),
+              check: bool = typer.Option(False, "--check", help="only re-measure a few settings and say whether the "
+                                         "stored fit is still valid (exit 0 valid, 1 stale)"),
+              check_factor: float = typer.Option(2.0, "--drift-factor", help="--check: stale when the RMSE exceeds "
+                                                 "this times the stored held-out RMSE"),
+              calibration: Optional[Path] = typer.Option(None, help="--check: calibration file (default: latest)")):
     """Measure the chip, fit its twin, save the calibration (and reload it to check)."""
     from labsat import runs
     from labsat.calibration import load_calibration
+
+    if check:
+        from labsat.calibration.cli import check_command
+
+        with _user_errors(), open_station(station, chip_seed, kind) as st:
+            raise typer.Exit(check_command(st, calibration, factor=check_factor, console=console))
 
     with _user_errors(), open_station(station, chip_seed, kind) as st:
         db = runs.RunDB.for_station(st.config)
