@@ -44,6 +44,10 @@ def serve_simulated(lab, name: str, cfg, sim=None) -> str:
 def open_driver(name: str, cfg, address: str):
     """The configured driver for the kinds above (settings applied and verified), else ``None``."""
     kind = getattr(cfg, "kind", None)
+    if kind == "spectrometer":  # issue 6: SCPI spectrometer (its sim registers itself with the virtual lab)
+        from .spectrometer import open_spectrometer
+
+        return open_spectrometer(name, cfg, address)
     if kind not in NEW_KINDS:
         return None
     if kind == "pulse_shaper":

@@ -1,0 +1,70 @@
+"""A simulated spectrometer (SCPI on loopback) reading a scene's output spectrum.
+
+The scene offers ``spectrum(integration_s) -> counts per pixel`` and ``wavelengths_nm()``; see
+:class:`labsat.drivers.sim.shg.ShgScene`. Importing this module adds the ``spectrometer`` kind to the
+virtual lab's instruments (``VirtualLab.serve``).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..base import encode_block
+from .servers import SIM_INSTRUMENTS, ScpiErrorQueue, line_server
+
+
+class SimSpectrometer:
+    def __init__(self, scene, channels: int, serial: str = "SIM-SPEC"):
+        self.scene, self.channels, self.serial = scene, channels, serial
+        self.integration_s = 1e-3
+        self.data: np.ndarray | None = None
+        self.errors = ScpiErrorQueue()
+
+    def _pixels(self, values: np.ndarray) -> np.ndarray:
+        out = np.zeros(self.channels)
+        n = min(self.channels, len(values))
+        out[:n] = values[:n]
+        return out
+
+    def handle(self, cmd: str, block: bytes | None):
+        head = cmd.upper()
+        if head == "*IDN?":
+            return f"labsat,SIM-SPEC{self.channels},{self.serial},1.0"
+        if head == "SYST:ERR?":
+            return self.errors.pop()
+        if head == "*OPC?":
+            return "1"
+        if head == "SENS:INT?":
+            return f"{self.integration_s:.6g}"
+        if head.startswith("SENS:INT "):
+            try:
+                value = float(cmd.split()[1])
+            except (ValueError, IndexError):
+                self.errors.push(-104, "Data type error")
+                return None
+            if not 0 < value <= 10:
+                self.errors.push(-222, "Data out of range")
+                return None
+            self.integration_s = value
+            return None
+        if head == "SENS:WAV?":
+            return encode_block(self._pixels(self.scene.wavelengths_nm()))
+        if head in ("INIT", "INIT:IMM"):
+            self.data = self._pixels(self.scene.spectrum(self.integration_s))
+            return None
+        if head == "FETC:SPEC?":
+            if self.data is None:
+                self.errors.push(-230, "Data stale: no acquisition")
+                return None
+            data, self.data = self.data, None
+            return encode_block(data)
+        self.errors.push(-113, "Undefined header")
+        return None
+
+
+def _make(lab, scene, name, channels):
+    if hasattr(scene, "attach_lab"):
+        scene.attach_lab(lab)
+    return SimSpectrometer(scene, channels, serial=f"SIM{lab.seed:04d}")
+
+
+SIM_INSTRUMENTS.setdefault("spectrometer", line_server("scpi", _make))

@@ -1,0 +1,98 @@
+"""Grating spectrometer with a linear detector array (a CCD/InGaAs line camera), SCPI over a socket.
+
+Commands used (``\\n`` terminated):
+
+==========================  =========================================================
+command                     meaning
+==========================  =========================================================
+``*IDN?``                   identity
+``SENS:INT <s>``            integration time (s); ``SENS:INT?`` reads it back
+``SENS:WAV?``               the pixels' centre wavelengths (nm), IEEE 488.2 float32 block
+``INIT``                    acquire one spectrum now (of the light arriving during the integration)
+``*OPC?``                   operation complete (``1``)
+``FETC:SPEC?``              the last spectrum, IEEE 488.2 float32 block, one value per pixel (counts)
+``SYST:ERR?``               error queue
+==========================  =========================================================
+
+A pixel at the ADC's full scale (65535 counts) is saturated: that is an error, never a silent clip,
+so a saturated spectrum never trains a model. The spectrometer emits nothing, so its safe state is
+simply not acquiring; :meth:`shutdown` only marks it shut.
+"""
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+from pymeasure.instruments import Instrument
+
+from .base import InstrumentError, ScpiErrorMixin, decode_block, deferred_sigint, parse_floats, read_block
+from .transport import TransportMixin
+
+FULL_SCALE = 65535.0
+
+
+class Spectrometer(TransportMixin, ScpiErrorMixin, Instrument):
+    def __init__(self, adapter, name: str = "spectrometer", channels: int = 64, **kwargs):
+        super().__init__(adapter, name, includeSCPI=False, **kwargs)
+        self.channels = int(channels)
+        self._lock = threading.RLock()
+        self.acquisitions = 0
+
+    @property
+    def identity(self) -> str:
+        with self._lock, deferred_sigint():
+            return self.ask("*IDN?").strip()
+
+    @property
+    def integration_s(self) -> float:
+        with self._lock, deferred_sigint():
+            return parse_floats(self.ask("SENS:INT?"), 1, f"{self.name} SENS:INT?")[0]
+
+    @integration_s.setter
+    def integration_s(self, value: float) -> None:
+        if not (np.isfinite(value) and 0 < value <= 10):
+            raise ValueError(f"{self.name}: integration time must be in (0, 10] s, got {value!r}")
+        with self._lock, deferred_sigint():
+            self.write(f"SENS:INT {value:.6g}")
+            self.check_scpi_errors()
+
+    def wavelengths_nm(self) -> np.ndarray:
+        with self._lock, deferred_sigint():
+            self.write("SENS:WAV?")
+            values = decode_block(read_block(self))
+        if values.size != self.channels:
+            raise InstrumentError(f"{self.name}: {values.size} wavelengths for {self.channels} pixels")
+        return values
+
+    def acquire(self) -> np.ndarray:
+        """One spectrum (counts per pixel), acquired now."""
+        with self._lock, deferred_sigint():
+            self.write("INIT")
+            if self.ask("*OPC?").strip() != "1":
+                raise InstrumentError(f"{self.name}: did not confirm the acquisition")
+            self.write("FETC:SPEC?")
+            values = decode_block(read_block(self))
+        if values.size != self.channels:
+            raise InstrumentError(f"{self.name}: fetched {values.size} pixels, expected {self.channels}")
+        if np.any(values >= FULL_SCALE):
+            raise InstrumentError(f"{self.name}: saturated ({int(np.sum(values >= FULL_SCALE))} pixels at full "
+                                  f"scale); shorten SENS:INT")
+        self.acquisitions += 1
+        return values
+
+    def shutdown(self) -> None:
+        super().shutdown()
+
+
+def open_spectrometer(name: str, cfg, address: str) -> Spectrometer:
+    """The configured spectrometer (integration time set and checked); closes the link on failure."""
+    from .base import open_adapter
+
+    adapter = open_adapter(address, timeout_s=cfg.timeout_s)
+    try:
+        spec = Spectrometer(adapter, name=name, channels=cfg.channels)
+        spec.integration_s = cfg.integration_s
+    except Exception:
+        adapter.close()
+        raise
+    return spec
