@@ -110,3 +110,37 @@ def test_evaluate_is_recorded(trained):
     result = _invoke("evaluate", model + ".missing", "-s", station)
     assert result.exit_code == 2
     assert db.runs("evaluate")[-1]["status"] == "failed"
+
+
+def test_resume_keeps_the_network_kind(tmp_path, monkeypatch):
+    """A microring run that failed (disk full) resumes as a microring run without repeating --kind."""
+    import errno
+
+    import torch
+    import yaml
+
+    from conftest import REPO, write_yaml
+
+    data = yaml.safe_load((REPO / "stations" / "microring.yaml").read_text())
+    data["station"]["runs_dir"] = str(tmp_path / "runs")
+    data["station"]["calibration_dir"] = str(tmp_path / "cal")
+    station = write_yaml(tmp_path / "microring.yaml", data)
+    real_save, calls = torch.save, []
+
+    def save(*a, **k):
+        calls.append(1)
+        if len(calls) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_save(*a, **k)
+
+    monkeypatch.setattr(torch, "save", save)
+    result = _invoke("train", "-s", station, "--kind", "microring", "--mode", "offline", "--optimizer", "adam",
+                     "--epochs", 2, "--batch-size", 256, "--nominal")
+    assert result.exit_code == 2 and "disk is full" in result.output
+    result = _invoke("train", "-s", station, "--resume", 1)
+    assert result.exit_code == 0, result.output
+    db = runs.RunDB(tmp_path / "runs" / runs.DB_NAME)
+    run = db.run(1)
+    assert run["status"] == "completed" and run["config"]["kind"] == "microring"
+    assert [e["epoch"] for e in db.epochs(1)] == [1, 2]
+    assert "u" in db.parameters(1)
