@@ -332,9 +332,18 @@ def demo(station: Path = StationOpt, kind: Optional[str] = KindOpt,
         plan = [("offline plain", "offline", "adam", offline_epochs), ("offline SAT", "offline", "sam", offline_epochs),
                 ("online plain", "online", "adam", online_epochs), ("online SAT", "online", "sam", online_epochs)]
         files = {}
-        with open_station(cfg, chip_a, kind) as st:
+        from dataclasses import asdict
+
+        from labsat import runs as rundb
+
+        with open_station(cfg, chip_a, kind) as st, rundb.RunDB.for_station(cfg) as db:
             console.rule(f"calibrating {st.device_id()}")
-            path, meta = run_calibration(st, settings=64, inputs=32, holdout=0.2)
+            run_id = rundb.start_station_run(db, "calibrate", st, {"settings": 64, "inputs": 32, "holdout": 0.2,
+                                                                   "chip_seed": chip_a, "demo": True})
+            with rundb.recording(db, run_id, note=console.print):
+                path, meta = run_calibration(st, settings=64, inputs=32, holdout=0.2)
+                db.finish(run_id, "completed", calibration=str(path),
+                          result={"calibration": str(path), "residuals": meta["residuals"]})
             r = meta["residuals"]
             console.print(f"held-out RMSE: nominal twin {r['nominal_holdout']['rmse']:.4f}, "
                           f"fitted twin {r['fitted_holdout']['rmse']:.4f}  ({path})")
@@ -344,7 +353,15 @@ def demo(station: Path = StationOpt, kind: Optional[str] = KindOpt,
                 console.rule(label)
                 tcfg = TrainConfig(mode=mode, optimizer=opt, rho=rho, lr=lr, epochs=epochs)
                 files[label] = runs / f"{label.replace(' ', '-')}.pt"
-                run_training(st, tcfg, twin_state, cal, files[label], data=data, label=label)
+                run_id = rundb.start_station_run(db, "train", st, {
+                    "train": asdict(tcfg), "chip_seed": chip_a, "kind": kind, "calibration": cal,
+                    "out": str(files[label].resolve()), "demo": label}, calibration=cal)
+                with rundb.recording(db, run_id, note=console.print):
+                    recorder = rundb.TrainRecorder(db, run_id, cfg.resolve(cfg.station.runs_dir) / "checkpoints")
+                    tmeta = run_training(st, tcfg, twin_state, cal, files[label], data=data, label=label,
+                                         recorder=recorder)
+                    db.finish(run_id, "completed", result={"out": str(files[label]),
+                                                           "final": (tmeta["history"]["epochs"] or [{}])[-1]})
         console.rule("evaluating on hardware")
         with open_station(cfg, chip_a, kind) as st_a, open_station(cfg, chip_b, kind) as st_b:
             labels = {f"chip A ({st_a.device_id()})": st_a, f"chip B ({st_b.device_id()})": st_b}

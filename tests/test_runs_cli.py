@@ -144,3 +144,28 @@ def test_resume_keeps_the_network_kind(tmp_path, monkeypatch):
     assert run["status"] == "completed" and run["config"]["kind"] == "microring"
     assert [e["epoch"] for e in db.epochs(1)] == [1, 2]
     assert "u" in db.parameters(1)
+
+
+def test_demo_runs_are_recorded(tmp_path, monkeypatch):
+    """`labsat demo` records its calibration and its four trainings (the evaluation table is its own)."""
+    from conftest import minimal_config, write_yaml
+
+    import labsat.cli as cli
+
+    quick = cli.run_calibration
+
+    def run_calibration(st, settings, inputs, holdout, seed=0):  # a small measurement: this is not a fit test
+        return quick(st, 8, 8, holdout, seed)
+
+    monkeypatch.setattr(cli, "run_calibration", run_calibration)
+    station = write_yaml(tmp_path / "small.yaml", minimal_config())
+    result = _invoke("demo", "--station", station, "--offline-epochs", 1, "--online-epochs", 1)
+    assert result.exit_code == 0, result.output
+    db = runs.RunDB(tmp_path / "runs" / runs.DB_NAME)
+    kinds = [(r["kind"], r["status"], r["config"].get("demo")) for r in db.runs()]
+    assert kinds == [("calibrate", "completed", True), ("train", "completed", "offline plain"),
+                     ("train", "completed", "offline SAT"), ("train", "completed", "online plain"),
+                     ("train", "completed", "online SAT")]
+    online = db.runs("train")[-1]
+    assert online["calibration"] == db.runs("calibrate")[0]["calibration"]
+    assert db.epochs(online["id"])[0]["hardware_batches"] > 0
