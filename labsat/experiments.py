@@ -312,7 +312,7 @@ def run_imprecise(lab: Lab) -> dict:
     for off, key, label in ((-0.2, "device_accuracy", "on the device"), (0.2, "twin_accuracy", "on the twin")):
         ms = [mean_std([x[key] for x in rows if x["method"] == m]) for m in s.methods]
         ax.bar(xs + off, [100 * m for m, _ in ms], 0.4, yerr=[100 * e for _, e in ms], capsize=3, label=label)
-    ax.set_xticks(xs, [METHOD_LABELS[m].replace(" (", "\n(") for m in s.methods], fontsize=7)
+    ax.set_xticks(xs, [METHOD_LABELS[m].replace(" (", "\n(").replace(", ", ",\n") for m in s.methods], fontsize=7)
     ax.set_ylabel("test accuracy (%)")
     ax.set_title("Trained on an imprecise twin, measured on the device")
     ax.legend()
@@ -522,6 +522,7 @@ def register(app) -> None:
                    cal_settings: Optional[int] = typer.Option(None, help="calibration budget: heater settings"),
                    cal_inputs: Optional[int] = typer.Option(None, help="calibration budget: inputs per setting"),
                    chips: Optional[int] = typer.Option(None, help="transfer: number of other chips"),
+                   rho_grid: Optional[str] = typer.Option(None, help="rho experiment: comma-separated radii"),
                    fab_scale: Optional[float] = typer.Option(None, help="scale the virtual chips' fabrication "
                                                              "spread (phase offsets, couplers); 1 = default"),
                    out: Path = typer.Option(Path("runs/experiments"), help="output root (one folder per experiment)")):
@@ -530,10 +531,15 @@ def register(app) -> None:
         from labsat.config import ConfigError
 
         torch.set_num_threads(1)
+        try:
+            grid = None if rho_grid is None else tuple(float(r) for r in rho_grid.split(","))
+        except ValueError:
+            console.print(f"[bold red]error:[/] --rho-grid: comma-separated numbers, got {rho_grid!r}")
+            raise typer.Exit(2)
         kw = {k: v for k, v in dict(seeds=seeds, data=data, station=station, chip=chip, rho=rho, sigma=sigma,
                                     offline_epochs=offline_epochs, online_epochs=online_epochs,
                                     cal_settings=cal_settings, cal_inputs=cal_inputs, n_chips=chips, fab_scale=fab_scale,
-                                    out=out).items() if v is not None}
+                                    rho_grid=grid, out=out).items() if v is not None}
         try:
             setup = Setup.make_full(**kw) if full else Setup.small(**kw)
             result = run_experiment(name, setup, log=lambda msg: console.print(f"[dim]{msg}[/]"))
