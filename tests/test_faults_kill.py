@@ -159,3 +159,48 @@ def test_station_start_up_safe_state_zeroes_powered_heaters(config_dict, caplog)
             assert lab.chip.heater_v[0] == pytest.approx(2.0)
     finally:
         lab.close()
+
+
+WRITER = textwrap.dedent("""
+    import sys
+    import torch
+    from labsat import runs
+    db = runs.RunDB(sys.argv[1])
+    run = db.start_run("train", {"train": {}}, git=None)
+    rec = runs.TrainRecorder(db, run, sys.argv[2])
+    print("writing", flush=True)
+    epoch = 0
+    while True:  # as fast as it can: the kill lands inside a write or a transaction most of the time
+        epoch += 1
+        rec.checkpoint({"epoch": epoch, "loss": 1.0 / epoch}, {"epoch": epoch, "w": torch.randn(2000)})
+""")
+
+
+def test_sigkill_during_writes_never_corrupts(tmp_path):
+    """kill -9 a process that does nothing but record epochs: whatever instant it dies, the database
+    is intact, every epoch row has its checkpoint row, and every checkpoint file is whole."""
+    import random
+
+    db_file, folder = tmp_path / runs.DB_NAME, tmp_path / "checkpoints"
+    rng = random.Random(9)
+    for _ in range(3):
+        proc = subprocess.Popen([sys.executable, "-c", WRITER, str(db_file), str(folder)],
+                                stdout=subprocess.PIPE, text=True)
+        try:
+            assert proc.stdout.readline().strip() == "writing"
+            time.sleep(rng.uniform(0.05, 0.4))
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(10)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    db = runs.RunDB(db_file)
+    assert db.integrity() == "ok"
+    assert [r["status"] for r in db.runs()] == ["interrupted"] * 3
+    for r in db.runs():
+        epochs = [e["epoch"] for e in db.epochs(r["id"])]
+        assert epochs == list(range(1, len(epochs) + 1))
+        assert [c["epoch"] for c in db.checkpoints(r["id"])] == epochs
+        for c in db.checkpoints(r["id"]):
+            assert runs.load_checkpoint(c["path"])["epoch"] == c["epoch"]
