@@ -232,3 +232,24 @@ def test_ctrl_c_mid_training(config_dict, tmp_path, stations, monkeypatch):
     db = _db(tmp_path)
     assert db.run(1)["status"] == "interrupted" and [e["epoch"] for e in db.epochs(1)] == [1]
     _assert_safe(stations)
+
+
+def test_sigterm_mid_training(config_dict, tmp_path, stations, monkeypatch):
+    """SIGTERM: the station's handler raises SystemExit(143) in the main thread (simulated here at the
+    9th detector read); the run is 'interrupted' with epoch 1 kept and the heaters at 0 V."""
+    from labsat.drivers.daq import PhotodetectorDAQ
+
+    real_fetch, calls = PhotodetectorDAQ.fetch, []
+
+    def fetch(self, *a, **k):
+        calls.append(1)
+        if len(calls) == 9:
+            raise SystemExit(128 + 15)
+        return real_fetch(self, *a, **k)
+
+    monkeypatch.setattr(PhotodetectorDAQ, "fetch", fetch)
+    result = _train(_station(config_dict, tmp_path))
+    assert result.exit_code == 143 and "epochs 1..1 kept" in result.output
+    db = _db(tmp_path)
+    assert db.run(1)["status"] == "interrupted" and [e["epoch"] for e in db.epochs(1)] == [1]
+    _assert_safe(stations)
