@@ -78,6 +78,7 @@ def main() -> None:
     ap.add_argument("--offline-epochs", type=int, default=15)
     ap.add_argument("--online-epochs", type=int, default=3)
     ap.add_argument("--rho", type=float, default=0.05)
+    ap.add_argument("--sat", default="sam", choices=("sam", "asam"), help="the sharpness-aware optimizer")
     ap.add_argument("--drift", type=float, nargs="+", default=[0.5, 1.0])
     ap.add_argument("--out", default=str(REPO / "runs" / "bench" / "microring"))
     args = ap.parse_args()
@@ -101,10 +102,10 @@ def main() -> None:
                                            lr=0.03, seed=seed))
             models["offline plain"] = plain
             sat = build(st_a, twins, seed)
-            train(sat, data, TrainConfig(mode="offline", optimizer="sam", rho=args.rho, perturb="controls",
+            train(sat, data, TrainConfig(mode="offline", optimizer=args.sat, rho=args.rho, perturb="controls",
                                          epochs=args.offline_epochs, lr=0.03, seed=seed))
             models["offline SAT"] = sat
-            for label, start, opt in (("online plain", plain, "adam"), ("online SAT", sat, "sam")):
+            for label, start, opt in (("online plain", plain, "adam"), ("online SAT", sat, args.sat)):
                 m = moved(start, st_a, twins, seed)  # fine-tune a copy on the hardware
                 train(m, data, TrainConfig(mode="online", optimizer=opt, rho=args.rho, perturb="controls",
                                            epochs=args.online_epochs, lr=0.01, seed=seed))
