@@ -155,7 +155,9 @@ def run_training(bench: Bench, p: TrainingParams, control: RunControl, emit: Emi
     station = bench.require_station()
     layer = station.config.layers[bench.layer]
     twin_state, cal_name = _twin_state(bench, p.calibration)
-    data = load_digits(bench.make_twin().n_inputs, seed=0)
+    twin0 = bench.make_twin()
+    # a kind may bring its own inputs (free-space: images on its grid); otherwise PCA'd digits
+    data = twin0.load_data(seed=0) if hasattr(twin0, "load_data") else load_digits(twin0.n_inputs, seed=0)
     hw = None
     if cfg.mode == "online":
         bench.arm_outputs()
@@ -231,7 +233,9 @@ def _load_for_eval(bench: Bench, path: Path, hardware):
     if result.unexpected_keys or any(k.startswith(("physical.u", "readout")) for k in result.missing_keys):
         raise ValueError(f"{path} does not fit layer '{bench.layer}' of this station "
                          f"(unexpected {result.unexpected_keys}, missing {result.missing_keys})")
-    data = load_digits(model.physical.twin.n_inputs, seed=0, encoder=Encoder.from_state(blob["encoder"]))
+    twin = model.physical.twin
+    data = (twin.load_data(seed=0, encoder_state=blob["encoder"]) if hasattr(twin, "load_data")
+            else load_digits(twin.n_inputs, seed=0, encoder=Encoder.from_state(blob["encoder"])))
     label = Path(path).stem
     opt = meta.get("history", {}).get("config", {}).get("optimizer")
     return model, data, label, opt

@@ -68,6 +68,9 @@ class StationPanel(QWidget):
         self.level.setSuffix(" V")
         self.apply_level = QPushButton("Set modulator level")
         self.apply_level.clicked.connect(self._apply_level)
+        if not any(i.kind == "modulator_dac" for i in cfg.instruments.values()):
+            self.level.setVisible(False)
+            self.apply_level.setVisible(False)
 
         # plots
         self._setup_plots()
@@ -125,6 +128,8 @@ class StationPanel(QWidget):
         used = self.bench.heater_channels()
         dashed = dict(width=2, style=Qt.DashLine)
         for name, icfg in cfg.instruments.items():
+            if icfg.kind not in ("heater_dac", "modulator_dac", "photodetector_daq"):
+                continue  # an instrument this panel does not draw (state and identity are in the table)
             n = icfg.channels
             x = np.arange(n)
             if icfg.kind == "heater_dac":
@@ -163,8 +168,6 @@ class StationPanel(QWidget):
                                           pen=pg.mkPen("#c62828", **dashed),
                                           labelOpts={"position": 0.85, "color": "#c62828"}))
                 w.setYRange(0, rng_uw * 1.15)
-            else:  # an instrument this panel does not draw (state and identity are in the table)
-                continue
             w.addItem(bars)
             self.plots[name] = w
 
