@@ -57,7 +57,7 @@ def _checkpoints(db_file: Path) -> int:
 def test_sigkill_mid_epoch_then_resume(small_station_yaml, tmp_path):
     db_file = tmp_path / "runs" / runs.DB_NAME
     cmd = [sys.executable, "-c", "from labsat.cli import app; app()", "train", "-s", str(small_station_yaml),
-           "--mode", "online", "--optimizer", "adam", "--epochs", "2", "--batch-size", "64", "--nominal"]
+           "--mode", "online", "--optimizer", "adam", "--epochs", "3", "--batch-size", "64", "--nominal"]
     proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env={**os.environ, "COLUMNS": "120"})
     try:
@@ -76,7 +76,7 @@ def test_sigkill_mid_epoch_then_resume(small_station_yaml, tmp_path):
     (run,) = db.runs()
     assert run["status"] == "interrupted"  # it was 'running'; its process is gone
     done = [e["epoch"] for e in db.epochs(run["id"])]
-    assert done and done == list(range(1, len(done) + 1)) and len(done) < 2
+    assert done and done == list(range(1, len(done) + 1)) and len(done) < 3  # killed in epoch 2 (3 at worst)
     cps = db.checkpoints(run["id"])
     assert [c["epoch"] for c in cps] == done  # each recorded epoch has its checkpoint, and it loads
     assert runs.load_checkpoint(cps[-1]["path"])["epoch"] == done[-1]
@@ -88,7 +88,7 @@ def test_sigkill_mid_epoch_then_resume(small_station_yaml, tmp_path):
     db = runs.RunDB(db_file)
     info = db.run(run["id"])
     assert info["status"] == "completed" and info["resumed"] == 1
-    assert [e["epoch"] for e in db.epochs(run["id"])] == [1, 2]  # the same total number of epochs
+    assert [e["epoch"] for e in db.epochs(run["id"])] == [1, 2, 3]  # the same total number of epochs
     assert all(e["hardware_batches"] > 0 for e in db.epochs(run["id"]))
     assert len(db.parameters(run["id"])["heater_v"]) == 12
     assert db.integrity() == "ok"
