@@ -15,7 +15,7 @@ from labsat.twins.mzi import MZIMeshTwin
 def swept():
     torch.set_num_threads(1)
     hw = DirectHardware(seed=3, modes=4)
-    data = run_sweeps(hw, points=12)
+    data = run_sweeps(hw, points=8)
     return hw, data
 
 
@@ -31,7 +31,7 @@ def test_fringe_fit_recovers_a_known_cosine():
 
 def test_sweep_counts_its_readings(swept):
     hw, data = swept
-    assert data.readings == plan_readings(hw.n_controls, hw.modes, points=12) == hw.readings
+    assert data.readings == plan_readings(hw.n_controls, hw.modes, points=8) == hw.readings
 
 
 def test_port_gains_from_sweeps_within_1_percent(swept):
