@@ -40,9 +40,12 @@ def measure(hardware, settings: int = 64, inputs_per_setting: int = 32, seed: in
     h, n = hardware.n_controls, hardware.modes
     us = rng.uniform(0.0, 1.0, (settings, h))
     xs = rng.uniform(0.0, 1.0, (settings, inputs_per_setting, n))
-    ps = np.empty_like(xs)
+    ps = None  # (K, B, outputs): a kind may have fewer outputs than inputs
     for k in range(settings):
-        ps[k] = hardware.forward(xs[k], us[k])
+        y = hardware.forward(xs[k], us[k])
+        if ps is None:
+            ps = np.empty((settings,) + np.shape(y))
+        ps[k] = y
         if progress:
             progress(k + 1, settings)
     return Measurements(us, xs, ps)

@@ -9,7 +9,7 @@ Configs are duck-typed here (``cfg.kind`` and fields), so ``labsat.drivers`` doe
 """
 from __future__ import annotations
 
-NEW_KINDS = ("smu", "power_meter", "pulse_shaper")
+NEW_KINDS = ("smu", "power_meter", "pulse_shaper", "slm", "camera")
 
 
 def serve_simulated(lab, name: str, cfg, sim=None) -> str:
@@ -23,6 +23,10 @@ def serve_simulated(lab, name: str, cfg, sim=None) -> str:
         address = sim_instruments.serve(lab, name, "power_meter", port=cfg.sim_port)
     elif cfg.kind == "pulse_shaper":
         address = sim_instruments.serve(lab, name, "pulse_shaper")
+    elif cfg.kind in ("slm", "camera"):
+        from .sim import freespace as sim_freespace
+
+        address = sim_freespace.serve(lab, name, cfg)
     else:
         address = lab.serve(name, cfg.kind, cfg.channels)
     if sim is not None:
@@ -57,6 +61,8 @@ def open_driver(name: str, cfg, address: str):
                              safe_state=cfg.safe_state, safe_port=cfg.safe_port)
         shaper.devinfo()
         return shaper
+    if kind in ("slm", "camera"):
+        return _open_freespace(name, cfg, address)
     from .base import open_adapter
 
     adapter = open_adapter(address, timeout_s=cfg.timeout_s)
@@ -87,3 +93,28 @@ def open_driver(name: str, cfg, address: str):
         adapter.close()
         raise
     return meter
+
+
+def _open_freespace(name: str, cfg, address: str):
+    """An SLM (display size checked, flat frame shown) or a camera (sensor size checked, exposure set)."""
+    from .base import open_adapter
+
+    adapter = open_adapter(address, timeout_s=cfg.timeout_s)
+    try:
+        if cfg.kind == "slm":
+            from .slm import SpatialLightModulator
+
+            inst = SpatialLightModulator(adapter, name=name, width=cfg.width, height=cfg.height,
+                                         modulation=cfg.modulation, max_sequence=cfg.max_sequence)
+            inst.check_size()
+            inst.clear()  # start-up safe state: the flat frame
+        else:
+            from .camera import Camera
+
+            inst = Camera(adapter, name=name, width=cfg.width, height=cfg.height)
+            inst.check_size()
+            inst.exposure_us = cfg.exposure_us
+    except Exception:
+        adapter.close()
+        raise
+    return inst

@@ -153,8 +153,10 @@ def run_training(st, cfg, twin_state, calibration_name: str, out: Path, data=Non
 
     lname = _layer(st)
     layer = st.config.layers[lname]
-    n_inputs = kind_of(st.config, lname).make_twin(st.config, lname).n_inputs
-    data = data or load_digits(n_inputs, seed=0)
+    twin0 = kind_of(st.config, lname).make_twin(st.config, lname)
+    n_inputs = twin0.n_inputs
+    # a twin that takes other inputs (images for free space) brings its own data set
+    data = data or (twin0.load_data(seed=0) if hasattr(twin0, "load_data") else load_digits(n_inputs, seed=0))
     hw = st.layer() if cfg.mode == "online" else None
     model = model_for(st.config, lname, data.n_classes, seed=cfg.seed, twin_state=twin_state, hardware=hw)
     resume = None
@@ -257,6 +259,7 @@ def train_cmd(station: Path = StationOpt, chip_seed: Optional[int] = SeedOpt, ki
 def evaluate_models(model_files: list[Path], stations: dict[str, object]) -> dict[str, dict[str, float]]:
     """Accuracy of each model on each station's hardware: {model: {station label: accuracy}}."""
     from labsat.data import Encoder, load_digits
+    from labsat.kinds import kind_of
     from labsat.train import accuracy, load_model_file, model_for
 
     results: dict[str, dict[str, float]] = {}
@@ -266,7 +269,9 @@ def evaluate_models(model_files: list[Path], stations: dict[str, object]) -> dic
         results[str(path)] = {}
         for label, st in stations.items():
             hw = st.layer()
-            data = load_digits(hw.modes, seed=0, encoder=Encoder.from_state(blob["encoder"]))
+            twin0 = kind_of(st.config, _layer(st)).make_twin(st.config, _layer(st))
+            data = (twin0.load_data(seed=0, encoder_state=blob["encoder"]) if hasattr(twin0, "load_data")
+                    else load_digits(hw.modes, seed=0, encoder=Encoder.from_state(blob["encoder"])))
             model = model_for(st.config, _layer(st), meta["n_classes"], hardware=hw)
             try:
                 missing = model.load_state_dict(blob["state_dict"], strict=False)
@@ -377,7 +382,8 @@ def demo(station: Path = StationOpt, kind: Optional[str] = KindOpt,
 
 
 # Feature modules add their own commands: each exposes ``register(app)``.
-for _name in ("labsat.experiments", "labsat.gui.app", "labsat.runs", "labsat.calibration.cli"):
+for _name in ("labsat.experiments", "labsat.gui.app", "labsat.runs", "labsat.calibration.cli",
+              "labsat.freespace_experiment"):
     try:
         importlib.import_module(_name).register(app)
     except ModuleNotFoundError as _exc:  # feature not built yet in this checkout

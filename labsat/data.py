@@ -153,3 +153,52 @@ def load_dataset(spec: str, features: int, seed: int = 0, n_train: int | None = 
             raise ValueError("--data mnist:PATH needs the directory of the MNIST IDX files")
         return load_mnist(path, features, n_train=n_train, n_test=n_test, seed=seed)
     raise ValueError(f"unknown data set {spec!r}: use 'digits' or 'mnist:PATH'")
+
+
+# --- images for free-space optics: the 8x8 digits upsampled onto an SLM grid ---
+@dataclass
+class ImageEncoder:
+    """8x8 digit images (flattened, values 0..16) -> amplitudes in [0, 1] on a ``grid`` x ``grid`` SLM
+    frame: upsampled (nearest) to ``size`` x ``size`` and centred. Saved with models like :class:`Encoder`."""
+
+    grid: int
+    size: int
+    kind: str = "image"
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        from scipy.ndimage import zoom
+
+        imgs = np.clip(np.asarray(x, dtype=float).reshape(-1, 8, 8) / 16.0, 0.0, 1.0)
+        if self.size % 8 == 0:
+            up = np.kron(imgs, np.ones((1, self.size // 8, self.size // 8)))
+        else:
+            up = np.clip(zoom(imgs, (1, self.size / 8, self.size / 8), order=1), 0.0, 1.0)
+        out = np.zeros((len(imgs), self.grid, self.grid))
+        o = (self.grid - self.size) // 2
+        out[:, o:o + self.size, o:o + self.size] = up
+        return out.reshape(len(imgs), -1)
+
+    def state(self) -> dict:
+        return {"kind": self.kind, "grid": self.grid, "size": self.size}
+
+    @classmethod
+    def from_state(cls, state: dict) -> "ImageEncoder":
+        if state.get("kind") != "image":
+            raise ValueError("not an image encoder (the model was trained on another kind of input)")
+        return cls(int(state["grid"]), int(state["size"]))
+
+
+def load_digits_images(grid: int, size: int = 16, seed: int = 0, test_fraction: float = 0.25,
+                       encoder: ImageEncoder | None = None) -> Dataset:
+    """scikit-learn's digits as images on a ``grid`` x ``grid`` frame (amplitudes, flattened)."""
+    from sklearn.datasets import load_digits as _sk
+
+    if not 8 <= size <= grid:
+        raise ValueError(f"image size must be between 8 and the grid ({grid}), got {size}")
+    raw = _sk()
+    x, y = raw.data.astype(float), raw.target.astype(int)
+    tr, te = split(len(x), test_fraction, seed)
+    enc = encoder or ImageEncoder(grid, size)
+    as_t = lambda a: torch.as_tensor(a, dtype=torch.float64)  # noqa: E731
+    return Dataset(as_t(enc(x[tr])), torch.as_tensor(y[tr]), as_t(enc(x[te])), torch.as_tensor(y[te]),
+                   enc, 10, "digits-images")

@@ -1,0 +1,182 @@
+"""Free-space robustness experiment (the SAT paper's third platform): accuracy of a diffractive network
+of phase masks under misalignment, plain training vs SAT, no retraining.
+
+``labsat freespace-robustness``: for each seed, train on the twin (digits images) with plain Adam and
+with SAT (SAM on the mask phases + the adversarial finite-difference alignment step of
+:mod:`labsat.sat.alignment`), then evaluate both on the twin misaligned by rotation (0..2 deg), x shift
+(0..2 px), scale (1.0..1.1) and a rotation x shift grid. Writes a JSON record, a Markdown table and a
+PNG plot (matplotlib, Agg).
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+
+ROTATIONS = (0.0, 0.5, 1.0, 1.5, 2.0)
+SHIFTS = (0.0, 0.5, 1.0, 1.5, 2.0)
+SCALES = (1.0, 1.025, 1.05, 1.075, 1.1)
+GRID_ROT = (0.0, 1.0, 2.0)
+GRID_SHIFT = (0.0, 1.0, 2.0)
+
+
+def sweep_points() -> list[tuple[float, float, float]]:
+    """(rotation_deg, shift_x_px, scale) of every evaluation, without repeats."""
+    pts = [(r, 0.0, 1.0) for r in ROTATIONS] + [(0.0, s, 1.0) for s in SHIFTS] + [(0.0, 0.0, c) for c in SCALES]
+    pts += [(r, s, 1.0) for r in GRID_ROT for s in GRID_SHIFT]
+    return list(dict.fromkeys(pts))
+
+
+@torch.no_grad()
+def accuracy_misaligned(model, x, y, rotation_deg=0.0, shift_x_px=0.0, scale=1.0, batch_size=256) -> float:
+    twin = model.physical.twin
+    base = twin.alignment()
+    model.eval()
+    with twin.misaligned(rotation_deg=base["rotation_deg"] + rotation_deg,
+                         shift_x_px=base["shift_x_px"] + shift_x_px, scale=base["scale"] * scale):
+        correct = 0
+        for s in range(0, len(x), batch_size):
+            correct += int((model(x[s:s + batch_size]).argmax(1) == y[s:s + batch_size]).sum())
+    return correct / len(x)
+
+
+def run(station: Path, seeds=(0, 1, 2), epochs: int = 6, n_train: int = 500, n_test: int = 200,
+        lr: float = 0.1, rho: float = 0.05, batch_size: int = 64, log=print) -> dict:
+    from labsat.config import load_config
+    from labsat.kinds import kind_of, layer_for_kind
+    from labsat.physical import HybridClassifier, PhysicalLayer
+    from labsat.sat.alignment import train_alignment_sat
+
+    cfg = load_config(station)
+    lname = layer_for_kind(cfg, "freespace")
+    make_twin = lambda: kind_of(cfg, lname).make_twin(cfg, lname)  # noqa: E731
+    data = make_twin().load_data(seed=0)
+    rng = np.random.default_rng(0)
+    tr = torch.as_tensor(rng.permutation(len(data.x_train))[:n_train])
+    te = torch.as_tensor(rng.permutation(len(data.x_test))[:n_test])
+    data.x_train, data.y_train = data.x_train[tr], data.y_train[tr]
+    x_te, y_te = data.x_test[te], data.y_test[te]
+    points = sweep_points()
+    results = {"settings": {"epochs": epochs, "n_train": len(tr), "n_test": len(te), "lr": lr, "rho": rho,
+                            "batch_size": batch_size, "seeds": list(seeds), "station": str(station),
+                            "layer": cfg.layers[lname].model_dump()},
+               "points": [list(p) for p in points], "runs": []}
+    for seed in seeds:
+        for method in ("plain", "SAT"):
+            torch.manual_seed(seed)
+            model = HybridClassifier(PhysicalLayer(make_twin(), seed=seed), data.n_classes, seed=seed)
+            t0 = time.perf_counter()
+            hist = train_alignment_sat(model, data, epochs=epochs, lr=lr, rho=rho, batch_size=batch_size,
+                                       seed=seed, sam=method == "SAT", adversary=method == "SAT")
+            train_s = time.perf_counter() - t0
+            acc = [accuracy_misaligned(model, x_te, y_te, *p) for p in points]
+            results["runs"].append({"seed": seed, "method": method, "train_s": train_s, "history": hist,
+                                    "accuracy": acc})
+            log(f"seed {seed} {method}: train {train_s:.0f} s, final train acc {hist[-1]['train_accuracy']:.3f}, "
+                f"test acc aligned {acc[0]:.3f}, rot 1 deg {acc[points.index((1.0, 0.0, 1.0))]:.3f}, "
+                f"shift 1 px {acc[points.index((0.0, 1.0, 1.0))]:.3f}")
+    return results
+
+
+def summary(results: dict) -> dict:
+    """{method: {point: (mean, std)}} over seeds, accuracy in %."""
+    points = [tuple(p) for p in results["points"]]
+    out: dict = {}
+    for method in ("plain", "SAT"):
+        accs = np.array([r["accuracy"] for r in results["runs"] if r["method"] == method]) * 100
+        out[method] = {p: (float(accs[:, i].mean()), float(accs[:, i].std())) for i, p in enumerate(points)}
+    return out
+
+
+def markdown(results: dict) -> str:
+    s = summary(results)
+    f = lambda m, p: f"{s[m][p][0]:.1f} ± {s[m][p][1]:.1f}"  # noqa: E731
+    lines = ["| sweep | value | plain (%) | SAT (%) |", "|---|---|---|---|"]
+    for r in ROTATIONS:
+        lines.append(f"| rotation | {r:g}° | {f('plain', (r, 0.0, 1.0))} | {f('SAT', (r, 0.0, 1.0))} |")
+    for sh in SHIFTS:
+        lines.append(f"| x shift | {sh:g} px | {f('plain', (0.0, sh, 1.0))} | {f('SAT', (0.0, sh, 1.0))} |")
+    for c in SCALES:
+        lines.append(f"| scale | {c:g} | {f('plain', (0.0, 0.0, c))} | {f('SAT', (0.0, 0.0, c))} |")
+    lines += ["", "rotation × x shift grid (plain / SAT, %, mean over seeds):", "",
+              "| rotation \\ shift | " + " | ".join(f"{sh:g} px" for sh in GRID_SHIFT) + " |",
+              "|---|" + "---|" * len(GRID_SHIFT)]
+    for r in GRID_ROT:
+        cells = [f"{s['plain'][(r, sh, 1.0)][0]:.1f} / {s['SAT'][(r, sh, 1.0)][0]:.1f}" for sh in GRID_SHIFT]
+        lines.append(f"| {r:g}° | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def plot(results: dict, path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    s = summary(results)
+    fig, axes = plt.subplots(1, 5, figsize=(20, 3.8))
+    sweeps = [("rotation (deg)", ROTATIONS, lambda v: (v, 0.0, 1.0)), ("x shift (px)", SHIFTS, lambda v: (0.0, v, 1.0)),
+              ("scale", SCALES, lambda v: (0.0, 0.0, v))]
+    for ax, (label, values, key) in zip(axes, sweeps):
+        for method, color in (("plain", "tab:red"), ("SAT", "tab:blue")):
+            m = np.array([s[method][key(v)][0] for v in values])
+            e = np.array([s[method][key(v)][1] for v in values])
+            ax.errorbar(values, m, yerr=e, label=method, color=color, marker="o", capsize=3)
+        ax.set_xlabel(label)
+        ax.set_ylabel("test accuracy (%)")
+        ax.set_ylim(0, 100)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    for ax, method in zip(axes[3:], ("plain", "SAT")):
+        grid = np.array([[s[method][(r, sh, 1.0)][0] for sh in GRID_SHIFT] for r in GRID_ROT])
+        im = ax.imshow(grid, vmin=0, vmax=100, cmap="viridis", origin="lower")
+        ax.set_xticks(range(len(GRID_SHIFT)), [f"{v:g}" for v in GRID_SHIFT])
+        ax.set_yticks(range(len(GRID_ROT)), [f"{v:g}" for v in GRID_ROT])
+        ax.set_xlabel("x shift (px)")
+        ax.set_ylabel("rotation (deg)")
+        ax.set_title(f"{method}: rotation x shift")
+        for i in range(len(GRID_ROT)):
+            for j in range(len(GRID_SHIFT)):
+                ax.text(j, i, f"{grid[i, j]:.0f}", ha="center", va="center", color="w")
+    fig.colorbar(im, ax=axes[3:], shrink=0.8, label="accuracy (%)")
+    fig.suptitle("free-space diffractive network (2 phase masks, digits): accuracy under misalignment, "
+                 "no retraining (mean ± std over seeds)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def register(app) -> None:
+    import typer
+
+    @app.command("freespace-robustness")
+    def freespace_robustness(
+            station: Path = typer.Option(Path("stations/freespace.yaml"), "--station", "-s"),
+            seeds: int = typer.Option(3, help="seeds 0..N-1"), epochs: int = typer.Option(6),
+            n_train: int = typer.Option(500, help="training images (of 1347)"),
+            n_test: int = typer.Option(200, help="test images (of 450)"),
+            lr: float = typer.Option(0.1), rho: float = typer.Option(0.05),
+            out: Path = typer.Option(Path("benchmarks/freespace"), help="folder for JSON, table and PNG"),
+            plot_only: Optional[Path] = typer.Option(None, help="re-plot a results JSON instead of running")):
+        """Free-space network under misalignment (rotation, shift, scale): plain vs SAT, no retraining."""
+        from rich.console import Console
+
+        console = Console()
+        if plot_only is not None:
+            results = json.loads(plot_only.read_text())
+        else:
+            results = run(station, seeds=tuple(range(seeds)), epochs=epochs, n_train=n_train, n_test=n_test,
+                          lr=lr, rho=rho, log=console.print)
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "results.json").write_text(json.dumps(results, indent=1))
+        table = markdown(results)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "table.md").write_text(table + "\n")
+        png = plot(results, out / "robustness.png")
+        console.print(table)
+        console.print(f"wrote {out / 'table.md'}, {png}")
