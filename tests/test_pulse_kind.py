@@ -83,8 +83,8 @@ def test_learned_twin_beats_a_constant_predictor_on_held_out_settings(tmp_path):
     config = parse_config(pulse_station(tmp_path))
     with Station(config) as st:
         hw = st.layer()
-        data = measure(hw, settings=250, inputs_per_setting=4, seed=0)
-        assert hw.samples == 1000 and hw.uploads == 1000
+        data = measure(hw, settings=200, inputs_per_setting=4, seed=0)
+        assert hw.samples == 800 and hw.uploads == 800
         fit_set, held = data.split(0.2, seed=0)
         twin = LearnedTwin(4, 4, 10, hidden=64, depth=2)
         history = fit_learned(twin, fit_set, epochs=120)
