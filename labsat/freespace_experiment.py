@@ -45,11 +45,12 @@ def accuracy_misaligned(model, x, y, rotation_deg=0.0, shift_x_px=0.0, scale=1.0
 
 
 def run(station: Path, seeds=(0, 1, 2), epochs: int = 6, n_train: int = 500, n_test: int = 200,
-        lr: float = 0.1, rho: float = 0.05, batch_size: int = 64, log=print) -> dict:
+        lr: float = 0.1, rho: float = 0.05, batch_size: int = 64, methods=("plain", "SAT"),
+        max_rotation_deg: float = 2.0, max_shift_px: float = 2.0, max_scale: float = 0.1, log=print) -> dict:
     from labsat.config import load_config
     from labsat.kinds import kind_of, layer_for_kind
     from labsat.physical import HybridClassifier, PhysicalLayer
-    from labsat.sat.alignment import train_alignment_sat
+    from labsat.sat.alignment import paper_probes, train_alignment_sat
 
     cfg = load_config(station)
     lname = layer_for_kind(cfg, "freespace")
@@ -63,15 +64,18 @@ def run(station: Path, seeds=(0, 1, 2), epochs: int = 6, n_train: int = 500, n_t
     points = sweep_points()
     results = {"settings": {"epochs": epochs, "n_train": len(tr), "n_test": len(te), "lr": lr, "rho": rho,
                             "batch_size": batch_size, "seeds": list(seeds), "station": str(station),
+                            "adversary_bounds": {"rotation_deg": max_rotation_deg, "shift_px": max_shift_px,
+                                                 "scale": max_scale},
                             "layer": cfg.layers[lname].model_dump()},
                "points": [list(p) for p in points], "runs": []}
     for seed in seeds:
-        for method in ("plain", "SAT"):
+        for method in methods:
             torch.manual_seed(seed)
             model = HybridClassifier(PhysicalLayer(make_twin(), seed=seed), data.n_classes, seed=seed)
             t0 = time.perf_counter()
             hist = train_alignment_sat(model, data, epochs=epochs, lr=lr, rho=rho, batch_size=batch_size,
-                                       seed=seed, sam=method == "SAT", adversary=method == "SAT")
+                                       seed=seed, sam=method == "SAT", adversary=method == "SAT",
+                                       probes=paper_probes(max_rotation_deg, max_shift_px, max_scale))
             train_s = time.perf_counter() - t0
             acc = [accuracy_misaligned(model, x_te, y_te, *p) for p in points]
             results["runs"].append({"seed": seed, "method": method, "train_s": train_s, "history": hist,
