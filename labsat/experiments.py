@@ -269,6 +269,11 @@ def _plt():
     return plt
 
 
+def _label(method: str) -> str:
+    """A method's name for a plot axis, one short line per part."""
+    return METHOD_LABELS.get(method, method).replace(" (", "\n(").replace(", ", ",\n")
+
+
 def _md_table(header: list[str], body: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(r) + " |" for r in body]
@@ -312,7 +317,7 @@ def run_imprecise(lab: Lab) -> dict:
     for off, key, label in ((-0.2, "device_accuracy", "on the device"), (0.2, "twin_accuracy", "on the twin")):
         ms = [mean_std([x[key] for x in rows if x["method"] == m]) for m in s.methods]
         ax.bar(xs + off, [100 * m for m, _ in ms], 0.4, yerr=[100 * e for _, e in ms], capsize=3, label=label)
-    ax.set_xticks(xs, [METHOD_LABELS[m].replace(" (", "\n(").replace(", ", ",\n") for m in s.methods], fontsize=7)
+    ax.set_xticks(xs, [_label(m) for m in s.methods], fontsize=7)
     ax.set_ylabel("test accuracy (%)")
     ax.set_title("Trained on an imprecise twin, measured on the device")
     ax.legend()
@@ -351,7 +356,7 @@ def run_transfer(lab: Lab) -> dict:
     fig, ax = plt.subplots(figsize=(8, 4))
     data = [[100 * x["accuracy"] for x in rows if x["method"] == m and not x["own_chip"]] for m in methods]
     ax.boxplot(data)
-    ax.set_xticks(range(1, len(methods) + 1), [METHOD_LABELS[m].replace(" (", "\n(") for m in methods], fontsize=7)
+    ax.set_xticks(range(1, len(methods) + 1), [_label(m) for m in methods], fontsize=7)
     for i, m in enumerate(methods):
         own = [100 * x["accuracy"] for x in rows if x["method"] == m and x["own_chip"]]
         ax.scatter([i + 1] * len(own), own, marker="*", color="red", zorder=3, label="chip A" if i == 0 else None)
@@ -439,12 +444,12 @@ def run_sharpness(lab: Lab) -> dict:
     plt = _plt()
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     xs = np.arange(len(s.methods))
-    labels = [METHOD_LABELS[m].replace(" (", "\n(") for m in s.methods]
+    labels = [_label(m) for m in s.methods]
     for ax, key, title in ((axes[0], "adversarial_increase", f"max loss increase, ||e|| <= {s.sharp_rho} (controls)"),
                            (axes[1], "hessian_top_controls", "top Hessian eigenvalue (controls)")):
         ms = [mean_std([x[key] for x in rows if x["method"] == m]) for m in s.methods]
         ax.bar(xs, [a for a, _ in ms], yerr=[b for _, b in ms], capsize=3)
-        ax.set_xticks(xs, labels, fontsize=6)
+        ax.set_xticks(xs, labels, fontsize=6, rotation=45, ha="right")
         ax.set_title(title, fontsize=9)
     fig.tight_layout()
     return {"rows": rows, "table": md, "figure": fig}
