@@ -1,6 +1,6 @@
 """Calibration report on the virtual lab: the table of calibration/README.md.
 
-    .venv/bin/python -m labsat.calibration.report [--seeds 1 2 3] [--budget 8192] [--study] [--sat]
+    .venv/bin/python -m labsat.calibration.report [--seeds 1 2 3] [--budget 6144] [--direct] [--study ...] [--sat]
 
 For each chip seed: parameter error vs the hidden truth (the report reads it; the calibration never
 does) and held-out prediction RMSE of the nominal twin, the nominal-initialised global fit and the
@@ -21,6 +21,7 @@ import torch
 from labsat.calibration.fit import rmse
 from labsat.calibration.measure import measure
 from labsat.calibration.study import budget_study, calibrate_with_budget, parameter_errors
+from labsat.twins.mzi import MZIMeshTwin
 
 COLUMNS = ("offset_rad", "efficiency_pct", "crosstalk", "coupler_rad", "gain_pct")
 
@@ -40,13 +41,23 @@ def _twin_factory(st):
 
 
 def calibration_rows(config, seeds, budget: int, inputs: int = 16, held_settings: int = 32,
-                     plots: Path | None = None, log=print) -> tuple[list[dict], dict]:
+                     plots: Path | None = None, direct: bool = False, log=print) -> tuple[list[dict], dict]:
+    """Rows of the table; ``direct``: drive the chip's physics without the loopback instruments."""
+    import contextlib
+
+    from labsat.calibration.simchip import DirectHardware
+
     rows, twins = [], {}
     for seed in seeds:
-        with _station(config, seed) as st:
-            hw = st.mesh()
-            chip = st.lab.chip
-            make = _twin_factory(st)
+        with contextlib.ExitStack() as stack:
+            if direct:
+                layer = config.layers["mesh"]
+                hw = DirectHardware(seed=seed, modes=layer.modes, v_max=layer.v_max, v2pi=layer.v2pi)
+                chip = hw.chip
+                make = lambda: MZIMeshTwin(layer.modes, hw.phase_per_u)  # noqa: E731
+            else:
+                st = stack.enter_context(_station(config, seed))
+                hw, chip, make = st.mesh(), st.lab.chip, _twin_factory(st)
             held = measure(hw, held_settings, inputs, seed=10_000 + seed)
             err = lambda t: parameter_errors(t, chip.truth, chip.spec)  # noqa: E731
             nominal = make()
@@ -66,9 +77,11 @@ def calibration_rows(config, seeds, budget: int, inputs: int = 16, held_settings
     return rows, twins
 
 
-def sat_vs_online(config, seed, twin, epochs_offline=30, epochs_online=10, rho=0.05, lr=0.03,
+def sat_vs_online(config, seed, budget=2048, epochs_offline=30, epochs_online=10, rho=0.05, lr=0.03,
                   log=print) -> dict:
-    """Offline SAT on ``twin`` vs online plain (adam) training on the device; test accuracy on the device."""
+    """In one run on one chip: calibrate through the instruments (nominal-init fit, ``budget``
+    readings), train offline SAT and offline plain on that twin and online plain on the device;
+    test accuracy on the device (and on the twin)."""
     from labsat.data import load_digits
     from labsat.train import TrainConfig, accuracy, build_model, train
 
@@ -77,7 +90,12 @@ def sat_vs_online(config, seed, twin, epochs_offline=30, epochs_online=10, rho=0
         resistance = st.config.instruments[layer.heaters.instrument].limits.resistance_ohm
         data = load_digits(layer.modes, seed=0)
         hw = st.mesh()
-        out = {"rho": rho, "lr": lr, "epochs_offline": epochs_offline, "epochs_online": epochs_online}
+        held = measure(hw, 16, 16, seed=20_000 + seed)
+        twin, info = calibrate_with_budget(hw, _twin_factory(st), budget, "nominal", seed=seed)
+        out = {"rho": rho, "lr": lr, "epochs_offline": epochs_offline, "epochs_online": epochs_online,
+               "calibration": {**info, "heldout_rmse": rmse(twin, held),
+                               **parameter_errors(twin, st.lab.chip.truth, st.lab.chip.spec)}}
+        log("calibration", out["calibration"])
         for label, mode, opt, epochs in (("offline SAT (calibrated twin)", "offline", "sam", epochs_offline),
                                          ("offline plain (calibrated twin)", "offline", "adam", epochs_offline),
                                          ("online plain", "online", "adam", epochs_online)):
@@ -105,23 +123,28 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--station", default="instruments.yaml")
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
-    ap.add_argument("--budget", type=int, default=8192, help="detector readings per calibration")
+    ap.add_argument("--budget", type=int, default=6144, help="detector readings per calibration")
     ap.add_argument("--study", type=int, nargs="*", default=None, help="budgets for the accuracy-vs-budget study")
     ap.add_argument("--sat", action="store_true", help="offline SAT vs online plain on the first seed")
     ap.add_argument("--rho", type=float, default=0.05)
     ap.add_argument("--lr", type=float, default=0.03)
     ap.add_argument("--epochs", type=int, default=30, help="offline epochs (online: a third)")
     ap.add_argument("--plots", type=Path, default=None)
+    ap.add_argument("--direct", action="store_true", help="table: drive the chip physics without the "
+                    "loopback instruments (same readings model, no protocol latency)")
+    ap.add_argument("--no-table", action="store_true", help="skip the per-seed calibration table")
+    ap.add_argument("--sat-budget", type=int, default=2048, help="readings for the --sat calibration")
     ap.add_argument("--json", type=Path, default=None, help="write every figure here")
     args = ap.parse_args(argv)
     torch.set_num_threads(max(1, min(4, torch.get_num_threads())))
     from labsat.config import load_config
 
     config = load_config(args.station)
-    result: dict = {"budget": args.budget, "seeds": args.seeds}
-    rows, twins = calibration_rows(config, args.seeds, args.budget, plots=args.plots)
-    result["calibration"] = rows
-    print(_fmt(rows), flush=True)
+    result: dict = {"budget": args.budget, "seeds": args.seeds, "direct": args.direct}
+    if not args.no_table:
+        rows, _ = calibration_rows(config, args.seeds, args.budget, plots=args.plots, direct=args.direct)
+        result["calibration"] = rows
+        print(_fmt(rows), flush=True)
     if args.study is not None:
         seed = args.seeds[0]
         with _station(config, seed) as st:
@@ -140,7 +163,7 @@ def main(argv=None) -> None:
                       f"{r['offset_rad']:.4f} | {r['efficiency_pct']:.2f} | {r['seconds']:.0f} |")
     if args.sat:
         seed = args.seeds[0]
-        result["sat"] = sat_vs_online(config, seed, twins[(seed, "sweeps")], epochs_offline=args.epochs,
+        result["sat"] = sat_vs_online(config, seed, args.sat_budget, epochs_offline=args.epochs,
                                       epochs_online=max(1, args.epochs // 3), rho=args.rho, lr=args.lr)
         s = result["sat"]
         print("| training | device accuracy | twin accuracy |")

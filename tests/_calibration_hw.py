@@ -6,29 +6,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from labsat.drivers.sim.chip import ChipSpec, VirtualChip
+from labsat.calibration.simchip import DirectHardware
 
-
-class DirectHardware:
-    def __init__(self, seed: int = 1, modes: int = 4, v_max: float = 6.0, v2pi: float = 5.0):
-        self.chip = VirtualChip(ChipSpec(modes=modes, v2pi=v2pi), seed=seed)
-        self.modes = modes
-        self.n_controls = self.chip.layout.n_heaters
-        self.v_max = v_max
-        self.phase_per_u = 2 * np.pi * v_max**2 / v2pi**2
-        self.readings = 0
-
-    def forward(self, x, u):
-        x = np.clip(np.atleast_2d(np.asarray(x, dtype=float)), 0.0, 1.0)
-        self.chip.set_heaters(self.v_max * np.sqrt(np.clip(np.asarray(u, dtype=float), 0.0, 1.0)))
-        volts = 2 * self.chip.spec.modulator_vpi / np.pi * np.arcsin(x)
-        self.readings += len(x)
-        return self.chip.output_powers(volts) / (self.chip.spec.laser_power_w / self.modes)
-
-    def truth(self) -> dict:
-        t, s = self.chip.truth, self.chip.spec
-        return {"offset": t.offset, "eff": t.eta / s.eta_nominal, "crosstalk": np.diag(t.crosstalk, 1),
-                "coupler_error": t.coupler - np.pi / 4, "gain": t.port_gain}
+__all__ = ["DirectHardware", "wrapped"]
 
 
 def wrapped(a):
