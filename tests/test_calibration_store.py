@@ -131,6 +131,7 @@ def test_calibration_of_another_mesh_size_is_refused(calibrated):
 def _eight_mode() -> dict:
     d = minimal_config()
     d["instruments"]["heaters"]["channels"] = 64
+    d["instruments"]["heaters"]["limits"]["total_power_max_w"] = 3.5  # 56 heaters at 6 V: 3.36 W
     d["instruments"]["modulator"]["channels"] = 8
     d["instruments"]["detectors"]["channels"] = 8
     mesh = d["layers"]["mesh"]
