@@ -2,6 +2,8 @@
 alignment step, and `labsat train --kind freespace` through the station."""
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 from typer.testing import CliRunner
@@ -24,7 +26,7 @@ def test_calibration_finds_the_hidden_misalignment(tmp_path):
         data = measure(hw, settings=8, inputs_per_setting=8, seed=0)
         truth = st.lab.scenes["freespace"].truth
     twin = kind_of(st.config, "freespace").make_twin(st.config, "freespace")
-    fit_freespace(twin, data)
+    fit_freespace(twin, data, max_settings=6, coarse_settings=2, candidates=2, candidate_steps=8, lbfgs_steps=20)
     got = twin.fitted_state()
     assert abs(truth.rotation_deg) > 0.2 or abs(truth.shift_x_px) > 0.2  # a misalignment worth finding
     assert abs(got["rotation_deg"] - truth.rotation_deg) < 0.1
@@ -34,7 +36,9 @@ def test_calibration_finds_the_hidden_misalignment(tmp_path):
     assert abs(got["crosstalk"] - truth.crosstalk) < 0.01
 
 
+@functools.lru_cache(maxsize=1)
 def _trained_small_model(seed=0):
+    """One small model trained once for the tests below (they restore what they change)."""
     from labsat.data import load_digits_images
     from labsat.physical import HybridClassifier, PhysicalLayer
     from labsat.sat.alignment import train_alignment_sat
