@@ -1,11 +1,12 @@
 """Pulse shaper + SHG + spectrometer: learned twin, then offline/online, plain/SAT; transfer; drift.
 
 One physical layer (stations/pulse.yaml: 8 input macro-pixels, 40 parameter macro-pixels, 20
-spectrometer pixels) with a digital linear readout; vowels (Peterson & Barney 1952, 8 features, split
-by speaker) or digits. The physics is treated as unknown: the twin is an MLP learned from measured
-(input, parameters, output) triples (labsat.twins.pulse_learned). Online training is physics-aware
-training (hardware forward, learned-twin backward) with the twin refreshed on data measured near the
-current parameters before each online epoch.
+spectrometer pixels) with a digital linear readout; vowels (synthetic, sampled around Peterson & Barney
+1952's published means, labsat.vowels; 8 features, split by speaker) or digits. The physics is treated
+as unknown: the twin is an MLP learned from measured (input, parameters, output) triples
+(labsat.twins.pulse_learned). Online training is physics-aware training (hardware forward,
+learned-twin backward) with the twin refreshed on data measured near the current parameters before
+each online epoch.
 
     .venv/bin/python benchmarks/pulse_bench.py [--data vowels|digits] [--out runs/bench/pulse-vowels]
 """
