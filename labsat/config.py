@@ -201,16 +201,15 @@ class LayerBase(_Strict):
                 raise ValueError(f"{key}.channels: a channel is listed twice")
 
 
-class MeshLayerConfig(LayerBase):
-    kind: Literal["mzi_mesh"]
-    modes: int = Field(ge=2, le=64)
+class HeaterBankLayer(LayerBase):
+    """A layer of thermo-optic heaters with modulator inputs and detector outputs (mesh, microring):
+    its heater control range must fit the heater DAC's per-channel and total limits."""
+
     heaters: ChannelMap
     inputs: ChannelMap
     outputs: ChannelMap
     v_max: float = Field(gt=0, description="heater control range (V); must not exceed the heater limit")
-    v2pi: float = Field(gt=0, description="nominal heater voltage for a 2 pi phase shift")
     modulator_vpi: float = Field(gt=0)
-    laser_power_w: float = Field(gt=0)
 
     def roles(self):
         return {"heaters": (self.heaters, "heater_dac"), "inputs": (self.inputs, "modulator_dac"),
@@ -233,6 +232,13 @@ class MeshLayerConfig(LayerBase):
             raise ValueError(f"layers.{name}.modulator_vpi: {self.modulator_vpi} V exceeds "
                              f"instruments.{self.inputs.instrument}.limits.v_max")
 
+
+class MeshLayerConfig(HeaterBankLayer):
+    kind: Literal["mzi_mesh"]
+    modes: int = Field(ge=2, le=64)
+    v2pi: float = Field(gt=0, description="nominal heater voltage for a 2 pi phase shift")
+    laser_power_w: float = Field(gt=0)
+
     @model_validator(mode="after")
     def _sizes(self):
         h = self.modes * (self.modes - 1)
@@ -246,7 +252,7 @@ class MeshLayerConfig(LayerBase):
         return self
 
 
-class MicroringLayerConfig(LayerBase):
+class MicroringLayerConfig(HeaterBankLayer):
     """A microring weight bank (labsat/twins/microring.py): ``n_outputs`` x ``n_inputs`` add-drop rings,
     one heater each (row-major: ring ``(i, j)`` on heater channel ``i * n_inputs + j``), a WDM input of
     ``n_inputs`` wavelengths set by the modulators, one balanced photodetector per output."""
@@ -254,10 +260,6 @@ class MicroringLayerConfig(LayerBase):
     kind: Literal["microring_bank"]
     n_inputs: int = Field(ge=1, le=64)
     n_outputs: int = Field(ge=1, le=64)
-    heaters: ChannelMap
-    inputs: ChannelMap
-    outputs: ChannelMap
-    v_max: float = Field(gt=0, description="heater control range (V); must not exceed the heater limit")
     hwhm_pm: float = Field(gt=0, description="datasheet: ring half linewidth (pm)")
     bias_pm: float = Field(description="datasheet: detuning of a cold ring from its laser line (pm)")
     shift_pm_per_mw: float = Field(gt=0, description="datasheet: resonance shift per heater power (pm/mW)")
@@ -265,23 +267,7 @@ class MicroringLayerConfig(LayerBase):
     crosstalk_design: tuple[float, float, float] = Field(
         (0.0, 0.0, 0.0), description="design thermal model: heat fraction reaching the next ring in a row, "
                                      "the ring after next, the ring in the next row (the twin's starting guess)")
-    modulator_vpi: float = Field(gt=0)
     line_power_w: float = Field(gt=0, description="laser power per wavelength channel (W)")
-
-    def roles(self):
-        return {"heaters": (self.heaters, "heater_dac"), "inputs": (self.inputs, "modulator_dac"),
-                "outputs": (self.outputs, "photodetector_daq")}
-
-    def check_references(self, name: str, instruments: dict) -> None:
-        super().check_references(name, instruments)
-        heater = instruments[self.heaters.instrument]
-        if self.v_max > heater.limits.v_max:
-            raise ValueError(f"layers.{name}.v_max: {self.v_max} V exceeds "
-                             f"instruments.{self.heaters.instrument}.limits.v_max ({heater.limits.v_max} V)")
-        mod = instruments[self.inputs.instrument]
-        if self.modulator_vpi > mod.limits.v_max:
-            raise ValueError(f"layers.{name}.modulator_vpi: {self.modulator_vpi} V exceeds "
-                             f"instruments.{self.inputs.instrument}.limits.v_max")
 
     @model_validator(mode="after")
     def _sizes(self):
