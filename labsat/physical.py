@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from labsat.hardware.heater_bank import HeaterBankHardware
 from labsat.twins.mzi import MZIMeshTwin
 
 
@@ -20,68 +21,22 @@ def twin_for(cfg, heater_resistance_ohm: float) -> MZIMeshTwin:
     return MZIMeshTwin(cfg.modes, phase_per_u=eta * cfg.v_max**2 / heater_resistance_ohm)
 
 
-class MeshHardware:
+class MeshHardware(HeaterBankHardware):
     """A mesh on the bench: controls -> heater voltages, inputs -> modulator voltages, detectors -> powers.
 
     Counts every hardware forward (``batches``) and every sample sent through the chip (``samples``).
     """
 
+    name = "mesh"
+
     def __init__(self, cfg, heaters, modulator, daq, max_batch: int = 1024):
-        self.cfg, self.heaters, self.modulator, self.daq = cfg, heaters, modulator, daq
+        super().__init__(cfg, heaters, modulator, daq, max_batch)
         self.modes = cfg.modes
-        self.heater_channels = np.asarray(cfg.heaters.channels)
-        self.input_channels = np.asarray(cfg.inputs.channels)
-        self.output_channels = np.asarray(cfg.outputs.channels)
-        self.power_per_port = cfg.laser_power_w / cfg.modes
-        self.max_batch = max_batch
-        self.batches = 0
-        self.samples = 0
-        self.heater_updates = 0
-        self._last_u: np.ndarray | None = None
-        self._heater_writes = None
+        self.power_per_port = self.output_scale = cfg.laser_power_w / cfg.modes
 
-    @property
-    def n_controls(self) -> int:
-        return len(self.heater_channels)
-
-    def control_voltages(self, u: np.ndarray) -> np.ndarray:
-        return self.cfg.v_max * np.sqrt(np.clip(u, 0.0, 1.0))
-
-    def set_controls(self, u: np.ndarray) -> None:
-        u = np.asarray(u, dtype=float)
-        # skip an unchanged setting, unless someone else (a STOP, a shutdown) wrote the heaters since
-        if (self._last_u is not None and np.array_equal(u, self._last_u)
-                and getattr(self.heaters, "writes", None) == self._heater_writes):
-            return
-        self.heaters.set_voltages(self.control_voltages(u), self.heater_channels)
-        self._last_u = u.copy()
-        self._heater_writes = getattr(self.heaters, "writes", None)
-        self.heater_updates += 1
-
-    def run(self, amplitudes: np.ndarray) -> np.ndarray:
-        """Normalised output powers (B, N) for input amplitudes (B, N) in [0, 1]."""
-        x = np.clip(np.atleast_2d(np.asarray(amplitudes, dtype=float)), 0.0, 1.0)
-        out = []
-        for start in range(0, len(x), self.max_batch):
-            chunk = x[start:start + self.max_batch]
-            volts = np.zeros((len(chunk), self.modulator.channels))
-            volts[:, self.input_channels] = 2 * self.cfg.modulator_vpi / np.pi * np.arcsin(chunk)
-            self.modulator.load_sequence(volts)
-            self.daq.arm(len(chunk))
-            self.modulator.play()
-            p = self.daq.fetch(len(chunk))[:, self.output_channels]
-            out.append(p / self.power_per_port)
-            self.batches += 1
-            self.samples += len(chunk)
-        return np.concatenate(out)
-
-    def forward(self, amplitudes: np.ndarray, u: np.ndarray) -> np.ndarray:
-        self.set_controls(u)
-        return self.run(amplitudes)
-
-    def forget_controls(self) -> None:
-        """Make the next :meth:`set_controls` write, e.g. after the heaters were zeroed."""
-        self._last_u = None
+    def input_voltages(self, x: np.ndarray) -> np.ndarray:
+        """Modulator voltages for field amplitudes ``x`` in [0, 1] (amplitude ~ sin)."""
+        return 2 * self.cfg.modulator_vpi / np.pi * np.arcsin(x)
 
 
 class _HardwareForwardTwinBackward(torch.autograd.Function):
