@@ -26,27 +26,25 @@ def rmse(twin: MZIMeshTwin, data: Measurements) -> float:
         return float(torch.sqrt(torch.mean((predict(twin, data) - torch.as_tensor(data.p)) ** 2)))
 
 
-def fit_twin(twin: MZIMeshTwin, data: Measurements, adam_steps: int = 300, lbfgs_steps: int = 100,
-             lr: float = 0.02, progress: Callable[[int, int, float], None] | None = None,
-             parameters: tuple[str, ...] = FIT_PARAMETERS) -> list[float]:
-    """Fit in place, starting from the twin's present values; returns the loss history.
+def least_squares(params: list[torch.Tensor], loss_fn: Callable[[], torch.Tensor], adam_steps: int = 300,
+                  lbfgs_steps: int = 100, lr: float = 0.02,
+                  progress: Callable[[int, int, float], None] | None = None) -> list[float]:
+    """Minimise ``loss_fn()`` over ``params`` in place: Adam from their present values, then L-BFGS.
 
-    ``parameters``: which of the twin's imperfections to fit (the others stay as they are).
+    The fit every analytic twin uses; returns the loss history. The parameters are left without
+    gradients, as the twins keep them (twins are fitted by calibration, not by training).
     """
-    unknown = set(parameters) - set(FIT_PARAMETERS)
-    if unknown:
-        raise ValueError(f"unknown twin parameters {sorted(unknown)}; choose from {', '.join(FIT_PARAMETERS)}")
-    params = [getattr(twin, k) for k in parameters]
-    target = torch.as_tensor(data.p, dtype=torch.float64)
     history: list[float] = []
-    total = adam_steps + lbfgs_steps
+    total = adam_steps + (1 if lbfgs_steps else 0)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny tensors: extra threads only fight over the cores
     for p in params:
         p.requires_grad_(True)
     try:
         opt = torch.optim.Adam(params, lr=lr)
         for i in range(adam_steps):
             opt.zero_grad()
-            loss = torch.mean((predict(twin, data) - target) ** 2)
+            loss = loss_fn()
             loss.backward()
             opt.step()
             history.append(loss.item())
@@ -57,18 +55,37 @@ def fit_twin(twin: MZIMeshTwin, data: Measurements, adam_steps: int = 300, lbfgs
 
             def closure():
                 lbfgs.zero_grad()
-                loss = torch.mean((predict(twin, data) - target) ** 2)
+                loss = loss_fn()
                 loss.backward()
                 return loss
 
             lbfgs.step(closure)
-            history.append(closure().item())
+            with torch.no_grad():
+                history.append(loss_fn().item())
             if progress:
                 progress(total, total, history[-1])
     finally:
+        torch.set_num_threads(threads)
         for p in params:
             p.requires_grad_(False)
             p.grad = None
+    return history
+
+
+def fit_twin(twin: MZIMeshTwin, data: Measurements, adam_steps: int = 300, lbfgs_steps: int = 100,
+             lr: float = 0.02, progress: Callable[[int, int, float], None] | None = None,
+             parameters: tuple[str, ...] = FIT_PARAMETERS) -> list[float]:
+    """Fit in place, starting from the twin's present values; returns the loss history.
+
+    ``parameters``: which of the twin's imperfections to fit (the others stay as they are).
+    """
+    unknown = set(parameters) - set(FIT_PARAMETERS)
+    if unknown:
+        raise ValueError(f"unknown twin parameters {sorted(unknown)}; choose from {', '.join(FIT_PARAMETERS)}")
+    target = torch.as_tensor(data.p, dtype=torch.float64)
+    history = least_squares([getattr(twin, k) for k in parameters],
+                            lambda: torch.mean((predict(twin, data) - target) ** 2),
+                            adam_steps, lbfgs_steps, lr, progress)
     with torch.no_grad():
         twin.crosstalk.clamp_(min=0.0)
     return history

@@ -118,47 +118,10 @@ def fit_microring(twin: MicroringTwin, data, adam_steps: int = 400, lbfgs_steps:
                   progress=None) -> list[float]:
     """Global least-squares fit of all the twin's imperfections to measurements (``calibration.measure``):
     Adam from the twin's present values, then L-BFGS; returns the loss history."""
+    from labsat.calibration.fit import least_squares
+
     x = torch.as_tensor(data.x, dtype=torch.float64)
     u = torch.as_tensor(data.u, dtype=torch.float64)
     target = torch.as_tensor(data.p, dtype=torch.float64)
-    params = [getattr(twin, k) for k in FIT_PARAMETERS]
-    history: list[float] = []
-    total = adam_steps + (1 if lbfgs_steps else 0)
-
-    def loss_fn():
-        return torch.mean((twin(x, u) - target) ** 2)
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny tensors: extra threads only fight over the cores
-    for p in params:
-        p.requires_grad_(True)
-    try:
-        opt = torch.optim.Adam(params, lr=lr)
-        for i in range(adam_steps):
-            opt.zero_grad()
-            loss = loss_fn()
-            loss.backward()
-            opt.step()
-            history.append(loss.item())
-            if progress:
-                progress(i + 1, total, history[-1])
-        if lbfgs_steps:
-            lbfgs = torch.optim.LBFGS(params, lr=1.0, max_iter=lbfgs_steps, line_search_fn="strong_wolfe")
-
-            def closure():
-                lbfgs.zero_grad()
-                loss = loss_fn()
-                loss.backward()
-                return loss
-
-            lbfgs.step(closure)
-            with torch.no_grad():
-                history.append(loss_fn().item())
-            if progress:
-                progress(total, total, history[-1])
-    finally:
-        torch.set_num_threads(threads)
-        for p in params:
-            p.requires_grad_(False)
-            p.grad = None
-    return history
+    return least_squares([getattr(twin, k) for k in FIT_PARAMETERS],
+                         lambda: torch.mean((twin(x, u) - target) ** 2), adam_steps, lbfgs_steps, lr, progress)
