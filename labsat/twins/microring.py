@@ -17,6 +17,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from .fitted import FittedTensors
+
 FIT_PARAMETERS = ("offset", "log_eff", "crosstalk", "contrast", "log_gain_out", "log_gain_in")
 
 
@@ -27,7 +29,10 @@ def crosstalk_mask(n_outputs: int, n_inputs: int) -> np.ndarray:
     return ((di == 0) & (dj >= 1) & (dj <= 2)) | ((di == 1) & (dj <= 1))
 
 
-class MicroringTwin(nn.Module):
+class MicroringTwin(FittedTensors, nn.Module):
+    fit_parameters = FIT_PARAMETERS
+    twin_name = "microring twin"
+
     def __init__(self, n_inputs: int, n_outputs: int, bias_hwhm: float, tune_hwhm: float,
                  contrast: float = 1.85, crosstalk_design: tuple[float, float, float] = (0.0, 0.0, 0.0)):
         """``bias_hwhm``: a cold ring's detuning; ``tune_hwhm``: the shift at ``u = 1`` (both in HWHM);
@@ -89,21 +94,9 @@ class MicroringTwin(nn.Module):
         xin = x.to(torch.float64) * torch.exp(self.log_gain_in)
         return torch.exp(self.log_gain_out) * (xin @ w.transpose(-1, -2))
 
-    # --- persistence of the fitted imperfections ---
-    def fitted_state(self) -> dict[str, list]:
-        return {k: getattr(self, k).detach().cpu().tolist() for k in FIT_PARAMETERS}
-
-    def load_fitted_state(self, state: dict[str, list]) -> None:
-        for k in FIT_PARAMETERS:
-            if k not in state:
-                raise KeyError(f"calibration is missing microring twin parameter '{k}'")
-            value = torch.as_tensor(state[k], dtype=torch.float64)
-            target = getattr(self, k)
-            if value.shape != target.shape:
-                raise ValueError(f"twin parameter '{k}' has shape {tuple(value.shape)}, expected "
-                                 f"{tuple(target.shape)} for a {self.n_out}x{self.n_in} bank")
-            with torch.no_grad():
-                target.copy_(value)
+    # --- persistence of the fitted imperfections (FittedTensors) ---
+    def describe(self) -> str:
+        return f"{self.n_out}x{self.n_in} bank"
 
 
 def twin_for_layer(cfg, heater_resistance_ohm: float) -> MicroringTwin:

@@ -12,12 +12,15 @@ import math
 import torch
 from torch import nn
 
+from .fitted import FittedTensors
 from .layout import MeshLayout
 
 FIT_PARAMETERS = ("offset", "log_eff", "crosstalk", "coupler_error", "log_gain")
 
 
-class MZIMeshTwin(nn.Module):
+class MZIMeshTwin(FittedTensors, nn.Module):
+    fit_parameters = FIT_PARAMETERS
+
     def __init__(self, modes: int, phase_per_u: float):
         """``phase_per_u``: nominal phase (rad) at ``u = 1``, i.e. ``eta_nominal * v_max^2 / R``."""
         super().__init__()
@@ -81,18 +84,6 @@ class MZIMeshTwin(nn.Module):
             state[..., tops + 1] = b
         return torch.exp(self.log_gain) * state.abs() ** 2
 
-    # --- persistence of the fitted imperfections ---
-    def fitted_state(self) -> dict[str, list]:
-        return {k: getattr(self, k).detach().cpu().tolist() for k in FIT_PARAMETERS}
-
-    def load_fitted_state(self, state: dict[str, list]) -> None:
-        for k in FIT_PARAMETERS:
-            if k not in state:
-                raise KeyError(f"calibration is missing twin parameter '{k}'")
-            value = torch.as_tensor(state[k], dtype=torch.float64)
-            target = getattr(self, k)
-            if value.shape != target.shape:
-                raise ValueError(f"twin parameter '{k}' has shape {tuple(value.shape)}, "
-                                 f"expected {tuple(target.shape)} for a {self.modes}-mode mesh")
-            with torch.no_grad():
-                target.copy_(value)
+    # --- persistence of the fitted imperfections (FittedTensors) ---
+    def describe(self) -> str:
+        return f"{self.modes}-mode mesh"
