@@ -14,10 +14,11 @@ Physics (all batched numpy):
 """
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from .bench import HeaterBench
 
 from labsat.twins.layout import MeshLayout
 
@@ -99,7 +100,7 @@ def mesh_transfer(phases: np.ndarray, coupler: np.ndarray, layout: MeshLayout, f
 
 
 @dataclass
-class VirtualChip:
+class VirtualChip(HeaterBench):
     """A chip plus its bench (laser, modulators, detectors), driven by the simulated instruments.
 
     Thread-safe: the protocol servers call it from their own threads.
@@ -113,44 +114,9 @@ class VirtualChip:
     def __post_init__(self):
         self.layout = MeshLayout(self.spec.modes)
         self.truth = ChipTruth.draw(self.spec, self.seed)
-        self._rng = np.random.default_rng(self.seed + 1_000_003)
-        self._lock = threading.RLock()
-        self.heater_v = np.zeros(self.layout.n_heaters)
-        self.modulator_v = np.zeros(self.spec.modes)
-        self.virtual_time_s = 0.0
-        self.extra_kelvin = 0.0  # environment change imposed by an experiment or test
-        self.detector_range_w = self.spec.laser_power_w
-        self.samples_acquired = 0
-        self._heaters_settling = False
-
-    # --- the scene interface the simulated heater DAC, modulator and DAQ act on ---
-    @property
-    def n_heaters(self) -> int:
-        return self.layout.n_heaters
-
-    @property
-    def n_inputs(self) -> int:
-        return self.spec.modes
-
-    @property
-    def heater_resistance_ohm(self) -> float:
-        return self.spec.heater_resistance_ohm
-
-    # --- state changes (called by the simulated instruments) ---
-    def set_heaters(self, volts: np.ndarray) -> None:
-        with self._lock:
-            self.heater_v = np.asarray(volts, dtype=float).copy()
-            self._heaters_settling = True
-
-    def set_modulators(self, volts: np.ndarray) -> None:
-        with self._lock:
-            self.modulator_v = np.asarray(volts, dtype=float).copy()
+        self._init_bench(self.layout.n_heaters, self.spec.modes, self.spec.laser_power_w, rng_offset=1_000_003)
 
     # --- physics ---
-    @property
-    def temperature_change_k(self) -> float:
-        return self.spec.drift_kelvin_per_hour * self.virtual_time_s / 3600.0 + self.extra_kelvin
-
     def heater_phases(self) -> np.ndarray:
         t = self.truth
         power = self.heater_v**2 / self.spec.heater_resistance_ohm
@@ -165,14 +131,5 @@ class VirtualChip:
             fields = amp * np.sqrt(self.spec.laser_power_w / self.spec.modes)
             out = mesh_transfer(self.heater_phases(), self.truth.coupler, self.layout, fields)
             power = self.truth.port_gain * np.abs(out) ** 2
-            self.samples_acquired += len(mv)
-            if self._heaters_settling:  # the first acquisition after a heater change waits for it
-                self.virtual_time_s += self.seconds_per_heater_update
-                self._heaters_settling = False
-            self.virtual_time_s += self.seconds_per_sample * len(mv)
-            if noisy:
-                full = self.detector_range_w
-                power = power + self._rng.normal(0.0, self.spec.noise_rel * full, power.shape)
-                lsb = full / (2**self.spec.adc_bits - 1)
-                power = np.clip(np.round(power / lsb) * lsb, 0.0, full)
-            return power
+            self._acquired(len(mv))
+            return self._digitise(power) if noisy else power

@@ -24,10 +24,11 @@ Physics (batched numpy), detunings in units of the ring's half linewidth (HWHM):
 """
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from .bench import HeaterBench
 
 
 @dataclass(frozen=True)
@@ -105,7 +106,7 @@ def balanced_weight(detuning_hwhm: np.ndarray, contrast: np.ndarray) -> np.ndarr
 
 
 @dataclass
-class MicroringBank:
+class MicroringBank(HeaterBench):
     """A weight bank plus its bench (laser lines, modulators, balanced detectors); thread-safe."""
 
     spec: MicroringSpec = field(default_factory=MicroringSpec)
@@ -115,47 +116,15 @@ class MicroringBank:
 
     def __post_init__(self):
         self.truth = MicroringTruth.draw(self.spec, self.seed)
-        self._rng = np.random.default_rng(self.seed + 2_000_003)
-        self._lock = threading.RLock()
-        self.heater_v = np.zeros(self.spec.n_rings)
-        self.modulator_v = np.zeros(self.spec.n_inputs)
-        self.virtual_time_s = 0.0
-        self.extra_kelvin = 0.0
-        self.detector_range_w = self.spec.n_inputs * self.spec.line_power_w
-        self.samples_acquired = 0
-        self._heaters_settling = False
+        self._init_bench(self.spec.n_rings, self.spec.n_inputs,
+                         self.spec.n_inputs * self.spec.line_power_w, rng_offset=2_000_003)
 
     # --- the scene interface of the simulated heater DAC, modulator and DAQ ---
-    @property
-    def n_heaters(self) -> int:
-        return self.spec.n_rings
-
-    @property
-    def n_inputs(self) -> int:
-        return self.spec.n_inputs
-
     @property
     def n_outputs(self) -> int:
         return self.spec.n_outputs
 
-    @property
-    def heater_resistance_ohm(self) -> float:
-        return self.spec.heater_resistance_ohm
-
-    def set_heaters(self, volts: np.ndarray) -> None:
-        with self._lock:
-            self.heater_v = np.asarray(volts, dtype=float).copy()
-            self._heaters_settling = True
-
-    def set_modulators(self, volts: np.ndarray) -> None:
-        with self._lock:
-            self.modulator_v = np.asarray(volts, dtype=float).copy()
-
     # --- physics ---
-    @property
-    def temperature_change_k(self) -> float:
-        return self.spec.drift_kelvin_per_hour * self.virtual_time_s / 3600.0 + self.extra_kelvin
-
     def detunings(self) -> np.ndarray:
         """Detuning of every ring from its laser line, in HWHM, at the present heater voltages."""
         s, t = self.spec, self.truth
@@ -176,14 +145,5 @@ class MicroringBank:
             mv = np.atleast_2d(np.asarray(modulator_volts, dtype=float))
             line = s.line_power_w * t.line_gain * np.sin(0.5 * np.pi * mv / t.modulator_vpi) ** 2
             power = t.out_gain * (line @ self.weights().T)
-            self.samples_acquired += len(mv)
-            if self._heaters_settling:
-                self.virtual_time_s += self.seconds_per_heater_update
-                self._heaters_settling = False
-            self.virtual_time_s += self.seconds_per_sample * len(mv)
-            if noisy:
-                full = self.detector_range_w
-                power = power + self._rng.normal(0.0, s.noise_rel * full, power.shape)
-                lsb = 2 * full / (2**s.adc_bits - 1)
-                power = np.clip(np.round(power / lsb) * lsb, -full, full)
-            return power
+            self._acquired(len(mv))
+            return self._digitise(power, bipolar=True) if noisy else power
