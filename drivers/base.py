@@ -8,6 +8,7 @@ the address: a pyserial URL or port (``socket://host:port``, ``/dev/ttyUSB0``, `
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import socket
 import threading
@@ -24,15 +25,28 @@ class LimitError(ValueError):
     """A requested output is outside a limit; nothing was sent to the instrument."""
 
 
-SERIAL_PREFIXES = ("socket://", "rfc2217://", "loop://", "/dev/", "COM", "spy://")
+from .addresses import SERIAL_PREFIXES, diagnose, is_serial_address  # noqa: E402,F401 (public names here too)
 
 
-def is_serial_address(address: str) -> bool:
-    return address.startswith(SERIAL_PREFIXES)
+def open_adapter(address: str, timeout_s: float = 2.0, baudrate: int = 115200, visa_library: str = "@py",
+                 name: str | None = None, key: str | None = None):
+    """Open the PyMeasure adapter for ``address`` with ``\\n`` terminations.
+
+    Any failure to reach the instrument (port missing, permission, refused, unknown host or VISA resource,
+    missing VISA backend, malformed address) is raised as one :class:`InstrumentError` that names the
+    instrument ``name``, its address ``key`` and the address, and says what to check
+    (drivers/addresses.py). A ``::SOCKET`` resource, which pyvisa-py connects lazily, is probed here,
+    so a refused instrument is reported as itself when it is opened, not at some later transfer.
+    """
+    try:
+        return _open_adapter(address, timeout_s, baudrate, visa_library)
+    except InstrumentError:
+        raise
+    except Exception as exc:
+        raise diagnose(address, exc, name=name, key=key) from exc
 
 
-def open_adapter(address: str, timeout_s: float = 2.0, baudrate: int = 115200, visa_library: str = "@py"):
-    """Open the PyMeasure adapter for ``address`` with ``\\n`` terminations."""
+def _open_adapter(address: str, timeout_s: float, baudrate: int, visa_library: str):
     from pymeasure.adapters import SerialAdapter, VISAAdapter
 
     if is_serial_address(address):
@@ -46,14 +60,24 @@ def open_adapter(address: str, timeout_s: float = 2.0, baudrate: int = 115200, v
     adapter = VISAAdapter(address, visa_library=visa_library, read_termination="\n",
                           write_termination="\n", timeout=int(timeout_s * 1000))
     if address.upper().endswith("::SOCKET"):
-        # A write followed by a query would otherwise wait ~40 ms for a delayed ACK (Nagle).
-        # pyvisa-py 0.8 has a setter for VI_ATTR_TCPIP_NODELAY but does not dispatch to it, so set
-        # the option on its socket; harmless where the backend is another VISA.
         try:
             session = adapter.manager.visalib.sessions[adapter.connection.session]
-            session.interface.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock = session.interface
         except Exception:  # pragma: no cover - other VISA backends
-            pass
+            return adapter
+        try:
+            # pyvisa-py connects without blocking and reports success once the socket is ready, even
+            # when the connection was refused: ask the socket, and fail now, naming this instrument.
+            err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if err:
+                raise OSError(err, os.strerror(err))
+            sock.getpeername()  # ENOTCONN: never connected (no answer within the open timeout)
+            # A write followed by a query would otherwise wait ~40 ms for a delayed ACK (Nagle).
+            # pyvisa-py 0.8 has a setter for VI_ATTR_TCPIP_NODELAY but does not dispatch to it.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            adapter.close()
+            raise
     return adapter
 
 

@@ -65,7 +65,7 @@ def open_driver(name: str, cfg, address: str):
         return _open_freespace(name, cfg, address)
     from .base import open_adapter
 
-    adapter = open_adapter(address, timeout_s=cfg.timeout_s)
+    adapter = open_adapter(address, timeout_s=cfg.timeout_s, name=name)
     if kind == "smu":
         from .smu import SourceMeterHeater
 
@@ -99,7 +99,7 @@ def _open_freespace(name: str, cfg, address: str):
     """An SLM (display size checked, flat frame shown) or a camera (sensor size checked, exposure set)."""
     from .base import open_adapter
 
-    adapter = open_adapter(address, timeout_s=cfg.timeout_s)
+    adapter = open_adapter(address, timeout_s=cfg.timeout_s, name=name)
     try:
         if cfg.kind == "slm":
             from .slm import SpatialLightModulator

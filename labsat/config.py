@@ -4,8 +4,22 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal, Union
 
+import re
+
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from labsat.drivers.addresses import check_address
+
+# Bounds every number of a station file meets before anything is built from it (issue 14): the
+# instruments' full scales (the drivers' own constants), and sizes no bench reaches.
+HEATER_FULL_SCALE_V, HEATER_FULL_SCALE_MA = 12.0, 24.0      # drivers/heater_dac.py HeaterDAC.FULL_SCALE_*
+MODULATOR_FULL_SCALE_V = 10.0                               # drivers/modulator.py ModulatorDAC.FULL_SCALE_V
+SMU_FULL_SCALE_V, SMU_FULL_SCALE_MA = 210.0, 1050.0         # drivers/smu.py SourceMeterHeater.FULL_SCALE_*
+MAX_TIMEOUT_S = 3600.0
+MAX_CHANNELS = 8192        # the most channels one channel map may list (before the list is built)
+MAX_RESISTANCE_OHM = 1e7
+MAX_SEED = 2**32 - 1       # numpy's seed range
 
 
 class ConfigError(ValueError):
@@ -13,18 +27,41 @@ class ConfigError(ValueError):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # allow_inf_nan=False: every float of the file is finite (.inf, .nan, 1e400 are refused by key)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+def _address(value: str) -> str:
+    problem = check_address(value)
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+def _http_address(value: str) -> str:
+    if value != "auto" and not re.fullmatch(r"https?://[^\s/:]+(:\d{1,5})?(/\S*)?", value):
+        raise ValueError(f"{value!r} is not an http:// address (e.g. http://192.0.2.20) or 'auto'")
+    return value
+
+
+Address = Annotated[str, Field(max_length=512), AfterValidator(_address)]
+HttpAddress = Annotated[str, Field(max_length=512), AfterValidator(_http_address)]
 
 
 def _parse_channels(value) -> list[int]:
-    """``[0, 1, 2]``, ``"0-55"`` or ``"0-3,8,10-11"`` into a list of channel numbers."""
+    """``[0, 1, 2]``, ``"0-55"`` or ``"0-3,8,10-11"`` into a list of channel numbers; at most
+    ``MAX_CHANNELS``, counted before the list is built (``"0-999999999999"`` is refused, not allocated)."""
     if isinstance(value, str):
+        if len(value) > 10_000:
+            raise ValueError("too long a channel list")
         out: list[int] = []
         for part in value.split(","):
             part = part.strip()
             if "-" in part:
-                lo, hi = part.split("-", 1)
-                out.extend(range(int(lo), int(hi) + 1))
+                lo, hi = (int(x) for x in part.split("-", 1))
+                if hi - lo + 1 + len(out) > MAX_CHANNELS:
+                    raise OverflowError(f"'{part}' lists {hi - lo + 1} channels; at most {MAX_CHANNELS}")
+                out.extend(range(lo, hi + 1))
             elif part:
                 out.append(int(part))
         return out
@@ -32,90 +69,98 @@ def _parse_channels(value) -> list[int]:
 
 
 class HeaterLimits(_Strict):
-    v_max: float = Field(gt=0, description="per-channel maximum voltage (V)")
-    i_max_ma: float = Field(24.0, gt=0)
-    resistance_ohm: float = Field(gt=0, description="heater resistance, for current and power limits")
-    power_max_mw: float | None = Field(None, gt=0)
-    total_power_max_w: float | None = Field(None, gt=0)
+    v_max: float = Field(gt=0, le=HEATER_FULL_SCALE_V, description="per-channel maximum voltage (V)")
+    i_max_ma: float = Field(24.0, gt=0, le=HEATER_FULL_SCALE_MA)
+    resistance_ohm: float = Field(gt=0, le=MAX_RESISTANCE_OHM,
+                                  description="heater resistance, for current and power limits")
+    power_max_mw: float | None = Field(None, gt=0, le=HEATER_FULL_SCALE_V * HEATER_FULL_SCALE_MA)
+    total_power_max_w: float | None = Field(None, gt=0, le=1e4)
 
 
 class Ramp(_Strict):
-    max_step_v: float = Field(1.0, gt=0)
-    step_delay_s: float = Field(0.0, ge=0)
+    max_step_v: float = Field(1.0, gt=0, le=SMU_FULL_SCALE_V)
+    step_delay_s: float = Field(0.0, ge=0, le=60)
 
 
 class HeaterDACConfig(_Strict):
     kind: Literal["heater_dac"]
-    address: str = "auto"
+    address: Address = "auto"
     channels: int = Field(gt=0, le=1024)
-    timeout_s: float = Field(2.0, gt=0)
+    timeout_s: float = Field(2.0, gt=0, le=MAX_TIMEOUT_S)
     limits: HeaterLimits
     ramp: Ramp = Ramp()
 
 
 class ModulatorLimits(_Strict):
-    v_max: float = Field(gt=0)
+    v_max: float = Field(gt=0, le=MODULATOR_FULL_SCALE_V)
 
 
 class ModulatorConfig(_Strict):
     kind: Literal["modulator_dac"]
-    address: str = "auto"
+    address: Address = "auto"
     channels: int = Field(gt=0, le=1024)
-    timeout_s: float = Field(2.0, gt=0)
+    timeout_s: float = Field(2.0, gt=0, le=MAX_TIMEOUT_S)
     limits: ModulatorLimits
 
 
 class DAQConfig(_Strict):
     kind: Literal["photodetector_daq"]
-    address: str = "auto"
+    address: Address = "auto"
     channels: int = Field(gt=0, le=1024)
-    timeout_s: float = Field(2.0, gt=0)
-    range_w: float = Field(1e-3, gt=0)
+    timeout_s: float = Field(2.0, gt=0, le=MAX_TIMEOUT_S)
+    range_w: float = Field(1e-3, gt=0, le=10)
 
 
 class SMULimits(_Strict):
-    v_max: float = Field(gt=0, le=210, description="highest source voltage (V)")
-    v_min: float = Field(0.0, ge=-210, description="lowest source voltage (V)")
-    i_max_ma: float = Field(gt=0, le=1050, description="current compliance, set in the instrument (mA)")
-    resistance_ohm: float | None = Field(None, gt=0, description="heater resistance, for current and power limits")
-    power_max_mw: float | None = Field(None, gt=0)
+    v_max: float = Field(gt=0, le=SMU_FULL_SCALE_V, description="highest source voltage (V)")
+    v_min: float = Field(0.0, ge=-SMU_FULL_SCALE_V, lt=SMU_FULL_SCALE_V, description="lowest source voltage (V)")
+    i_max_ma: float = Field(gt=0, le=SMU_FULL_SCALE_MA, description="current compliance, set in the instrument (mA)")
+    resistance_ohm: float | None = Field(None, gt=0, le=MAX_RESISTANCE_OHM,
+                                         description="heater resistance, for current and power limits")
+    power_max_mw: float | None = Field(None, gt=0, le=SMU_FULL_SCALE_V * SMU_FULL_SCALE_MA)
+
+    @model_validator(mode="after")
+    def _order(self):
+        if self.v_min >= self.v_max:
+            raise ValueError(f"v_min: {self.v_min} V must be below v_max ({self.v_max} V)")
+        return self
 
 
 class SMUConfig(_Strict):
     """A Keithley 2400-style source-measure unit driving one heater (drivers/smu.py)."""
 
     kind: Literal["smu"]
-    address: str = "auto"
+    address: Address = "auto"
     channels: Literal[1] = 1
-    timeout_s: float = Field(2.0, gt=0)
+    timeout_s: float = Field(2.0, gt=0, le=MAX_TIMEOUT_S)
     limits: SMULimits
     ramp: Ramp = Ramp(max_step_v=0.5)
-    sim_heater: int | None = Field(None, ge=0, description="virtual lab: the chip heater it is wired to")
+    sim_heater: int | None = Field(None, ge=0, le=4096, description="virtual lab: the chip heater it is wired to")
 
 
 class PowerMeterConfig(_Strict):
     """A Thorlabs PM100-style optical power meter (drivers/power_meter.py)."""
 
     kind: Literal["power_meter"]
-    address: str = "auto"
+    address: Address = "auto"
     channels: Literal[1] = 1
-    timeout_s: float = Field(2.0, gt=0)
-    wavelength_nm: float = Field(1550.0, gt=0)
+    timeout_s: float = Field(2.0, gt=0, le=MAX_TIMEOUT_S)
+    wavelength_nm: float = Field(1550.0, gt=0, le=1e5)
     averages: int = Field(1, ge=1, le=10000)
-    range_w: float | None = Field(None, gt=0, description="manual range (W); auto range when absent")
-    sim_port: int = Field(0, ge=0, description="virtual lab: the chip output port it reads")
+    range_w: float | None = Field(None, gt=0, le=100, description="manual range (W); auto range when absent")
+    sim_port: int = Field(0, ge=0, le=1024, description="virtual lab: the chip output port it reads")
 
 
 class PulseShaperConfig(_Strict):
     """A WaveShaper-style programmable spectral filter over HTTP (drivers/pulse_shaper.py)."""
 
     kind: Literal["pulse_shaper"]
-    address: str = "auto"  # real: http://192.0.2.20
+    address: HttpAddress = "auto"  # real: http://192.0.2.20
     channels: Literal[1] = 1
-    timeout_s: float = Field(5.0, gt=0)
+    timeout_s: float = Field(5.0, gt=0, le=MAX_TIMEOUT_S)
     attn_max_db: float = Field(40.0, gt=0, le=40)
     safe_state: Literal["block", "transmit"] = "block"
-    safe_port: int = Field(1, ge=1)
+    safe_port: int = Field(1, ge=1, le=64)
 
 
 # Add an instrument kind: a config class with `kind: Literal[...]`, then list it here.
@@ -123,9 +168,9 @@ class SpectrometerConfig(_Strict):
     """A grating spectrometer with a detector array, SCPI, binary block readout (drivers/spectrometer.py)."""
 
     kind: Literal["spectrometer"]
-    address: str = "auto"
+    address: Address = "auto"
     channels: int = Field(gt=0, le=4096, description="detector pixels")
-    timeout_s: float = Field(2.0, gt=0)
+    timeout_s: float = Field(2.0, gt=0, le=MAX_TIMEOUT_S)
     integration_s: float = Field(1e-3, gt=0, le=10)
 
 
@@ -133,23 +178,23 @@ class SLMConfig(_Strict):
     """A spatial light modulator showing whole frames over SCPI-over-socket (drivers/slm.py)."""
 
     kind: Literal["slm"]
-    address: str = "auto"
+    address: Address = "auto"
     width: int = Field(gt=0, le=8192, description="display width (pixels)")
     height: int = Field(gt=0, le=8192, description="display height (pixels)")
     modulation: Literal["phase", "amplitude"] = "phase"
-    timeout_s: float = Field(5.0, gt=0)
-    max_sequence: int = Field(4096, ge=1, description="most frames in one uploaded sequence")
+    timeout_s: float = Field(5.0, gt=0, le=MAX_TIMEOUT_S)
+    max_sequence: int = Field(4096, ge=1, le=100_000, description="most frames in one uploaded sequence")
 
 
 class CameraConfig(_Strict):
     """A 16-bit scientific camera read over SCPI-over-socket, frames as binary blocks (drivers/camera.py)."""
 
     kind: Literal["camera"]
-    address: str = "auto"
+    address: Address = "auto"
     width: int = Field(gt=0, le=8192)
     height: int = Field(gt=0, le=8192)
     exposure_us: float = Field(10.0, ge=1, le=1e6)
-    timeout_s: float = Field(5.0, gt=0)
+    timeout_s: float = Field(5.0, gt=0, le=MAX_TIMEOUT_S)
 
 
 InstrumentConfig = Annotated[Union[HeaterDACConfig, ModulatorConfig, DAQConfig, SMUConfig, PowerMeterConfig,
@@ -158,23 +203,27 @@ InstrumentConfig = Annotated[Union[HeaterDACConfig, ModulatorConfig, DAQConfig, 
 
 
 class ChannelMap(_Strict):
-    instrument: str
-    channels: list[int]
+    instrument: str = Field(max_length=200)
+    channels: list[Annotated[int, Field(ge=-MAX_CHANNELS, le=MAX_CHANNELS)]] = Field(max_length=MAX_CHANNELS)
 
     @field_validator("channels", mode="before")
     @classmethod
     def _channels(cls, v):
         try:
             return _parse_channels(v)
+        except OverflowError as exc:
+            raise ValueError(f"channels: {exc}") from None
         except (TypeError, ValueError):
-            raise ValueError("channels must be a list of integers or a range string like '0-55'")
+            raise ValueError("channels must be a list of integers or a range string like '0-55'") from None
 
 
 class LayerBase(_Strict):
     """What every physical layer config offers the station: the instruments it uses, and a check of
     its references against the instruments section (raise ValueError naming the dotted key)."""
 
-    device: str | None = Field(None, description="the device's name; calibrations are filed under it")
+    device: str | None = Field(None, max_length=100, pattern=r"^[A-Za-z0-9._-]+$",
+                               description="the device's name (letters, digits, '.', '_', '-'); calibrations "
+                                           "are filed under it")
 
     def roles(self) -> dict[str, tuple[ChannelMap, str]]:
         """role -> (channel map, instrument kind it needs)."""
@@ -208,8 +257,9 @@ class HeaterBankLayer(LayerBase):
     heaters: ChannelMap
     inputs: ChannelMap
     outputs: ChannelMap
-    v_max: float = Field(gt=0, description="heater control range (V); must not exceed the heater limit")
-    modulator_vpi: float = Field(gt=0)
+    v_max: float = Field(gt=0, le=SMU_FULL_SCALE_V,
+                         description="heater control range (V); must not exceed the heater limit")
+    modulator_vpi: float = Field(gt=0, le=MODULATOR_FULL_SCALE_V)
 
     def roles(self):
         return {"heaters": (self.heaters, "heater_dac"), "inputs": (self.inputs, "modulator_dac"),
@@ -236,8 +286,8 @@ class HeaterBankLayer(LayerBase):
 class MeshLayerConfig(HeaterBankLayer):
     kind: Literal["mzi_mesh"]
     modes: int = Field(ge=2, le=64)
-    v2pi: float = Field(gt=0, description="nominal heater voltage for a 2 pi phase shift")
-    laser_power_w: float = Field(gt=0)
+    v2pi: float = Field(gt=0, le=1e3, description="nominal heater voltage for a 2 pi phase shift")
+    laser_power_w: float = Field(gt=0, le=10)
 
     @model_validator(mode="after")
     def _sizes(self):
@@ -260,14 +310,15 @@ class MicroringLayerConfig(HeaterBankLayer):
     kind: Literal["microring_bank"]
     n_inputs: int = Field(ge=1, le=64)
     n_outputs: int = Field(ge=1, le=64)
-    hwhm_pm: float = Field(gt=0, description="datasheet: ring half linewidth (pm)")
-    bias_pm: float = Field(description="datasheet: detuning of a cold ring from its laser line (pm)")
-    shift_pm_per_mw: float = Field(gt=0, description="datasheet: resonance shift per heater power (pm/mW)")
+    hwhm_pm: float = Field(gt=0, le=1e5, description="datasheet: ring half linewidth (pm)")
+    bias_pm: float = Field(ge=-1e5, le=1e5, description="datasheet: detuning of a cold ring from its laser line (pm)")
+    shift_pm_per_mw: float = Field(gt=0, le=1e5, description="datasheet: resonance shift per heater power (pm/mW)")
     contrast: float = Field(1.85, gt=0, le=2, description="datasheet: drop peak + through dip depth")
-    crosstalk_design: tuple[float, float, float] = Field(
+    crosstalk_design: tuple[Annotated[float, Field(ge=-1, le=1)], Annotated[float, Field(ge=-1, le=1)],
+                            Annotated[float, Field(ge=-1, le=1)]] = Field(
         (0.0, 0.0, 0.0), description="design thermal model: heat fraction reaching the next ring in a row, "
                                      "the ring after next, the ring in the next row (the twin's starting guess)")
-    line_power_w: float = Field(gt=0, description="laser power per wavelength channel (W)")
+    line_power_w: float = Field(gt=0, le=10, description="laser power per wavelength channel (W)")
 
     @model_validator(mode="after")
     def _sizes(self):
@@ -292,10 +343,10 @@ class PulseLayerConfig(LayerBase):
     outputs: ChannelMap
     n_inputs: int = Field(ge=1, le=256)
     n_controls: int = Field(ge=1, le=256)
-    start_thz: float = Field(gt=0)
+    start_thz: float = Field(gt=0, le=1e4)
     pixel_bins: int = Field(4, ge=1, le=200)
     input_phase_rad: float = Field(3.141592653589793, gt=0, le=6.283185307179586)
-    output_scale: float = Field(1.0, gt=0, description="outputs are spectrometer counts / this")
+    output_scale: float = Field(1.0, gt=0, le=1e12, description="outputs are spectrometer counts / this")
 
     def roles(self):
         return {"shaper": (self.shaper, "pulse_shaper"), "outputs": (self.outputs, "spectrometer")}
@@ -311,18 +362,18 @@ class FreeSpaceLayerConfig(LayerBase):
     columns ``k*grid``), a camera reads ``classes`` square detector regions around the optical axis."""
 
     kind: Literal["freespace"]
-    input_slm: str = Field(description="amplitude SLM (or DMD) showing the input images")
-    mask_slm: str = Field(description="phase SLM showing the trainable masks")
-    camera: str
+    input_slm: str = Field(max_length=200, description="amplitude SLM (or DMD) showing the input images")
+    mask_slm: str = Field(max_length=200, description="phase SLM showing the trainable masks")
+    camera: str = Field(max_length=200)
     grid: int = Field(32, ge=8, le=512, description="mask size (SLM pixels, square)")
     masks: int = Field(2, ge=1, le=8)
-    pitch_um: float = Field(8.0, gt=0)
-    wavelength_nm: float = Field(532.0, gt=0)
-    distance_mm: float = Field(1.0, gt=0, description="each gap: input, masks, camera")
+    pitch_um: float = Field(8.0, gt=0, le=1e4)
+    wavelength_nm: float = Field(532.0, gt=0, le=1e5)
+    distance_mm: float = Field(1.0, gt=0, le=1e5, description="each gap: input, masks, camera")
     padding: int = Field(2, ge=1, le=8, description="propagation grid = padding x grid")
-    image_size: int = Field(16, ge=8, description="digits are upsampled to this size, centred")
+    image_size: int = Field(16, ge=8, le=512, description="digits are upsampled to this size, centred")
     classes: int = Field(10, ge=2, le=64)
-    detector_px: int = Field(4, ge=1)
+    detector_px: int = Field(4, ge=1, le=512)
 
     def roles(self):
         return {"input_slm": (ChannelMap(instrument=self.input_slm, channels=[]), "slm"),
@@ -363,39 +414,39 @@ class FreeSpaceLayerConfig(LayerBase):
 class SimTiming(_Strict):
     """Modelled instrument time in the virtual lab (drivers/sim/faults.py); zero by default."""
 
-    query_latency_s: float = Field(0.0, ge=0, description="round trip of each answered message")
-    command_latency_s: float = Field(0.0, ge=0, description="each message not answered")
-    serial_baud: int = Field(0, ge=0, description="serial instruments' line rate; 0: infinitely fast")
-    settling_s: float | None = Field(None, ge=0, description="thermal settling after a heater change")
-    sample_s: float | None = Field(None, ge=0, description="integration time per acquired sample")
+    query_latency_s: float = Field(0.0, ge=0, le=60, description="round trip of each answered message")
+    command_latency_s: float = Field(0.0, ge=0, le=60, description="each message not answered")
+    serial_baud: int = Field(0, ge=0, le=100_000_000, description="serial instruments' line rate; 0: infinitely fast")
+    settling_s: float | None = Field(None, ge=0, le=60, description="thermal settling after a heater change")
+    sample_s: float | None = Field(None, ge=0, le=60, description="integration time per acquired sample")
     realtime: bool = Field(False, description="sleep the modelled time, so wall clock includes it")
 
 
 class SimFault(_Strict):
     """A fault the virtual lab injects into one instrument's protocol (drivers/sim/faults.py)."""
 
-    instrument: str
+    instrument: str = Field(max_length=200)
     kind: Literal["timeout", "garbled", "drop", "error", "refuse"]
-    match: str = Field("", description="fires on messages starting with this (case-blind); empty: any")
-    after: int = Field(0, ge=0, description="let this many matching messages through first")
-    count: int = Field(1, ge=0, description="how many times to fire; 0: for ever")
+    match: str = Field("", max_length=200, description="fires on messages starting with this (case-blind); empty: any")
+    after: int = Field(0, ge=0, le=10**9, description="let this many matching messages through first")
+    count: int = Field(1, ge=0, le=10**9, description="how many times to fire; 0: for ever")
 
 
 class SimConfig(_Strict):
-    chip_seed: int = 1
-    phase_offset_sigma: float | None = Field(None, ge=0)
-    coupler_sigma: float | None = Field(None, ge=0)
-    crosstalk_mean: float | None = Field(None, ge=0)
-    drift_kelvin_per_hour: float | None = None
+    chip_seed: int = Field(1, ge=0, le=MAX_SEED, description="which virtual chip (a numpy seed)")
+    phase_offset_sigma: float | None = Field(None, ge=0, le=100)
+    coupler_sigma: float | None = Field(None, ge=0, le=1)
+    crosstalk_mean: float | None = Field(None, ge=0, le=1)
+    drift_kelvin_per_hour: float | None = Field(None, ge=-1e4, le=1e4)
     timing: SimTiming = SimTiming()
-    faults: list[SimFault] = []
+    faults: list[SimFault] = Field([], max_length=256)
 
 
 class StationSection(_Strict):
-    name: str = "labsat station"
+    name: str = Field("labsat station", max_length=200)
     backend: Literal["sim", "real"] = "sim"
-    calibration_dir: str = "calibration/data"
-    runs_dir: str = "runs"
+    calibration_dir: str = Field("calibration/data", min_length=1, max_length=4096)
+    runs_dir: str = Field("runs", min_length=1, max_length=4096)
     sim: SimConfig = SimConfig()
 
 
@@ -407,8 +458,9 @@ LayerConfig = Annotated[Union[MeshLayerConfig, MicroringLayerConfig, PulseLayerC
 
 class StationConfig(_Strict):
     station: StationSection = StationSection()
-    instruments: dict[str, InstrumentConfig]
-    layers: dict[str, LayerConfig]
+    instruments: dict[Annotated[str, Field(min_length=1, max_length=200)], InstrumentConfig] = Field(
+        min_length=1, max_length=256)
+    layers: dict[Annotated[str, Field(min_length=1, max_length=200)], LayerConfig] = Field(min_length=1, max_length=64)
     source: Path | None = Field(None, exclude=True)
 
     @model_validator(mode="after")
@@ -441,11 +493,37 @@ def _key_path(loc: tuple, data) -> str:
     return ".".join(parts)
 
 
+_BOUNDS = ("less_than_equal", "less_than", "greater_than", "greater_than_equal")
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _message(err: dict) -> str:
+    """pydantic's message, with the offending value for range and finiteness errors."""
+    msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] in _BOUNDS:
+        return f"{msg}, got {_short(err.get('input'))}"
+    if err["type"] == "finite_number":
+        return f"{_short(err.get('input'))} is not a finite number"
+    if err["type"] in ("too_long", "too_short") and isinstance(err.get("ctx"), dict):
+        return msg.replace("Dictionary", "this section").replace("List", "this list")
+    return msg
+
+
+_KEYED = re.compile(r"^([A-Za-z_][\w]*(?:\.[\w-]+)*): ")
+
+
 def _format_error(exc: ValidationError, source: str, data) -> str:
     lines = [f"{source}: invalid configuration"]
     for err in exc.errors():
         key = _key_path(err["loc"], data)
-        msg = err["msg"].removeprefix("Value error, ")
+        msg = _message(err)
+        m = _KEYED.match(msg)
+        if key and m and not m.group(1).startswith(("layers.", "instruments.", "station.")):
+            key, msg = f"{key}.{m.group(1)}", msg[m.end():]  # a model check naming a field of its own
         lines.append(f"  {key}: {msg}" if key else f"  {msg}")
     return "\n".join(lines)
 

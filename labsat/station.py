@@ -134,7 +134,7 @@ class Station:
         driver = open_driver(name, cfg, address)  # the kinds of drivers/registry.py
         if driver is not None:
             return driver
-        adapter = open_adapter(address, timeout_s=cfg.timeout_s)
+        adapter = open_adapter(address, timeout_s=cfg.timeout_s, name=name)
         if isinstance(cfg, HeaterDACConfig):
             lim = cfg.limits
             return HeaterDAC(adapter, name=name, channels=cfg.channels, v_max=lim.v_max,
