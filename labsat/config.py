@@ -212,7 +212,7 @@ class ChannelMap(_Strict):
         try:
             return _parse_channels(v)
         except OverflowError as exc:
-            raise ValueError(f"channels: {exc}") from None
+            raise ValueError(str(exc)) from None
         except (TypeError, ValueError):
             raise ValueError("channels must be a list of integers or a range string like '0-55'") from None
 
