@@ -64,18 +64,12 @@ def check_twin(hardware, twin, stored_rmse: float, settings: int = 8, inputs: in
 def check_station(station, path=None, settings: int = 8, inputs: int = 16, factor: float = 2.0,
                   seed: int | None = None) -> tuple[CheckResult, dict]:
     """Check the latest (or the given) calibration of the station's mesh against fresh readings."""
-    from .store import latest_calibration, load_calibration
-
-    directory = station.config.resolve(station.config.station.calibration_dir)
-    record = load_calibration(path or latest_calibration(directory, station.device_id()))
-    if record["device"] != station.device_id():
-        from .store import CalibrationError
-
-        raise CalibrationError(f"{record['path']} is a calibration of '{record['device']}', "
-                               f"but the station's chip is '{station.device_id()}'")
     from labsat.kinds import kind_of
 
+    from .store import calibration_for
+
     layer = station.layer_names[0]
+    record, _ = calibration_for(station.config, layer, station.device_id(), path)  # checked: device, kind, values
     twin = kind_of(station.config, layer).make_twin(station.config, layer)
     twin.load_fitted_state(record["twin"])
     result = check_twin(station.layer(), twin, stored_holdout_rmse(record), settings, inputs, factor, seed=seed)

@@ -38,12 +38,11 @@ def register(app: typer.Typer) -> None:
 
         from .measure import measure
         from .plots import plot_fit
-        from .store import latest_calibration, load_calibration
+        from .store import calibration_for
 
         with _user_errors(), open_station(station, chip_seed, kind) as st:
-            directory = st.config.resolve(st.config.station.calibration_dir)
-            record = load_calibration(calibration or latest_calibration(directory, st.device_id()))
             layer = st.layer_names[0]
+            record, _ = calibration_for(st.config, layer, st.device_id(), calibration)  # checked
             twin = kind_of(st.config, layer).make_twin(st.config, layer)
             twin.load_fitted_state(record["twin"])
             fresh = measure(st.layer(), settings, inputs, seed=12345)

@@ -88,7 +88,8 @@ def run_calibration(station, settings: int, inputs: int, holdout: float, seed: i
                           "fitted_train": residual_summary(twin, train_set)},
             "fit_final_mse": history[-1]}
     directory = station.config.resolve(station.config.station.calibration_dir)
-    path = save_calibration(directory, station.device_id(), twin.fitted_state(), meta, data)
+    path = save_calibration(directory, station.device_id(), twin.fitted_state(), meta, data,
+                            kind=kind_of(station.config, _layer(station)).name)
     return path, meta
 
 
@@ -133,15 +134,13 @@ def calibrate(station: Path = StationOpt, chip_seed: Optional[int] = SeedOpt, ki
         console.print(f"saved [bold]{path}[/]")
 
 
-def _load_twin_state(st, calibration: Optional[Path], nominal: bool):
-    from labsat.calibration import latest_calibration, load_calibration
+def _load_twin_state(st, calibration: Optional[Path], nominal: bool, force: bool = False):
+    from labsat.calibration import calibration_for
 
     if nominal:
         return None, "nominal"
-    directory = st.config.resolve(st.config.station.calibration_dir)
-    path = calibration or latest_calibration(directory, st.device_id())
-    record = load_calibration(path)
-    return record["twin"], str(path)
+    record, path = calibration_for(st.config, _layer(st), st.device_id(), calibration, force=force)  # checked
+    return record["twin"], path
 
 
 def run_training(st, cfg, twin_state, calibration_name: str, out: Path, data=None, label: str = "",
@@ -203,6 +202,7 @@ def train_cmd(station: Path = StationOpt, chip_seed: Optional[int] = SeedOpt, ki
               batch_size: int = typer.Option(64), seed: int = typer.Option(0),
               calibration: Optional[Path] = typer.Option(None, help="calibration file (default: latest for the chip)"),
               nominal: bool = typer.Option(False, help="use the uncalibrated datasheet twin"),
+              force: bool = typer.Option(False, "--force", help="use a calibration of another device or kind"),
               out: Optional[Path] = typer.Option(None, help="model file (default: runs/<mode>-<optimizer>.pt)"),
               resume: Optional[int] = typer.Option(None, "--resume", metavar="RUN",
                                                    help="continue run RUN from its last checkpoint, with its own settings")):
@@ -236,7 +236,7 @@ def train_cmd(station: Path = StationOpt, chip_seed: Optional[int] = SeedOpt, ki
                               batch_size=batch_size, seed=seed)
         # unwinds in reverse: the station reaches its safe state before the run is marked failed
         st = guard.enter_context(open_station(station, chip_seed, kind))
-        twin_state, cal = _load_twin_state(st, calibration, nominal)
+        twin_state, cal = _load_twin_state(st, calibration, nominal, force)
         runs_dir = st.config.resolve(st.config.station.runs_dir)
         out = out or runs_dir / f"{cfg.mode}-{cfg.optimizer}.pt"
         run_id = resume

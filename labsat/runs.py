@@ -558,11 +558,11 @@ def recording(db: RunDB, run: int, note=None) -> Iterator[None]:
     except BaseException as exc:
         _finish_quietly(db, run, "failed", f"{type(exc).__name__}: {exc}")
         if note:
-            note(_kept(db, run))
+            note(_kept(db, run, exc))
         raise
 
 
-def _kept(db: RunDB, run: int) -> str:
+def _kept(db: RunDB, run: int, exc: BaseException | None = None) -> str:
     try:
         info = db.run(run)
         epochs = db.epochs(run)
@@ -571,6 +571,11 @@ def _kept(db: RunDB, run: int) -> str:
     if info["kind"] != "train":
         return f"run {run} ({info['kind']}) recorded as {info['status']} in {db.path}"
     kept = f"epochs 1..{epochs[-1]['epoch']}" if epochs else "no completed epoch"
+    from labsat.guards import resumable
+
+    if exc is not None and not resumable(exc):  # issue 14: suggest resume only where it can succeed
+        return (f"run {run} recorded as {info['status']}: {kept} kept in {db.path}; resuming would fail the "
+                "same way: fix the error above and start a new run")
     return (f"run {run} recorded as {info['status']}: {kept} kept in {db.path}; "
             f"continue with `labsat train --resume {run}`")
 

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from labsat.data import Dataset, Encoder
+from labsat.guards import check_finite_loss
 from labsat.physical import HybridClassifier, MeshClassifier, PhysicalLayer, twin_for
 from labsat.sat import MESA, SAF, SAM, NoiseInjection, PartialSAM
 
@@ -206,6 +207,7 @@ def train(model: MeshClassifier, data: Dataset, cfg: TrainConfig,
             else:
                 loss = closure()
                 opt.step()
+            check_finite_loss(loss, epoch, step + 1, steps)  # issue 14: a NaN loss stops training at once
             physical.project_()
             if hw is not None:
                 history.step_hardware_batches.append(hw.batches - hw_step)

@@ -62,7 +62,7 @@ def test_demo_prints_the_accuracy_table(small_yaml, tmp_path, quick_calibration)
         values = [float(v) for v in re.findall(r"(\d+\.\d) %", row)]
         assert len(values) == 2 and all(0.0 <= v <= 100.0 for v in values), row
         assert (models / f"{label.replace(' ', '-')}.pt").is_file()
-    assert list((tmp_path / "cal" / "vchip-1").glob("*.json"))  # the calibration went to tmp, too
+    assert list((tmp_path / "cal" / "mesh" / "vchip-1").glob("*.json"))  # the calibration went to tmp, too
 
 
 def test_train_bad_mode_exits_2(small_yaml):
@@ -115,7 +115,7 @@ def test_calibrate_train_evaluate(small_yaml, tmp_path, quick_calibration):
     result, out = invoke("calibrate", "--station", small_yaml, "--settings", 12, "--inputs", 8)
     assert result.exit_code == 0, out
     assert "calibration of vchip-1" in out and "fitted" in out
-    saved = list((tmp_path / "cal" / "vchip-1").glob("*.json"))
+    saved = list((tmp_path / "cal" / "mesh" / "vchip-1").glob("*.json"))
     assert len(saved) == 1 and str(saved[0].name) in out.replace("\n", "")
     model = tmp_path / "m.pt"
     result, out = invoke("train", "--station", small_yaml, "--mode", "offline", "--optimizer", "sam",

@@ -111,7 +111,10 @@ def run_calibration(bench: Bench, p: CalibrationParams, control: RunControl, emi
 def save_calibration_result(bench: Bench, result: CalibrationResult) -> Path:
     from labsat.calibration import save_calibration
 
-    return save_calibration(bench.calibration_dir(), result.device, result.twin_state, result.meta, result.data)
+    from labsat.kinds import kind_of
+
+    return save_calibration(bench.calibration_dir(), result.device, result.twin_state, result.meta, result.data,
+                            kind=kind_of(bench.config, bench.layer).name)
 
 
 # --- training ---
@@ -138,12 +141,12 @@ class TrainingResult:
 
 
 def _twin_state(bench: Bench, calibration: str | None):
-    from labsat.calibration import latest_calibration, load_calibration
+    from labsat.calibration import calibration_for
 
     if calibration == "nominal":
         return None, "nominal"
-    path = Path(calibration) if calibration else latest_calibration(bench.calibration_dir(), bench.device_id())
-    return load_calibration(path)["twin"], str(path)
+    record, path = calibration_for(bench.config, bench.layer, bench.device_id(), calibration)  # checked
+    return record["twin"], path
 
 
 def run_training(bench: Bench, p: TrainingParams, control: RunControl, emit: Emit) -> TrainingResult:
