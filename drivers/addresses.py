@@ -79,7 +79,7 @@ def _interface(address: str) -> str:
         return "serial bridge (RFC 2217)"
     if is_serial_address(address):
         return "serial port"
-    head = address.split("::", 1)[0].upper().rstrip("0123456789")
+    head = re.match(r"[A-Za-z]*", address).group(0).upper()
     return {"TCPIP": "VISA LAN", "USB": "VISA USB", "GPIB": "VISA GPIB", "ASRL": "VISA serial",
             "VXI": "VISA VXI", "PXI": "VISA PXI", "VICP": "VISA VICP"}.get(head, "VISA")
 
@@ -109,10 +109,10 @@ def _advice(address: str, exc: BaseException) -> str:
                                                                             re.IGNORECASE)
     if m:
         host = m.group(1)
-    if "could not locate a visa implementation" in low or "no visa library" in low or (
-            "pyvisa_py" in low and "no module" in low):
-        return ("the VISA backend is missing: install pyvisa-py (pip install pyvisa-py) or a vendor VISA "
-                "(NI-VISA, Keysight IO Libraries)")
+    if ("could not locate a visa implementation" in low or "no visa library" in low or "wrapper not found" in low
+            or type(exc).__name__ == "LibraryError" or ("pyvisa_py" in low and "no module" in low)):
+        return (f"the VISA backend is missing ({text.strip().splitlines()[0] if text.strip() else type(exc).__name__}): "
+                "install pyvisa-py (pip install pyvisa-py) or a vendor VISA (NI-VISA, Keysight IO Libraries)")
     if "install pyusb" in low or ("no module named 'usb'" in low):
         return "USB support of pyvisa-py is missing: pip install pyusb (and libusb on the system), or use a vendor VISA"
     if "linux-gpib" in low or "gpib-ctypes" in low or "no module named 'gpib'" in low:
@@ -131,6 +131,10 @@ def _advice(address: str, exc: BaseException) -> str:
     if num == errno.ENOTTY or "inappropriate ioctl" in low:
         return "this file is not a serial port"
     if num == errno.ECONNREFUSED or "connection refused" in low:
+        if kind == "VISA LAN" and address.upper().endswith("::INSTR"):
+            return (f"connection refused by {host or 'the host'}: is the instrument on, and does it serve VXI-11 "
+                    "(portmapper, TCP port 111)? Otherwise use its raw socket resource, "
+                    "TCPIP0::<host>::<port>::SOCKET (often port 5025)")
         what = "serial-to-LAN bridge" if kind.startswith("serial bridge") else "instrument"
         return (f"connection refused by {host or 'the host'}: is the {what} on, and is the TCP port right "
                 f"(nothing listens on it)?")

@@ -465,6 +465,15 @@ class StationConfig(_Strict):
 
     @model_validator(mode="after")
     def _cross_references(self):
+        if self.station.backend == "real":  # what a real bench needs, known before anything is opened
+            for name, inst in self.instruments.items():
+                if inst.address == "auto":
+                    raise ValueError(f"instruments.{name}.address: 'auto' only works with backend: sim; give the "
+                                     "instrument's port, serial URL or VISA resource")
+            for name, layer in self.layers.items():
+                if not layer.device:
+                    raise ValueError(f"layers.{name}.device: name the chip (backend: real) so its calibrations "
+                                     "can be filed")
         for name, layer in self.layers.items():
             layer.check_references(name, self.instruments)
         for k, fault in enumerate(self.station.sim.faults):

@@ -165,10 +165,8 @@ def test_auto_address_with_real_backend(tmp_path):
     d = minimal_config()
     d["station"]["backend"] = "real"
     path = write_yaml(tmp_path / "real.yaml", d)
-    st = Station(path)
     with pytest.raises(ConfigError, match=r"instruments\.heaters\.address: 'auto' only works with backend: sim"):
-        st.connect()
-    assert st.instruments == {} and st.lab is None
+        Station(path)  # issue 14: refused when the file is validated, before a Station exists
 
 
 def test_station_rejects_a_bad_file(tmp_path):
