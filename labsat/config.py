@@ -235,12 +235,14 @@ class LayerBase(_Strict):
     def check_references(self, name: str, instruments: dict) -> None:
         for role, (cmap, kind) in self.roles().items():
             key = f"layers.{name}.{role}"
+            # the key the file gives the instrument name at: a channel map's .instrument, or the role itself
+            ikey = key if isinstance(getattr(self, role, None), str) else f"{key}.instrument"
             inst = instruments.get(cmap.instrument)
             if inst is None:
-                raise ValueError(f"{key}.instrument: no instrument named '{cmap.instrument}' "
+                raise ValueError(f"{ikey}: no instrument named '{cmap.instrument}' "
                                  f"(have: {', '.join(instruments)})")
             if inst.kind != kind:
-                raise ValueError(f"{key}.instrument: '{cmap.instrument}' is a {inst.kind}, {role} need a {kind}")
+                raise ValueError(f"{ikey}: '{cmap.instrument}' is a {inst.kind}, {role} need a {kind}")
             channels = getattr(inst, "channels", None)
             bad = [c for c in cmap.channels if channels is not None and not 0 <= c < channels]
             if bad:
@@ -319,6 +321,14 @@ class MicroringLayerConfig(HeaterBankLayer):
         (0.0, 0.0, 0.0), description="design thermal model: heat fraction reaching the next ring in a row, "
                                      "the ring after next, the ring in the next row (the twin's starting guess)")
     line_power_w: float = Field(gt=0, le=10, description="laser power per wavelength channel (W)")
+
+    @field_validator("crosstalk_design", mode="before")
+    @classmethod
+    def _three(cls, v):
+        if not isinstance(v, (list, tuple)) or len(v) != 3:
+            raise ValueError(f"needs 3 numbers (heat to the next ring, the ring after next, the next row), "
+                             f"got {_short(v)}")
+        return v
 
     @model_validator(mode="after")
     def _sizes(self):
