@@ -527,8 +527,12 @@ def _message(err: dict) -> str:
         return f"{msg}, got {_short(err.get('input'))}"
     if err["type"] == "finite_number":
         return f"{_short(err.get('input'))} is not a finite number"
-    if err["type"] in ("too_long", "too_short") and isinstance(err.get("ctx"), dict):
-        return msg.replace("Dictionary", "this section").replace("List", "this list")
+    ctx = err.get("ctx") if isinstance(err.get("ctx"), dict) else {}
+    if err["type"] == "too_short" and "min_length" in ctx and isinstance(err.get("input"), (dict, list)):
+        n = ctx["min_length"]
+        return f"needs at least {n} entr{'y' if n == 1 else 'ies'}, got {ctx.get('actual_length', 0)}"
+    if err["type"] == "too_long" and "max_length" in ctx and isinstance(err.get("input"), (dict, list)):
+        return f"at most {ctx['max_length']} entries, got {ctx.get('actual_length', '?')}"
     return msg
 
 
