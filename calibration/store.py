@@ -135,7 +135,7 @@ def latest_calibration(directory: str | Path, device: str, kind: str | None = No
         other = len(legacy) - len(legacy_same)
         note = (f" ({calibration_folder(directory, device)} holds {other} calibration(s) of another or an "
                 f"unrecorded kind: not used; pass --calibration FILE to use one)") if other else ""
-        raise CalibrationError(f"no calibration for {kind} device '{device}' in {folder}{note}; run "
+        raise CalibrationError(f"no calibration for device '{device}' (kind {kind}) in {folder}{note}; run "
                                f"`labsat calibrate --kind {kind}`")
     return files[-1]
 

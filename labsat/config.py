@@ -513,6 +513,7 @@ def _key_path(loc: tuple, data) -> str:
 
 
 _BOUNDS = ("less_than_equal", "less_than", "greater_than", "greater_than_equal")
+_FULL_SCALE_KEYS = {("limits", "v_max"), ("limits", "v_min"), ("limits", "i_max_ma"), ("limits", "power_max_mw")}
 
 
 def _short(value) -> str:
@@ -524,6 +525,8 @@ def _message(err: dict) -> str:
     """pydantic's message, with the offending value for range and finiteness errors."""
     msg = err["msg"].removeprefix("Value error, ")
     if err["type"] in _BOUNDS:
+        if tuple(err["loc"][-2:]) in _FULL_SCALE_KEYS:
+            msg += " (the instrument's full scale)"
         return f"{msg}, got {_short(err.get('input'))}"
     if err["type"] == "finite_number":
         return f"{_short(err.get('input'))} is not a finite number"

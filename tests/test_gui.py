@@ -97,7 +97,7 @@ def test_calibrate_train_two_epochs_and_evaluate(qtbot, window):
     path = small_calibration(qtbot, window)
     record = load_calibration(path)
     assert record["device"] == station.device_id()
-    assert Path(path).parent.parent == window.bench.calibration_dir()
+    assert Path(path).parent.parent.parent == window.bench.calibration_dir()  # <dir>/<kind>/<device>/
     assert window.training.calibration_path == path  # the accepted fit is what training uses
 
     t = window.training

@@ -138,5 +138,5 @@ def test_station_refuses_config_beyond_full_scale(tmp_path, config_dict):
     path = tmp_path / "loose.yaml"
     path.write_text(yaml.safe_dump(config_dict))
     # issue 14: the schema knows the full scale, so the file is refused before anything is started
-    with pytest.raises(ValueError, match=r"instruments\.heaters\.limits\.v_max: Input should be less than or equal to 12, got 13\.0"):
+    with pytest.raises(ValueError, match=r"instruments\.heaters\.limits\.v_max: Input should be less than or equal to 12 \(the instrument's full scale\), got 13\.0"):
         Station(path)

@@ -116,7 +116,7 @@ def test_calibration_fits_the_bank_through_the_station(tmp_path):
 def test_config_errors_name_the_key(tmp_path):
     d = ring_station(tmp_path)
     d["layers"]["ring1"]["heaters"]["channels"] = "0-9"
-    with pytest.raises(ConfigError, match=r"layers.ring1: heaters.channels: a 4x4 bank has 16 rings"):
+    with pytest.raises(ConfigError, match=r"layers.ring1.heaters.channels: a 4x4 bank has 16 rings"):
         parse_config(d)
     d = ring_station(tmp_path)
     d["layers"]["ring1"]["v_max"] = 5.0
