@@ -227,6 +227,7 @@ def train_cmd(station: Path = StationOpt, chip_seed: Optional[int] = SeedOpt, ki
             cfg = TrainConfig(**{k: v for k, v in stored["train"].items() if k in known})
             chip_seed, out, kind = stored.get("chip_seed"), Path(stored["out"]), stored.get("kind", kind)
             nominal = stored.get("calibration") == "nominal"
+            force = stored.get("force", False)
             calibration = None if nominal else Path(stored["calibration"])
             db.reopen(resume)
             guard.enter_context(runs.recording(db, resume, note=console.print))
@@ -243,7 +244,7 @@ def train_cmd(station: Path = StationOpt, chip_seed: Optional[int] = SeedOpt, ki
         if run_id is None:
             run_id = runs.start_station_run(db, "train", st, {
                 "train": asdict(cfg), "chip_seed": chip_seed, "kind": kind, "calibration": cal,
-                "out": str(Path(out).resolve())}, calibration=cal)
+                "out": str(Path(out).resolve()), "force": force}, calibration=cal)
             guard.enter_context(runs.recording(db, run_id, note=console.print))
             console.print(f"run {run_id} in {db.path}")
         recorder = runs.TrainRecorder(db, run_id, runs_dir / "checkpoints")

@@ -196,3 +196,20 @@ def test_failed_run_suggests_resume_only_when_it_can_succeed(tmp_path):
                     raise exc
     assert "resuming would fail the same way" in notes[0] and "--resume" not in notes[0]
     assert f"continue with `labsat train --resume {run}`" in notes[1]
+
+
+def test_cli_train_force_uses_another_chips_calibration(tmp_path, cfg, monkeypatch):
+    from labsat import cli
+
+    monkeypatch.setattr(cli.console, "width", 10_000)
+    d = minimal_config()
+    d["station"]["calibration_dir"] = str(tmp_path / "cal")
+    d["station"]["runs_dir"] = str(tmp_path / "runs")
+    station = write_yaml(tmp_path / "station.yaml", d)
+    other = _save(tmp_path, _nominal(cfg), device="vchip-2")
+    args = ["train", "--station", str(station), "--epochs", "1", "--calibration", str(other)]
+    refused = CliRunner().invoke(cli.app, args)
+    assert refused.exit_code == 2 and "a calibration of another device (device 'vchip-2'" in refused.output
+    forced = CliRunner().invoke(cli.app, args + ["--force", "--out", str(tmp_path / "m.pt")])
+    assert forced.exit_code == 0, forced.output
+    assert (tmp_path / "m.pt").is_file()

@@ -110,7 +110,6 @@ def run_calibration(bench: Bench, p: CalibrationParams, control: RunControl, emi
 
 def save_calibration_result(bench: Bench, result: CalibrationResult) -> Path:
     from labsat.calibration import save_calibration
-
     from labsat.kinds import kind_of
 
     return save_calibration(bench.calibration_dir(), result.device, result.twin_state, result.meta, result.data,
