@@ -9,7 +9,9 @@ stations/*.yaml) at random (types, values, keys, structure), runs the real CLI e
   adapter opened, no station connected); or
 - it is valid: then the station is the next thing started (the test stops it there).
 
-Case count: ``CASES`` examples per station file (4 files: 4 x 60 = 240 CLI runs, ~15 s).
+Case count: ``CASES`` examples per station file (4 files: 4 x 60 = 240 CLI runs), and as many numeric-only
+edits whose valid results must build the twin and virtual scene (4 x 60); ``LABSAT_STATION_CASES=N``
+runs N of each per file.
 """
 from __future__ import annotations
 
@@ -225,3 +227,51 @@ def test_channel_range_is_counted_not_built():
 @pytest.mark.parametrize("station_file", STATION_FILES, ids=[p.name for p in STATION_FILES])
 def test_shipped_station_files_are_valid(station_file):
     assert load_config(station_file).layers
+
+
+# --- values that pass the schema must not crash later: numeric edits, then what the CLI builds next ---
+numbers = st.one_of(st.integers(min_value=-2**70, max_value=2**70), st.floats(allow_nan=True, allow_infinity=True),
+                    st.sampled_from([0, 1, 2, -1, 0.5, 1e-300, 1e300, 4096, 8192, 3600, 12, 24, 2**32, 2**32 - 1]))
+NUMERIC_CASES = int(os.environ.get("LABSAT_STATION_CASES", "60"))
+
+
+def _numeric_leaves(node, prefix=()):
+    if isinstance(node, dict):
+        for k, v in node.items():
+            yield from _numeric_leaves(v, prefix + (k,))
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            yield from _numeric_leaves(v, prefix + (i,))
+    elif isinstance(node, (int, float)) and not isinstance(node, bool):
+        yield prefix
+
+
+@pytest.mark.parametrize("station_file", STATION_FILES, ids=[p.name for p in STATION_FILES])
+@settings(max_examples=NUMERIC_CASES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_numeric_edits_are_refused_by_key_or_build_the_layer(station_file, data):
+    """Any number at any numeric key: a ConfigError naming a key of the file, or a config from which the
+    layer's twin and virtual scene are built without error (what `labsat` builds next)."""
+    from labsat.kinds import kind_of
+
+    doc = yaml.safe_load(station_file.read_text())
+    leaves = list(_numeric_leaves(doc))
+    for _ in range(data.draw(st.integers(min_value=1, max_value=2))):
+        path = data.draw(st.sampled_from(leaves))
+        node = doc
+        for k in path[:-1]:
+            node = node[k]
+        node[path[-1]] = data.draw(numbers)
+    try:
+        cfg = parse_config(doc, "s.yaml")
+    except ConfigError as exc:
+        keys = KEY_LINE.findall(str(exc).split("invalid configuration", 1)[-1])
+        assert keys and all(_resolves(k, doc) for k in keys), str(exc)
+        event("refused by key")
+        return
+    event("valid: twin and scene built")
+    for lname in cfg.layers:
+        kind = kind_of(cfg, lname)
+        twin = kind.make_twin(cfg, lname)
+        assert twin.n_inputs >= 1 and twin.n_outputs >= 1
+        kind.make_scene(cfg, lname, cfg.station.sim.chip_seed)
