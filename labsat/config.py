@@ -500,6 +500,16 @@ class StationConfig(_Strict):
         return self.source.parent / p
 
 
+def with_chip_seed(config: StationConfig, chip_seed: int) -> StationConfig:
+    """A copy of ``config`` on virtual chip ``chip_seed`` (the ``--chip-seed`` option), checked like the file's
+    ``station.sim.chip_seed``."""
+    if isinstance(chip_seed, bool) or not isinstance(chip_seed, int) or not 0 <= chip_seed <= MAX_SEED:
+        raise ConfigError(f"--chip-seed: {chip_seed!r} is not a chip seed (an integer 0..{MAX_SEED})")
+    config = config.model_copy(deep=True)
+    config.station.sim.chip_seed = chip_seed
+    return config
+
+
 def _key_path(loc: tuple, data) -> str:
     """Dotted key of an error location, without pydantic's union tags (the ``kind`` values)."""
     parts, node = [], data

@@ -13,7 +13,8 @@ import threading
 import weakref
 from pathlib import Path
 
-from labsat.config import ConfigError, DAQConfig, HeaterDACConfig, ModulatorConfig, StationConfig, load_config
+from labsat.config import (ConfigError, DAQConfig, HeaterDACConfig, ModulatorConfig, StationConfig, load_config,
+                           with_chip_seed)
 from labsat.drivers.base import open_adapter
 from labsat.drivers.daq import PhotodetectorDAQ
 from labsat.drivers.heater_dac import HeaterDAC
@@ -44,8 +45,7 @@ class Station:
         self.zero_outputs_on_start = zero_outputs_on_start
         self.config = load_config(config) if isinstance(config, (str, Path)) else config
         if chip_seed is not None:
-            self.config = self.config.model_copy(deep=True)
-            self.config.station.sim.chip_seed = chip_seed
+            self.config = with_chip_seed(self.config, chip_seed)  # validated like the file's seed
         unknown = [n for n in (layers or []) if n not in self.config.layers]
         if unknown:
             raise ConfigError(f"layers.{unknown[0]}: no such layer in the station (have: {', '.join(self.config.layers)})")

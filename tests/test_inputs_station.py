@@ -275,3 +275,12 @@ def test_numeric_edits_are_refused_by_key_or_build_the_layer(station_file, data)
         twin = kind.make_twin(cfg, lname)
         assert twin.n_inputs >= 1 and twin.n_outputs >= 1
         kind.make_scene(cfg, lname, cfg.station.sim.chip_seed)
+
+
+@pytest.mark.parametrize("seed", ["-1", str(2**32)])
+def test_chip_seed_option_checked_like_the_file(started, seed):
+    from labsat.cli import app
+
+    result = CliRunner().invoke(app, ["calibrate", "--station", str(REPO / "instruments.yaml"), "--chip-seed", seed])
+    assert result.exit_code == 2 and started == [], result.output
+    assert f"error: --chip-seed: {seed} is not a chip seed (an integer 0..4294967295)" in result.output
