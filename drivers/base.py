@@ -16,6 +16,8 @@ import threading
 import numpy as np
 from pyvisa.util import from_ieee_block, to_ieee_block
 
+from .addresses import SERIAL_PREFIXES, diagnose, is_serial_address  # noqa: F401 (SERIAL_PREFIXES: public here too)
+
 
 class InstrumentError(RuntimeError):
     """An instrument refused a command, replied garbage, or could not be reached."""
@@ -23,9 +25,6 @@ class InstrumentError(RuntimeError):
 
 class LimitError(ValueError):
     """A requested output is outside a limit; nothing was sent to the instrument."""
-
-
-from .addresses import SERIAL_PREFIXES, diagnose, is_serial_address  # noqa: E402,F401 (public names here too)
 
 
 def open_adapter(address: str, timeout_s: float = 2.0, baudrate: int = 115200, visa_library: str = "@py",
