@@ -145,7 +145,7 @@ class PowerMeterConfig(_Strict):
     address: Address = "auto"
     channels: Literal[1] = 1
     timeout_s: float = Field(2.0, gt=0, le=MAX_TIMEOUT_S)
-    wavelength_nm: float = Field(1550.0, gt=0, le=1e5)
+    wavelength_nm: float = Field(1550.0, ge=100, le=20_000, description="100 nm .. 20 um")
     averages: int = Field(1, ge=1, le=10000)
     range_w: float | None = Field(None, gt=0, le=100, description="manual range (W); auto range when absent")
     sim_port: int = Field(0, ge=0, le=1024, description="virtual lab: the chip output port it reads")
@@ -377,9 +377,9 @@ class FreeSpaceLayerConfig(LayerBase):
     camera: str = Field(max_length=200)
     grid: int = Field(32, ge=8, le=512, description="mask size (SLM pixels, square)")
     masks: int = Field(2, ge=1, le=8)
-    pitch_um: float = Field(8.0, gt=0, le=1e4)
-    wavelength_nm: float = Field(532.0, gt=0, le=1e5)
-    distance_mm: float = Field(1.0, gt=0, le=1e5, description="each gap: input, masks, camera")
+    pitch_um: float = Field(8.0, ge=0.1, le=1e4)
+    wavelength_nm: float = Field(532.0, ge=100, le=20_000, description="100 nm .. 20 um")
+    distance_mm: float = Field(1.0, ge=1e-3, le=1e5, description="each gap: input, masks, camera")
     padding: int = Field(2, ge=1, le=8, description="propagation grid = padding x grid")
     image_size: int = Field(16, ge=8, le=512, description="digits are upsampled to this size, centred")
     classes: int = Field(10, ge=2, le=64)
