@@ -103,7 +103,7 @@ def method_config(method: str, setup: Setup, seed: int):
         "noise": dict(off, optimizer="noise", sigma=setup.sigma, perturb=setup.perturb),
         "pat": dict(on, optimizer="adam"),
         "pat+sat": dict(on, optimizer="sam", rho=setup.rho, twin_perturbed=True, perturb=setup.perturb),
-        "pat+sat(hw)": dict(on, optimizer="sam", rho=setup.rho, perturb=setup.perturb),
+        "pat+sat(hw)": dict(on, optimizer="sam", rho=setup.rho, twin_perturbed=False, perturb=setup.perturb),
     }
     if method.startswith("sat@"):  # rho sweep
         rho = float(method[4:])

@@ -51,12 +51,11 @@ from typing import Any, Iterator, Optional
 
 SCHEMA_VERSION = 1
 DB_NAME = "labsat.sqlite"
-KINDS = ("calibrate", "train", "evaluate")
+KINDS = ("calibrate", "train", "evaluate", "experiment")
 STATUSES = ("running", "completed", "failed", "interrupted")
 
-_SCHEMA = f"""
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS runs (
+_RUNS_TABLE = f"""
+CREATE TABLE IF NOT EXISTS {{name}} (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     kind TEXT NOT NULL CHECK (kind IN {KINDS}),
     status TEXT NOT NULL CHECK (status IN {STATUSES}),
@@ -75,6 +74,10 @@ CREATE TABLE IF NOT EXISTS runs (
     error TEXT,
     result TEXT
 );
+"""
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+""" + _RUNS_TABLE.format(name="runs") + """
 CREATE TABLE IF NOT EXISTS epochs (
     run INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
     epoch INTEGER NOT NULL,
@@ -194,6 +197,7 @@ class RunDB:
             columns = {r[1] for r in self.conn.execute("PRAGMA table_info(runs)")}
             if "proc_start" not in columns:  # a database made before this column existed
                 self.conn.execute("ALTER TABLE runs ADD COLUMN proc_start TEXT")
+            self._widen_kinds()
             with self.transaction():
                 row = self.conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
                 if row is None:
@@ -205,6 +209,23 @@ class RunDB:
             self.conn.close()
             raise disk_error(exc, f"{self.path}") or RunError(f"{self.path}: not a labsat run database: {exc}") from exc
         self.mark_stale()
+
+    def _widen_kinds(self) -> None:
+        """A database made before a run kind existed (``experiment``): rebuild ``runs`` with the wider
+        CHECK, rows kept, in one transaction (sqlite cannot alter a CHECK in place)."""
+        sql = self.conn.execute("SELECT sql FROM sqlite_master WHERE type='table' AND name='runs'").fetchone()[0]
+        if all(f"'{k}'" in sql for k in KINDS):
+            return
+        cols = [r[1] for r in self.conn.execute("PRAGMA table_info(runs)")]
+        self.conn.execute("PRAGMA foreign_keys=OFF")  # dropping the old table must not cascade to epochs
+        try:
+            with self.transaction() as c:
+                c.execute(_RUNS_TABLE.format(name="runs_widened"))
+                c.execute(f"INSERT INTO runs_widened ({', '.join(cols)}) SELECT {', '.join(cols)} FROM runs")
+                c.execute("DROP TABLE runs")
+                c.execute("ALTER TABLE runs_widened RENAME TO runs")
+        finally:
+            self.conn.execute("PRAGMA foreign_keys=ON")
 
     @classmethod
     def open(cls, path: str | Path) -> "RunDB":
@@ -291,6 +312,21 @@ class RunDB:
                       " calibration=COALESCE(?, calibration) WHERE id=?",
                       (status, now_utc(), error, None if result is None else json.dumps(result, default=str),
                        calibration, run))
+
+    def set_result(self, run: int, *, calibration: str | None = None, result: dict | None = None) -> None:
+        """Name a file the run made after it ended (a calibration the operator accepted later)."""
+        with self.transaction() as c:
+            c.execute("UPDATE runs SET result=COALESCE(?, result), calibration=COALESCE(?, calibration) WHERE id=?",
+                      (None if result is None else json.dumps(result, default=str), calibration, run))
+
+    def hardware_batches(self, run: int, through_epoch: int | None = None) -> int:
+        """Hardware forwards of the run's recorded epochs (every process that worked on it)."""
+        query = "SELECT COALESCE(SUM(hardware_batches), 0) FROM epochs WHERE run=?"
+        args: tuple = (run,)
+        if through_epoch is not None:
+            query += " AND epoch<=?"
+            args = (run, through_epoch)
+        return int(self.conn.execute(query, args).fetchone()[0])
 
     def reopen(self, run: int) -> dict:
         """Take over a run that is not completed (for ``--resume``): running again, in this process."""
@@ -523,15 +559,21 @@ class TrainRecorder:
 
 def start_station_run(db: RunDB, kind: str, station, config: dict, calibration: str | None = None) -> int:
     """Start a run of ``kind`` on a connected :class:`~labsat.station.Station` (snapshots its file)."""
-    source = getattr(station.config, "source", None)
-    text = None
-    if source is not None:
-        with contextlib.suppress(OSError):
-            text = Path(source).read_text()
     try:
         device = station.device_id()
     except (ValueError, KeyError):
         device = None
+    return start_config_run(db, kind, station.config, config, calibration=calibration, device=device)
+
+
+def start_config_run(db: RunDB, kind: str, station_config, config: dict, calibration: str | None = None,
+                     device: str | None = None) -> int:
+    """Start a run of ``kind`` for a station file's config (snapshots the file)."""
+    source = getattr(station_config, "source", None)
+    text = None
+    if source is not None:
+        with contextlib.suppress(OSError):
+            text = Path(source).read_text()
     return db.start_run(kind, config, station_yaml=text, station_path=None if source is None else str(source),
                         calibration=calibration, device=device)
 
@@ -550,13 +592,13 @@ def recording(db: RunDB, run: int, note=None) -> Iterator[None]:
     """
     try:
         yield
-    except (KeyboardInterrupt, SystemExit) as exc:
-        _finish_quietly(db, run, "interrupted", f"{type(exc).__name__}")
-        if note:
-            note(_kept(db, run))
-        raise
     except BaseException as exc:
-        _finish_quietly(db, run, "failed", f"{type(exc).__name__}: {exc}")
+        if isinstance(exc, (KeyboardInterrupt, SystemExit)):  # Ctrl-C, SIGTERM
+            _finish_quietly(db, run, "interrupted", f"{type(exc).__name__}")
+        elif getattr(exc, "run_status", None) == "interrupted":  # an operator's abort (workflows.Aborted)
+            _finish_quietly(db, run, "interrupted", f"{type(exc).__name__}: {exc}")
+        else:
+            _finish_quietly(db, run, "failed", f"{type(exc).__name__}: {exc}")
         if note:
             note(_kept(db, run))
         raise

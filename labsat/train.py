@@ -9,6 +9,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from labsat import defaults
 from labsat.data import Dataset, Encoder
 from labsat.physical import HybridClassifier, MeshClassifier, PhysicalLayer, twin_for
 from labsat.sat import MESA, SAF, SAM, NoiseInjection, PartialSAM
@@ -20,11 +21,11 @@ OPTIMIZERS = ("sgd", "adam", "sam", "asam", "saf", "mesa", "noise")
 class TrainConfig:
     mode: str = "offline"  # offline (twin) | online (hardware forward, twin backward)
     optimizer: str = "adam"  # sgd | adam | sam | asam
-    base: str = "adam"  # base optimizer of sam/asam
-    rho: float = 0.05
-    lr: float = 0.03
-    epochs: int = 20
-    batch_size: int = 64
+    base: str = defaults.BASE_OPTIMIZER  # base optimizer of sam/asam
+    rho: float = defaults.RHO
+    lr: float = defaults.LR
+    epochs: int = defaults.EPOCHS
+    batch_size: int = defaults.BATCH_SIZE
     seed: int = 0
     # sharpness-aware variants (labsat.sat); keyword-only additions, defaults keep the old behaviour
     sigma: float = 0.01  # noise: Gaussian perturbation std (control units for u)
@@ -33,8 +34,11 @@ class TrainConfig:
     lag: int = 2  # saf: outputs recorded this many epochs earlier
     warmup: int = 1  # saf/mesa: epochs before the trajectory loss starts
     ema_decay: float = 0.95  # mesa: EMA decay per step
-    perturb: str = "all"  # sam/asam/noise perturb 'all' parameters or only the physical 'controls'
-    twin_perturbed: bool = False  # online sam/asam: the perturbed (w+e) pass runs on the twin
+    # sam/asam/noise perturb only the physical 'controls' (the benchmarks' SAT) or 'all' parameters
+    perturb: str = defaults.PERTURB
+    # online sam/asam: the perturbed (w+e) pass runs on the twin (1 hardware forward per step); False is
+    # the naive SAM with both passes on the hardware (2 forwards per step)
+    twin_perturbed: bool = defaults.PERTURBED_PASS == "twin"
 
     def __post_init__(self):
         if self.mode not in ("offline", "online"):
