@@ -26,6 +26,8 @@ CAL_SETTINGS = 64  # random heater settings measured
 CAL_INPUTS = 32  # inputs per setting
 CAL_HOLDOUT = 0.2  # fraction of settings held out to test the fit
 
+
+
 # --- the demo ---
 DEMO_CHIP_A = 1
 DEMO_CHIP_B = 2

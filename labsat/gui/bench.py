@@ -24,12 +24,9 @@ import numpy as np
 from labsat.drivers.daq import PhotodetectorDAQ
 from labsat.drivers.heater_dac import HeaterDAC
 from labsat.drivers.modulator import ModulatorDAC
+from labsat.workflows.hooks import Aborted  # noqa: F401  (raised inside a job on Abort or STOP)
 
 log = logging.getLogger(__name__)
-
-
-class Aborted(Exception):
-    """Raised inside a job (from a progress callback) when the operator pressed Abort or STOP."""
 
 
 class RunControl:
