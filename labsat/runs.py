@@ -553,7 +553,9 @@ class TrainRecorder:
         if self.hardware is not None and hasattr(self.hardware, "control_voltages"):
             volts = self.hardware.control_voltages(u)  # what the driver was (or would be) told
         else:
-            volts = float(layer_cfg.v_max) * np.sqrt(np.clip(u, 0.0, 1.0))  # the mesh's control law
+            from labsat.hardware.heater_bank import heater_voltages
+
+            volts = heater_voltages(u, layer_cfg.v_max)  # the control law of heater-tuned kinds
         self.db.set_parameters(self.run, "heater_v", volts, indices=list(heaters.channels))
 
 

@@ -50,6 +50,10 @@ class Station:
         if unknown:
             raise ConfigError(f"layers.{unknown[0]}: no such layer in the station (have: {', '.join(self.config.layers)})")
         self._layers = list(layers) if layers else None
+        from labsat.kinds import kind_of
+
+        for lname in self.layer_names:  # a lab's own kind is loaded and its settings checked before any start
+            kind_of(self.config, lname)
         self.lab = None  # the virtual lab, when simulated (tests and experiments may touch it)
         self.instruments: dict[str, object] = {}
         self.addresses: dict[str, str] = {}
@@ -78,6 +82,8 @@ class Station:
         self.lab = VirtualLab(seed=seed)
         for lname in self.layer_names:
             scene = kind_of(self.config, lname).make_scene(self.config, lname, seed)
+            if scene is None:  # a kind with no virtual instrument (an experiment as a callable)
+                continue
             self.lab.add_scene(lname, scene)
             for inst in self.config.layers[lname].instrument_names():
                 self.lab.instrument_scenes.setdefault(inst, scene)
