@@ -13,7 +13,8 @@ from .check import check_command  # noqa: F401  (`labsat calibrate --check` live
 
 
 def register(app: typer.Typer) -> None:
-    from labsat.cli import KindOpt, SeedOpt, StationOpt, _user_errors, console, open_station
+    from labsat.cli_common import KindOpt, SeedOpt, StationOpt, console, open_station
+    from labsat.cli_common import user_errors as _user_errors
 
     @app.command("calibration-plot")
     def calibration_plot(station: Path = StationOpt, chip_seed: Optional[int] = SeedOpt,

@@ -8,53 +8,18 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import Progress
 from rich.table import Table
 
 from labsat import defaults
+from labsat.cli_common import KindOpt, SeedOpt, StationOpt, console, open_station, progress, user_errors  # noqa: F401
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Hardware-in-the-loop sharpness-aware training of physical neural networks.")
-console = Console()
 
-StationOpt = typer.Option(Path("instruments.yaml"), "--station", "-s", help="station description (instruments.yaml)")
-SeedOpt = typer.Option(None, "--chip-seed", help="simulated backend: which virtual chip (overrides the file)")
-
-
-def _progress() -> Progress:
-    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=console, transient=False)
-
-
-@contextlib.contextmanager
-def _user_errors():
-    """Turn the errors a user can fix into one clear line and exit code 2 (outputs are already safe)."""
-    from labsat.calibration import CalibrationError
-    from labsat.config import ConfigError
-    from labsat.drivers.base import InstrumentError, LimitError
-
-    try:
-        yield
-    except (ConfigError, CalibrationError, LimitError, InstrumentError, FileNotFoundError, ValueError, KeyError) as exc:
-        console.print(f"[bold red]error:[/] {exc}")
-        raise typer.Exit(2)
-    except KeyboardInterrupt:
-        console.print("[bold yellow]interrupted[/]: every output was put in its safe state")
-        raise typer.Exit(130)
-
-
-KindOpt = typer.Option(None, "--kind", help="which physical network of the station (mesh, ...); default: its first layer")
-
-
-def open_station(path, chip_seed: Optional[int] = None, kind: Optional[str] = None, **kwargs):
-    """A Station (from a file or a loaded config) opening only the layer of ``kind``."""
-    from labsat.config import load_config
-    from labsat.kinds import layer_for_kind
-    from labsat.station import Station
-
-    cfg = load_config(path) if isinstance(path, (str, Path)) else path
-    return Station(cfg, chip_seed=chip_seed, layers=[layer_for_kind(cfg, kind)], **kwargs)
+# shared with the commands feature modules register (one definition: labsat/cli_common.py)
+_progress = progress
+_user_errors = user_errors
 
 
 class _RichHooks:

@@ -549,7 +549,8 @@ def register(app) -> None:
             setup = Setup.make_full(**kw) if full else Setup.small(**kw)
             from labsat.workflows import Hooks, experiment as recorded_experiment
 
-            result = recorded_experiment(name, setup, Hooks(note=lambda msg: console.print(f"[dim]{msg}[/]")))
+            result = recorded_experiment(name, setup, run_experiment,
+                                         Hooks(note=lambda msg: console.print(f"[dim]{msg}[/]")))
         except (ValueError, FileNotFoundError, KeyError, ConfigError, CalibrationError) as exc:
             console.print(f"[bold red]error:[/] {exc}")
             raise typer.Exit(2)

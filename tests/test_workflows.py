@@ -110,7 +110,7 @@ def test_an_aborted_training_is_interrupted_saved_and_resumable(station_file, tm
     assert done.hardware_batches > sum(e["hardware_batches"] for e in epochs[1:])
 
 
-def test_experiment_runs_are_recorded(station_file, tmp_path, monkeypatch):
+def test_experiment_runs_are_recorded(station_file, tmp_path):
     import labsat.experiments as experiments
 
     def fake_run(name, setup, log=print):  # the recording is under test here, not the experiment
@@ -119,12 +119,11 @@ def test_experiment_runs_are_recorded(station_file, tmp_path, monkeypatch):
             raise ValueError("no such experiment")
         return {"directory": tmp_path / "exp" / name, "seconds": 1.5, "table": "| a |"}
 
-    monkeypatch.setattr(experiments, "run_experiment", fake_run)
     setup = experiments.Setup.small(station=station_file, out=tmp_path / "exp")
     notes = []
-    result = workflows.experiment("transfer", setup, workflows.Hooks(note=notes.append))
+    result = workflows.experiment("transfer", setup, fake_run, workflows.Hooks(note=notes.append))
     with pytest.raises(ValueError):
-        workflows.experiment("broken", setup)
+        workflows.experiment("broken", setup, fake_run)
     with _db(tmp_path) as db:
         done, failed = db.runs()
     assert result["run"] == done["id"] and done["kind"] == "experiment" and done["status"] == "completed"

@@ -22,7 +22,7 @@ from typing import Callable
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from labsat.kinds import Kind
+from labsat.kinds.registry import Kind
 
 
 class ExperimentSettings(BaseModel):
@@ -71,7 +71,7 @@ def experiment_kind(name: str, system: Callable, description: str = "",
                     settings_model: type[ExperimentSettings] = ExperimentSettings) -> Kind:
     """A :class:`Kind` for ``system(settings, seed) -> f(x, u) -> y``: learned twin
     (:class:`labsat.twins.pulse_learned.LearnedTwin`), fitted by :func:`~labsat.twins.pulse_learned.fit_learned`."""
-    from labsat.kinds import settings_of
+    from labsat.kinds.registry import settings_of
 
     def make_twin(config, layer):
         from labsat.twins.pulse_learned import LearnedTwin

@@ -2,7 +2,7 @@
 misalignment. Config: :class:`labsat.config.FreeSpaceLayerConfig`; fit :func:`labsat.calibration.freespace.fit_freespace`."""
 from __future__ import annotations
 
-from labsat.kinds import Kind, layer_seed, register_kind
+from labsat.kinds.registry import Kind, layer_seed, register_kind
 
 
 def _freespace_twin(config, layer: str):

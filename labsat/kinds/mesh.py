@@ -10,7 +10,7 @@ import dataclasses
 import numpy as np
 
 from labsat.hardware.heater_bank import HeaterBankHardware
-from labsat.kinds import Kind, register_kind
+from labsat.kinds.registry import Kind, register_kind
 
 
 def resistance(config, layer: str) -> float:

@@ -3,7 +3,7 @@ thermal crosstalk matrix. Config: :class:`labsat.config.MicroringLayerConfig`; c
 :func:`labsat.hardware.heater_bank.heater_voltages`; fit :func:`labsat.twins.microring.fit_microring`."""
 from __future__ import annotations
 
-from labsat.kinds import Kind, layer_seed, register_kind
+from labsat.kinds.registry import Kind, layer_seed, register_kind
 
 
 def _ring_resistance(config, layer: str) -> float:

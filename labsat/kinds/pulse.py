@@ -2,7 +2,7 @@
 twin learned from measurements. Config: :class:`labsat.config.PulseLayerConfig`."""
 from __future__ import annotations
 
-from labsat.kinds import Kind, layer_seed, register_kind
+from labsat.kinds.registry import Kind, layer_seed, register_kind
 
 
 def _pulse_twin(config, layer: str):

@@ -8,11 +8,11 @@ from labsat.workflows.hooks import QUIET, Hooks
 from labsat.workflows.record import recorded
 
 
-def experiment(name: str, setup, hooks: Hooks = QUIET) -> dict:
-    """:func:`labsat.experiments.run_experiment`, recorded as an ``experiment`` run in the run database of
-    ``setup.station`` (its settings, then its output folder and table)."""
+def experiment(name: str, setup, run_experiment, hooks: Hooks = QUIET) -> dict:
+    """``run_experiment(name, setup, log=...)`` (:func:`labsat.experiments.run_experiment`, passed in by the
+    front door: the experiments sit above this layer) recorded as an ``experiment`` run in the run database
+    of ``setup.station``: its settings, then its output folder and table."""
     from labsat.config import load_config
-    from labsat.experiments import run_experiment
 
     config = load_config(setup.station)
     settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(setup).items()}
