@@ -144,7 +144,7 @@ def train(station, request: TrainingRequest, hooks: Hooks = QUIET, *, layer: str
         summary = {"out": str(out), "final": last, "hardware_batches": batches}
         if status == "aborted":
             rec.db.finish(rec.run, "interrupted", error=f"Aborted: {reason}", result=summary)
-            hooks.say(runs._kept(rec.db, rec.run))
+            hooks.say(runs.kept(rec.db, rec.run))
         else:
             rec.db.finish(rec.run, "completed", result=summary)
     return TrainingResult(rec.run, out, status, epochs, batches, cal, reason, meta)
