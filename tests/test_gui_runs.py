@@ -3,27 +3,13 @@
 defaults are the CLI's (pytest-qt, offscreen, virtual lab)."""
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
-os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-
 import pytest
 
 pytest.importorskip("pytestqt")
 pytest.importorskip("pyqtgraph")
 from PySide6.QtCore import Qt  # noqa: E402
+from test_gui import JOB_TIMEOUT_MS, station_file  # noqa: E402,F401  (the repository's station under tmp_path)
 from typer.testing import CliRunner  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[1]
-JOB_TIMEOUT_MS = 120_000
-
-
-@pytest.fixture
-def station_file(tmp_path) -> Path:
-    path = tmp_path / "instruments.yaml"
-    path.write_text((ROOT / "instruments.yaml").read_text())
-    return path
 
 
 def _wait_idle(qtbot, w):

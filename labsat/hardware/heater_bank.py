@@ -34,6 +34,14 @@ class HeaterBankHardware:
         self._last_u: np.ndarray | None = None
         self._heater_writes = None
 
+    @classmethod
+    def for_layer(cls, station, layer: str, **kwargs):
+        """The adapter of a connected station's heater-tuned layer, over the instruments it names."""
+        cfg = station.config.layers[layer]
+        return cls(cfg, heaters=station.instruments[cfg.heaters.instrument],
+                   modulator=station.instruments[cfg.inputs.instrument],
+                   daq=station.instruments[cfg.outputs.instrument], **kwargs)
+
     @property
     def n_controls(self) -> int:
         return len(self.heater_channels)

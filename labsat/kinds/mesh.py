@@ -48,10 +48,7 @@ def make_twin(config, layer: str):
 
 
 def make_hardware(station, layer: str):
-    cfg = station.config.layers[layer]
-    return MeshHardware(cfg, heaters=station.instruments[cfg.heaters.instrument],
-                        modulator=station.instruments[cfg.inputs.instrument],
-                        daq=station.instruments[cfg.outputs.instrument])
+    return MeshHardware.for_layer(station, layer)
 
 
 def make_scene(config, layer: str, seed: int):

@@ -19,10 +19,7 @@ def _ring_twin(config, layer: str):
 def _ring_hardware(station, layer: str):
     from labsat.hardware.microring import MicroringHardware
 
-    cfg = station.config.layers[layer]
-    return MicroringHardware(cfg, heaters=station.instruments[cfg.heaters.instrument],
-                             modulator=station.instruments[cfg.inputs.instrument],
-                             daq=station.instruments[cfg.outputs.instrument])
+    return MicroringHardware.for_layer(station, layer)
 
 
 def _ring_scene(config, layer: str, seed: int):
