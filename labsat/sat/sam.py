@@ -23,6 +23,9 @@ class SAM(torch.optim.Optimizer):
             raise ValueError(f"rho must be non-negative, got {rho}")
         defaults = dict(rho=rho, adaptive=adaptive, eta=eta, **base_kwargs)
         super().__init__(params, defaults)
+        # online physics-aware training: take the perturbed (w + e) pass on the twin, not the hardware
+        # (one hardware forward per step); offline it makes no difference
+        self.twin_perturbed = False
         self.base_optimizer = base_optimizer(self.param_groups, **base_kwargs)
         self.param_groups = self.base_optimizer.param_groups
         self.defaults.update(self.base_optimizer.defaults)
@@ -77,3 +80,15 @@ class SAM(torch.optim.Optimizer):
         closure()
         self.second_step()
         return loss
+
+    def step_batch(self, batch):
+        """The step protocol (:mod:`labsat.sat.step`): clean pass, ascent, perturbed pass (on the twin
+        when ``twin_perturbed``), descent from the original weights."""
+        import contextlib
+
+        loss, out = batch.forward_backward(self)
+        self.first_step(zero_grad=True)
+        with batch.on_twin() if self.twin_perturbed else contextlib.nullcontext():
+            batch.forward_backward(self)
+        self.second_step()
+        return loss, out.detach()
