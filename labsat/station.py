@@ -198,4 +198,5 @@ class Station:
         return kind_of(self.config, name).make_hardware(self, name)
 
     def mesh(self, layer: str = "mesh"):
+        """The layer named ``mesh`` (older code's name; :meth:`layer` is the one for any kind)."""
         return self.layer(layer)

@@ -48,7 +48,7 @@ def run_calibration(bench: Bench, p: CalibrationParams, control: RunControl, emi
     p.validate()
     station = bench.require_station()
     bench.arm_outputs()
-    return workflows.calibrate(station, p, _hooks(control, emit), layer=bench.layer, hardware=bench.mesh(control),
+    return workflows.calibrate(station, p, _hooks(control, emit), layer=bench.layer, hardware=bench.hardware(control),
                                save_file=False, source=SOURCE)
 
 
@@ -86,7 +86,7 @@ def run_training(bench: Bench, p: TrainingParams, control: RunControl, emit: Emi
     hw = None
     if cfg.mode == "online":
         bench.arm_outputs()
-        hw = bench.mesh(control)
+        hw = bench.hardware(control)
     out = p.out or str(bench.runs_dir() / f"gui-{cfg.mode}-{cfg.optimizer}-{_stamp()}.pt")
     request = workflows.TrainingRequest(cfg, calibration=p.calibration, out=out, threads=p.threads,
                                         evaluate_each_epoch=True)
@@ -159,7 +159,7 @@ def _robustness(bench: Bench, p: RobustnessParams, control: RunControl, emit: Em
     if scene is not None and not hasattr(scene, "extra_kelvin"):
         scene = None  # this kind's virtual physics has no environment temperature
     bench.arm_outputs()
-    hw = bench.mesh(control)
+    hw = bench.hardware(control)
     alphas = np.linspace(-p.landscape_radius, p.landscape_radius, p.landscape_points)
     grid = np.linspace(-p.landscape_radius, p.landscape_radius, p.grid_points)
     drifts = np.linspace(0.0, p.drift_max_k, p.drift_points)
