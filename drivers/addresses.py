@@ -157,13 +157,13 @@ def _advice(address: str, exc: BaseException) -> str:
     return f"{type(exc).__name__}: {first}"
 
 
-def diagnose(address: str, exc: BaseException, name: str | None = None, key: str | None = None):
-    """One :class:`InstrumentError` naming the instrument, its address key and the address, and what to check."""
-    from .base import InstrumentError
-
+def diagnosis(address: str, exc: BaseException, name: str | None = None, key: str | None = None) -> str:
+    """One line naming the instrument, its address key and the address, and what to check
+    (:func:`labsat.drivers.base.diagnose` makes it the :class:`~labsat.drivers.base.InstrumentError`; this
+    module imports nothing of the drivers, so ``base`` can import it)."""
     who = f"{name}: " if name else ""
     where = f" ({key})" if key else (f" (instruments.{name}.address)" if name else "")
     problem = check_address(address)
     if problem:
-        return InstrumentError(f"{who}cannot open {address!r}{where}: {problem}")
-    return InstrumentError(f"{who}cannot open {_interface(address)} {address!r}{where}: {_advice(address, exc)}")
+        return f"{who}cannot open {address!r}{where}: {problem}"
+    return f"{who}cannot open {_interface(address)} {address!r}{where}: {_advice(address, exc)}"

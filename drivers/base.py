@@ -16,7 +16,7 @@ import threading
 import numpy as np
 from pyvisa.util import from_ieee_block, to_ieee_block
 
-from .addresses import SERIAL_PREFIXES, diagnose, is_serial_address  # noqa: F401 (SERIAL_PREFIXES: public here too)
+from .addresses import SERIAL_PREFIXES, diagnosis, is_serial_address  # noqa: F401 (SERIAL_PREFIXES: public here too)
 
 
 class InstrumentError(RuntimeError):
@@ -25,6 +25,11 @@ class InstrumentError(RuntimeError):
 
 class LimitError(ValueError):
     """A requested output is outside a limit; nothing was sent to the instrument."""
+
+
+def diagnose(address: str, exc: BaseException, name: str | None = None, key: str | None = None) -> InstrumentError:
+    """One :class:`InstrumentError` naming the instrument, its address key and the address, and what to check."""
+    return InstrumentError(diagnosis(address, exc, name=name, key=key))
 
 
 def open_adapter(address: str, timeout_s: float = 2.0, baudrate: int = 115200, visa_library: str = "@py",
@@ -85,19 +90,25 @@ _sigint_depth = 0  # deferred_sigint nesting on the main thread
 
 @contextlib.contextmanager
 def deferred_sigint():
-    """Hold a Ctrl-C until the enclosed transfer is complete, so no message is cut in half.
+    """Hold a Ctrl-C (SIGINT) or a SIGTERM until the enclosed transfer is complete, so no message is cut
+    in half; then deliver it: SIGINT as ``KeyboardInterrupt``, SIGTERM to the handler that was installed
+    (the station's turns it into an orderly exit; with none, the default: the process ends).
 
-    Only the main thread receives signals, so elsewhere this is a no-op. Nested uses hold the Ctrl-C
+    Only the main thread receives signals, so elsewhere this is a no-op. Nested uses hold the signals
     until the outermost one ends (an inner one must not raise while the outer transfer goes on).
     """
     global _sigint_depth
     if threading.current_thread() is not threading.main_thread() or _sigint_depth:
         yield
         return
-    received = []
+    received: list[int] = []
+    previous: dict[int, object] = {}
     try:
-        previous = signal.signal(signal.SIGINT, lambda s, f: received.append(s))
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, lambda s, f: received.append(s))
     except ValueError:  # not in the main interpreter
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         yield
         return
     _sigint_depth += 1
@@ -105,8 +116,17 @@ def deferred_sigint():
         yield
     finally:
         _sigint_depth -= 1
-        signal.signal(signal.SIGINT, previous)
-        if received:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if signal.SIGTERM in received:
+            handler = previous[signal.SIGTERM]
+            if callable(handler):
+                handler(signal.SIGTERM, None)
+            elif handler == signal.SIG_DFL:
+                import os
+
+                os.kill(os.getpid(), signal.SIGTERM)
+        if signal.SIGINT in received:
             raise KeyboardInterrupt
 
 

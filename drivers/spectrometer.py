@@ -88,7 +88,7 @@ def open_spectrometer(name: str, cfg, address: str) -> Spectrometer:
     """The configured spectrometer (integration time set and checked); closes the link on failure."""
     from .base import open_adapter
 
-    adapter = open_adapter(address, timeout_s=cfg.timeout_s)
+    adapter = open_adapter(address, timeout_s=cfg.timeout_s, name=name)  # a failure names the instrument
     try:
         spec = Spectrometer(adapter, name=name, channels=cfg.channels)
         spec.integration_s = cfg.integration_s

@@ -213,3 +213,10 @@ def test_cli_train_force_uses_another_chips_calibration(tmp_path, cfg, monkeypat
     forced = CliRunner().invoke(cli.app, args + ["--force", "--out", str(tmp_path / "m.pt")])
     assert forced.exit_code == 0, forced.output
     assert (tmp_path / "m.pt").is_file()
+    from labsat import workflows
+    from labsat.runs import RunDB
+
+    with RunDB.open(tmp_path / "runs" / "labsat.sqlite") as db:
+        (run,) = db.runs("train")  # the refused attempt recorded no run
+    assert run["status"] == "completed" and run["config"]["force"] is True
+    assert workflows.resume_request(run["config"])[0].force  # `--resume` keeps --force

@@ -171,6 +171,7 @@ BATTERY = [
     ("huge channel range", ("layers", "mesh", "heaters", "channels"), "0-999999999999",
      "layers.mesh.heaters.channels", "at most 8192"),
     ("empty layers", ("layers",), {}, "layers", "at least 1"),
+    ("empty instruments for a built-in kind", ("instruments",), {}, "instruments", "at least 1"),
     ("infinite timeout", ("instruments", "heaters", "timeout_s"), float("inf"),
      "instruments.heaters.timeout_s", "finite"),
     ("huge timeout", ("instruments", "detectors", "timeout_s"), 1e308,
