@@ -354,7 +354,7 @@ class FreeSpaceLayerConfig(LayerBase):
     def _sizes(self):
         if self.image_size > self.grid:
             raise ValueError(f"image_size: {self.image_size} exceeds the grid ({self.grid})")
-        from labsat.twins.freespace import detector_boxes
+        from labsat.twins.freespace_layout import detector_boxes
 
         detector_boxes(self.grid, self.classes, self.detector_px)  # raises if they do not fit
         return self
