@@ -31,20 +31,43 @@ def is_serial_address(address: str) -> bool:
     return address.startswith(SERIAL_PREFIXES)
 
 
-def open_adapter(address: str, timeout_s: float = 2.0, baudrate: int = 115200, visa_library: str = "@py"):
-    """Open the PyMeasure adapter for ``address`` with ``\\n`` terminations."""
+def open_adapter(address: str, timeout_s: float = 2.0, baudrate: int = 115200, visa_library: str = "@py",
+                 data_bits: int = 8, parity: str = "none", stop_bits: float = 1,
+                 read_termination: str = "\n", write_termination: str = "\n"):
+    """Open the PyMeasure adapter for ``address``.
+
+    Serial line settings (``baudrate``, ``data_bits``, ``parity``, ``stop_bits``) apply to pyserial
+    addresses and to VISA serial (``ASRL``) resources; ``visa_library`` picks the VISA implementation
+    (``@py`` pyvisa-py, ``@ivi`` an installed NI/Keysight VISA, or a library path). See
+    :mod:`labsat.drivers.connection` for the instruments.yaml fields that set them."""
     from pymeasure.adapters import SerialAdapter, VISAAdapter
 
+    from .connection import is_visa_serial, pyserial_options, visa_serial_options
+
+    line = dict(baud_rate=baudrate, data_bits=data_bits, parity=parity, stop_bits=stop_bits)
+    reopen = dict(timeout_s=timeout_s, baudrate=baudrate, visa_library=visa_library, data_bits=data_bits,
+                  parity=parity, stop_bits=stop_bits, read_termination=read_termination,
+                  write_termination=write_termination)
     if is_serial_address(address):
         import serial
 
-        port = serial.serial_for_url(address, baudrate=baudrate, timeout=timeout_s)
+        port = serial.serial_for_url(address, timeout=timeout_s, **pyserial_options(**line))
         sock = getattr(port, "_socket", None)
         if sock is not None:  # serial-to-LAN bridge: no Nagle delay on short commands
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return SerialAdapter(port, write_termination="\n", read_termination="\n")
-    adapter = VISAAdapter(address, visa_library=visa_library, read_termination="\n",
-                          write_termination="\n", timeout=int(timeout_s * 1000))
+        adapter = SerialAdapter(port, write_termination=write_termination, read_termination=read_termination)
+        adapter.labsat_open_kwargs = reopen  # a reconnect reopens with the same settings
+        return adapter
+    extra = visa_serial_options(**line) if is_visa_serial(address) else {}
+    try:
+        import pyvisa
+
+        pyvisa.ResourceManager(visa_library)  # shared per library; fails here if it cannot be loaded
+    except (pyvisa.errors.LibraryError, OSError, ValueError) as exc:
+        raise InstrumentError(f"{address}: cannot load the VISA library {visa_library!r} "
+                              f"(instruments.yaml visa_library): {str(exc).splitlines()[0]}") from None
+    adapter = VISAAdapter(address, visa_library=visa_library, read_termination=read_termination,
+                          write_termination=write_termination, timeout=int(timeout_s * 1000), **extra)
     if address.upper().endswith("::SOCKET"):
         # A write followed by a query would otherwise wait ~40 ms for a delayed ACK (Nagle).
         # pyvisa-py 0.8 has a setter for VI_ATTR_TCPIP_NODELAY but does not dispatch to it, so set
@@ -54,6 +77,7 @@ def open_adapter(address: str, timeout_s: float = 2.0, baudrate: int = 115200, v
             session.interface.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except Exception:  # pragma: no cover - other VISA backends
             pass
+    adapter.labsat_open_kwargs = reopen
     return adapter
 
 
@@ -110,8 +134,18 @@ def read_block(instrument) -> bytes:
     if not digits.isdigit():
         raise InstrumentError(f"malformed binary block length {digits!r}")
     body = instrument.read_bytes(int(digits))
-    instrument.read_bytes(1)  # terminator
+    instrument.read_bytes(len(_read_termination(instrument)))  # the terminator after the block
     return head + digits + body
+
+
+def _read_termination(instrument) -> str:
+    """The adapter's read terminator (``\\n`` when it does not say, e.g. a protocol test adapter)."""
+    adapter = getattr(instrument, "adapter", None)
+    for holder in (adapter, getattr(adapter, "connection", None)):
+        term = getattr(holder, "read_termination", None)
+        if isinstance(term, str) and term:
+            return term
+    return "\n"
 
 
 class ScpiErrorMixin:

@@ -63,9 +63,9 @@ def open_driver(name: str, cfg, address: str):
         return shaper
     if kind in ("slm", "camera"):
         return _open_freespace(name, cfg, address)
-    from .base import open_adapter
+    from .connection import open_configured
 
-    adapter = open_adapter(address, timeout_s=cfg.timeout_s)
+    adapter = open_configured(address, cfg)
     if kind == "smu":
         from .smu import SourceMeterHeater
 
@@ -97,9 +97,9 @@ def open_driver(name: str, cfg, address: str):
 
 def _open_freespace(name: str, cfg, address: str):
     """An SLM (display size checked, flat frame shown) or a camera (sensor size checked, exposure set)."""
-    from .base import open_adapter
+    from .connection import open_configured
 
-    adapter = open_adapter(address, timeout_s=cfg.timeout_s)
+    adapter = open_configured(address, cfg)
     try:
         if cfg.kind == "slm":
             from .slm import SpatialLightModulator

@@ -86,9 +86,9 @@ class Spectrometer(TransportMixin, ScpiErrorMixin, Instrument):
 
 def open_spectrometer(name: str, cfg, address: str) -> Spectrometer:
     """The configured spectrometer (integration time set and checked); closes the link on failure."""
-    from .base import open_adapter
+    from .connection import open_configured
 
-    adapter = open_adapter(address, timeout_s=cfg.timeout_s)
+    adapter = open_configured(address, cfg)
     try:
         spec = Spectrometer(adapter, name=name, channels=cfg.channels)
         spec.integration_s = cfg.integration_s

@@ -192,7 +192,7 @@ class TransportMixin:
         old = self.adapter
         self._rx = b""
         try:
-            self.adapter = open_adapter(address, timeout_s=timeout_s)
+            self.adapter = open_adapter(address, **getattr(old, "labsat_open_kwargs", {"timeout_s": timeout_s}))
         except Exception as exc:
             _close_quietly(old)
             raise ConnectionLost(f"{self.name}: cannot reopen {address}: {exc}") from exc

@@ -14,7 +14,7 @@ import weakref
 from pathlib import Path
 
 from labsat.config import ConfigError, DAQConfig, HeaterDACConfig, ModulatorConfig, StationConfig, load_config
-from labsat.drivers.base import open_adapter
+from labsat.drivers.connection import open_configured
 from labsat.drivers.daq import PhotodetectorDAQ
 from labsat.drivers.heater_dac import HeaterDAC
 from labsat.drivers.modulator import ModulatorDAC
@@ -134,7 +134,7 @@ class Station:
         driver = open_driver(name, cfg, address)  # the kinds of drivers/registry.py
         if driver is not None:
             return driver
-        adapter = open_adapter(address, timeout_s=cfg.timeout_s)
+        adapter = open_configured(address, cfg)  # VISA library, serial line, terminators
         if isinstance(cfg, HeaterDACConfig):
             lim = cfg.limits
             return HeaterDAC(adapter, name=name, channels=cfg.channels, v_max=lim.v_max,
