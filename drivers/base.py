@@ -126,15 +126,21 @@ def decode_block(raw: bytes) -> np.ndarray:
 
 def read_block(instrument) -> bytes:
     """Read one IEEE 488.2 definite-length block (and its terminator) through a PyMeasure instrument."""
+    from .trace import trace
+
+    name = getattr(instrument, "name", "instrument")
     head = instrument.read_bytes(2)
     if len(head) != 2 or head[:1] != b"#" or not head[1:2].isdigit() or head[1:2] == b"0":
+        trace(name, "<", head)
         raise InstrumentError(f"expected a binary block header '#<n>', got {head!r}")
     ndigits = int(head[1:2])
     digits = instrument.read_bytes(ndigits)
     if not digits.isdigit():
+        trace(name, "<", head + digits)
         raise InstrumentError(f"malformed binary block length {digits!r}")
     body = instrument.read_bytes(int(digits))
     instrument.read_bytes(len(_read_termination(instrument)))  # the terminator after the block
+    trace(name, "<", head + digits + body)  # the I/O trace: one line per block
     return head + digits + body
 
 

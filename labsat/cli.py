@@ -13,9 +13,26 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from labsat.cli_format import emit_json, json_output, show_path, switches_as_switches
+
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Hardware-in-the-loop sharpness-aware training of physical neural networks.")
 console = Console()
+switches_as_switches()  # --check, not --check <bool>
+
+
+@app.callback()
+def _global_options(log_level: str = typer.Option("warning", "--log-level", help="debug | info | warning | error"),
+                    trace: Optional[Path] = typer.Option(None, "--trace", metavar="FILE",
+                                                         help="write every instrument message, timestamped, to FILE")):
+    """Hardware-in-the-loop sharpness-aware training of physical neural networks."""
+    from labsat.logs import setup_logging
+
+    try:
+        setup_logging(log_level, trace)
+    except (ValueError, OSError) as exc:
+        console.print(f"[bold red]error:[/] {exc}")
+        raise typer.Exit(2)
 
 StationOpt = typer.Option(Path("instruments.yaml"), "--station", "-s", help="station description (instruments.yaml)")
 SeedOpt = typer.Option(None, "--chip-seed", help="simulated backend: which virtual chip (overrides the file)")
@@ -43,7 +60,15 @@ def _user_errors():
         raise typer.Exit(130)
 
 
-KindOpt = typer.Option(None, "--kind", help="which physical network of the station (mesh, ...); default: its first layer")
+def _kind_names() -> str:
+    from labsat.kinds import KINDS
+
+    return ", ".join(k.name for k in KINDS.values())
+
+
+KindOpt = typer.Option(None, "--kind", help=f"which physical network of the station: {_kind_names()}; "
+                       "default: its first layer")
+JsonOpt = typer.Option(False, "--json", help="print the result as JSON on standard output (progress on standard error)")
 
 
 def open_station(path, chip_seed: Optional[int] = None, kind: Optional[str] = None, **kwargs):
@@ -100,7 +125,8 @@ def calibrate(station: Path = StationOpt, chip_seed: Optional[int] = SeedOpt, ki
                                          "stored fit is still valid (exit 0 valid, 1 stale)"),
               check_factor: float = typer.Option(2.0, "--drift-factor", help="--check: stale when the RMSE exceeds "
                                                  "this times the stored held-out RMSE"),
-              calibration: Optional[Path] = typer.Option(None, help="--check: calibration file (default: latest)")):
+              calibration: Optional[Path] = typer.Option(None, help="--check: calibration file (default: latest)"),
+              as_json: bool = JsonOpt):
     """Measure the chip, fit its twin, save the calibration (and reload it to check)."""
     from labsat import runs
     from labsat.calibration import load_calibration
@@ -111,7 +137,7 @@ def calibrate(station: Path = StationOpt, chip_seed: Optional[int] = SeedOpt, ki
         with _user_errors(), open_station(station, chip_seed, kind) as st:
             raise typer.Exit(check_command(st, calibration, factor=check_factor, console=console))
 
-    with _user_errors(), open_station(station, chip_seed, kind) as st:
+    with _user_errors(), json_output(console, as_json), open_station(station, chip_seed, kind) as st:
         db = runs.RunDB.for_station(st.config)
         run_id = runs.start_station_run(db, "calibrate", st, {"settings": settings, "inputs": inputs,
                                                               "holdout": holdout, "chip_seed": chip_seed})
@@ -121,6 +147,10 @@ def calibrate(station: Path = StationOpt, chip_seed: Optional[int] = SeedOpt, ki
             db.finish(run_id, "completed", calibration=str(path),
                       result={"calibration": str(path), "residuals": meta["residuals"],
                               "fit_final_mse": meta["fit_final_mse"]})
+        if as_json:
+            emit_json({"run": run_id, "device": record["device"], "calibration": show_path(path),
+                       "residuals": meta["residuals"], "fit_final_mse": meta["fit_final_mse"]})
+            return
         table = Table(title=f"calibration of {record['device']}")
         table.add_column("twin")
         table.add_column("held-out RMSE (norm. power)", justify="right")
@@ -129,7 +159,7 @@ def calibrate(station: Path = StationOpt, chip_seed: Optional[int] = SeedOpt, ki
             r = meta["residuals"][key]
             table.add_row(name, f"{r['rmse']:.4f}", f"{r['max_abs']:.4f}")
         console.print(table)
-        console.print(f"saved [bold]{path}[/]")
+        console.print(f"saved [bold]{show_path(path)}[/] (run {run_id} in {show_path(db.path)})", soft_wrap=True)
 
 
 def _load_twin_state(st, calibration: Optional[Path], nominal: bool):
@@ -204,15 +234,17 @@ def train_cmd(station: Path = StationOpt, chip_seed: Optional[int] = SeedOpt, ki
               nominal: bool = typer.Option(False, help="use the uncalibrated datasheet twin"),
               out: Optional[Path] = typer.Option(None, help="model file (default: runs/<mode>-<optimizer>.pt)"),
               resume: Optional[int] = typer.Option(None, "--resume", metavar="RUN",
-                                                   help="continue run RUN from its last checkpoint, with its own settings")):
-    """Train the mesh classifier offline on the twin or online on the hardware (recorded in the run database)."""
+                                                   help="continue run RUN from its last checkpoint, with its own settings"),
+              as_json: bool = JsonOpt):
+    """Train a physical network (any --kind) offline on its twin or online on the hardware (recorded in the run
+    database)."""
     from dataclasses import asdict
 
     from labsat import runs
     from labsat.config import load_config
     from labsat.train import TrainConfig
 
-    with _user_errors(), contextlib.ExitStack() as guard:
+    with _user_errors(), json_output(console, as_json), contextlib.ExitStack() as guard:
         db = guard.enter_context(runs.RunDB.for_station(load_config(station)))
         if resume is not None:  # the run's own settings; the command-line ones are ignored
             record = db.run(resume)
@@ -244,16 +276,21 @@ def train_cmd(station: Path = StationOpt, chip_seed: Optional[int] = SeedOpt, ki
                 "train": asdict(cfg), "chip_seed": chip_seed, "kind": kind, "calibration": cal,
                 "out": str(Path(out).resolve())}, calibration=cal)
             guard.enter_context(runs.recording(db, run_id, note=console.print))
-            console.print(f"run {run_id} in {db.path}")
+            console.print(f"run {run_id} in {show_path(db.path)}", soft_wrap=True)
         recorder = runs.TrainRecorder(db, run_id, runs_dir / "checkpoints")
         meta = run_training(st, cfg, twin_state, cal, out, recorder=recorder)
         last = meta["history"]["epochs"][-1] if meta["history"]["epochs"] else {}
         db.finish(run_id, "completed", result={"out": str(out), "final": last,
                                                "hardware_batches": meta["hardware_batches"]})
         last = meta["history"]["epochs"][-1] if meta["history"]["epochs"] else None
+        if as_json:
+            emit_json({"run": run_id, "model": show_path(out), "calibration": cal if cal == "nominal" else show_path(cal),
+                       "final": last, "hardware_batches": meta["hardware_batches"]})
+            return
         if last:
             console.print(f"final train loss {last['loss']:.4f}, accuracy {last['train_accuracy']:.3f}")
-        console.print(f"saved [bold]{out}[/] (twin: {cal})")
+        console.print(f"saved [bold]{show_path(out)}[/] (twin: {cal if cal == 'nominal' else show_path(cal)}; "
+                      f"run {run_id})", soft_wrap=True)
 
 
 def evaluate_models(model_files: list[Path], stations: dict[str, object]) -> dict[str, dict[str, float]]:
@@ -288,10 +325,11 @@ def evaluate_models(model_files: list[Path], stations: dict[str, object]) -> dic
 def evaluate(models: list[Path] = typer.Argument(..., help="model files from `labsat train`"),
              station: Path = StationOpt, chip_seed: Optional[int] = SeedOpt, kind: Optional[str] = KindOpt,
              other_chip_seed: Optional[int] = typer.Option(2, help="simulated backend: a second chip to test transfer on"),
-             other_station: Optional[Path] = typer.Option(None, help="a second station file (another device)")):
+             other_station: Optional[Path] = typer.Option(None, help="a second station file (another device)"),
+             as_json: bool = JsonOpt):
     """Test accuracy on the device the model was trained for and on another device."""
 
-    with _user_errors(), contextlib.ExitStack() as stack:
+    with _user_errors(), json_output(console, as_json), contextlib.ExitStack() as stack:
         st_a = stack.enter_context(open_station(station, chip_seed, kind))
         stations = {st_a.device_id(): st_a}
         if other_station is not None:
@@ -309,6 +347,10 @@ def evaluate(models: list[Path] = typer.Argument(..., help="model files from `la
         with runs.recording(db, run_id, note=console.print):
             results = evaluate_models(models, stations)
             db.finish(run_id, "completed", result={"accuracy": results, "devices": list(stations)})
+        if as_json:
+            emit_json({"run": run_id, "devices": list(stations),
+                       "accuracy": {show_path(m): row for m, row in results.items()}})
+            return
         table = Table(title=f"test accuracy on hardware (run {run_id})")
         table.add_column("model")
         for label in stations:
@@ -324,12 +366,13 @@ def demo(station: Path = StationOpt, kind: Optional[str] = KindOpt,
          chip_b: int = typer.Option(2, help="a second virtual chip, other imperfections"),
          offline_epochs: int = typer.Option(30), online_epochs: int = typer.Option(10),
          rho: float = typer.Option(0.05), lr: float = typer.Option(0.03),
-         runs_dir: Optional[Path] = typer.Option(None, help="where models go (default: the station's runs_dir)")):
+         runs_dir: Optional[Path] = typer.Option(None, help="where models go (default: the station's runs_dir)"),
+         as_json: bool = JsonOpt):
     """The whole path on the virtual lab: calibrate chip A, train offline/online x plain/SAT, test on A and B."""
     from labsat.config import load_config
     from labsat.train import TrainConfig
 
-    with _user_errors():
+    with _user_errors(), json_output(console, as_json):
         cfg = load_config(station)
         if cfg.station.backend != "sim":
             raise ValueError("station.backend: the demo runs on the virtual lab (backend: sim)")
@@ -368,9 +411,21 @@ def demo(station: Path = StationOpt, kind: Optional[str] = KindOpt,
                     db.finish(run_id, "completed", result={"out": str(files[label]),
                                                            "final": (tmeta["history"]["epochs"] or [{}])[-1]})
         console.rule("evaluating on hardware")
-        with open_station(cfg, chip_a, kind) as st_a, open_station(cfg, chip_b, kind) as st_b:
+        with open_station(cfg, chip_a, kind) as st_a, open_station(cfg, chip_b, kind) as st_b, \
+                rundb.RunDB.for_station(cfg) as db:
             labels = {f"chip A ({st_a.device_id()})": st_a, f"chip B ({st_b.device_id()})": st_b}
-            results = evaluate_models(list(files.values()), labels)
+            run_id = rundb.start_station_run(db, "evaluate", st_a, {
+                "models": [str(f.resolve()) for f in files.values()], "chip_seed": chip_a, "other_chip_seed": chip_b,
+                "kind": kind, "demo": True})
+            with rundb.recording(db, run_id, note=console.print):  # the demo's evaluation is a run too
+                results = evaluate_models(list(files.values()), labels)
+                db.finish(run_id, "completed", result={"accuracy": results, "devices": list(labels)})
+            db_path = db.path
+        if as_json:
+            emit_json({"calibration": show_path(path), "models": {k: show_path(v) for k, v in files.items()},
+                       "evaluation_run": run_id, "run_database": show_path(db_path),
+                       "accuracy": {label: results[str(f)] for label, f in files.items()}})
+            return
         table = Table(title="test accuracy on the virtual chips (digits, 10 classes)")
         table.add_column("training")
         for label in labels:
@@ -379,6 +434,10 @@ def demo(station: Path = StationOpt, kind: Optional[str] = KindOpt,
             row = results[str(path)]
             table.add_row(label, *(f"{100 * row[k]:.1f} %" for k in labels))
         console.print(table)
+        console.print(f"calibration: {show_path(path)}", soft_wrap=True)
+        console.print(f"models: {show_path(runs)}/ ({', '.join(f.name for f in files.values())})", soft_wrap=True)
+        console.print(f"runs (calibration, 4 trainings, evaluation {run_id}): {show_path(db_path)}; "
+                      "`labsat runs list`", soft_wrap=True)
 
 
 # Feature modules add their own commands: each exposes ``register(app)``.
