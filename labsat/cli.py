@@ -31,7 +31,7 @@ def _global_options(log_level: str = typer.Option("warning", "--log-level", help
     try:
         setup_logging(log_level, trace)
     except (ValueError, OSError) as exc:
-        console.print(f"[bold red]error:[/] {exc}")
+        console.print(f"[bold red]error:[/] {exc}", soft_wrap=True)  # one line, never broken
         raise typer.Exit(2)
 
 StationOpt = typer.Option(Path("instruments.yaml"), "--station", "-s", help="station description (instruments.yaml)")
@@ -53,7 +53,7 @@ def _user_errors():
     try:
         yield
     except (ConfigError, CalibrationError, LimitError, InstrumentError, FileNotFoundError, ValueError, KeyError) as exc:
-        console.print(f"[bold red]error:[/] {exc}")
+        console.print(f"[bold red]error:[/] {exc}", soft_wrap=True)  # one line, never broken
         raise typer.Exit(2)
     except KeyboardInterrupt:
         console.print("[bold yellow]interrupted[/]: every output was put in its safe state")
@@ -68,6 +68,32 @@ def _kind_names() -> str:
 
 KindOpt = typer.Option(None, "--kind", help=f"which physical network of the station: {_kind_names()}; "
                        "default: its first layer")
+def _data_help() -> str:
+    from labsat.data import DATA_HELP
+
+    return DATA_HELP
+
+
+DataOpt = typer.Option(None, "--data", help=f"data set: {_data_help()}; default: digits")
+
+
+def dataset_for(st, spec: Optional[str], encoder_state: Optional[dict] = None):
+    """The data set ``spec`` (``--data``) encoded for the station's layer (with a model's encoder when
+    given). A kind whose twin brings its own inputs (free-space images) takes only ``digits``."""
+    from labsat.data import Encoder, load_dataset
+    from labsat.kinds import kind_of
+
+    lname = _layer(st)
+    twin0 = kind_of(st.config, lname).make_twin(st.config, lname)
+    if hasattr(twin0, "load_data"):
+        if spec not in (None, "digits"):
+            raise ValueError(f"--data {spec}: the {kind_of(st.config, lname).name} network takes images; "
+                             "it trains on the built-in digits only")
+        return twin0.load_data(seed=0, encoder_state=encoder_state)
+    encoder = Encoder.from_state(encoder_state) if encoder_state is not None else None
+    return load_dataset(spec or "digits", twin0.n_inputs, seed=0, encoder=encoder)
+
+
 JsonOpt = typer.Option(False, "--json", help="print the result as JSON on standard output (progress on standard error)")
 
 
@@ -213,7 +239,7 @@ def run_training(st, cfg, twin_state, calibration_name: str, out: Path, data=Non
         recorder.record_final_parameters(model, layer)
     meta = {"history": history.as_dict(), "device": st.device_id(), "calibration": calibration_name,
             "layer": layer.model_dump(), "layer_name": lname, "kind": layer.kind,
-            "n_classes": data.n_classes, "dataset": data.name,
+            "n_classes": data.n_classes, "dataset": data.name, "data": getattr(data, "source", "") or data.name,
             "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(),
             "hardware_batches": hw.batches if hw else 0}
     if recorder is not None:
@@ -235,7 +261,7 @@ def train_cmd(station: Path = StationOpt, chip_seed: Optional[int] = SeedOpt, ki
               out: Optional[Path] = typer.Option(None, help="model file (default: runs/<mode>-<optimizer>.pt)"),
               resume: Optional[int] = typer.Option(None, "--resume", metavar="RUN",
                                                    help="continue run RUN from its last checkpoint, with its own settings"),
-              as_json: bool = JsonOpt):
+              data: Optional[str] = DataOpt, as_json: bool = JsonOpt):
     """Train a physical network (any --kind) offline on its twin or online on the hardware (recorded in the run
     database)."""
     from dataclasses import asdict
@@ -257,6 +283,7 @@ def train_cmd(station: Path = StationOpt, chip_seed: Optional[int] = SeedOpt, ki
             known = TrainConfig.__dataclass_fields__
             cfg = TrainConfig(**{k: v for k, v in stored["train"].items() if k in known})
             chip_seed, out, kind = stored.get("chip_seed"), Path(stored["out"]), stored.get("kind", kind)
+            data = stored.get("data")
             nominal = stored.get("calibration") == "nominal"
             calibration = None if nominal else Path(stored["calibration"])
             db.reopen(resume)
@@ -268,17 +295,18 @@ def train_cmd(station: Path = StationOpt, chip_seed: Optional[int] = SeedOpt, ki
         # unwinds in reverse: the station reaches its safe state before the run is marked failed
         st = guard.enter_context(open_station(station, chip_seed, kind))
         twin_state, cal = _load_twin_state(st, calibration, nominal)
+        dataset = dataset_for(st, data)  # checked before a run is recorded
         runs_dir = st.config.resolve(st.config.station.runs_dir)
         out = out or runs_dir / f"{cfg.mode}-{cfg.optimizer}.pt"
         run_id = resume
         if run_id is None:
             run_id = runs.start_station_run(db, "train", st, {
                 "train": asdict(cfg), "chip_seed": chip_seed, "kind": kind, "calibration": cal,
-                "out": str(Path(out).resolve())}, calibration=cal)
+                "out": str(Path(out).resolve()), "data": dataset.source or data}, calibration=cal)
             guard.enter_context(runs.recording(db, run_id, note=console.print))
             console.print(f"run {run_id} in {show_path(db.path)}", soft_wrap=True)
         recorder = runs.TrainRecorder(db, run_id, runs_dir / "checkpoints")
-        meta = run_training(st, cfg, twin_state, cal, out, recorder=recorder)
+        meta = run_training(st, cfg, twin_state, cal, out, data=dataset, recorder=recorder)
         last = meta["history"]["epochs"][-1] if meta["history"]["epochs"] else {}
         db.finish(run_id, "completed", result={"out": str(out), "final": last,
                                                "hardware_batches": meta["hardware_batches"]})
@@ -293,10 +321,10 @@ def train_cmd(station: Path = StationOpt, chip_seed: Optional[int] = SeedOpt, ki
                       f"run {run_id})", soft_wrap=True)
 
 
-def evaluate_models(model_files: list[Path], stations: dict[str, object]) -> dict[str, dict[str, float]]:
-    """Accuracy of each model on each station's hardware: {model: {station label: accuracy}}."""
-    from labsat.data import Encoder, load_digits
-    from labsat.kinds import kind_of
+def evaluate_models(model_files: list[Path], stations: dict[str, object],
+                    data: Optional[str] = None) -> dict[str, dict[str, float]]:
+    """Accuracy of each model on each station's hardware: {model: {station label: accuracy}}, on the
+    test split of ``data`` (``--data``), by default the data set each model was trained on."""
     from labsat.train import accuracy, load_model_file, model_for
 
     results: dict[str, dict[str, float]] = {}
@@ -306,9 +334,7 @@ def evaluate_models(model_files: list[Path], stations: dict[str, object]) -> dic
         results[str(path)] = {}
         for label, st in stations.items():
             hw = st.layer()
-            twin0 = kind_of(st.config, _layer(st)).make_twin(st.config, _layer(st))
-            data = (twin0.load_data(seed=0, encoder_state=blob["encoder"]) if hasattr(twin0, "load_data")
-                    else load_digits(hw.modes, seed=0, encoder=Encoder.from_state(blob["encoder"])))
+            dataset = dataset_for(st, data or meta.get("data") or "digits", encoder_state=blob["encoder"])
             model = model_for(st.config, _layer(st), meta["n_classes"], hardware=hw)
             try:
                 missing = model.load_state_dict(blob["state_dict"], strict=False)
@@ -317,7 +343,7 @@ def evaluate_models(model_files: list[Path], stations: dict[str, object]) -> dic
                 raise ValueError(f"{path} does not fit the layer of {label}: {detail}") from None
             if missing.unexpected_keys:
                 raise ValueError(f"{path}: unexpected parameters {missing.unexpected_keys}")
-            results[str(path)][label] = accuracy(model, data.x_test, data.y_test, on_hardware=True)
+            results[str(path)][label] = accuracy(model, dataset.x_test, dataset.y_test, on_hardware=True)
     return results
 
 
@@ -326,6 +352,8 @@ def evaluate(models: list[Path] = typer.Argument(..., help="model files from `la
              station: Path = StationOpt, chip_seed: Optional[int] = SeedOpt, kind: Optional[str] = KindOpt,
              other_chip_seed: Optional[int] = typer.Option(2, help="simulated backend: a second chip to test transfer on"),
              other_station: Optional[Path] = typer.Option(None, help="a second station file (another device)"),
+             data: Optional[str] = typer.Option(None, "--data", help=f"data set: {_data_help()}; default: the one "
+                                                "each model was trained on"),
              as_json: bool = JsonOpt):
     """Test accuracy on the device the model was trained for and on another device."""
 
@@ -343,9 +371,10 @@ def evaluate(models: list[Path] = typer.Argument(..., help="model files from `la
         db = stack.enter_context(runs.RunDB.for_station(st_a.config))
         run_id = runs.start_station_run(db, "evaluate", st_a, {
             "models": [str(Path(m).resolve()) for m in models], "chip_seed": chip_seed, "kind": kind,
-            "other_chip_seed": other_chip_seed, "other_station": None if other_station is None else str(other_station)})
+            "other_chip_seed": other_chip_seed, "other_station": None if other_station is None else str(other_station),
+            "data": data})
         with runs.recording(db, run_id, note=console.print):
-            results = evaluate_models(models, stations)
+            results = evaluate_models(models, stations, data)
             db.finish(run_id, "completed", result={"accuracy": results, "devices": list(stations)})
         if as_json:
             emit_json({"run": run_id, "devices": list(stations),
@@ -367,7 +396,7 @@ def demo(station: Path = StationOpt, kind: Optional[str] = KindOpt,
          offline_epochs: int = typer.Option(30), online_epochs: int = typer.Option(10),
          rho: float = typer.Option(0.05), lr: float = typer.Option(0.03),
          runs_dir: Optional[Path] = typer.Option(None, help="where models go (default: the station's runs_dir)"),
-         as_json: bool = JsonOpt):
+         data: Optional[str] = DataOpt, as_json: bool = JsonOpt):
     """The whole path on the virtual lab: calibrate chip A, train offline/online x plain/SAT, test on A and B."""
     from labsat.config import load_config
     from labsat.train import TrainConfig
@@ -396,14 +425,15 @@ def demo(station: Path = StationOpt, kind: Optional[str] = KindOpt,
             console.print(f"held-out RMSE: nominal twin {r['nominal_holdout']['rmse']:.4f}, "
                           f"fitted twin {r['fitted_holdout']['rmse']:.4f}  ({path})")
             twin_state, cal = _load_twin_state(st, path, False)
-            data = None
+            data_spec, data = data, dataset_for(st, data)
             for label, mode, opt, epochs in plan:
                 console.rule(label)
                 tcfg = TrainConfig(mode=mode, optimizer=opt, rho=rho, lr=lr, epochs=epochs)
                 files[label] = runs / f"{label.replace(' ', '-')}.pt"
                 run_id = rundb.start_station_run(db, "train", st, {
                     "train": asdict(tcfg), "chip_seed": chip_a, "kind": kind, "calibration": cal,
-                    "out": str(files[label].resolve()), "demo": label}, calibration=cal)
+                    "out": str(files[label].resolve()), "demo": label, "data": data.source or data_spec},
+                    calibration=cal)
                 with rundb.recording(db, run_id, note=console.print):
                     recorder = rundb.TrainRecorder(db, run_id, cfg.resolve(cfg.station.runs_dir) / "checkpoints")
                     tmeta = run_training(st, tcfg, twin_state, cal, files[label], data=data, label=label,
@@ -416,9 +446,9 @@ def demo(station: Path = StationOpt, kind: Optional[str] = KindOpt,
             labels = {f"chip A ({st_a.device_id()})": st_a, f"chip B ({st_b.device_id()})": st_b}
             run_id = rundb.start_station_run(db, "evaluate", st_a, {
                 "models": [str(f.resolve()) for f in files.values()], "chip_seed": chip_a, "other_chip_seed": chip_b,
-                "kind": kind, "demo": True})
+                "kind": kind, "demo": True, "data": data.source or data_spec})
             with rundb.recording(db, run_id, note=console.print):  # the demo's evaluation is a run too
-                results = evaluate_models(list(files.values()), labels)
+                results = evaluate_models(list(files.values()), labels, data_spec)
                 db.finish(run_id, "completed", result={"accuracy": results, "devices": list(labels)})
             db_path = db.path
         if as_json:
@@ -426,7 +456,7 @@ def demo(station: Path = StationOpt, kind: Optional[str] = KindOpt,
                        "evaluation_run": run_id, "run_database": show_path(db_path),
                        "accuracy": {label: results[str(f)] for label, f in files.items()}})
             return
-        table = Table(title="test accuracy on the virtual chips (digits, 10 classes)")
+        table = Table(title=f"test accuracy on the virtual chips ({data.name}, {data.n_classes} classes)")
         table.add_column("training")
         for label in labels:
             table.add_column(label, justify="right")

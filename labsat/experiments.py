@@ -518,7 +518,7 @@ def register(app) -> None:
     def experiment(name: str = typer.Argument(..., help="imprecise | transfer | perturbation | sharpness | rho"),
                    full: bool = typer.Option(False, "--full", help="paper-scale sizes (minutes to hours)"),
                    seeds: Optional[int] = typer.Option(None, help="seeds (mean ± std over them); default 3, --full 5"),
-                   data: str = typer.Option("digits", help="digits | mnist:PATH (directory of the MNIST IDX files)"),
+                   data: str = typer.Option("digits", help="digits | mnist:DIR | npz:FILE | csv:FILE (see labsat.data)"),
                    station: Path = typer.Option(Path("instruments.yaml"), "--station", "-s"),
                    chip: int = typer.Option(1, help="chip A: the virtual chip models are trained for"),
                    rho: Optional[float] = typer.Option(None, help="SAM radius (control units)"),

@@ -599,11 +599,11 @@ def register(app) -> None:
                 raise RunError(f"{path}: no run database yet (it is made by the first calibrate/train run)")
             return RunDB(path)
         except (RunError, ConfigError) as exc:
-            console.print(f"[bold red]error:[/] {exc}")
+            console.print(f"[bold red]error:[/] {exc}", soft_wrap=True)  # one line, never broken
             raise typer.Exit(2)
 
     def _fail(exc: Exception):
-        console.print(f"[bold red]error:[/] {exc}")
+        console.print(f"[bold red]error:[/] {exc}", soft_wrap=True)  # one line, never broken
         raise typer.Exit(2)
 
     def _fmt(x, spec=".4f"):
