@@ -530,7 +530,8 @@ def register(app) -> None:
                    rho_grid: Optional[str] = typer.Option(None, help="rho experiment: comma-separated radii"),
                    fab_scale: Optional[float] = typer.Option(None, help="scale the virtual chips' fabrication "
                                                              "spread (phase offsets, couplers); 1 = default"),
-                   out: Path = typer.Option(Path("runs/experiments"), help="output root (one folder per experiment)")):
+                   out: Path = typer.Option(Path("runs/experiments"), help="output root (one folder per experiment)"),
+                   as_json: bool = typer.Option(False, "--json", help="print the rows as JSON (progress on stderr)")):
         """Measure one of the SAT paper's claims on the virtual lab; writes a table and a plot."""
         from labsat.calibration import CalibrationError
         from labsat.config import ConfigError
@@ -545,14 +546,32 @@ def register(app) -> None:
                                     offline_epochs=offline_epochs, online_epochs=online_epochs,
                                     cal_settings=cal_settings, cal_inputs=cal_inputs, n_chips=chips, fab_scale=fab_scale,
                                     rho_grid=grid, out=out).items() if v is not None}
+        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+        from labsat.cli_format import emit_json, json_output, show_path
+
         try:
             setup = Setup.make_full(**kw) if full else Setup.small(**kw)
-            result = run_experiment(name, setup, log=lambda msg: console.print(f"[dim]{msg}[/]"))
+            # progress: every calibration and training the experiment does (cached ones are instant)
+            with json_output(console, as_json), Progress(SpinnerColumn(), TextColumn("[bold]{task.description}"),
+                                                         TextColumn("{task.completed} steps"), TimeElapsedColumn(),
+                                                         TextColumn("[dim]{task.fields[info]}"), console=console) as bar:
+                task = bar.add_task(f"experiment {name}", total=None, info="")
+
+                def log(msg: str) -> None:
+                    bar.console.print(f"[dim]{msg}[/]", soft_wrap=True)
+                    bar.update(task, advance=1, info=msg[:48])
+
+                result = run_experiment(name, setup, log=log)
         except (ValueError, FileNotFoundError, KeyError, ConfigError, CalibrationError) as exc:
-            console.print(f"[bold red]error:[/] {exc}")
+            console.print(f"[bold red]error:[/] {exc}", soft_wrap=True)
             raise typer.Exit(2)
+        where = show_path(result["directory"])
+        if as_json:
+            emit_json({"experiment": name, "directory": where, "seconds": result["seconds"], "rows": result["rows"]})
+            return
         console.print(Markdown(result["table"]))
-        console.print(f"wrote {result['directory']}/(table.md, results.csv, results.json, plot.png) "
-                      f"in {result['seconds']:.0f} s")
+        console.print(f"wrote {where}/(table.md, results.csv, results.json, plot.png) "
+                      f"in {result['seconds']:.0f} s", soft_wrap=True)
 
     app.command("experiment")(experiment)

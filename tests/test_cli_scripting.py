@@ -131,3 +131,22 @@ def test_trace_off_by_default_and_stops(tmp_path):
     text = (tmp_path / "t.log").read_text().splitlines()
     assert len(text) == 2 and text[0].endswith("dac > 'V0=1.0'") and text[1].endswith("(203 bytes)")
     assert not io_log.isEnabledFor(10) or io_log.level == 0
+
+
+def test_experiment_shows_progress_and_prints_json(monkeypatch, tmp_path):
+    """The experiment front door: every logged step advances the progress line (on stderr with --json),
+    and the rows come back as JSON on stdout."""
+    import labsat.experiments as experiments
+
+    def fake_run(name, setup, log=print):
+        for k in range(3):
+            log(f"trained model {k}")
+        return {"rows": [{"method": "plain", "seed": 0, "device_accuracy": 0.5}], "table": "| a |\n|---|\n| 1 |\n",
+                "directory": tmp_path / name, "seconds": 1.0}
+
+    monkeypatch.setattr(experiments, "run_experiment", fake_run)
+    result = runner.invoke(cli.app, ["experiment", "imprecise", "--json", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["rows"][0]["device_accuracy"] == 0.5 and data["directory"].endswith("imprecise")
+    assert "trained model 2" in result.stderr and "3 steps" in result.stderr
