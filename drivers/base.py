@@ -183,3 +183,102 @@ def parse_floats(reply: str, expected: int, what: str) -> np.ndarray:
     if len(values) != expected:
         raise InstrumentError(f"{what} returned {len(values)} values, expected {expected}")
     return values
+
+
+# --- declarative knobs: PyMeasure's Instrument.control with labsat's rules ---
+class ControlsMixin:
+    """Makes PyMeasure's declarative ``Instrument.control`` / ``measurement`` getters read through the
+    transport's retried :meth:`~labsat.drivers.transport.TransportMixin.query` (a timeout or a garbled
+    reply is retried, then one clear error), under the driver's lock."""
+
+    def values(self, command, separator=",", cast=float, preprocess_reply=None, maxsplit=-1, **kwargs):
+        def parse(reply: str) -> list:
+            reply = reply.strip()
+            if callable(preprocess_reply):
+                reply = preprocess_reply(reply)
+            return [item.strip() if cast is str else cast(item.strip())
+                    for item in reply.split(separator, maxsplit)]
+
+        with self._lock:
+            return self.query(command, parse)
+
+
+def in_range(what: str, unit: str = "", integer: bool = False, where: str = ""):
+    """A PyMeasure validator that rejects (never truncates): ``LimitError`` naming the knob and its range.
+    ``values`` is ``(lo, hi)``; ``where`` reads e.g. "the sensor's" in the message."""
+    def validator(value, values):
+        lo, hi = values
+        try:
+            v = float(value)
+        except (TypeError, ValueError):
+            v = float("nan")
+        if integer and v == v and int(v) != v:
+            v = float("nan")
+        if not (np.isfinite(v) and lo <= v <= hi):
+            kind = "an integer" if integer else "a number"
+            span = f"{where + ' ' if where else ''}{lo:g}..{hi:g}{(' ' + unit) if unit else ''}"
+            if integer:
+                raise LimitError(f"{what} {value} must be {kind} in {span}")
+            raise LimitError(f"{what} {value}{(' ' + unit) if unit else ''} is outside {span}")
+        return int(v) if integer else v
+    return validator
+
+
+def positive(what: str, unit: str):
+    def validator(value, values):
+        try:
+            v = float(value)
+        except (TypeError, ValueError):
+            v = float("nan")
+        if not (np.isfinite(v) and v > 0):
+            raise LimitError(f"{what} must be a positive number of {unit}, got {value!r}")
+        return v
+    return validator
+
+
+def checked_control(get_command: str, set_command: str, docs: str, *, validator, values=(), what: str,
+                    readback="equal", map_values: bool = False, dynamic: bool = False, cast=float):
+    """PyMeasure's :meth:`Instrument.control`, with labsat's rules for a setting:
+
+    - ``validator`` runs before anything is sent and raises :class:`LimitError` (reject, never truncate);
+    - the instrument's error queue is drained after the set and any error raised (``SYST:ERR?``);
+    - the value is read back (``readback="equal"``: equal to what was sent; a callable
+      ``(got, sent) -> bool`` for other rules; ``None``: not read back) and a mismatch is an error;
+    - the getter goes through :class:`ControlsMixin` (retried read-back).
+    """
+    from pymeasure.instruments import Instrument
+    from pymeasure.instruments.common_base import DynamicProperty
+
+    prop = Instrument.control(get_command, set_command, docs, validator=validator, values=values,
+                              map_values=map_values, dynamic=dynamic, cast=cast, check_set_errors=False)
+    inner_get, inner_set = prop.fget, prop.fset
+
+    def fset(self, value, **kwargs):
+        with self._lock:
+            try:
+                with deferred_sigint():
+                    inner_set(self, value, **kwargs)
+                    if hasattr(self, "raise_scpi_errors"):
+                        self.raise_scpi_errors(what)
+                    else:
+                        self.check_scpi_errors()
+            except LimitError as exc:
+                raise LimitError(f"{self.name}: {exc}") from None
+            if readback is None:
+                return
+            got = inner_get(self)
+            sent = validator(value, kwargs.get("values", values))
+            sent_text = (set_command % (values[sent] if map_values else sent)).split()[-1]
+            if map_values:
+                ok = got == value
+            elif callable(readback):
+                ok = readback(got, sent)
+            else:
+                ok = bool(np.isclose(float(got), float(sent_text), rtol=1e-6))
+            if not ok:
+                raise InstrumentError(f"{self.name}: {what} reads {got:g} after setting {sent_text}")
+
+    if isinstance(prop, DynamicProperty):
+        return DynamicProperty(fget=inner_get, fset=fset, doc=prop.__doc__, fget_params_list=prop.fget_params_list,
+                               fset_params_list=prop.fset_params_list, prefix=prop.prefix)
+    return property(inner_get, fset, doc=docs)
