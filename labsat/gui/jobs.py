@@ -126,6 +126,7 @@ class TrainingParams:
     seed: int = 0
     calibration: str | None = None  # a calibration file; None: the latest for the chip; "nominal": none
     out: str | None = None  # model file; default runs_dir/gui-<mode>-<optimizer>-<stamp>.pt
+    data: str = "digits"  # a --data spec (labsat.data.load_dataset): digits, mnist:DIR, npz:FILE, csv:FILE
 
 
 @dataclass
@@ -147,7 +148,7 @@ def _twin_state(bench: Bench, calibration: str | None):
 
 
 def run_training(bench: Bench, p: TrainingParams, control: RunControl, emit: Emit) -> TrainingResult:
-    from labsat.data import load_digits
+    from labsat.data import load_dataset
     from labsat.train import TrainConfig, model_for, save_model, train
 
     cfg = TrainConfig(mode=p.mode, optimizer=p.optimizer, rho=p.rho, lr=p.lr, epochs=p.epochs,
@@ -157,7 +158,7 @@ def run_training(bench: Bench, p: TrainingParams, control: RunControl, emit: Emi
     twin_state, cal_name = _twin_state(bench, p.calibration)
     twin0 = bench.make_twin()
     # a kind may bring its own inputs (free-space: images on its grid); otherwise PCA'd digits
-    data = twin0.load_data(seed=0) if hasattr(twin0, "load_data") else load_digits(twin0.n_inputs, seed=0)
+    data = twin0.load_data(seed=0) if hasattr(twin0, "load_data") else load_dataset(p.data, twin0.n_inputs, seed=0)
     hw = None
     if cfg.mode == "online":
         bench.arm_outputs()
@@ -190,7 +191,8 @@ def run_training(bench: Bench, p: TrainingParams, control: RunControl, emit: Emi
     meta = {"history": {"config": asdict(cfg), "epochs": [asdict(e) for e in epochs]},
             "device": bench.device_id(), "calibration": cal_name, "layer": layer.model_dump(),
             "layer_name": bench.layer, "kind": layer.kind, "n_classes": data.n_classes,
-            "dataset": data.name, "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(),
+            "dataset": data.name, "data": getattr(data, "source", "") or data.name,
+            "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(),
             "hardware_batches": hw.batches if hw is not None else 0, "status": status,
             "source": "labsat gui"}
     if reason:
@@ -216,7 +218,7 @@ class RobustnessParams:
 
 def _load_for_eval(bench: Bench, path: Path, hardware):
     from labsat.calibration import load_calibration
-    from labsat.data import Encoder, load_digits
+    from labsat.data import Encoder, load_dataset
     from labsat.train import load_model_file, model_for
 
     blob = load_model_file(path)
@@ -235,7 +237,8 @@ def _load_for_eval(bench: Bench, path: Path, hardware):
                          f"(unexpected {result.unexpected_keys}, missing {result.missing_keys})")
     twin = model.physical.twin
     data = (twin.load_data(seed=0, encoder_state=blob["encoder"]) if hasattr(twin, "load_data")
-            else load_digits(twin.n_inputs, seed=0, encoder=Encoder.from_state(blob["encoder"])))
+            else load_dataset(meta.get("data") or "digits", twin.n_inputs, seed=0,
+                              encoder=Encoder.from_state(blob["encoder"])))
     label = Path(path).stem
     opt = meta.get("history", {}).get("config", {}).get("optimizer")
     return model, data, label, opt

@@ -58,9 +58,7 @@ class HeaterChannel(InstrumentChannel):
         d: HeaterDAC = parent.driver
         self.channel = channel
         v_max = float(d.v_max[channel])
-        # the tightest of the voltage, current and power limits, as a voltage
-        v_cap = min(v_max, d.i_max_ma * 1e-3 * float(d.resistance_ohm[channel]),
-                    float(np.sqrt(d.power_max_w[channel] * d.resistance_ohm[channel])))
+        v_cap = d.channel_cap_v(channel)  # the tightest of the voltage, current and power limits
         self.add_parameter(
             "voltage", label=f"heater {channel} voltage", unit="V",
             get_cmd=lambda: float(d.voltages()[channel]),
