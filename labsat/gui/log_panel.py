@@ -62,6 +62,7 @@ class LogPanel(QWidget):
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addLayout(top)
         layout.addWidget(self.text, 1)
+        self.setMinimumHeight(170)
 
         self.handler = QtLogHandler()
         self.handler.addFilter(lambda r: not r.name.startswith(io_log.name))  # I/O lines: only via the checkbox

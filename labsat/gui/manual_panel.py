@@ -44,6 +44,7 @@ class ManualPanel(QWidget):
         self.table.setHorizontalHeaderLabels(["channel", "set-point (V)", "read-back (V)", "limit (V)"])
         self.table.verticalHeader().setVisible(False)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.Stretch)
+        self.table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeToContents)
         self.status = QLabel("connect the station to control its outputs by hand")
         self.status.setWordWrap(True)
         layout = QVBoxLayout(self)
