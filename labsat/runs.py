@@ -696,13 +696,14 @@ def register(app) -> None:
 
     @runs_app.command("export")
     def export_cmd(run: int = typer.Argument(..., help="run id"),
-                   fmt: str = typer.Option("csv", "--format", "-f", help="csv | netcdf"),
+                   fmt: str = typer.Option("csv", "--format", "-f", help="csv | netcdf | qcodes (a dataset in the "
+                                           "QCoDeS database --out, default experiments.db)"),
                    out: Optional[Path] = typer.Option(None, "--out", "-o",
                                                       help="output file (csv default: standard output)"),
                    station: Path = station_opt, db: Optional[Path] = db_opt):
         """Export a run: CSV (one row per epoch) or netCDF (xarray: epochs, final parameters, run attributes)."""
-        if fmt not in ("csv", "netcdf"):
-            _fail(RunError(f"--format must be csv or netcdf, got {fmt!r}"))
+        if fmt not in ("csv", "netcdf", "qcodes"):
+            _fail(RunError(f"--format must be csv, netcdf or qcodes, got {fmt!r}"))
         with _open(station, db) as rdb:
             try:
                 if fmt == "csv":
@@ -711,6 +712,10 @@ def register(app) -> None:
                         typer.echo(text, nl=False)
                         return
                     out.write_text(text)
+                elif fmt == "qcodes":
+                    out = out or Path("experiments.db")
+                    console.print(f"wrote {_export_qcodes(rdb, run, out)}", soft_wrap=True)
+                    return
                 else:
                     rdb.export_netcdf(run, out or Path(f"run-{run}.nc"))
                     out = out or Path(f"run-{run}.nc")
@@ -721,3 +726,22 @@ def register(app) -> None:
             console.print(f"wrote {out}")
 
     app.add_typer(runs_app, name="runs")
+
+
+def _export_qcodes(rdb: RunDB, run: int, out: Path) -> str:
+    """A run as a QCoDeS dataset in database ``out``: a calibration run's sweep (its NPZ) with the fit as
+    metadata, any other run's epochs and final parameters (labsat.qcodes.datasets)."""
+    try:
+        from labsat.qcodes.datasets import export_calibration, export_run, use_database
+    except ImportError as exc:
+        raise RunError("export to QCoDeS needs qcodes: pip install 'labsat[qcodes]'") from exc
+    info = rdb.run(run)
+    path = use_database(out)
+    cal = (info["result"] or {}).get("calibration") if info["kind"] == "calibrate" else None
+    if cal:
+        ds = export_calibration(cal)
+    else:
+        ds = export_run(rdb, run)
+    from labsat.cli_format import show_path
+
+    return f"run {run} as QCoDeS dataset {ds.run_id} ({ds.guid}) in {show_path(path)}"

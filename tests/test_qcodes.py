@@ -3,6 +3,7 @@ database read back, calibration sweeps and runs exported as datasets and netCDF.
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -178,3 +179,24 @@ def test_readme_script(tmp_path, monkeypatch):
     with xarray.open_dataset(tmp_path / "runs" / "heater-sweep.nc") as d:
         assert d["detectors_ch0_power"].shape == (21,)
         assert "heaters" in d.attrs["snapshot"]
+
+
+def test_runs_export_to_a_qcodes_database(tmp_path):
+    """`labsat runs export RUN --format qcodes --out DB`: a run of the run database as a QCoDeS dataset."""
+    from typer.testing import CliRunner
+
+    from labsat.cli import app
+    from labsat.runs import RunDB
+
+    with RunDB(tmp_path / "labsat.sqlite") as rdb:
+        run = rdb.start_run("train", {"train": {"mode": "offline"}}, device="vchip-1", git=False)
+        rdb.record_epoch(run, dict(epoch=1, loss=0.8, train_accuracy=0.6))
+        rdb.finish(run, "completed")
+    out = tmp_path / "lab.db"
+    result = CliRunner().invoke(app, ["runs", "export", str(run), "--format", "qcodes", "--out", str(out),
+                                      "--db", str(tmp_path / "labsat.sqlite")])
+    assert result.exit_code == 0, result.output
+    assert "as QCoDeS dataset" in result.output
+    use_database(out)
+    ds = load_by_id(int(re.search(r"QCoDeS dataset (\d+)", result.output).group(1)))
+    assert np.allclose(ds.to_xarray_dataset_dict()["loss"]["loss"].values, [0.8])
