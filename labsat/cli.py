@@ -86,10 +86,11 @@ def dataset_for(st, spec: Optional[str], encoder_state: Optional[dict] = None):
     lname = _layer(st)
     twin0 = kind_of(st.config, lname).make_twin(st.config, lname)
     if hasattr(twin0, "load_data"):
-        if spec not in (None, "digits"):
+        own = twin0.load_data(seed=0, encoder_state=encoder_state)
+        if spec not in (None, "digits", own.name):  # a model records its data set by name
             raise ValueError(f"--data {spec}: the {kind_of(st.config, lname).name} network takes images; "
                              "it trains on the built-in digits only")
-        return twin0.load_data(seed=0, encoder_state=encoder_state)
+        return own
     encoder = Encoder.from_state(encoder_state) if encoder_state is not None else None
     return load_dataset(spec or "digits", twin0.n_inputs, seed=0, encoder=encoder)
 
