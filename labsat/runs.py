@@ -703,7 +703,7 @@ def register(app) -> None:
                    station: Path = station_opt, db: Optional[Path] = db_opt):
         """Export a run: CSV (one row per epoch) or netCDF (xarray: epochs, final parameters, run attributes)."""
         if fmt not in ("csv", "netcdf", "qcodes"):
-            _fail(RunError(f"--format must be csv, netcdf or qcodes, got {fmt!r}"))
+            _fail(RunError(f"--format must be qcodes, csv or netcdf, got {fmt!r}"))
         with _open(station, db) as rdb:
             try:
                 if fmt == "csv":
