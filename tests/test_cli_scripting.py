@@ -150,3 +150,14 @@ def test_experiment_shows_progress_and_prints_json(monkeypatch, tmp_path):
     data = json.loads(result.stdout)
     assert data["rows"][0]["device_accuracy"] == 0.5 and data["directory"].endswith("imprecise")
     assert "trained model 2" in result.stderr and "3 steps" in result.stderr
+
+
+def test_freespace_robustness_json(tmp_path):
+    """--json on the free-space robustness table (re-plotting the committed benchmark results)."""
+    results = Path(__file__).resolve().parents[1] / "benchmarks" / "freespace" / "results.json"
+    result = runner.invoke(cli.app, ["freespace-robustness", "--plot-only", str(results), "--out", str(tmp_path),
+                                     "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["results"] == json.loads(results.read_text())
+    assert Path(data["plot"]).is_file() and Path(data["table"]).is_file()
