@@ -10,7 +10,8 @@ instruments.yaml may say, per instrument (all optional; the defaults are those o
       termination: {read: "\\r\\n", write: "\\n"}
 
 The serial settings apply to pyserial addresses (``/dev/...``, ``COM3``, ``socket://``) and to VISA
-serial resources (``ASRL...``); the terminators to every address. This module is plain Python (the
+serial resources (``ASRL...``); the terminators to every address. :func:`labsat.drivers.base.open_configured`
+opens an instrument's adapter with them (this module imports nothing of the drivers: base imports it). This module is plain Python (the
 station file's pydantic models in :mod:`labsat.config` call its checks), so the drivers keep no
 dependency on the config.
 """
@@ -78,10 +79,3 @@ def connection_options(cfg) -> dict:
     if term is not None:
         opts.update(read_termination=term.read, write_termination=term.write)
     return opts
-
-
-def open_configured(address: str, cfg):
-    """Open the PyMeasure adapter for ``address`` with the connection settings of ``cfg``."""
-    from .base import open_adapter
-
-    return open_adapter(address, **connection_options(cfg))

@@ -78,7 +78,7 @@ class Spectrometer(ControlsMixin, TransportMixin, ScpiErrorMixin, Instrument):
 
 def open_spectrometer(name: str, cfg, address: str) -> Spectrometer:
     """The configured spectrometer (integration time set and checked); closes the link on failure."""
-    from .connection import open_configured
+    from .base import open_configured
 
     adapter = open_configured(address, cfg)
     try:

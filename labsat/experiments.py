@@ -103,7 +103,7 @@ def method_config(method: str, setup: Setup, seed: int):
         "noise": dict(off, optimizer="noise", sigma=setup.sigma, perturb=setup.perturb),
         "pat": dict(on, optimizer="adam"),
         "pat+sat": dict(on, optimizer="sam", rho=setup.rho, twin_perturbed=True, perturb=setup.perturb),
-        "pat+sat(hw)": dict(on, optimizer="sam", rho=setup.rho, perturb=setup.perturb),
+        "pat+sat(hw)": dict(on, optimizer="sam", rho=setup.rho, twin_perturbed=False, perturb=setup.perturb),
     }
     if method.startswith("sat@"):  # rho sweep
         rho = float(method[4:])
@@ -552,7 +552,10 @@ def register(app) -> None:
 
         try:
             setup = Setup.make_full(**kw) if full else Setup.small(**kw)
-            # progress: every calibration and training the experiment does (cached ones are instant)
+            from labsat.workflows import Hooks, experiment as recorded_experiment
+
+            # progress: every calibration and training the experiment does (cached ones are instant);
+            # the experiment is recorded as a run (labsat.workflows.experiment)
             with json_output(console, as_json), Progress(SpinnerColumn(), TextColumn("[bold]{task.description}"),
                                                          TextColumn("{task.completed} steps"), TimeElapsedColumn(),
                                                          TextColumn("[dim]{task.fields[info]}"), console=console) as bar:
@@ -562,16 +565,17 @@ def register(app) -> None:
                     bar.console.print(f"[dim]{msg}[/]", soft_wrap=True)
                     bar.update(task, advance=1, info=msg[:48])
 
-                result = run_experiment(name, setup, log=log)
+                result = recorded_experiment(name, setup, run_experiment, Hooks(note=log))
         except (ValueError, FileNotFoundError, KeyError, ConfigError, CalibrationError) as exc:
             console.print(f"[bold red]error:[/] {exc}", soft_wrap=True)
             raise typer.Exit(2)
         where = show_path(result["directory"])
         if as_json:
-            emit_json({"experiment": name, "directory": where, "seconds": result["seconds"], "rows": result["rows"]})
+            emit_json({"experiment": name, "run": result["run"], "directory": where, "seconds": result["seconds"],
+                       "rows": result["rows"]})
             return
         console.print(Markdown(result["table"]))
         console.print(f"wrote {where}/(table.md, results.csv, results.json, plot.png) "
-                      f"in {result['seconds']:.0f} s", soft_wrap=True)
+                      f"in {result['seconds']:.0f} s (run {result['run']})", soft_wrap=True)
 
     app.command("experiment")(experiment)

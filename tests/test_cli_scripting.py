@@ -133,9 +133,9 @@ def test_trace_off_by_default_and_stops(tmp_path):
     assert not io_log.isEnabledFor(10) or io_log.level == 0
 
 
-def test_experiment_shows_progress_and_prints_json(monkeypatch, tmp_path):
+def test_experiment_shows_progress_and_prints_json(monkeypatch, tmp_path, station_yaml):
     """The experiment front door: every logged step advances the progress line (on stderr with --json),
-    and the rows come back as JSON on stdout."""
+    and the rows come back as JSON on stdout (with the run that recorded the experiment)."""
     import labsat.experiments as experiments
 
     def fake_run(name, setup, log=print):
@@ -145,10 +145,13 @@ def test_experiment_shows_progress_and_prints_json(monkeypatch, tmp_path):
                 "directory": tmp_path / name, "seconds": 1.0}
 
     monkeypatch.setattr(experiments, "run_experiment", fake_run)
-    result = runner.invoke(cli.app, ["experiment", "imprecise", "--json", "--out", str(tmp_path)])
+    result = runner.invoke(cli.app, ["experiment", "imprecise", "--json", "--out", str(tmp_path),
+                                     "--station", str(station_yaml)])
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["rows"][0]["device_accuracy"] == 0.5 and data["directory"].endswith("imprecise")
+    with RunDB(tmp_path / "runs" / "labsat.sqlite") as db:  # main's experiment workflow records the run
+        assert db.run(data["run"])["kind"] == "experiment" and db.run(data["run"])["status"] == "completed"
     assert "trained model 2" in result.stderr and "3 steps" in result.stderr
 
 

@@ -95,7 +95,7 @@ def export_run(rundb, run: int, *, db: str | Path | None = None, station: qcodes
     """One run of a :class:`labsat.runs.RunDB` as a dataset: per-epoch metrics against ``epoch``,
     final parameters against their index; the run's record as metadata. The snapshot is the live
     ``station`` if given, else the station file the run recorded."""
-    from labsat.runs import EPOCH_COLUMNS
+    from labsat.runs.db import EPOCH_COLUMNS
 
     info = rundb.run(run)
     epochs = rundb.epochs(run)
