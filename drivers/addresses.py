@@ -110,7 +110,7 @@ def _advice(address: str, exc: BaseException) -> str:
     if m:
         host = m.group(1)
     if ("could not locate a visa implementation" in low or "no visa library" in low or "wrapper not found" in low
-            or type(exc).__name__ == "LibraryError" or ("pyvisa_py" in low and "no module" in low)):
+            or "cannot load the visa library" in low or type(exc).__name__ in ("LibraryError", "VisaLibraryError") or ("pyvisa_py" in low and "no module" in low)):
         return (f"the VISA backend is missing ({text.strip().splitlines()[0] if text.strip() else type(exc).__name__}): "
                 "install pyvisa-py (pip install pyvisa-py) or a vendor VISA (NI-VISA, Keysight IO Libraries)")
     if "install pyusb" in low or ("no module named 'usb'" in low):

@@ -68,9 +68,11 @@ def open_driver(name: str, cfg, address: str):
 
 
 def _adapter(name: str, cfg, address: str):
-    from .base import open_adapter
+    """The instrument's adapter with its connection settings (VISA library, serial line, terminators);
+    a failure to connect names the instrument."""
+    from .base import open_configured
 
-    return open_adapter(address, timeout_s=cfg.timeout_s, name=name)  # a failure names the instrument
+    return open_configured(address, cfg, name=name)
 
 
 @register_driver("heater_dac")
