@@ -94,50 +94,128 @@ def mzi_matrices(theta: torch.Tensor, phi: torch.Tensor, *, convention: str = "h
     return torch.stack([torch.stack([p00, p01], -1), torch.stack([p10, p11], -1)], -2)
 
 
-def _column_plan(layout: MeshLayout) -> list[tuple[int, int, slice]]:
-    """(first row, number of MZIs, MZI slice) of every non-empty column."""
-    return [(int(tops[0]), len(tops), sl) for tops, sl in zip(layout.columns, layout.column_slices)
-            if len(tops)]
+def _column_index(layout: MeshLayout) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Fixed index tensors of the per-column update ``U ← a_c ⊙ U + b_c ⊙ U[partner_c]``.
+
+    Returns the flat positions (column * N + row) of every MZI's top and bottom rows, (M, 2), and the
+    partner row of every row in every column, (columns, N) (a row without an MZI is its own partner,
+    with a = 1, b = 0).
+    """
+    n = layout.modes
+    pos = np.zeros((layout.n_mzi, 2), dtype=np.int64)
+    partner = np.tile(np.arange(n), (n, 1))
+    for c, (tops, sl) in enumerate(zip(layout.columns, layout.column_slices)):
+        pos[sl, 0], pos[sl, 1] = c * n + tops, c * n + tops + 1
+        partner[c, tops], partner[c, tops + 1] = tops + 1, tops
+    return torch.as_tensor(pos), torch.as_tensor(partner), torch.as_tensor(
+        [c for c, tops in enumerate(layout.columns) if len(tops)])
+
+
+_INDEX_CACHE: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
 
 
 def mesh_matrix(theta: torch.Tensor, phi: torch.Tensor, layout: MeshLayout, *, convention: str = "heater",
-                split_error=None, bs_error=None, gamma=None) -> torch.Tensor:
-    """Transfer matrix (..., N, N) of the mesh (see the module docstring)."""
+                split_error=None, bs_error=None, gamma=None, parts: int | None = None) -> torch.Tensor:
+    """Transfer matrix (..., N, N) of the mesh (see the module docstring).
+
+    Each column is applied to the rows of ``U`` as ``a ⊙ U + b ⊙ U[partner]`` with per-row coefficients
+    gathered from all MZI matrices at once before the loop: four whole-matrix ops per column.
+    """
     t = mzi_matrices(theta, phi, convention=convention, split_error=split_error, bs_error=bs_error)
     n = layout.modes
     if t.shape[-3] != layout.n_mzi:
         raise ValueError(f"expected {layout.n_mzi} MZI phases for a {n}-mode mesh, got {t.shape[-3]}")
+    if n not in _INDEX_CACHE:
+        _INDEX_CACHE[n] = _column_index(layout)
+    pos, partner, used = _INDEX_CACHE[n]
     batch = t.shape[:-3]
-    u = None
-    for start, k, sl in _column_plan(layout):
-        stop = start + 2 * k
-        if u is None:  # first column: its MZIs' 2×2 blocks placed in their rows, no matmul needed
-            eye = torch.eye(n, dtype=t.dtype)
-            blocks = _first_column(t[..., sl, :, :], start, n)
-            rows = blocks.reshape(batch + (2 * k, n))
-            u = _splice(eye.expand(batch + (n, n)), rows, start, stop)
-            continue
-        rows = u[..., start:stop, :].reshape(batch + (k, 2, n))
-        rows = torch.matmul(t[..., sl, :, :], rows).reshape(batch + (2 * k, n))
-        u = _splice(u, rows, start, stop)
-    if u is None:
-        u = torch.eye(n, dtype=t.dtype).expand(batch + (n, n))
+    flat = pos.reshape(-1)
+    diag = torch.stack([t[..., 0, 0], t[..., 1, 1]], -1).reshape(batch + (-1,))      # (..., 2M)
+    off = torch.stack([t[..., 0, 1], t[..., 1, 0]], -1).reshape(batch + (-1,))
+    a = t.new_ones(batch + (n * n,)).index_put((flat,), diag, accumulate=False) if not batch else \
+        t.new_ones(batch + (n * n,)).index_copy(-1, flat, diag)
+    b = t.new_zeros(batch + (n * n,)).index_copy(-1, flat, off)
+    a, b = a.reshape(batch + (n, n, 1)), b.reshape(batch + (n, n, 1))
+    u = _split_product(a, b, partner, _parts(n) if parts is None else parts)
     if gamma is not None:
         u = u * torch.exp(1j * torch.as_tensor(gamma, dtype=t.real.dtype)).unsqueeze(-2)
     return u
 
 
-def _first_column(t: torch.Tensor, start: int, n: int) -> torch.Tensor:
-    """Rows start..start+2k of the first column's matrix, (..., k, 2, n), built by padding each 2×2."""
-    k = t.shape[-3]
-    blocks = t.new_zeros(t.shape[:-3] + (k, 2, n))
-    idx = torch.arange(start, start + 2 * k).view(k, 2)
-    return blocks.scatter(-1, idx.view(k, 1, 2).expand(t.shape), t)
+def _parts(n: int) -> int:
+    """How many runs of columns to build side by side (then multiply): fewer, larger torch ops."""
+    return min(4, max(1, n // 16))
 
 
-def _splice(u: torch.Tensor, rows: torch.Tensor, start: int, stop: int) -> torch.Tensor:
-    parts = [p for p in (u[..., :start, :], rows, u[..., stop:, :]) if p.shape[-2]]
-    return parts[0] if len(parts) == 1 else torch.cat(parts, -2)
+def _split_product(a: torch.Tensor, b: torch.Tensor, partner: torch.Tensor, parts: int) -> torch.Tensor:
+    """The column product computed as ``parts`` independent runs of consecutive columns (one batched
+    loop of ``C / parts`` steps), then multiplied together pairwise (log2(parts) batched matmuls)."""
+    cols, n = a.shape[-3], a.shape[-2]
+    if parts <= 1:
+        return _ColumnProduct.apply(a, b, partner)
+    per = -(-cols // parts)
+    per += per % 2          # runs of even length start on even columns: all share partner[:per]
+    pad = per * parts - cols
+    if pad:  # identity columns (a = 1, b = 0) at the end
+        a = torch.cat([a, a.new_ones(a.shape[:-3] + (pad, n, 1))], -3)
+        b = torch.cat([b, b.new_zeros(b.shape[:-3] + (pad, n, 1))], -3)
+    batch = a.shape[:-3]
+    a = a.reshape(batch + (parts, per, n, 1))
+    b = b.reshape(batch + (parts, per, n, 1))
+    u = _ColumnProduct.apply(a, b, partner[:per])
+    while u.shape[-3] > 1:
+        if u.shape[-3] % 2:
+            u = torch.cat([u, torch.eye(n, dtype=u.dtype).expand(batch + (1, n, n))], -3)
+        u = torch.matmul(u[..., 1::2, :, :], u[..., 0::2, :, :])
+    return u[..., 0, :, :]
+
+
+def _product(a: torch.Tensor, b: torch.Tensor, partner: torch.Tensor) -> torch.Tensor:
+    """``U = M_{C-1} … M_0`` with ``M_c U = a_c ⊙ U + b_c ⊙ U[partner_c]``, plain autograd (reference,
+    and the path for higher-order derivatives)."""
+    n = a.shape[-2]
+    u = torch.eye(n, dtype=a.dtype).expand(a.shape[:-3] + (n, n))
+    for c in range(a.shape[-3]):
+        u = a[..., c, :, :] * u + b[..., c, :, :] * u.index_select(-2, partner[c])
+    return u
+
+
+class _ColumnProduct(torch.autograd.Function):
+    """`_product` with a hand-written backward: the forward loop runs without autograd bookkeeping and
+    keeps the N intermediate matrices; the backward walks the columns once (six small ops per column). Under ``create_graph=True`` it falls back to `_product`'s
+    autograd so that Hessian-vector products stay exact."""
+
+    @staticmethod
+    def forward(ctx, a, b, partner):
+        n, cols = a.shape[-2], a.shape[-3]
+        u = torch.eye(n, dtype=a.dtype).expand(a.shape[:-3] + (n, n))
+        before = []                                   # U before column c (kept, not copied)
+        for c in range(cols):
+            before.append(u)
+            u = torch.addcmul(a[..., c, :, :] * u, b[..., c, :, :], u.index_select(-2, partner[c]))
+        ctx.save_for_backward(a, b, partner)
+        ctx.before = before
+        return u
+
+    @staticmethod
+    def backward(ctx, grad):
+        a, b, partner = ctx.saved_tensors
+        before = ctx.before
+        if torch.is_grad_enabled():  # create_graph: differentiate the plain autograd version instead
+            wanted = [x for x in (a, b) if x.requires_grad]
+            with torch.enable_grad():
+                got = iter(torch.autograd.grad(_product(a, b, partner), wanted, grad, create_graph=True))
+            return (next(got) if a.requires_grad else None), (next(got) if b.requires_grad else None), None
+        cols = a.shape[-3]
+        ac, bc = torch.conj_physical(a), torch.conj_physical(b)
+        ga, gb = torch.empty_like(a), torch.empty_like(b)
+        g = grad
+        for c in range(cols - 1, -1, -1):  # g = dL/dU after column c; vecdot(x, y) = Σ conj(x) y
+            u, p = before[c], partner[c]
+            ga[..., c, :, 0] = torch.linalg.vecdot(u, g)
+            gb[..., c, :, 0] = torch.linalg.vecdot(u.index_select(-2, p), g)
+            g = (ac[..., c, :, :] * g).add_((bc[..., c, :, :] * g).index_select(-2, p))
+        return ga, gb, None
 
 
 def apply(u: torch.Tensor, amplitudes: torch.Tensor) -> torch.Tensor:
