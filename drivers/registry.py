@@ -48,6 +48,10 @@ def serve_simulated(lab, name: str, cfg, sim=None) -> str:
 def open_driver(name: str, cfg, address: str):
     """The configured driver for the kinds above (settings applied and verified), else ``None``."""
     kind = getattr(cfg, "kind", None)
+    if kind == "block_dac":  # issue 12: LAN heater DAC, whole vector in one binary block
+        from .block_dac import open_block_dac
+
+        return open_block_dac(name, cfg, address)
     if kind == "spectrometer":  # issue 6: SCPI spectrometer (its sim registers itself with the virtual lab)
         from .spectrometer import open_spectrometer
 

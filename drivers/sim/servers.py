@@ -367,7 +367,14 @@ SIM_INSTRUMENTS = {
     "modulator_dac": line_server("scpi", lambda lab, scene, name, ch: SimModulatorDAC(scene, ch, lab.bus(scene))),
     "photodetector_daq": line_server("scpi", lambda lab, scene, name, ch: SimPhotodetectorDAQ(
         scene, ch, lab.bus(scene))),
+    "block_dac": line_server("scpi", lambda lab, scene, name, ch: _sim_block_dac(lab, scene, ch)),
 }
+
+
+def _sim_block_dac(lab, scene, channels):
+    from .block_dac import SimBlockDAC  # LAN heater DAC, whole vector per block (issue 12)
+
+    return SimBlockDAC(scene, channels, serial=f"BDAC-SIM{lab.seed:04d}")
 
 
 class VirtualLab:
