@@ -77,11 +77,19 @@ def fit_twin(twin: MZIMeshTwin, data: Measurements, adam_steps: int = 300, lbfgs
              parameters: tuple[str, ...] = FIT_PARAMETERS) -> list[float]:
     """Fit in place, starting from the twin's present values; returns the loss history.
 
+    Readings measured in control bands (``data.band``, meshes above 8 modes) are fitted band by band
+    (:func:`~.progressive.fit_in_bands`).
+
     ``parameters``: which of the twin's imperfections to fit (the others stay as they are).
     """
     unknown = set(parameters) - set(FIT_PARAMETERS)
     if unknown:
         raise ValueError(f"unknown twin parameters {sorted(unknown)}; choose from {', '.join(FIT_PARAMETERS)}")
+    if getattr(data, "band", None) is not None and len(np.unique(data.band)) > 1:
+        from .progressive import fit_in_bands  # readings in control bands: fit band by band (large meshes)
+
+        return fit_in_bands(twin, data, adam_steps=adam_steps, lbfgs_steps=lbfgs_steps, lr=lr,
+                            progress=progress, parameters=parameters)
     target = torch.as_tensor(data.p, dtype=torch.float64)
     history = least_squares([getattr(twin, k) for k in parameters],
                             lambda: torch.mean((predict(twin, data) - target) ** 2),

@@ -28,12 +28,42 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
-import torch
 
 from .fit import fit_twin, rmse
 from .measure import Measurements
 
+
 DEFAULT_SCHEDULE = (0.12, 0.25, 0.5, 1.0)
+BANDED_ABOVE_MODES = 8  # the plain global fit converges up to 8 modes (issue 12's measurements)
+
+
+def schedule_for(hardware) -> tuple[float, ...]:
+    """Control bands for measuring ``hardware``: progressive for Clements meshes above 8 modes (their
+    ``n_controls`` is N(N-1)), one band [0, 1] for everything else."""
+    n = getattr(hardware, "modes", 0)
+    if n > BANDED_ABOVE_MODES and getattr(hardware, "n_controls", None) == n * (n - 1):
+        return DEFAULT_SCHEDULE
+    return (1.0,)
+
+
+def fit_in_bands(twin, data: Measurements, adam_steps: int = 150, lbfgs_steps: int = 150, lr: float = 0.02,
+                 refine_adam_steps: int = 40, refine_lr: float = 0.003, progress=None,
+                 parameters=None, after_band=None) -> list[float]:
+    """Fit ``twin`` to banded readings (``data.band``), band by band on all readings up to that band:
+    the first from the twin's present values with ``adam_steps`` at ``lr``, the others with small Adam
+    steps then L-BFGS. ``after_band(band, history)`` is called after each band."""
+    history: list[float] = []
+    extra = {} if parameters is None else {"parameters": parameters}
+    bands = np.unique(data.band)
+    for i, top in enumerate(bands):
+        pick = data.band <= top
+        sub = Measurements(data.u[pick], data.x[pick], data.p[pick])
+        history += fit_twin(twin, sub, adam_steps=adam_steps if i == 0 else refine_adam_steps,
+                            lbfgs_steps=lbfgs_steps, lr=lr if i == 0 else refine_lr, progress=progress,
+                            **extra)
+        if after_band is not None:
+            after_band(float(top), history)
+    return history
 
 
 @dataclass
@@ -62,56 +92,42 @@ class ProgressivePlan:
 
 @dataclass
 class ProgressiveResult:
-    stages: list[dict] = field(default_factory=list)
-    data: Measurements | None = None  # every reading of every stage
+    stages: list[dict] = field(default_factory=list)  # per band: readings so far, fit time, RMSEs
+    data: Measurements | None = None  # every reading of every band
+    measure_s: float = 0.0
 
     @property
     def readings(self) -> int:
-        return int(sum(s["readings"] for s in self.stages))
-
-
-def measure_band(hardware, settings: int, inputs: int, u_max: float, seed: int = 0,
-                 progress: Callable[[int, int], None] | None = None) -> Measurements:
-    """``settings`` random heater settings uniform in ``[0, u_max]``, each with ``inputs`` random inputs."""
-    rng = np.random.default_rng(seed)
-    h, n = hardware.n_controls, hardware.modes
-    us = rng.uniform(0.0, u_max, (settings, h))
-    xs = rng.uniform(0.0, 1.0, (settings, inputs, n))
-    ps = np.empty((settings, inputs, n))
-    for k in range(settings):
-        ps[k] = hardware.forward(xs[k], us[k])
-        if progress:
-            progress(k + 1, settings)
-    return Measurements(us, xs, ps)
+        return 0 if self.data is None else int(self.data.x.shape[0] * self.data.x.shape[1])
 
 
 def calibrate_progressive(hardware, twin, plan: ProgressivePlan | None = None, seed: int = 0,
                           held: Measurements | None = None,
-                          progress: Callable[[str, int, int, float], None] | None = None) -> ProgressiveResult:
-    """Measure and fit stage by stage (see the module docstring); ``twin`` is fitted in place.
+                          progress: Callable[[str, int, int], None] | None = None) -> ProgressiveResult:
+    """Measure every band (``plan.settings`` settings each) and fit band by band; ``twin`` fitted in place.
 
-    ``held``: optional held-out readings scored after every stage (reported in ``stages``).
-    ``progress(stage_name, i, total, value)``: measuring (value = nan) and fitting (value = loss).
+    ``held``: optional held-out readings scored after every band (reported in ``stages``).
     """
+    from .measure import measure
+
     plan = plan or ProgressivePlan.for_modes(hardware.modes)
     result = ProgressiveResult()
-    all_u, all_x, all_p = [], [], []
-    for s, u_max in enumerate(plan.u_max):
-        name = f"stage {s + 1}/{len(plan.u_max)} (u ≤ {u_max:g})"
-        t0 = time.perf_counter()
-        data = measure_band(hardware, plan.settings, plan.inputs, u_max, seed=seed + 1000 * s,
-                            progress=None if progress is None else lambda k, n: progress(name, k, n, float("nan")))
-        t1 = time.perf_counter()
-        all_u.append(data.u), all_x.append(data.x), all_p.append(data.p)
-        so_far = Measurements(np.concatenate(all_u), np.concatenate(all_x), np.concatenate(all_p))
-        first = s == 0
-        history = fit_twin(twin, so_far, adam_steps=plan.adam_steps if first else plan.refine_adam_steps,
-                           lbfgs_steps=plan.lbfgs_steps, lr=0.02 if first else plan.refine_lr,
-                           progress=None if progress is None else lambda i, n, loss: progress(name, i, n, loss))
-        row = {"stage": s + 1, "u_max": u_max, "readings": plan.settings * plan.inputs,
-               "measure_s": t1 - t0, "fit_s": time.perf_counter() - t1, "train_rmse": float(np.sqrt(history[-1]))}
+    t0 = time.perf_counter()
+    data = measure(hardware, plan.settings * len(plan.u_max), plan.inputs, seed=seed, schedule=plan.u_max,
+                   progress=None if progress is None else lambda k, n: progress("measure", k, n))
+    measure_s = time.perf_counter() - t0
+    clock = [time.perf_counter()]
+
+    def after_band(top, history):
+        now = time.perf_counter()
+        row = {"u_max": top, "readings": int(np.sum(data.band <= top)) * plan.inputs,
+               "fit_s": now - clock[0], "train_rmse": float(np.sqrt(history[-1]))}
         if held is not None:
             row["heldout_rmse"] = rmse(twin, held)
+        clock[0] = time.perf_counter()
         result.stages.append(row)
-    result.data = so_far
+
+    fit_in_bands(twin, data, plan.adam_steps, plan.lbfgs_steps, 0.02, plan.refine_adam_steps, plan.refine_lr,
+                 after_band=after_band)
+    result.data, result.measure_s = data, measure_s
     return result
