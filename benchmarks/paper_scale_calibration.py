@@ -50,7 +50,8 @@ def main() -> None:
             row = {"model": model, "modes": n, "seed": args.seed, "floor": floor, "nominal_rmse": rmse(twin, held)}
             plan = ProgressivePlan.for_modes(n)
             t0 = time.process_time()
-            res = calibrate_progressive(hw, twin, plan, seed=args.seed, held=held)
+            res = calibrate_progressive(hw, twin, plan, seed=args.seed, held=held,
+                                        on_stage=lambda r: print(model, n, r, flush=True))
             row.update(readings=res.readings, settings=plan.settings * len(plan.u_max), inputs=plan.inputs,
                        fit_cpu_s=time.process_time() - t0 - 0.0, stages=res.stages,
                        heldout_rmse=rmse(twin, held))

@@ -103,7 +103,8 @@ class ProgressiveResult:
 
 def calibrate_progressive(hardware, twin, plan: ProgressivePlan | None = None, seed: int = 0,
                           held: Measurements | None = None,
-                          progress: Callable[[str, int, int], None] | None = None) -> ProgressiveResult:
+                          progress: Callable[[str, int, int], None] | None = None,
+                          on_stage: Callable[[dict], None] | None = None) -> ProgressiveResult:
     """Measure every band (``plan.settings`` settings each) and fit band by band; ``twin`` fitted in place.
 
     ``held``: optional held-out readings scored after every band (reported in ``stages``).
@@ -126,6 +127,8 @@ def calibrate_progressive(hardware, twin, plan: ProgressivePlan | None = None, s
             row["heldout_rmse"] = rmse(twin, held)
         clock[0] = time.perf_counter()
         result.stages.append(row)
+        if on_stage is not None:
+            on_stage(row)
 
     fit_in_bands(twin, data, plan.adam_steps, plan.lbfgs_steps, 0.02, plan.refine_adam_steps, plan.refine_lr,
                  after_band=after_band)
