@@ -94,7 +94,7 @@ def mzi_matrices(theta: torch.Tensor, phi: torch.Tensor, *, convention: str = "h
     return torch.stack([torch.stack([p00, p01], -1), torch.stack([p10, p11], -1)], -2)
 
 
-def _column_index(layout: MeshLayout) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _column_index(layout: MeshLayout) -> tuple[torch.Tensor, torch.Tensor]:
     """Fixed index tensors of the per-column update ``U ← a_c ⊙ U + b_c ⊙ U[partner_c]``.
 
     Returns the flat positions (column * N + row) of every MZI's top and bottom rows, (M, 2), and the
@@ -107,11 +107,10 @@ def _column_index(layout: MeshLayout) -> tuple[torch.Tensor, torch.Tensor, torch
     for c, (tops, sl) in enumerate(zip(layout.columns, layout.column_slices)):
         pos[sl, 0], pos[sl, 1] = c * n + tops, c * n + tops + 1
         partner[c, tops], partner[c, tops + 1] = tops + 1, tops
-    return torch.as_tensor(pos), torch.as_tensor(partner), torch.as_tensor(
-        [c for c, tops in enumerate(layout.columns) if len(tops)])
+    return torch.as_tensor(pos), torch.as_tensor(partner)
 
 
-_INDEX_CACHE: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
+_INDEX_CACHE: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
 
 
 def mesh_matrix(theta: torch.Tensor, phi: torch.Tensor, layout: MeshLayout, *, convention: str = "heater",
@@ -119,7 +118,8 @@ def mesh_matrix(theta: torch.Tensor, phi: torch.Tensor, layout: MeshLayout, *, c
     """Transfer matrix (..., N, N) of the mesh (see the module docstring).
 
     Each column is applied to the rows of ``U`` as ``a ⊙ U + b ⊙ U[partner]`` with per-row coefficients
-    gathered from all MZI matrices at once before the loop: four whole-matrix ops per column.
+    gathered from all MZI matrices at once before the loop: three whole-matrix ops per column
+    (six in the backward).
     """
     t = mzi_matrices(theta, phi, convention=convention, split_error=split_error, bs_error=bs_error)
     n = layout.modes
@@ -127,13 +127,12 @@ def mesh_matrix(theta: torch.Tensor, phi: torch.Tensor, layout: MeshLayout, *, c
         raise ValueError(f"expected {layout.n_mzi} MZI phases for a {n}-mode mesh, got {t.shape[-3]}")
     if n not in _INDEX_CACHE:
         _INDEX_CACHE[n] = _column_index(layout)
-    pos, partner, used = _INDEX_CACHE[n]
+    pos, partner = _INDEX_CACHE[n]
     batch = t.shape[:-3]
     flat = pos.reshape(-1)
     diag = torch.stack([t[..., 0, 0], t[..., 1, 1]], -1).reshape(batch + (-1,))      # (..., 2M)
     off = torch.stack([t[..., 0, 1], t[..., 1, 0]], -1).reshape(batch + (-1,))
-    a = t.new_ones(batch + (n * n,)).index_put((flat,), diag, accumulate=False) if not batch else \
-        t.new_ones(batch + (n * n,)).index_copy(-1, flat, diag)
+    a = t.new_ones(batch + (n * n,)).index_copy(-1, flat, diag)
     b = t.new_zeros(batch + (n * n,)).index_copy(-1, flat, off)
     a, b = a.reshape(batch + (n, n, 1)), b.reshape(batch + (n, n, 1))
     u = _split_product(a, b, partner, _parts(n) if parts is None else parts)
