@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from throughput import ChildClock, run_case  # noqa: E402
 
 from labsat.config import parse_config  # noqa: E402
-from labsat.drivers.sim.process import LabProcess  # noqa: E402
+from labsat.lab_process import LabProcess  # noqa: E402
 from labsat.station import Station  # noqa: E402
 
 

@@ -40,16 +40,27 @@ class Measurements:
         return {"u": self.u, "x": self.x, "p": self.p}
 
 
+DEFAULT_SCHEDULE = (0.12, 0.25, 0.5, 1.0)
+BANDED_ABOVE_MODES = 8  # the plain global fit converges up to 8 modes (issue 12's measurements)
+
+
+def schedule_for(hardware) -> tuple[float, ...]:
+    """Control bands for measuring ``hardware``: progressive for Clements meshes above 8 modes (their
+    ``n_controls`` is N(N-1)), one band [0, 1] for everything else."""
+    n = getattr(hardware, "modes", 0)
+    if n > BANDED_ABOVE_MODES and getattr(hardware, "n_controls", None) == n * (n - 1):
+        return DEFAULT_SCHEDULE
+    return (1.0,)
+
+
 def measure(hardware, settings: int = 64, inputs_per_setting: int = 32, seed: int = 0,
             progress: Callable[[int, int], None] | None = None,
             schedule: tuple[float, ...] | None = None) -> Measurements:
     """``settings`` random heater settings with ``inputs_per_setting`` random inputs each.
 
-    ``schedule``: the control bands (default: :func:`~.progressive.schedule_for` the hardware: one band,
+    ``schedule``: the control bands (default: :func:`schedule_for` the hardware: one band,
     [0, 1], up to 8 modes; four above). With one band the draws are those of earlier versions.
     """
-    from .progressive import schedule_for
-
     schedule = tuple(schedule) if schedule is not None else schedule_for(hardware)
     rng = np.random.default_rng(seed)
     h, n = hardware.n_controls, hardware.modes

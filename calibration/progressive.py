@@ -29,41 +29,11 @@ from typing import Callable
 
 import numpy as np
 
-from .fit import fit_twin, rmse
-from .measure import Measurements
+from .fit import fit_in_bands, rmse  # noqa: F401  (fit_in_bands: also reached from here)
+from .measure import BANDED_ABOVE_MODES, DEFAULT_SCHEDULE, Measurements, measure, schedule_for  # noqa: F401
 
-
-DEFAULT_SCHEDULE = (0.12, 0.25, 0.5, 1.0)
-BANDED_ABOVE_MODES = 8  # the plain global fit converges up to 8 modes (issue 12's measurements)
-
-
-def schedule_for(hardware) -> tuple[float, ...]:
-    """Control bands for measuring ``hardware``: progressive for Clements meshes above 8 modes (their
-    ``n_controls`` is N(N-1)), one band [0, 1] for everything else."""
-    n = getattr(hardware, "modes", 0)
-    if n > BANDED_ABOVE_MODES and getattr(hardware, "n_controls", None) == n * (n - 1):
-        return DEFAULT_SCHEDULE
-    return (1.0,)
-
-
-def fit_in_bands(twin, data: Measurements, adam_steps: int = 150, lbfgs_steps: int = 150, lr: float = 0.02,
-                 refine_adam_steps: int = 40, refine_lr: float = 0.003, progress=None,
-                 parameters=None, after_band=None) -> list[float]:
-    """Fit ``twin`` to banded readings (``data.band``), band by band on all readings up to that band:
-    the first from the twin's present values with ``adam_steps`` at ``lr``, the others with small Adam
-    steps then L-BFGS. ``after_band(band, history)`` is called after each band."""
-    history: list[float] = []
-    extra = {} if parameters is None else {"parameters": parameters}
-    bands = np.unique(data.band)
-    for i, top in enumerate(bands):
-        pick = data.band <= top
-        sub = Measurements(data.u[pick], data.x[pick], data.p[pick])
-        history += fit_twin(twin, sub, adam_steps=adam_steps if i == 0 else refine_adam_steps,
-                            lbfgs_steps=lbfgs_steps, lr=lr if i == 0 else refine_lr, progress=progress,
-                            **extra)
-        if after_band is not None:
-            after_band(float(top), history)
-    return history
+# schedule_for (measure.py) and fit_in_bands (fit.py) live below this module, so that measuring and fitting
+# use them without importing it (imports run one way: tests/test_import_graph.py).
 
 
 @dataclass
@@ -109,8 +79,6 @@ def calibrate_progressive(hardware, twin, plan: ProgressivePlan | None = None, s
 
     ``held``: optional held-out readings scored after every band (reported in ``stages``).
     """
-    from .measure import measure
-
     plan = plan or ProgressivePlan.for_modes(hardware.modes)
     result = ProgressiveResult()
     t0 = time.perf_counter()

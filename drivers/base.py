@@ -62,19 +62,25 @@ _sigint_depth = 0  # deferred_sigint nesting on the main thread
 
 @contextlib.contextmanager
 def deferred_sigint():
-    """Hold a Ctrl-C until the enclosed transfer is complete, so no message is cut in half.
+    """Hold a Ctrl-C (SIGINT) or a SIGTERM until the enclosed transfer is complete, so no message is cut
+    in half; then deliver it: SIGINT as ``KeyboardInterrupt``, SIGTERM to the handler that was installed
+    (the station's turns it into an orderly exit; with none, the default: the process ends).
 
-    Only the main thread receives signals, so elsewhere this is a no-op. Nested uses hold the Ctrl-C
+    Only the main thread receives signals, so elsewhere this is a no-op. Nested uses hold the signals
     until the outermost one ends (an inner one must not raise while the outer transfer goes on).
     """
     global _sigint_depth
     if threading.current_thread() is not threading.main_thread() or _sigint_depth:
         yield
         return
-    received = []
+    received: list[int] = []
+    previous: dict[int, object] = {}
     try:
-        previous = signal.signal(signal.SIGINT, lambda s, f: received.append(s))
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, lambda s, f: received.append(s))
     except ValueError:  # not in the main interpreter
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         yield
         return
     _sigint_depth += 1
@@ -82,8 +88,17 @@ def deferred_sigint():
         yield
     finally:
         _sigint_depth -= 1
-        signal.signal(signal.SIGINT, previous)
-        if received:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if signal.SIGTERM in received:
+            handler = previous[signal.SIGTERM]
+            if callable(handler):
+                handler(signal.SIGTERM, None)
+            elif handler == signal.SIG_DFL:
+                import os
+
+                os.kill(os.getpid(), signal.SIGTERM)
+        if signal.SIGINT in received:
             raise KeyboardInterrupt
 
 

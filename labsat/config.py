@@ -5,7 +5,8 @@ from pathlib import Path
 from typing import Annotated, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator,
+                      model_validator)
 
 
 class ConfigError(ValueError):
@@ -417,10 +418,44 @@ class StationSection(_Strict):
     sim: SimConfig = SimConfig()
 
 
-# Add a physical network kind: a LayerBase subclass with `kind: Literal[...]`, then list it here.
-LayerConfig = Annotated[Union[MeshLayerConfig, MicroringLayerConfig, PulseLayerConfig,
-                                    FreeSpaceLayerConfig],
-                      Field(discriminator="kind")]
+class PluginLayerConfig(LayerBase):
+    """A layer of a kind written outside labsat: ``kind: package.module:KIND`` (or the name of a
+    ``labsat.kinds`` entry point). Its other keys are the kind's own settings, validated by the kind's
+    ``config_model`` when the station resolves the kind (:func:`labsat.kinds.kind_of`), before anything
+    is started; this file does not import the kind (the configuration sits below every kind)."""
+
+    model_config = ConfigDict(extra="allow")
+    kind: str = Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$|^[A-Za-z_][\w.-]*$", max_length=200)
+
+    def roles(self):
+        settings = self.__dict__.get("_settings")
+        return settings.roles() if settings is not None and hasattr(settings, "roles") else {}
+
+
+_BUILTIN_LAYER_KINDS = ("mzi_mesh", "microring_bank", "pulse_shg", "freespace")
+
+
+def _layer_tag(value) -> str:
+    """The union member for a layer: its built-in kind, or 'plugin' for ``module:ATTR`` and the names of
+    installed ``labsat.kinds`` entry points (names only: nothing is imported here)."""
+    kind = value.get("kind") if isinstance(value, dict) else getattr(value, "kind", None)
+    if not isinstance(kind, str) or kind in _BUILTIN_LAYER_KINDS:
+        return kind
+    if ":" in kind:
+        return "plugin"
+    from importlib.metadata import entry_points
+
+    return "plugin" if kind in {ep.name for ep in entry_points(group="labsat.kinds")} else kind
+
+
+# Add a physical network kind: a LayerBase subclass with `kind: Literal[...]`, then list it here (and in
+# _BUILTIN_LAYER_KINDS). A lab's own kind needs no entry: `kind: package.module:KIND` (PluginLayerConfig).
+LayerConfig = Annotated[Union[Annotated[MeshLayerConfig, Tag("mzi_mesh")],
+                              Annotated[MicroringLayerConfig, Tag("microring_bank")],
+                              Annotated[PulseLayerConfig, Tag("pulse_shg")],
+                              Annotated[FreeSpaceLayerConfig, Tag("freespace")],
+                              Annotated[PluginLayerConfig, Tag("plugin")]],
+                        Discriminator(_layer_tag)]
 
 
 class StationConfig(_Strict):

@@ -103,7 +103,7 @@ def method_config(method: str, setup: Setup, seed: int):
         "noise": dict(off, optimizer="noise", sigma=setup.sigma, perturb=setup.perturb),
         "pat": dict(on, optimizer="adam"),
         "pat+sat": dict(on, optimizer="sam", rho=setup.rho, twin_perturbed=True, perturb=setup.perturb),
-        "pat+sat(hw)": dict(on, optimizer="sam", rho=setup.rho, perturb=setup.perturb),
+        "pat+sat(hw)": dict(on, optimizer="sam", rho=setup.rho, twin_perturbed=False, perturb=setup.perturb),
     }
     if method.startswith("sat@"):  # rho sweep
         rho = float(method[4:])
@@ -547,12 +547,15 @@ def register(app) -> None:
                                     rho_grid=grid, out=out).items() if v is not None}
         try:
             setup = Setup.make_full(**kw) if full else Setup.small(**kw)
-            result = run_experiment(name, setup, log=lambda msg: console.print(f"[dim]{msg}[/]"))
+            from labsat.workflows import Hooks, experiment as recorded_experiment
+
+            result = recorded_experiment(name, setup, run_experiment,
+                                         Hooks(note=lambda msg: console.print(f"[dim]{msg}[/]")))
         except (ValueError, FileNotFoundError, KeyError, ConfigError, CalibrationError) as exc:
             console.print(f"[bold red]error:[/] {exc}")
             raise typer.Exit(2)
         console.print(Markdown(result["table"]))
         console.print(f"wrote {result['directory']}/(table.md, results.csv, results.json, plot.png) "
-                      f"in {result['seconds']:.0f} s")
+                      f"in {result['seconds']:.0f} s (run {result['run']})")
 
     app.command("experiment")(experiment)

@@ -13,7 +13,7 @@ import threading
 import numpy as np
 
 from ..base import encode_block
-from .servers import ScpiErrorQueue
+from .scpi import ScpiErrorQueue
 
 log = logging.getLogger(__name__)
 

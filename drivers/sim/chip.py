@@ -23,8 +23,10 @@ Two fabrication-error models (``ChipSpec.error_model``, set from ``station.sim.e
   ``arccos(√((1+e)/2))`` (the same matrix); as in the authors' code |e| > 1 is not clipped (NaN outputs;
   at σ = 0.15 a 6.7σ event).
 
-The mesh itself is :func:`labsat.twins.clements.mesh_matrix` (heater convention), built once per
-acquisition and applied to the whole batch, so the chip runs at 64 modes (4032 heaters).
+The mesh itself is :func:`labsat.geometry.mesh_matrix` (heater convention; numpy, all MZIs' 2×2 matrices
+at once, one update per column), built once per acquisition and applied to the whole batch, so the chip
+runs at 64 modes (4032 heaters). It is the numpy twin of the torch core :mod:`labsat.twins.clements`
+(equal to 1e-12, tests/test_clements.py): the drivers, virtual lab included, never import torch.
 """
 from __future__ import annotations
 
@@ -32,12 +34,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-import torch
-
 from .bench import HeaterBench
 
-from labsat.twins.clements import mesh_matrix
-from labsat.twins.layout import MeshLayout
+from labsat.geometry import MeshLayout, mesh_matrix
 
 ERROR_MODELS = ("labsat", "paper")
 
@@ -124,10 +123,9 @@ class ChipTruth:
 def mesh_transfer(phases: np.ndarray, coupler: np.ndarray, layout: MeshLayout, fields: np.ndarray) -> np.ndarray:
     """Propagate complex ``fields`` (B, N) through the mesh with heater ``phases`` (H,) and coupler
     splitting angles ``coupler`` (n_mzi, 2): one transfer matrix, one matmul."""
-    with torch.no_grad():
-        p = torch.as_tensor(phases, dtype=torch.float64)
-        u = mesh_matrix(p[0::2], p[1::2], layout, split_error=torch.as_tensor(coupler - np.pi / 4))
-    return np.asarray(fields, dtype=np.complex128) @ u.numpy().T
+    phases = np.asarray(phases, dtype=np.float64)
+    u = mesh_matrix(phases[0::2], phases[1::2], layout, split_error=np.asarray(coupler) - np.pi / 4)
+    return np.asarray(fields, dtype=np.complex128) @ u.T
 
 
 @dataclass

@@ -17,6 +17,7 @@ import numpy as np
 
 from ..base import encode_block
 from .chip import ChipSpec, VirtualChip
+from .scpi import ScpiErrorQueue
 
 log = logging.getLogger(__name__)
 
@@ -118,17 +119,6 @@ class InstrumentServer(socketserver.ThreadingTCPServer):
         self.stopping = True
         self.shutdown()
         self.server_close()
-
-
-class ScpiErrorQueue:
-    def __init__(self):
-        self.errors: list[str] = []
-
-    def push(self, code: int, message: str) -> None:
-        self.errors.append(f'{code},"{message}"')
-
-    def pop(self) -> str:
-        return self.errors.pop(0) if self.errors else '0,"No error"'
 
 
 # --- the simulated instruments ---

@@ -6,6 +6,8 @@ from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (QComboBox, QFormLayout, QGridLayout, QHBoxLayout, QLabel, QProgressBar,
                                QPushButton, QVBoxLayout, QWidget)
 
+from labsat import defaults
+
 from .common import dspin, heading, plot, spin
 from .jobs import TrainingParams, TrainingResult, run_training
 from .runner import JobRunner
@@ -33,12 +35,12 @@ class TrainingPanel(QWidget):
         self.mode.setToolTip("offline: on the calibrated twin; online: hardware forward, twin backward")
         self.optimizer = QComboBox()
         self.optimizer.addItems(list(optimizer_names()))
-        if "sam" in optimizer_names():
-            self.optimizer.setCurrentText("sam")
-        self.rho = dspin(0.05, 0.0, 5.0, 0.01, 3)
-        self.lr = dspin(0.03, 0.0001, 5.0, 0.005, 4)
-        self.epochs = spin(10, 1, 10000)
-        self.batch = spin(64, 1, 100000, 8)
+        if defaults.OPTIMIZER in optimizer_names():
+            self.optimizer.setCurrentText(defaults.OPTIMIZER)
+        self.rho = dspin(defaults.RHO, 0.0, 5.0, 0.01, 3)
+        self.lr = dspin(defaults.LR, 0.0001, 5.0, 0.005, 4)
+        self.epochs = spin(defaults.EPOCHS, 1, 10000)
+        self.batch = spin(defaults.BATCH_SIZE, 1, 100000, 8)
         self.twin = QComboBox()
         self.twin.addItems(["latest calibration", "nominal (datasheet)"])
         self.twin_label = QLabel("")
@@ -215,7 +217,8 @@ class TrainingPanel(QWidget):
         summary = (f"; last epoch: loss {last['loss']:.3f}, train {last['train_accuracy']:.3f}, "
                    f"test {last['test_accuracy']:.3f}") if last else ""
         if result.status == "aborted":
-            self._ended(f"<b>aborted</b> ({result.reason}); outputs safe; run saved to {result.path}{summary}")
+            self._ended(f"<b>aborted</b> ({result.reason}); outputs safe; run {result.run} saved to {result.path}"
+                        f"{summary}; continue it with <tt>labsat train --resume {result.run}</tt>")
         else:
-            self._ended(f"<b>done</b>; saved {result.path}{summary}")
+            self._ended(f"<b>done</b> (run {result.run}); saved {result.path}{summary}")
         self.run_saved.emit(str(result.path))

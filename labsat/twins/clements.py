@@ -1,8 +1,10 @@
 """Vectorised Clements (rectangular) MZI mesh: all 2×2 MZI matrices at once, one batched matmul per column.
 
-The one mesh core that the heater twin (`labsat.twins.mzi`), the virtual chip (`drivers/sim/chip.py`) and
-the SAT-paper experiments (`labsat.paper`) share. Build the N×N transfer matrix once per control setting,
-then apply it to the whole batch of inputs with one matmul.
+The torch mesh core that the heater twin (`labsat.twins.mzi`) and the SAT-paper experiments (`labsat.paper`)
+share. Build the N×N transfer matrix once per control setting, then apply it to the whole batch of inputs
+with one matmul. The virtual chip (`drivers/sim/chip.py`) computes the same matrix in numpy with
+`labsat.geometry.mesh_matrix` (the drivers never import torch); tests/test_clements.py holds the two equal
+to 1e-12 for both conventions and both error models.
 
 API
 ---
