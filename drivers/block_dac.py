@@ -207,9 +207,9 @@ class BlockHeaterDAC(TransportMixin, ScpiErrorMixin, Instrument):
 
 def open_block_dac(name: str, cfg, address: str) -> BlockHeaterDAC:
     """The driver for a ``block_dac`` entry of instruments.yaml, its channel count checked."""
-    from .base import open_adapter
+    from .base import open_configured
 
-    adapter = open_adapter(address, timeout_s=cfg.timeout_s)
+    adapter = open_configured(address, cfg)  # VISA library, serial line, terminators of the config
     lim = cfg.limits
     try:
         dac = BlockHeaterDAC(adapter, name=name, channels=cfg.channels, v_max=lim.v_max, i_max_ma=lim.i_max_ma,

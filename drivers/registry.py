@@ -68,9 +68,10 @@ def open_driver(name: str, cfg, address: str):
 
 
 def _adapter(cfg, address: str):
-    from .base import open_adapter
+    """The instrument's adapter with its connection settings (VISA library, serial line, terminators)."""
+    from .base import open_configured
 
-    return open_adapter(address, timeout_s=cfg.timeout_s)
+    return open_configured(address, cfg)
 
 
 @register_driver("heater_dac")

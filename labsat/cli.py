@@ -12,10 +12,27 @@ from rich.progress import Progress
 from rich.table import Table
 
 from labsat import defaults
-from labsat.cli_common import KindOpt, SeedOpt, StationOpt, console, open_station, progress, user_errors  # noqa: F401
+from labsat.cli_common import (DataOpt, JsonOpt, KindOpt, SeedOpt, StationOpt, _data_help, console,  # noqa: F401
+                               open_station, progress, user_errors)
+from labsat.cli_format import emit_json, json_output, show_path, switches_as_switches
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Hardware-in-the-loop sharpness-aware training of physical neural networks.")
+switches_as_switches()  # --check, not --check <bool>
+
+
+@app.callback()
+def _global_options(log_level: str = typer.Option("warning", "--log-level", help="debug | info | warning | error"),
+                    trace: Optional[Path] = typer.Option(None, "--trace", metavar="FILE",
+                                                         help="write every instrument message, timestamped, to FILE")):
+    """Hardware-in-the-loop sharpness-aware training of physical neural networks."""
+    from labsat.logs import setup_logging
+
+    try:
+        setup_logging(log_level, trace)
+    except (ValueError, OSError) as exc:
+        console.print(f"[bold red]error:[/] {exc}", soft_wrap=True)  # one line, never broken
+        raise typer.Exit(2)
 
 # shared with the commands feature modules register (one definition: labsat/cli_common.py)
 _progress = progress
@@ -98,7 +115,8 @@ def calibrate(station: Path = StationOpt, chip_seed: Optional[int] = SeedOpt, ki
                                          "stored fit is still valid (exit 0 valid, 1 stale)"),
               check_factor: float = typer.Option(2.0, "--drift-factor", help="--check: stale when the RMSE exceeds "
                                                  "this times the stored held-out RMSE"),
-              calibration: Optional[Path] = typer.Option(None, help="--check: calibration file (default: latest)")):
+              calibration: Optional[Path] = typer.Option(None, help="--check: calibration file (default: latest)"),
+              as_json: bool = JsonOpt):
     """Measure the chip, fit its twin, save the calibration (recorded in the run database)."""
     from labsat.calibration import load_calibration
 
@@ -108,9 +126,15 @@ def calibrate(station: Path = StationOpt, chip_seed: Optional[int] = SeedOpt, ki
         with _user_errors(), open_station(station, chip_seed, kind) as st:
             raise typer.Exit(check_command(st, calibration, factor=check_factor, console=console))
 
-    with _user_errors(), open_station(station, chip_seed, kind) as st:
+    from labsat.runs import db_path_for
+
+    with _user_errors(), json_output(console, as_json), open_station(station, chip_seed, kind) as st:
         result = run_calibration(st, settings, inputs, holdout)
         record = load_calibration(result.path)
+        if as_json:
+            emit_json({"run": result.run, "device": record["device"], "calibration": show_path(result.path),
+                       "residuals": result.meta["residuals"], "fit_final_mse": result.meta["fit_final_mse"]})
+            return
         table = Table(title=f"calibration of {record['device']} (run {result.run})")
         table.add_column("twin")
         table.add_column("held-out RMSE (norm. power)", justify="right")
@@ -119,7 +143,8 @@ def calibrate(station: Path = StationOpt, chip_seed: Optional[int] = SeedOpt, ki
             r = result.meta["residuals"][key]
             table.add_row(name, f"{r['rmse']:.4f}", f"{r['max_abs']:.4f}")
         console.print(table)
-        console.print(f"saved [bold]{result.path}[/]")
+        console.print(f"saved [bold]{show_path(result.path)}[/] (run {result.run} in {show_path(db_path_for(st.config))})",
+                      soft_wrap=True)
 
 
 ThreadsOpt = typer.Option(None, "--threads", help="torch intra-op threads (default: 1 for small tensors, "
@@ -144,13 +169,14 @@ def train_cmd(station: Path = StationOpt, chip_seed: Optional[int] = SeedOpt, ki
               nominal: bool = typer.Option(False, help="use the uncalibrated datasheet twin"),
               out: Optional[Path] = typer.Option(None, help="model file (default: runs/<mode>-<optimizer>.pt)"),
               resume: Optional[int] = typer.Option(None, "--resume", metavar="RUN",
-                                                   help="continue run RUN from its last checkpoint, with its own settings")):
+                                                   help="continue run RUN from its last checkpoint, with its own settings"),
+              data: Optional[str] = DataOpt, as_json: bool = JsonOpt):
     """Train the layer's classifier offline on the twin or online on the hardware (recorded in the run database)."""
     from labsat import runs, workflows
     from labsat.config import load_config
     from labsat.train import TrainConfig
 
-    with _user_errors():
+    with _user_errors(), json_output(console, as_json):
         if resume is not None:  # the run's own settings; the command-line ones are ignored
             with runs.RunDB.for_station(load_config(station)) as db:
                 record = db.run(resume)
@@ -172,20 +198,27 @@ def train_cmd(station: Path = StationOpt, chip_seed: Optional[int] = SeedOpt, ki
                               twin_perturbed=perturbed_pass == "twin")
             request = workflows.TrainingRequest(cfg, calibration="nominal" if nominal else
                                                 (None if calibration is None else str(calibration)),
-                                                out=None if out is None else str(out), threads=threads)
+                                                out=None if out is None else str(out), threads=threads, data=data)
         with open_station(station, chip_seed, kind) as st, _hooks() as hooks:
             result = workflows.train(st, request, hooks, resume=resume)
         last = result.epochs[-1] if result.epochs else None
+        cal = result.calibration if result.calibration == "nominal" else show_path(result.calibration)
+        if as_json:
+            emit_json({"run": result.run, "model": show_path(result.path), "calibration": cal, "final": last,
+                       "hardware_batches": result.hardware_batches})
+            return
         if last:
             console.print(f"final train loss {last['loss']:.4f}, accuracy {last['train_accuracy']:.3f}")
-        console.print(f"saved [bold]{result.path}[/] (twin: {result.calibration})")
+        console.print(f"saved [bold]{show_path(result.path)}[/] (twin: {cal}; run {result.run})", soft_wrap=True)
 
 
-def evaluate_models(model_files: list[Path], stations: dict[str, object]) -> dict[str, dict[str, float]]:
-    """Accuracy of each model on each station's hardware: {model: {station label: accuracy}}."""
+def evaluate_models(model_files: list[Path], stations: dict[str, object],
+                    data: Optional[str] = None) -> dict[str, dict[str, float]]:
+    """Accuracy of each model on each station's hardware: {model: {station label: accuracy}}, on the
+    test split of ``data`` (``--data``), by default the data set each model was trained on."""
     from labsat.workflows import accuracies
 
-    return accuracies(model_files, stations)
+    return accuracies(model_files, stations, data=data)
 
 
 @app.command()
@@ -193,11 +226,14 @@ def evaluate(models: list[Path] = typer.Argument(..., help="model files from `la
              station: Path = StationOpt, chip_seed: Optional[int] = SeedOpt, kind: Optional[str] = KindOpt,
              other_chip_seed: Optional[int] = typer.Option(defaults.EVAL_OTHER_CHIP_SEED,
                                                            help="simulated backend: a second chip to test transfer on"),
-             other_station: Optional[Path] = typer.Option(None, help="a second station file (another device)")):
+             other_station: Optional[Path] = typer.Option(None, help="a second station file (another device)"),
+             data: Optional[str] = typer.Option(None, "--data", help=f"data set: {_data_help()}; default: the one "
+                                                "each model was trained on"),
+             as_json: bool = JsonOpt):
     """Test accuracy on the device the model was trained for and on another device."""
     from labsat import workflows
 
-    with _user_errors(), contextlib.ExitStack() as stack:
+    with _user_errors(), json_output(console, as_json), contextlib.ExitStack() as stack:
         st_a = stack.enter_context(open_station(station, chip_seed, kind))
         stations = {st_a.device_id(): st_a}
         if other_station is not None:
@@ -208,7 +244,11 @@ def evaluate(models: list[Path] = typer.Argument(..., help="model files from `la
             stations[st_b.device_id()] = st_b
         run_id, results = workflows.evaluate(models, stations, workflows.Hooks(note=console.print), config={
             "chip_seed": chip_seed, "kind": kind, "other_chip_seed": other_chip_seed,
-            "other_station": None if other_station is None else str(other_station)})
+            "other_station": None if other_station is None else str(other_station)}, data=data)
+        if as_json:
+            emit_json({"run": run_id, "devices": list(stations),
+                       "accuracy": {show_path(m): row for m, row in results.items()}})
+            return
         table = Table(title=f"test accuracy on hardware (run {run_id})")
         table.add_column("model")
         for label in stations:
@@ -226,21 +266,29 @@ def demo(station: Path = StationOpt, kind: Optional[str] = KindOpt,
          online_epochs: int = typer.Option(defaults.DEMO_ONLINE_EPOCHS),
          rho: float = typer.Option(defaults.RHO), lr: float = typer.Option(defaults.LR),
          threads: Optional[int] = ThreadsOpt,
-         runs_dir: Optional[Path] = typer.Option(None, help="where models go (default: the station's runs_dir)")):
+         runs_dir: Optional[Path] = typer.Option(None, help="where models go (default: the station's runs_dir)"),
+         data: Optional[str] = DataOpt, as_json: bool = JsonOpt):
     """The whole path on the virtual lab: calibrate chip A, train offline/online x plain/SAT, test on A and B."""
     from labsat import workflows
     from labsat.config import load_config
 
-    with _user_errors():
+    with _user_errors(), json_output(console, as_json):
         cfg = load_config(station)
         params = workflows.DemoParams(chip_a=chip_a, chip_b=chip_b, offline_epochs=offline_epochs,
                                       online_epochs=online_epochs, rho=rho, lr=lr, runs_dir=runs_dir, kind=kind,
-                                      threads=threads)
+                                      threads=threads, data=data)
         with _hooks() as hooks:
             result = workflows.run_demo(cfg, params, open_station, hooks,
                                         calibrate=lambda st: run_calibration(st, defaults.CAL_SETTINGS, defaults.CAL_INPUTS,
                                                                                defaults.CAL_HOLDOUT))
-        table = Table(title="test accuracy on the virtual chips (digits, 10 classes)")
+        cal_path = result.calibration.path
+        if as_json:
+            emit_json({"calibration": show_path(cal_path),
+                       "models": {k: show_path(v) for k, v in result.models.items()},
+                       "evaluation_run": result.evaluation_run, "run_database": show_path(result.run_database),
+                       "accuracy": {label: result.accuracy[str(f)] for label, f in result.models.items()}})
+            return
+        table = Table(title=f"test accuracy on the virtual chips ({result.data.name}, {result.data.n_classes} classes)")
         table.add_column("training")
         for label in result.devices:
             table.add_column(label, justify="right")
@@ -248,6 +296,12 @@ def demo(station: Path = StationOpt, kind: Optional[str] = KindOpt,
             row = result.accuracy[str(path)]
             table.add_row(label, *(f"{100 * row[k]:.1f} %" for k in result.devices))
         console.print(table)
+        models_dir = Path(next(iter(result.models.values()))).parent
+        console.print(f"calibration: {show_path(cal_path)}", soft_wrap=True)
+        console.print(f"models: {show_path(models_dir)}/ ({', '.join(Path(f).name for f in result.models.values())})",
+                      soft_wrap=True)
+        console.print(f"runs (calibration, 4 trainings, evaluation {result.evaluation_run}): "
+                      f"{show_path(result.run_database)}; `labsat runs list`", soft_wrap=True)
 
 
 # Feature modules add their own commands: each exposes ``register(app)``.

@@ -14,7 +14,26 @@ console = Console()
 
 StationOpt = typer.Option(Path("instruments.yaml"), "--station", "-s", help="station description (instruments.yaml)")
 SeedOpt = typer.Option(None, "--chip-seed", help="simulated backend: which virtual chip (overrides the file)")
-KindOpt = typer.Option(None, "--kind", help="which physical network of the station (mesh, ...); default: its first layer")
+
+
+def _kind_names() -> str:
+    from labsat.kinds import KINDS
+
+    return ", ".join(k.name for k in KINDS.values())
+
+
+KindOpt = typer.Option(None, "--kind", help=f"which physical network of the station: {_kind_names()}; "
+                       "default: its first layer")
+
+
+def _data_help() -> str:
+    from labsat.data import DATA_HELP
+
+    return DATA_HELP
+
+
+DataOpt = typer.Option(None, "--data", help=f"data set: {_data_help()}; default: digits")
+JsonOpt = typer.Option(False, "--json", help="print the result as JSON on standard output (progress on standard error)")
 
 
 def progress() -> Progress:
@@ -32,7 +51,7 @@ def user_errors():
     try:
         yield
     except (ConfigError, CalibrationError, LimitError, InstrumentError, FileNotFoundError, ValueError, KeyError) as exc:
-        console.print(f"[bold red]error:[/] {exc}")
+        console.print(f"[bold red]error:[/] {exc}", soft_wrap=True)  # one line, never broken
         raise typer.Exit(2)
     except KeyboardInterrupt:
         console.print("[bold yellow]interrupted[/]: every output was put in its safe state")

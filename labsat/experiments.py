@@ -518,7 +518,7 @@ def register(app) -> None:
     def experiment(name: str = typer.Argument(..., help="imprecise | transfer | perturbation | sharpness | rho"),
                    full: bool = typer.Option(False, "--full", help="paper-scale sizes (minutes to hours)"),
                    seeds: Optional[int] = typer.Option(None, help="seeds (mean ± std over them); default 3, --full 5"),
-                   data: str = typer.Option("digits", help="digits | mnist:PATH (directory of the MNIST IDX files)"),
+                   data: str = typer.Option("digits", help="digits | mnist:DIR | npz:FILE | csv:FILE (see labsat.data)"),
                    station: Path = typer.Option(Path("instruments.yaml"), "--station", "-s"),
                    chip: int = typer.Option(1, help="chip A: the virtual chip models are trained for"),
                    rho: Optional[float] = typer.Option(None, help="SAM radius (control units)"),
@@ -530,7 +530,8 @@ def register(app) -> None:
                    rho_grid: Optional[str] = typer.Option(None, help="rho experiment: comma-separated radii"),
                    fab_scale: Optional[float] = typer.Option(None, help="scale the virtual chips' fabrication "
                                                              "spread (phase offsets, couplers); 1 = default"),
-                   out: Path = typer.Option(Path("runs/experiments"), help="output root (one folder per experiment)")):
+                   out: Path = typer.Option(Path("runs/experiments"), help="output root (one folder per experiment)"),
+                   as_json: bool = typer.Option(False, "--json", help="print the rows as JSON (progress on stderr)")):
         """Measure one of the SAT paper's claims on the virtual lab; writes a table and a plot."""
         from labsat.calibration import CalibrationError
         from labsat.config import ConfigError
@@ -545,17 +546,36 @@ def register(app) -> None:
                                     offline_epochs=offline_epochs, online_epochs=online_epochs,
                                     cal_settings=cal_settings, cal_inputs=cal_inputs, n_chips=chips, fab_scale=fab_scale,
                                     rho_grid=grid, out=out).items() if v is not None}
+        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+        from labsat.cli_format import emit_json, json_output, show_path
+
         try:
             setup = Setup.make_full(**kw) if full else Setup.small(**kw)
             from labsat.workflows import Hooks, experiment as recorded_experiment
 
-            result = recorded_experiment(name, setup, run_experiment,
-                                         Hooks(note=lambda msg: console.print(f"[dim]{msg}[/]")))
+            # progress: every calibration and training the experiment does (cached ones are instant);
+            # the experiment is recorded as a run (labsat.workflows.experiment)
+            with json_output(console, as_json), Progress(SpinnerColumn(), TextColumn("[bold]{task.description}"),
+                                                         TextColumn("{task.completed} steps"), TimeElapsedColumn(),
+                                                         TextColumn("[dim]{task.fields[info]}"), console=console) as bar:
+                task = bar.add_task(f"experiment {name}", total=None, info="")
+
+                def log(msg: str) -> None:
+                    bar.console.print(f"[dim]{msg}[/]", soft_wrap=True)
+                    bar.update(task, advance=1, info=msg[:48])
+
+                result = recorded_experiment(name, setup, run_experiment, Hooks(note=log))
         except (ValueError, FileNotFoundError, KeyError, ConfigError, CalibrationError) as exc:
-            console.print(f"[bold red]error:[/] {exc}")
+            console.print(f"[bold red]error:[/] {exc}", soft_wrap=True)
             raise typer.Exit(2)
+        where = show_path(result["directory"])
+        if as_json:
+            emit_json({"experiment": name, "run": result["run"], "directory": where, "seconds": result["seconds"],
+                       "rows": result["rows"]})
+            return
         console.print(Markdown(result["table"]))
-        console.print(f"wrote {result['directory']}/(table.md, results.csv, results.json, plot.png) "
-                      f"in {result['seconds']:.0f} s (run {result['run']})")
+        console.print(f"wrote {where}/(table.md, results.csv, results.json, plot.png) "
+                      f"in {result['seconds']:.0f} s (run {result['run']})", soft_wrap=True)
 
     app.command("experiment")(experiment)

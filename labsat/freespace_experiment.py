@@ -166,11 +166,14 @@ def register(app) -> None:
             n_test: int = typer.Option(200, help="test images (of 450)"),
             lr: float = typer.Option(0.1), rho: float = typer.Option(0.05),
             out: Path = typer.Option(Path("benchmarks/freespace"), help="folder for JSON, table and PNG"),
-            plot_only: Optional[Path] = typer.Option(None, help="re-plot a results JSON instead of running")):
+            plot_only: Optional[Path] = typer.Option(None, help="re-plot a results JSON instead of running"),
+            as_json: bool = typer.Option(False, "--json", help="print the results as JSON (progress on stderr)")):
         """Free-space network under misalignment (rotation, shift, scale): plain vs SAT, no retraining."""
         from rich.console import Console
 
-        console = Console()
+        from labsat.cli_format import emit_json, show_path
+
+        console = Console(stderr=as_json)  # with --json, stdout carries only the JSON
         if plot_only is not None:
             results = json.loads(plot_only.read_text())
         else:
@@ -182,5 +185,8 @@ def register(app) -> None:
         out.mkdir(parents=True, exist_ok=True)
         (out / "table.md").write_text(table + "\n")
         png = plot(results, out / "robustness.png")
+        if as_json:
+            emit_json({"results": results, "table": show_path(out / "table.md"), "plot": show_path(png)})
+            return
         console.print(table)
-        console.print(f"wrote {out / 'table.md'}, {png}")
+        console.print(f"wrote {show_path(out / 'table.md')}, {show_path(png)}", soft_wrap=True)

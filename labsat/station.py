@@ -133,7 +133,9 @@ class Station:
                 inst.isShutdown = False  # PyMeasure's flag: the driver stays in use
 
     def _open(self, name: str, cfg, address: str):
-        return open_driver(name, cfg, address)  # the one driver factory (drivers/registry.py)
+        # the one driver factory (drivers/registry.py); each opener applies the instrument's connection
+        # settings (VISA library, serial line, terminators) through drivers/base.open_configured
+        return open_driver(name, cfg, address)
 
     def identities(self) -> dict[str, str]:
         return {name: inst.identity for name, inst in self.instruments.items()}

@@ -77,8 +77,9 @@ def test_gui_calibration_and_trainings_are_recorded_and_resumable(qtbot, station
     listed = CliRunner().invoke(app, ["runs", "list", "--station", str(station_file)])
     assert listed.exit_code == 0, listed.output
     for run in (cal_run["id"], offline_run, online_run):
-        assert any(line.split("│")[1].strip() == str(run) for line in listed.output.splitlines()
-                   if line.count("│") > 3), listed.output
+        # a row of the borderless table (issue 15: it fits 80 columns): the run id is its first cell
+        assert any(line.split()[0] == str(run) for line in listed.output.splitlines()
+                   if len(line.split()) > 3), listed.output
     assert "interrupted" in listed.output
 
     # continue the GUI's aborted run from the command line

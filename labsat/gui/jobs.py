@@ -72,6 +72,7 @@ class TrainingParams:
     calibration: str | None = None  # a calibration file; None: the latest for the chip; "nominal": none
     out: str | None = None  # model file; default runs_dir/gui-<mode>-<optimizer>-<stamp>.pt
     threads: int | None = None
+    data: str = "digits"  # a --data spec (labsat.data.load_dataset): digits, mnist:DIR, npz:FILE, csv:FILE
     extra: dict = field(default_factory=dict)  # more TrainConfig fields (sigma, lam, ...)
 
 
@@ -89,7 +90,7 @@ def run_training(bench: Bench, p: TrainingParams, control: RunControl, emit: Emi
         hw = bench.hardware(control)
     out = p.out or str(bench.runs_dir() / f"gui-{cfg.mode}-{cfg.optimizer}-{_stamp()}.pt")
     request = workflows.TrainingRequest(cfg, calibration=p.calibration, out=out, threads=p.threads,
-                                        evaluate_each_epoch=True)
+                                        evaluate_each_epoch=True, data=p.data)
     with workflows.run_tags(source=SOURCE):
         return workflows.train(station, request, _hooks(control, emit), layer=bench.layer, hardware=hw)
 

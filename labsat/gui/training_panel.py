@@ -9,6 +9,7 @@ from PySide6.QtWidgets import (QComboBox, QFormLayout, QGridLayout, QHBoxLayout,
 from labsat import defaults
 
 from .common import dspin, heading, plot, spin
+from .data_choice import DataChoice
 from .jobs import TrainingParams, TrainingResult, run_training
 from .runner import JobRunner
 
@@ -53,6 +54,8 @@ class TrainingPanel(QWidget):
         form.addRow("epochs", self.epochs)
         form.addRow("batch size", self.batch)
         form.addRow("twin", self.twin)
+        self.data = DataChoice()
+        form.addRow("data set", self.data)
 
         self.start_button = QPushButton("Start")
         self.start_button.clicked.connect(self.start)
@@ -128,7 +131,7 @@ class TrainingPanel(QWidget):
         cal = "nominal" if self.twin.currentIndex() == 1 else self.calibration_path
         return TrainingParams(mode=self.mode.currentText(), optimizer=self.optimizer.currentText(),
                               rho=self.rho.value(), lr=self.lr.value(), epochs=self.epochs.value(),
-                              batch_size=self.batch.value(), calibration=cal)
+                              batch_size=self.batch.value(), calibration=cal, data=self.data.spec())
 
     def set_busy(self, busy: bool) -> None:
         self.start_button.setEnabled(not busy)
@@ -142,6 +145,9 @@ class TrainingPanel(QWidget):
     # --- run ---
     def start(self):
         p = self.params()
+        if p.data != "digits" and self.data.check(self.bench.make_twin().n_inputs):
+            self.status.setText("cannot start: the data set does not load (see above)")
+            return None
         self._reset_curves()
         self.epoch_bar.setRange(0, p.epochs)
         self.epoch_bar.setValue(0)

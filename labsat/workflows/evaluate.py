@@ -16,8 +16,10 @@ class Loaded:
     meta: dict
 
 
-def load_model(config, layer: str, path: str | Path, hardware=None, *, with_calibration: bool = False) -> Loaded:
-    """A saved model rebuilt over ``layer`` of a station config, with the data set it was trained on.
+def load_model(config, layer: str, path: str | Path, hardware=None, *, with_calibration: bool = False,
+               data: str | None = None) -> Loaded:
+    """A saved model rebuilt over ``layer`` of a station config, with the data set it was trained on
+    (or ``data``, a ``--data`` spec, encoded with the model's encoder).
 
     ``with_calibration``: load the fitted twin the model was trained with (for landscapes on the twin);
     else the nominal twin (only the hardware forward matters). A model made for another layer is
@@ -42,12 +44,16 @@ def load_model(config, layer: str, path: str | Path, hardware=None, *, with_cali
     if result.unexpected_keys or any(k.startswith(("physical.u", "readout")) for k in result.missing_keys):
         raise ValueError(f"{path} does not fit layer '{layer}' of this station "
                          f"(unexpected {result.unexpected_keys}, missing {result.missing_keys})")
-    data = dataset_for(kind_of(config, layer).make_twin(config, layer), encoder_state=blob["encoder"])
-    return Loaded(model, data, Path(path).stem, meta)
+    kind = kind_of(config, layer)
+    dataset = dataset_for(kind.make_twin(config, layer), encoder_state=blob["encoder"],
+                          spec=data or meta.get("data") or "digits", kind_name=kind.name)
+    return Loaded(model, dataset, Path(path).stem, meta)
 
 
-def accuracies(model_files: list, stations: dict, hooks: Hooks = QUIET) -> dict[str, dict[str, float]]:
-    """Test accuracy of each model on each station's hardware: ``{model: {station label: accuracy}}``."""
+def accuracies(model_files: list, stations: dict, hooks: Hooks = QUIET, data: str | None = None
+               ) -> dict[str, dict[str, float]]:
+    """Test accuracy of each model on each station's hardware: ``{model: {station label: accuracy}}``, on
+    the test split of ``data`` (a ``--data`` spec), by default the data set each model was trained on."""
     from labsat.train import accuracy
 
     results: dict[str, dict[str, float]] = {}
@@ -55,18 +61,19 @@ def accuracies(model_files: list, stations: dict, hooks: Hooks = QUIET) -> dict[
         results[str(path)] = {}
         for label, st in stations.items():
             hooks.tick()
-            loaded = load_model(st.config, st.layer_names[0], path, hardware=st.layer())
+            loaded = load_model(st.config, st.layer_names[0], path, hardware=st.layer(), data=data)
             results[str(path)][label] = accuracy(loaded.model, loaded.data.x_test, loaded.data.y_test,
                                                  on_hardware=True)
             hooks.emit("accuracy", (str(path), label, results[str(path)][label]))
     return results
 
 
-def evaluate(model_files: list, stations: dict, hooks: Hooks = QUIET, config: dict | None = None) -> tuple[int, dict]:
+def evaluate(model_files: list, stations: dict, hooks: Hooks = QUIET, config: dict | None = None,
+             data: str | None = None) -> tuple[int, dict]:
     """:func:`accuracies`, recorded as an ``evaluate`` run of the first station: ``(run, results)``."""
     first = next(iter(stations.values()))
-    record = {"models": [str(Path(m).resolve()) for m in model_files], **(config or {})}
+    record = {"models": [str(Path(m).resolve()) for m in model_files], "data": data, **(config or {})}
     with recorded(first, "evaluate", record, hooks) as rec:
-        results = accuracies(model_files, stations, hooks)
+        results = accuracies(model_files, stations, hooks, data=data)
         rec.db.finish(rec.run, "completed", result={"accuracy": results, "devices": list(stations)})
     return rec.run, results

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -21,6 +22,7 @@ class TrainingRequest:
     out: str | None = None  # model file; default <runs_dir>/<mode>-<optimizer>.pt
     threads: int | None = None  # torch intra-op threads; None: chosen for the tensor sizes
     evaluate_each_epoch: bool = False  # test accuracy after every epoch (the GUI's curves)
+    data: str | None = None  # a --data spec (labsat.data.load_dataset): digits, mnist:DIR, npz:FILE, csv:FILE
 
 
 @dataclass
@@ -46,14 +48,20 @@ def twin_state(station, layer: str, calibration: str | Path | None):
     return load_calibration(path)["twin"], str(path)
 
 
-def dataset_for(twin, encoder_state=None):
-    """The data set a layer trains on: the twin's own (free space: images) or PCA'd digits."""
-    from labsat.data import Encoder, load_digits
+def dataset_for(twin, encoder_state=None, spec: str | None = None, kind_name: str = ""):
+    """The data set a layer trains on: ``spec`` (a ``--data`` spec, :func:`labsat.data.load_dataset`;
+    default PCA'd digits) encoded for the twin's inputs, with a model's encoder when given. A kind whose twin
+    brings its own inputs (free space: images) takes only ``digits`` (or the name its models record)."""
+    from labsat.data import Encoder, load_dataset
 
     if hasattr(twin, "load_data"):
-        return twin.load_data(seed=0) if encoder_state is None else twin.load_data(seed=0, encoder_state=encoder_state)
-    return load_digits(twin.n_inputs, seed=0,
-                       **({} if encoder_state is None else {"encoder": Encoder.from_state(encoder_state)}))
+        own = twin.load_data(seed=0) if encoder_state is None else twin.load_data(seed=0, encoder_state=encoder_state)
+        if spec not in (None, "digits", own.name):  # a model records its data set by name
+            raise ValueError(f"--data {spec}: the {kind_name or 'layer'} network takes images; "
+                             "it trains on the built-in digits only")
+        return own
+    return load_dataset(spec or "digits", twin.n_inputs, seed=0,
+                        encoder=None if encoder_state is None else Encoder.from_state(encoder_state))
 
 
 @contextlib.contextmanager
@@ -90,14 +98,14 @@ def train(station, request: TrainingRequest, hooks: Hooks = QUIET, *, layer: str
     runs_dir = station.config.resolve(station.config.station.runs_dir)
     out = Path(request.out) if request.out else runs_dir / f"{cfg.mode}-{cfg.optimizer}.pt"
     kind = kind_of(station.config, layer)
+    twin0 = kind.make_twin(station.config, layer)
+    data = data or dataset_for(twin0, spec=request.data, kind_name=kind.name)  # checked before a run is recorded
     config = {"train": asdict(cfg), "chip_seed": station.config.station.sim.chip_seed if station.simulated else None,
               "kind": kind.name, "layer": layer, "calibration": cal, "out": str(out.resolve()),
-              "threads": request.threads}
+              "threads": request.threads, "data": getattr(data, "source", "") or request.data or data.name}
     with recorded(station, "train", config, hooks, calibration=cal, resume=resume) as rec:
         if resume is None:
-            hooks.say(f"run {rec.run} in {rec.db.path}")
-        twin0 = kind.make_twin(station.config, layer)
-        data = data or dataset_for(twin0)
+            hooks.say(f"run {rec.run} in {os.path.normpath(rec.db.path)}")
         hw = None
         if cfg.mode == "online":
             hw = hardware if hardware is not None else station.layer(layer)
@@ -134,7 +142,7 @@ def train(station, request: TrainingRequest, hooks: Hooks = QUIET, *, layer: str
         batches = earlier + (hw.batches if hw is not None else 0)
         meta = {"history": {"config": asdict(cfg), "epochs": epochs}, "device": station.device_id(layer),
                 "calibration": cal, "layer": layer_cfg.model_dump(), "layer_name": layer, "kind": layer_cfg.kind,
-                "n_classes": data.n_classes, "dataset": data.name,
+                "n_classes": data.n_classes, "dataset": data.name, "data": getattr(data, "source", "") or data.name,
                 "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(),
                 "hardware_batches": batches, "status": status, "run": rec.run}
         if reason:
@@ -161,5 +169,5 @@ def resume_request(stored: dict) -> tuple[TrainingRequest, dict]:
     known = TrainConfig.__dataclass_fields__
     cfg = TrainConfig(**{k: v for k, v in stored["train"].items() if k in known})
     request = TrainingRequest(cfg, calibration=stored.get("calibration"), out=stored.get("out"),
-                              threads=stored.get("threads"))
+                              threads=stored.get("threads"), data=stored.get("data"))
     return request, {"chip_seed": stored.get("chip_seed"), "kind": stored.get("kind")}
