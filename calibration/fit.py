@@ -77,11 +77,18 @@ def fit_twin(twin: MZIMeshTwin, data: Measurements, adam_steps: int = 300, lbfgs
              parameters: tuple[str, ...] = FIT_PARAMETERS) -> list[float]:
     """Fit in place, starting from the twin's present values; returns the loss history.
 
+    Readings measured in control bands (``data.band``, meshes above 8 modes) are fitted band by band
+    (:func:`fit_in_bands`).
+
     ``parameters``: which of the twin's imperfections to fit (the others stay as they are).
     """
     unknown = set(parameters) - set(FIT_PARAMETERS)
     if unknown:
         raise ValueError(f"unknown twin parameters {sorted(unknown)}; choose from {', '.join(FIT_PARAMETERS)}")
+    if getattr(data, "band", None) is not None and len(np.unique(data.band)) > 1:
+        # readings in control bands: fit band by band (large meshes; calibration/progressive.py)
+        return fit_in_bands(twin, data, adam_steps=adam_steps, lbfgs_steps=lbfgs_steps, lr=lr,
+                            progress=progress, parameters=parameters)
     target = torch.as_tensor(data.p, dtype=torch.float64)
     history = least_squares([getattr(twin, k) for k in parameters],
                             lambda: torch.mean((predict(twin, data) - target) ** 2),
@@ -96,3 +103,23 @@ def residual_summary(twin: MZIMeshTwin, data: Measurements) -> dict[str, float]:
         r = (predict(twin, data) - torch.as_tensor(data.p)).numpy().ravel()
     return {"rmse": float(np.sqrt(np.mean(r**2))), "max_abs": float(np.max(np.abs(r))),
             "mean": float(np.mean(r)), "n": int(r.size)}
+
+
+def fit_in_bands(twin, data: Measurements, adam_steps: int = 150, lbfgs_steps: int = 150, lr: float = 0.02,
+                 refine_adam_steps: int = 40, refine_lr: float = 0.003, progress=None,
+                 parameters=None, after_band=None) -> list[float]:
+    """Fit ``twin`` to banded readings (``data.band``), band by band on all readings up to that band:
+    the first from the twin's present values with ``adam_steps`` at ``lr``, the others with small Adam
+    steps then L-BFGS. ``after_band(band, history)`` is called after each band."""
+    history: list[float] = []
+    extra = {} if parameters is None else {"parameters": parameters}
+    bands = np.unique(data.band)
+    for i, top in enumerate(bands):
+        pick = data.band <= top
+        sub = Measurements(data.u[pick], data.x[pick], data.p[pick])
+        history += fit_twin(twin, sub, adam_steps=adam_steps if i == 0 else refine_adam_steps,
+                            lbfgs_steps=lbfgs_steps, lr=lr if i == 0 else refine_lr, progress=progress,
+                            **extra)
+        if after_band is not None:
+            after_band(float(top), history)
+    return history

@@ -2,6 +2,10 @@
 
 Heater changes are slow (thermal settling), inputs are fast, so each heater setting is measured with
 a batch of inputs in one modulator sequence.
+
+Meshes above 8 modes are measured in *bands* of control range (``calibration/progressive.py``): the
+settings are split evenly over ``u ≤ 0.12, 0.25, 0.5, 1``, each setting remembers its band, and
+``fit.fit_twin`` fits band by band so that the fit converges (issue 12).
 """
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ class Measurements:
     u: np.ndarray  # (K, H) controls
     x: np.ndarray  # (K, B, N) input amplitudes
     p: np.ndarray  # (K, B, N) normalised powers
+    band: np.ndarray | None = None  # (K,) the control range [0, band] each setting was drawn from
 
     def __len__(self) -> int:
         return len(self.u)
@@ -27,19 +32,43 @@ class Measurements:
         k = max(1, int(round(len(self) * holdout_fraction)))
         if k >= len(self):
             raise ValueError(f"holding out {k} of {len(self)} settings leaves none to fit; measure more")
-        pick = lambda i: Measurements(self.u[i], self.x[i], self.p[i])  # noqa: E731
+        pick = lambda i: Measurements(self.u[i], self.x[i], self.p[i],  # noqa: E731
+                                      None if self.band is None else self.band[i])
         return pick(idx[k:]), pick(idx[:k])
 
     def arrays(self) -> dict[str, np.ndarray]:
         return {"u": self.u, "x": self.x, "p": self.p}
 
 
+DEFAULT_SCHEDULE = (0.12, 0.25, 0.5, 1.0)
+BANDED_ABOVE_MODES = 8  # the plain global fit converges up to 8 modes (issue 12's measurements)
+
+
+def schedule_for(hardware) -> tuple[float, ...]:
+    """Control bands for measuring ``hardware``: progressive for Clements meshes above 8 modes (their
+    ``n_controls`` is N(N-1)), one band [0, 1] for everything else."""
+    n = getattr(hardware, "modes", 0)
+    if n > BANDED_ABOVE_MODES and getattr(hardware, "n_controls", None) == n * (n - 1):
+        return DEFAULT_SCHEDULE
+    return (1.0,)
+
+
 def measure(hardware, settings: int = 64, inputs_per_setting: int = 32, seed: int = 0,
-            progress: Callable[[int, int], None] | None = None) -> Measurements:
+            progress: Callable[[int, int], None] | None = None,
+            schedule: tuple[float, ...] | None = None) -> Measurements:
+    """``settings`` random heater settings with ``inputs_per_setting`` random inputs each.
+
+    ``schedule``: the control bands (default: :func:`schedule_for` the hardware: one band,
+    [0, 1], up to 8 modes; four above). With one band the draws are those of earlier versions.
+    """
+    schedule = tuple(schedule) if schedule is not None else schedule_for(hardware)
     rng = np.random.default_rng(seed)
     h, n = hardware.n_controls, hardware.modes
     us = rng.uniform(0.0, 1.0, (settings, h))
     xs = rng.uniform(0.0, 1.0, (settings, inputs_per_setting, n))
+    band = np.asarray(schedule, dtype=float)[np.arange(settings) * len(schedule) // settings]
+    if len(schedule) > 1 or schedule[0] != 1.0:
+        us *= band[:, None]
     ps = None  # (K, B, outputs): a kind may have fewer outputs than inputs
     for k in range(settings):
         y = hardware.forward(xs[k], us[k])
@@ -48,4 +77,4 @@ def measure(hardware, settings: int = 64, inputs_per_setting: int = 32, seed: in
         ps[k] = y
         if progress:
             progress(k + 1, settings)
-    return Measurements(us, xs, ps)
+    return Measurements(us, xs, ps, band if len(schedule) > 1 else None)

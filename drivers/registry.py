@@ -105,6 +105,13 @@ def _open_daq(name: str, cfg, address: str):
     return daq
 
 
+@register_driver("block_dac")
+def _open_block_dac(name: str, cfg, address: str):
+    from .block_dac import open_block_dac  # issue 12: LAN heater DAC, whole vector in one binary block
+
+    return open_block_dac(name, cfg, address)
+
+
 @register_driver("spectrometer")
 def _open_spectrometer(name: str, cfg, address: str):
     from .spectrometer import open_spectrometer

@@ -123,6 +123,20 @@ class HeaterDACConfig(_Link):
     ramp: Ramp = Ramp()
 
 
+class BlockDACConfig(_Link):
+    """LAN multichannel heater DAC: the whole voltage vector in one binary block (drivers/block_dac.py)."""
+
+    kind: Literal["block_dac"]
+    address: str = "auto"
+    channels: int = Field(gt=0, le=8192)
+    timeout_s: float = Field(5.0, gt=0, le=MAX_TIMEOUT_S)
+    limits: HeaterLimits
+    ramp: Ramp = Ramp()
+
+
+HEATER_KINDS = ("heater_dac", "block_dac")  # instrument kinds that can drive a layer's heaters
+
+
 class ModulatorLimits(_Strict):
     v_max: float = Field(gt=0, le=MODULATOR_FULL_SCALE_V)
 
@@ -229,7 +243,7 @@ class CameraConfig(_Link):
     timeout_s: float = Field(5.0, gt=0, le=MAX_TIMEOUT_S)
 
 
-InstrumentConfig = Annotated[Union[HeaterDACConfig, ModulatorConfig, DAQConfig, SMUConfig, PowerMeterConfig,
+InstrumentConfig = Annotated[Union[HeaterDACConfig, BlockDACConfig, ModulatorConfig, DAQConfig, SMUConfig, PowerMeterConfig,
                                    PulseShaperConfig, SpectrometerConfig, SLMConfig,
                                    CameraConfig], Field(discriminator="kind")]
 
@@ -273,7 +287,7 @@ class LayerBase(_Strict):
             if inst is None:
                 raise ValueError(f"{ikey}: no instrument named '{cmap.instrument}' "
                                  f"(have: {', '.join(instruments)})")
-            if inst.kind != kind:
+            if inst.kind != kind and not (kind == "heater_dac" and inst.kind in HEATER_KINDS):
                 raise ValueError(f"{ikey}: '{cmap.instrument}' is a {inst.kind}, {role} need a {kind}")
             channels = getattr(inst, "channels", None)
             bad = [c for c in cmap.channels if channels is not None and not 0 <= c < channels]
@@ -480,6 +494,12 @@ class SimConfig(_Strict):
     coupler_sigma: float | None = Field(None, ge=0, le=1)
     crosstalk_mean: float | None = Field(None, ge=0, le=1)
     drift_kelvin_per_hour: float | None = Field(None, ge=-1e4, le=1e4)
+    error_model: Literal["labsat", "paper"] | None = Field(
+        None, description="the mesh chip's fabrication errors: labsat's model or the SAT paper's (issue 12)")
+    phase_error_sigma: float | None = Field(None, ge=0, le=100,
+                                            description="paper model: phase error on every θ, φ (rad)")
+    bs_error_sigma: float | None = Field(None, ge=0, le=100,
+                                         description="paper model: beam-splitter error e of every coupler")
     timing: SimTiming = SimTiming()
     faults: list[SimFault] = Field([], max_length=256)
 

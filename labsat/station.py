@@ -120,7 +120,7 @@ class Station:
     def _zero_heaters_on_start(self) -> None:
         """Start-up safe state: ramp any heater left powered (by a run that died) to 0 V."""
         for name, inst in self.instruments.items():
-            if getattr(self.config.instruments[name], "kind", None) != "heater_dac":
+            if getattr(self.config.instruments[name], "kind", None) not in ("heater_dac", "block_dac"):
                 continue
             volts = inst.voltages() if hasattr(inst, "voltages") else None
             if volts is not None and not any(volts):

@@ -158,6 +158,14 @@ def test_every_kind_of_driver_is_wrapped():
         assert spec.spectrum().shape == spec.wavelength().shape
         att = qs["shaper"].attenuation()
         assert att.shape == qs["shaper"].frequency().shape
+    with QcodesStation("stations/paper-mzi-16.yaml") as qs:  # the LAN block heater DAC (issue 12)
+        heaters = qs["heaters"]
+        n = heaters.driver.channels
+        with pytest.raises(ValueError):
+            heaters.voltages(np.full(n, 1e3))  # above the validator's ceiling
+        goal = np.linspace(0.0, 1.0, n)
+        heaters.voltages(goal)
+        np.testing.assert_allclose(heaters.voltages(), goal, atol=1e-3)
 
 
 def test_readme_script(tmp_path, monkeypatch):

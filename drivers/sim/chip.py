@@ -11,6 +11,22 @@ Physics (all batched numpy):
 - each MZI: external phase, coupler, internal phase, coupler; couplers have ratio errors;
 - inputs: a laser split evenly over ``modes`` amplitude modulators, amplitude ``sin(pi/2 V / Vpi)``;
 - outputs: per-port loss times detector responsivity, additive noise, ADC quantisation.
+
+Two fabrication-error models (``ChipSpec.error_model``, set from ``station.sim.error_model``):
+
+- ``"labsat"`` (default): phase offsets, efficiency spread, nearest-neighbour thermal crosstalk,
+  splitting-angle errors of the couplers, port loss, modulator spread, drift;
+- ``"paper"``: the SAT paper's MZI chip (research/sat-paper.md §2b): phase errors N(0, σ_phase) on every
+  θ and φ heater, beam-splitter errors e ~ N(0, σ_bs) with amplitudes √(1 ± e)/√2 on both couplers of
+  every MZI, nothing else (exact efficiencies, no crosstalk, no port loss); detector noise, ADC and the
+  configured drift as in the other model. ``B(e)`` is stored as the equivalent splitting angle
+  ``arccos(√((1+e)/2))`` (the same matrix); as in the authors' code |e| > 1 is not clipped (NaN outputs;
+  at σ = 0.15 a 6.7σ event).
+
+The mesh itself is :func:`labsat.geometry.mesh_matrix` (heater convention; numpy, all MZIs' 2×2 matrices
+at once, one update per column), built once per acquisition and applied to the whole batch, so the chip
+runs at 64 modes (4032 heaters). It is the numpy twin of the torch core :mod:`labsat.twins.clements`
+(equal to 1e-12, tests/test_clements.py): the drivers, virtual lab included, never import torch.
 """
 from __future__ import annotations
 
@@ -20,7 +36,9 @@ import numpy as np
 
 from .bench import HeaterBench
 
-from labsat.geometry import MeshLayout
+from labsat.geometry import MeshLayout, mesh_matrix
+
+ERROR_MODELS = ("labsat", "paper")
 
 
 @dataclass(frozen=True)
@@ -46,6 +64,14 @@ class ChipSpec:
     # drift: common temperature change (K) maps to phase via per-heater sensitivity
     drift_rad_per_kelvin: float = 0.25
     drift_kelvin_per_hour: float = 0.5
+    # which fabrication-error model (see the module docstring) and the paper model's spreads
+    error_model: str = "labsat"
+    phase_error_sigma: float = 0.15  # rad, paper model: on every theta and phi
+    bs_error_sigma: float = 0.15  # paper model: e of both couplers of every MZI
+
+    def __post_init__(self):
+        if self.error_model not in ERROR_MODELS:
+            raise ValueError(f"error_model must be one of {', '.join(ERROR_MODELS)}, got {self.error_model!r}")
 
     @property
     def eta_nominal(self) -> float:
@@ -57,23 +83,36 @@ class ChipSpec:
 class ChipTruth:
     offset: np.ndarray
     eta: np.ndarray
-    crosstalk: np.ndarray  # (H, H)
+    kappa: np.ndarray  # (H - 1,) thermal crosstalk between physical neighbours
     coupler: np.ndarray  # (n_mzi, 2) splitting angles
     port_gain: np.ndarray
     modulator_vpi: np.ndarray
     drift_sensitivity: np.ndarray
+    bs_error: np.ndarray | None = None  # paper model: the drawn e (coupler = arccos(sqrt((1 + e) / 2)))
+
+    @property
+    def crosstalk(self) -> np.ndarray:
+        """The (H, H) crosstalk matrix (1 on the diagonal); for reports and tests at small sizes."""
+        return np.eye(len(self.offset)) + np.diag(self.kappa, 1) + np.diag(self.kappa, -1)
 
     @classmethod
     def draw(cls, spec: ChipSpec, seed: int) -> "ChipTruth":
         layout = MeshLayout(spec.modes)
         rng = np.random.default_rng(seed)
         h = layout.n_heaters
+        if spec.error_model == "paper":
+            e = rng.normal(0.0, spec.bs_error_sigma, (layout.n_mzi, 2))
+            with np.errstate(invalid="ignore"):
+                coupler = np.arccos(np.sqrt((1 + e) / 2))
+            return cls(offset=rng.normal(0.0, spec.phase_error_sigma, h), eta=np.full(h, spec.eta_nominal),
+                       kappa=np.zeros(h - 1), coupler=coupler, port_gain=np.ones(spec.modes),
+                       modulator_vpi=np.full(spec.modes, spec.modulator_vpi), drift_sensitivity=np.ones(h),
+                       bs_error=e)
         kappa = np.clip(rng.normal(spec.crosstalk_mean, spec.crosstalk_sigma, h - 1), 0, None)
-        xt = np.eye(h) + np.diag(kappa, 1) + np.diag(kappa, -1)
         return cls(
             offset=rng.normal(0.0, spec.phase_offset_sigma, h),
             eta=spec.eta_nominal * (1 + rng.normal(0.0, spec.efficiency_sigma, h)),
-            crosstalk=xt,
+            kappa=kappa,
             coupler=np.pi / 4 + rng.normal(0.0, spec.coupler_sigma, (layout.n_mzi, 2)),
             port_gain=np.clip(1 + rng.normal(0.0, spec.port_loss_sigma, spec.modes), 0.5, 1.2),
             modulator_vpi=spec.modulator_vpi * (1 + rng.normal(0, spec.modulator_vpi_sigma, spec.modes)),
@@ -82,21 +121,11 @@ class ChipTruth:
 
 
 def mesh_transfer(phases: np.ndarray, coupler: np.ndarray, layout: MeshLayout, fields: np.ndarray) -> np.ndarray:
-    """Propagate complex ``fields`` (B, N) through the mesh with heater ``phases`` (H,)."""
-    theta, phi = phases[0::2], phases[1::2]
-    out = fields.astype(np.complex128, copy=True)
-    for tops, sl in zip(layout.columns, layout.column_slices):
-        if len(tops) == 0:
-            continue
-        a, b = out[:, tops], out[:, tops + 1]
-        a = a * np.exp(1j * phi[sl])
-        c1, s1 = np.cos(coupler[sl, 0]), np.sin(coupler[sl, 0])
-        a, b = c1 * a + 1j * s1 * b, 1j * s1 * a + c1 * b
-        a = a * np.exp(1j * theta[sl])
-        c2, s2 = np.cos(coupler[sl, 1]), np.sin(coupler[sl, 1])
-        a, b = c2 * a + 1j * s2 * b, 1j * s2 * a + c2 * b
-        out[:, tops], out[:, tops + 1] = a, b
-    return out
+    """Propagate complex ``fields`` (B, N) through the mesh with heater ``phases`` (H,) and coupler
+    splitting angles ``coupler`` (n_mzi, 2): one transfer matrix, one matmul."""
+    phases = np.asarray(phases, dtype=np.float64)
+    u = mesh_matrix(phases[0::2], phases[1::2], layout, split_error=np.asarray(coupler) - np.pi / 4)
+    return np.asarray(fields, dtype=np.complex128) @ u.T
 
 
 @dataclass
@@ -121,7 +150,10 @@ class VirtualChip(HeaterBench):
         t = self.truth
         power = self.heater_v**2 / self.spec.heater_resistance_ohm
         drift = self.spec.drift_rad_per_kelvin * self.temperature_change_k * t.drift_sensitivity
-        return t.offset + drift + t.eta * (t.crosstalk @ power)
+        heat = power.copy()
+        heat[:-1] += t.kappa * power[1:]
+        heat[1:] += t.kappa * power[:-1]
+        return t.offset + drift + t.eta * heat
 
     def output_powers(self, modulator_volts: np.ndarray, noisy: bool = True) -> np.ndarray:
         """Detector powers (W), shape (B, N), for a batch of modulator settings (B, N)."""

@@ -17,6 +17,7 @@ import numpy as np
 
 from ..base import encode_block
 from .chip import ChipSpec, VirtualChip
+from .scpi import ScpiErrorQueue
 
 log = logging.getLogger(__name__)
 
@@ -118,17 +119,6 @@ class InstrumentServer(socketserver.ThreadingTCPServer):
         self.stopping = True
         self.shutdown()
         self.server_close()
-
-
-class ScpiErrorQueue:
-    def __init__(self):
-        self.errors: list[str] = []
-
-    def push(self, code: int, message: str) -> None:
-        self.errors.append(f'{code},"{message}"')
-
-    def pop(self) -> str:
-        return self.errors.pop(0) if self.errors else '0,"No error"'
 
 
 # --- the simulated instruments ---
@@ -367,7 +357,14 @@ SIM_INSTRUMENTS = {
     "modulator_dac": line_server("scpi", lambda lab, scene, name, ch: SimModulatorDAC(scene, ch, lab.bus(scene))),
     "photodetector_daq": line_server("scpi", lambda lab, scene, name, ch: SimPhotodetectorDAQ(
         scene, ch, lab.bus(scene))),
+    "block_dac": line_server("scpi", lambda lab, scene, name, ch: _sim_block_dac(lab, scene, ch)),
 }
+
+
+def _sim_block_dac(lab, scene, channels):
+    from .block_dac import SimBlockDAC  # LAN heater DAC, whole vector per block (issue 12)
+
+    return SimBlockDAC(scene, channels, serial=f"BDAC-SIM{lab.seed:04d}")
 
 
 class VirtualLab:

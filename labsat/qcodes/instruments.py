@@ -23,6 +23,7 @@ from qcodes.instrument.channel import ChannelList
 from qcodes.parameters import ParameterWithSetpoints
 from qcodes.validators import Arrays, Bool, Ints, Numbers
 
+from labsat.drivers.block_dac import BlockHeaterDAC
 from labsat.drivers.camera import Camera
 from labsat.drivers.daq import PhotodetectorDAQ
 from labsat.drivers.heater_dac import HeaterDAC
@@ -87,6 +88,22 @@ class QHeaterDAC(LabsatInstrument):
             set_cmd=lambda v: driver.set_voltages(np.asarray(v, dtype=float)),
             vals=Arrays(min_value=0.0, max_value=float(np.max(driver.v_max)), shape=(driver.channels,)),
             docstring="every channel in one ramped transfer (per-channel limits checked by the driver)")
+
+
+# --- LAN block heater DAC (issue 12): thousands of heaters, the whole vector in one block ---
+class QBlockDAC(LabsatInstrument):
+    """Only the whole vector: the instrument's transfer is one block of every channel (per-channel
+    Parameters for 4032 heaters would be 4032 round trips)."""
+
+    def __init__(self, name: str, driver: BlockHeaterDAC, **kwargs: Any):
+        super().__init__(name, driver, **kwargs)
+        self.add_parameter(
+            "voltages", label="all heater voltages", unit="V", get_cmd=lambda: driver.voltages(),
+            set_cmd=lambda v: driver.set_voltages(np.asarray(v, dtype=float)),
+            vals=Arrays(min_value=0.0, max_value=float(np.max(driver.v_max)), shape=(driver.channels,)),
+            snapshot_value=False,
+            docstring="every channel in one block, ramped (per-channel limits checked by the driver before "
+                      "anything is sent)")
 
 
 # --- modulator DAC ---
@@ -204,7 +221,7 @@ class QPulseShaper(LabsatInstrument):
 
 
 WRAPPERS: list[tuple[type, Callable[..., LabsatInstrument]]] = [
-    (HeaterDAC, QHeaterDAC), (ModulatorDAC, QModulatorDAC), (PhotodetectorDAQ, QPhotodetectorDAQ),
+    (HeaterDAC, QHeaterDAC), (BlockHeaterDAC, QBlockDAC), (ModulatorDAC, QModulatorDAC), (PhotodetectorDAQ, QPhotodetectorDAQ),
     (SourceMeterHeater, QSourceMeter), (OpticalPowerMeter, QPowerMeter), (Spectrometer, QSpectrometer),
     (Camera, QCamera), (SpatialLightModulator, QSLM), (PulseShaper, QPulseShaper),
 ]

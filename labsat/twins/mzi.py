@@ -7,11 +7,10 @@ coupler splitting-angle errors and per-port output gains. A fresh twin is the *n
 """
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 
+from .clements import mesh_matrix, powers
 from .fitted import FittedTensors
 from .layout import MeshLayout
 
@@ -33,8 +32,6 @@ class MZIMeshTwin(FittedTensors, nn.Module):
         self.crosstalk = nn.Parameter(torch.zeros(h - 1, dtype=torch.float64))
         self.coupler_error = nn.Parameter(torch.zeros(m, 2, dtype=torch.float64))
         self.log_gain = nn.Parameter(torch.zeros(modes, dtype=torch.float64))
-        self._cols = [torch.as_tensor(t) for t in self.layout.columns]
-        self._slices = self.layout.column_slices
         # The twin's own parameters are fitted by calibration, not by training.
         self.requires_grad_(False)
 
@@ -65,24 +62,10 @@ class MZIMeshTwin(FittedTensors, nn.Module):
         Shapes: amplitudes (B, N) with u (H,), or amplitudes (K, B, N) with u (K, H) for K control
         settings at once. Normalised so that one input port at amplitude 1 carries power 1.
         """
-        phases = self.heater_phases(u).unsqueeze(-2)  # broadcast over the batch of inputs
-        theta, phi = phases[..., 0::2], phases[..., 1::2]
-        split = math.pi / 4 + self.coupler_error
-        c, s = torch.cos(split), torch.sin(split)
-        re = amplitudes.to(torch.float64)
-        state = torch.complex(re, torch.zeros_like(re))
-        for tops, sl in zip(self._cols, self._slices):
-            if len(tops) == 0:
-                continue
-            a, b = state[..., tops], state[..., tops + 1]
-            a = a * torch.exp(1j * phi[..., sl])
-            a, b = c[sl, 0] * a + 1j * s[sl, 0] * b, 1j * s[sl, 0] * a + c[sl, 0] * b
-            a = a * torch.exp(1j * theta[..., sl])
-            a, b = c[sl, 1] * a + 1j * s[sl, 1] * b, 1j * s[sl, 1] * a + c[sl, 1] * b
-            state = state.clone()
-            state[..., tops] = a
-            state[..., tops + 1] = b
-        return torch.exp(self.log_gain) * state.abs() ** 2
+        phases = self.heater_phases(u)
+        transfer = mesh_matrix(phases[..., 0::2], phases[..., 1::2], self.layout,
+                               split_error=self.coupler_error)
+        return torch.exp(self.log_gain) * powers(transfer, amplitudes.to(torch.float64))
 
     # --- persistence of the fitted imperfections (FittedTensors) ---
     def describe(self) -> str:

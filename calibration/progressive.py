@@ -1,0 +1,104 @@
+"""Calibration of large meshes (16–64 modes): a global fit continued over widening control ranges.
+
+Why the plain global fit (``fit.fit_twin`` on settings uniform over the whole control range) stalls above
+8 modes on labsat's error model: with ``u`` anywhere in [0, 1] every heater turns its phase by up to
+``w0 ≈ 9`` rad, so a 5 % efficiency error or 6 % neighbour crosstalk moves the phase by ~0.5 rad at the
+top of the range, and through 16+ columns of MZIs these errors compound into a loss landscape whose
+nearest minimum from the datasheet twin is not the chip. The phase offsets and the couplers, in
+contrast, are small errors around the design and act at every setting.
+
+So the fit is continued (a homotopy in the data, as in progressive / layer-by-layer calibration of
+photonic meshes, but over the control amplitude rather than the mesh depth): stage ``s`` measures
+settings uniform in ``[0, u_max[s]]`` and fits every parameter to all readings so far, starting from the
+previous stage's fit (with small Adam steps, then L-BFGS, so as not to kick it out of its basin).
+Near ``u = 0`` the efficiency and crosstalk terms (``∝ u``) are small and the offsets and couplers are
+identified; each widening then only has to correct the ``∝ u`` terms by a small amount. The last stage
+covers the whole range, so the twin is valid wherever training puts the controls.
+
+Budget: ``len(u_max) * settings`` heater settings of ``inputs`` inputs each; by default 32 settings and
+N²/8 inputs per stage, so the readings grow as N² (16 N² in all; each reading gives N numbers: N³ numbers
+for ~4 N² parameters).
+The fit's cost per step is one batched transfer-matrix build (``K`` settings at once) and one matmul per
+setting, so it runs in minutes at N = 64 on one core.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from .fit import fit_in_bands, rmse  # noqa: F401  (fit_in_bands: also reached from here)
+from .measure import BANDED_ABOVE_MODES, DEFAULT_SCHEDULE, Measurements, measure, schedule_for  # noqa: F401
+
+# schedule_for (measure.py) and fit_in_bands (fit.py) live below this module, so that measuring and fitting
+# use them without importing it (imports run one way: tests/test_import_graph.py).
+
+
+@dataclass
+class ProgressivePlan:
+    """How much to measure: ``settings`` heater settings per stage, ``inputs`` inputs per setting."""
+
+    settings: int
+    inputs: int
+    u_max: tuple[float, ...] = DEFAULT_SCHEDULE
+    adam_steps: int = 150  # first stage, from the datasheet twin
+    lbfgs_steps: int = 150
+    refine_adam_steps: int = 40  # later stages start close: small Adam steps (lr 0.003), then L-BFGS
+    refine_lr: float = 0.003
+
+    @classmethod
+    def for_modes(cls, modes: int) -> "ProgressivePlan":
+        """A budget of 4 N² readings per stage: 32 settings × N²/8 inputs (inputs are cheap, a sample of a
+        modulator sequence; heater settings are slow, thermal settling). Each setting with B ≥ N inputs
+        constrains the whole transfer matrix, so few settings suffice and the fit stays small."""
+        return cls(settings=32, inputs=max(16, modes * modes // 8))
+
+    @property
+    def readings(self) -> int:
+        return len(self.u_max) * self.settings * self.inputs
+
+
+@dataclass
+class ProgressiveResult:
+    stages: list[dict] = field(default_factory=list)  # per band: readings so far, fit time, RMSEs
+    data: Measurements | None = None  # every reading of every band
+    measure_s: float = 0.0
+
+    @property
+    def readings(self) -> int:
+        return 0 if self.data is None else int(self.data.x.shape[0] * self.data.x.shape[1])
+
+
+def calibrate_progressive(hardware, twin, plan: ProgressivePlan | None = None, seed: int = 0,
+                          held: Measurements | None = None,
+                          progress: Callable[[str, int, int], None] | None = None,
+                          on_stage: Callable[[dict], None] | None = None) -> ProgressiveResult:
+    """Measure every band (``plan.settings`` settings each) and fit band by band; ``twin`` fitted in place.
+
+    ``held``: optional held-out readings scored after every band (reported in ``stages``).
+    """
+    plan = plan or ProgressivePlan.for_modes(hardware.modes)
+    result = ProgressiveResult()
+    t0 = time.perf_counter()
+    data = measure(hardware, plan.settings * len(plan.u_max), plan.inputs, seed=seed, schedule=plan.u_max,
+                   progress=None if progress is None else lambda k, n: progress("measure", k, n))
+    measure_s = time.perf_counter() - t0
+    clock = [time.perf_counter()]
+
+    def after_band(top, history):
+        now = time.perf_counter()
+        row = {"u_max": top, "readings": int(np.sum(data.band <= top)) * plan.inputs,
+               "fit_s": now - clock[0], "train_rmse": float(np.sqrt(history[-1]))}
+        if held is not None:
+            row["heldout_rmse"] = rmse(twin, held)
+        clock[0] = time.perf_counter()
+        result.stages.append(row)
+        if on_stage is not None:
+            on_stage(row)
+
+    fit_in_bands(twin, data, plan.adam_steps, plan.lbfgs_steps, 0.02, plan.refine_adam_steps, plan.refine_lr,
+                 after_band=after_band)
+    result.data, result.measure_s = data, measure_s
+    return result
