@@ -78,7 +78,7 @@ import traceback
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional, Sequence
 
-__all__ = ["run_sweep", "task_key", "SweepStore", "SweepError", "open_client", "default_workers"]
+__all__ = ["run_sweep", "Sweeps", "task_key", "SweepStore", "SweepError", "open_client", "default_workers", "SERIAL"]
 
 SERIAL = "serial"
 
@@ -276,21 +276,63 @@ def open_client(scheduler: Optional[str] = None, n_workers: Optional[int] = None
 
 
 # --- the sweep ---
-def run_sweep(fn: Callable[[dict], Any], tasks: Sequence[dict], *, name: str, store: "str | Path | SweepStore",
-              scheduler: Optional[str] = None, n_workers: Optional[int] = None, progress: bool = True,
-              version: Optional[str] = None, client=None, log: Callable[[str], None] = print) -> list:
-    """Run ``fn`` on every task not yet stored, store each result as its task ends, return all results in
-    the order of ``tasks``. See the module docstring for the arguments."""
-    tasks = list(tasks)
-    fname, ver = fn_name(fn), _version(fn, version)
-    keys = [task_key(fn, t, ver) for t in tasks]
-    by_key = dict(zip(keys, tasks))  # the same task twice is computed once
-    own_store = not isinstance(store, SweepStore)
-    st = SweepStore.of(store)
-    try:
+class Sweeps:
+    """Several sweeps that share one store and one cluster (an experiment's calibrations, then its
+    trainings, then its evaluations). The cluster is started on the first sweep that has work to do,
+    and shut down by :meth:`close` (or the ``with`` block's end)::
+
+        with Sweeps("runs", scheduler=None, n_workers=2) as sw:
+            twins = sw.run(calibrate, cal_tasks, name="calibrations")
+            models = sw.run(train, [dict(t, twin=twins[i]) for i, t in ...], name="trainings")
+    """
+
+    def __init__(self, store: "str | Path | SweepStore", *, scheduler: Optional[str] = None,
+                 n_workers: Optional[int] = None, progress: bool = True, client=None,
+                 log: Callable[[str], None] = print):
+        self._own_store = not isinstance(store, SweepStore)
+        self.store = SweepStore.of(store)
+        self.scheduler = scheduler if scheduler is not None or client is not None else configured_scheduler()
+        self.n_workers, self.progress, self.log = n_workers, progress, log
+        self.client = client
+        self._client_cm = None
+
+    @property
+    def serial(self) -> bool:
+        return self.scheduler == SERIAL and self.client is None
+
+    def _client(self):
+        if self.client is None:
+            self._client_cm = open_client(self.scheduler, self.n_workers, log=self.log)
+            self.client = self._client_cm.__enter__()
+        return self.client
+
+    def close(self) -> None:
+        try:
+            if self._client_cm is not None:
+                cm, self._client_cm, self.client = self._client_cm, None, None
+                cm.__exit__(None, None, None)
+        finally:
+            if self._own_store:
+                self.store.close()
+
+    def __enter__(self) -> "Sweeps":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def run(self, fn: Callable[[dict], Any], tasks: Sequence[dict], *, name: str,
+            version: Optional[str] = None) -> list:
+        """Run ``fn`` on every task not yet stored, store each result as its task ends, return all results
+        in the order of ``tasks``."""
+        tasks = list(tasks)
+        fname, ver = fn_name(fn), _version(fn, version)
+        keys = [task_key(fn, t, ver) for t in tasks]
+        by_key = dict(zip(keys, tasks))  # the same task twice is computed once
+        st = self.store
         todo = [k for k in by_key if k not in st.done(by_key)]
         failures: list[tuple[dict, str]] = []
-        with _progress(progress, name, len(by_key), len(by_key) - len(todo)) as advance:
+        with _progress(self.progress, name, len(by_key), len(by_key) - len(todo)) as advance:
             def record(key, result=None, seconds=None, worker=None, error=None):
                 st.put(key, fname, ver, by_key[key], result=result, error=error, seconds=seconds, worker=worker,
                        sweep=name)
@@ -298,27 +340,29 @@ def run_sweep(fn: Callable[[dict], Any], tasks: Sequence[dict], *, name: str, st
                     failures.append((by_key[key], error))
                 advance()
 
-            if todo:
-                if scheduler is None and client is None:
-                    scheduler = configured_scheduler()
-                if scheduler == SERIAL and client is None:
-                    for key in todo:
-                        try:
-                            result, seconds, worker = execute(fn, by_key[key])
-                        except Exception:  # recorded, the sweep goes on
-                            record(key, error=traceback.format_exc())
-                        else:
-                            record(key, result, seconds, worker)
-                else:
-                    with (contextlib.nullcontext(client) if client is not None
-                          else open_client(scheduler, n_workers, log=log)) as c:
-                        _distributed(c, fn, todo, by_key, record)
+            if todo and self.serial:
+                for key in todo:
+                    try:
+                        result, seconds, worker = execute(fn, by_key[key])
+                    except Exception:  # recorded, the sweep goes on
+                        record(key, error=traceback.format_exc())
+                    else:
+                        record(key, result, seconds, worker)
+            elif todo:
+                _distributed(self._client(), fn, todo, by_key, record)
         if failures:
             raise SweepError(name, failures, len(by_key))
         return [st.get(k) for k in keys]
-    finally:
-        if own_store:
-            st.close()
+
+
+def run_sweep(fn: Callable[[dict], Any], tasks: Sequence[dict], *, name: str, store: "str | Path | SweepStore",
+              scheduler: Optional[str] = None, n_workers: Optional[int] = None, progress: bool = True,
+              version: Optional[str] = None, client=None, log: Callable[[str], None] = print) -> list:
+    """Run ``fn`` on every task not yet stored, store each result as its task ends, return all results in
+    the order of ``tasks``. See the module docstring for the arguments; :class:`Sweeps` runs several
+    sweeps on one cluster."""
+    with Sweeps(store, scheduler=scheduler, n_workers=n_workers, progress=progress, client=client, log=log) as sw:
+        return sw.run(fn, tasks, name=name, version=version)
 
 
 def _distributed(client, fn, todo: list[str], by_key: dict, record) -> None:
