@@ -51,6 +51,7 @@ Schema (in the run database ``<runs_dir>/labsat.sqlite``, beside the runs tables
                   result BLOB,           -- pickled result (done)
                   error TEXT,            -- the exception (failed)
                   seconds REAL,          -- the task's wall time on its worker
+                  cpu_seconds REAL,      -- the CPU time of the thread that ran it
                   worker TEXT,           -- host:pid that computed it
                   sweep TEXT,            -- the name of the sweep that computed it
                   finished_utc TEXT)
@@ -92,6 +93,7 @@ CREATE TABLE IF NOT EXISTS sweep_results (
     result BLOB,
     error TEXT,
     seconds REAL,
+    cpu_seconds REAL,
     worker TEXT,
     sweep TEXT,
     finished_utc TEXT NOT NULL
@@ -107,8 +109,14 @@ class SweepError(RuntimeError):
         self.failures = failures
         first = failures[0][1].strip().splitlines()[-1] if failures else ""
         super().__init__(f"sweep {name!r}: {len(failures)} of {total} tasks failed (the others are stored; "
-                         f"a re-run retries only these); first: {json.dumps(failures[0][0], sort_keys=True)}: "
-                         f"{first}")
+                         f"a re-run retries only these); first: task {describe(failures[0][0])}: {first}")
+
+
+def describe(task: dict, limit: int = 160) -> str:
+    """A task in one short line: its scalar entries (bulky lists and dicts elided)."""
+    parts = [f"{k}={json.dumps(v)}" for k, v in sorted(task.items()) if not isinstance(v, (dict, list))]
+    text = "{" + ", ".join(parts) + (", ..." if len(parts) < len(task) else "") + "}"
+    return text if len(text) <= limit else text[:limit - 4] + "...}"
 
 
 # --- keys ---
@@ -157,6 +165,8 @@ class SweepStore:
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     c.execute(statement)
+            if "cpu_seconds" not in {r[1] for r in c.execute("PRAGMA table_info(sweep_results)")}:
+                c.execute("ALTER TABLE sweep_results ADD COLUMN cpu_seconds REAL")  # a table of the first release
 
     @classmethod
     def of(cls, store: "str | Path | SweepStore") -> "SweepStore":
@@ -189,7 +199,8 @@ class SweepStore:
         return pickle.loads(row[0])
 
     def put(self, key: str, fn: str, version: str, task: dict, *, result: Any = None, error: str | None = None,
-            seconds: float | None = None, worker: str | None = None, sweep: str | None = None) -> None:
+            seconds: float | None = None, cpu_seconds: float | None = None, worker: str | None = None,
+            sweep: str | None = None) -> None:
         """Store one task's result (or its failure) in one transaction; a stored result is never replaced
         by a failure."""
         from labsat.runs import now_utc
@@ -201,12 +212,14 @@ class SweepStore:
                                                 (key,)).fetchone():
                 return
             c.execute("INSERT OR REPLACE INTO sweep_results (key, fn, version, task, status, result, error, seconds,"
-                      " worker, sweep, finished_utc) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                      (key, fn, version, _canonical(task), status, blob, error, seconds, worker, sweep, now_utc()))
+                      " cpu_seconds, worker, sweep, finished_utc) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                      (key, fn, version, _canonical(task), status, blob, error, seconds, cpu_seconds, worker, sweep,
+                       now_utc()))
 
     def rows(self, sweep: str | None = None) -> list[dict]:
         """Stored rows (without the result blob), oldest first; of one sweep when ``sweep`` is given."""
-        q = "SELECT key, fn, version, task, status, error, seconds, worker, sweep, finished_utc FROM sweep_results"
+        q = ("SELECT key, fn, version, task, status, error, seconds, cpu_seconds, worker, sweep, finished_utc"
+             " FROM sweep_results")
         args: tuple = ()
         if sweep is not None:
             q, args = q + " WHERE sweep=?", (sweep,)
@@ -218,16 +231,17 @@ def _worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def execute(fn: Callable, task: dict) -> tuple[Any, float, str]:
-    """Run one task with one torch thread: (result, seconds, worker). What a Dask worker runs."""
+def execute(fn: Callable, task: dict) -> tuple[Any, dict]:
+    """Run one task with one torch thread: (result, {seconds, cpu_seconds, worker}). What a Dask worker runs."""
     import torch
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.thread_time()
         result = fn(task)
-        return result, time.perf_counter() - t0, _worker_id()
+        return result, {"seconds": time.perf_counter() - t0, "cpu_seconds": time.thread_time() - c0,
+                        "worker": _worker_id()}
     finally:
         torch.set_num_threads(threads)
 
@@ -333,9 +347,8 @@ class Sweeps:
         todo = [k for k in by_key if k not in st.done(by_key)]
         failures: list[tuple[dict, str]] = []
         with _progress(self.progress, name, len(by_key), len(by_key) - len(todo)) as advance:
-            def record(key, result=None, seconds=None, worker=None, error=None):
-                st.put(key, fname, ver, by_key[key], result=result, error=error, seconds=seconds, worker=worker,
-                       sweep=name)
+            def record(key, result=None, stats=None, error=None):
+                st.put(key, fname, ver, by_key[key], result=result, error=error, sweep=name, **(stats or {}))
                 if error is not None:
                     failures.append((by_key[key], error))
                 advance()
@@ -343,11 +356,11 @@ class Sweeps:
             if todo and self.serial:
                 for key in todo:
                     try:
-                        result, seconds, worker = execute(fn, by_key[key])
+                        result, stats = execute(fn, by_key[key])
                     except Exception:  # recorded, the sweep goes on
                         record(key, error=traceback.format_exc())
                     else:
-                        record(key, result, seconds, worker)
+                        record(key, result, stats)
             elif todo:
                 _distributed(self._client(), fn, todo, by_key, record)
         if failures:
@@ -375,8 +388,8 @@ def _distributed(client, fn, todo: list[str], by_key: dict, record) -> None:
         for fut in as_completed(futures):
             key = key_of[fut.key]
             if fut.status == "finished":
-                result, seconds, worker = fut.result()
-                record(key, result, seconds, worker)
+                result, stats = fut.result()
+                record(key, result, stats)
             else:
                 exc = fut.exception()
                 record(key, error="".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
