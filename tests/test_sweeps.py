@@ -172,3 +172,39 @@ def test_sweep_killed_midway_resumes_and_computes_only_what_is_missing(tmp_path,
     assert out.stdout.strip().splitlines()[-1] == str([3 * i for i in range(n)])
     # the re-run computed exactly the tasks without a stored result (those in flight at the kill included)
     assert len(_computed(log)) - started_before == n - kept
+
+
+def test_experiment_units_on_local_cluster_equal_serial(tmp_path, client):
+    """Real units: offline and online trainings, then evaluations on two virtual chips (one at a drift)."""
+    from dataclasses import asdict
+
+    from labsat import experiment_units as units
+    from labsat.config import load_config
+    from labsat.train import TrainConfig
+
+    station = Path(__file__).resolve().parents[1] / "instruments.yaml"
+    env = units.env_of(load_config(station), "digits", None, None)
+    offline = [{"env": env, "chip": None, "seed": seed, "twin": None, "start": None,
+                "config": asdict(TrainConfig(epochs=1, seed=seed, optimizer=opt, perturb="controls"))}
+               for seed, opt in ((0, "adam"), (1, "sam"))]
+
+    def sweep(where: dict, store: Path) -> tuple[list, list]:
+        trained = run_sweep(units.train, offline, name="offline", store=store, progress=False, **where)
+        online = [{"env": env, "chip": 1, "seed": 0, "twin": None, "start": units.state_json(trained[0]["state"]),
+                   "config": asdict(TrainConfig(mode="online", epochs=1, seed=0))}]
+        trained += run_sweep(units.train, online, name="online", store=store, progress=False, **where)
+        evals = [{"env": env, "chip": chip, "delta_kelvin": dk, "twin": True,
+                  "model": {"seed": t["meta"]["seed"], "state": units.state_json(t["state"])}}
+                 for t in trained for chip, dk in ((1, 0.0), (2, 1.5))]
+        return trained, run_sweep(units.evaluate, evals[::-1] if where.get("client") else evals, name="eval",
+                                  store=store, progress=False, **where)[::-1 if where.get("client") else 1]
+
+    s_models, s_acc = sweep({"scheduler": "serial"}, tmp_path / "serial")
+    d_models, d_acc = sweep({"client": client}, tmp_path / "dask")
+    assert s_models[-1]["meta"]["hardware_queries"] > 0  # the online one really ran on a virtual chip
+    for a, b in zip(s_models, d_models):
+        assert a["state"].keys() == b["state"].keys()
+        assert all(torch.equal(a["state"][k], b["state"][k]) for k in a["state"])
+        assert a["meta"]["final_loss"] == b["meta"]["final_loss"]
+    assert s_acc == d_acc and len(s_acc) == 6
+    assert len({a["device"] for a in s_acc}) > 1  # the numbers are not all alike
