@@ -33,7 +33,10 @@ The one entry point::
   (a YAML file in ``~/.config/dask/``, e.g. ``labsat: {scheduler: tcp://head:8786}``, or the
   environment variable ``DASK_LABSAT__SCHEDULER``).
 - Every task runs with one torch thread (small tensors: threads cost more than they give, and the
-  worker processes are the parallelism) and the environment's ``OMP_NUM_THREADS=1``.
+  worker processes are the parallelism) and the environment's ``OMP_NUM_THREADS=1``. Dask starts its
+  workers with ``MALLOC_TRIM_THRESHOLD_=65536``, which doubles the CPU time of a training made of small
+  tensors (0.51 s instead of 0.27 s of thread CPU time for the same free-space training): the embedded
+  cluster's workers start without it, and a task on any worker raises glibc's trim threshold first.
 - A worker killed mid-task (OOM killer, node lost) has its tasks rescheduled by the Dask scheduler
   on another worker (``distributed.scheduler.allowed-failures``, 3 by default). A task that raises is
   recorded with its error, the other tasks go on, and :class:`SweepError` lists the failures at the
@@ -231,9 +234,35 @@ def _worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+_HEAP_TUNED = False
+
+
+def _tune_heap() -> None:
+    """Undo a small glibc trim threshold (Dask sets MALLOC_TRIM_THRESHOLD_=65536 for the workers it spawns):
+    trimming the heap that often doubles the CPU time of a training made of small tensors. Best effort,
+    once per process; nothing on other C libraries."""
+    global _HEAP_TUNED
+    if _HEAP_TUNED:
+        return
+    _HEAP_TUNED = True
+    if os.environ.get("MALLOC_TRIM_THRESHOLD_") is None:
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        m_trim_threshold, m_mmap_threshold = -1, -3
+        libc.mallopt(m_trim_threshold, 128 * 1024 * 1024)
+        libc.mallopt(m_mmap_threshold, 32 * 1024 * 1024)
+    except (OSError, AttributeError):
+        pass
+
+
 def execute(fn: Callable, task: dict) -> tuple[Any, dict]:
     """Run one task with one torch thread: (result, {seconds, cpu_seconds, worker}). What a Dask worker runs."""
     import torch
+
+    _tune_heap()
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -269,9 +298,12 @@ def open_client(scheduler: Optional[str] = None, n_workers: Optional[int] = None
     import dask
     from distributed import Client, LocalCluster
 
-    env = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
-    with dask.config.set({"distributed.nanny.pre-spawn-environ": {
-            **dask.config.get("distributed.nanny.pre-spawn-environ", {}), **env}}):
+    # one thread per worker process; and no MALLOC_TRIM_THRESHOLD_=65536 (Dask's default for the workers it
+    # spawns; see _tune_heap, which also undoes it on a lab's cluster)
+    env = {k: v for k, v in dask.config.get("distributed.nanny.pre-spawn-environ", {}).items()
+           if k != "MALLOC_TRIM_THRESHOLD_"}
+    env.update({"OMP_NUM_THREADS": 1, "MKL_NUM_THREADS": 1, "OPENBLAS_NUM_THREADS": 1})
+    with dask.config.set({"distributed.nanny.pre-spawn-environ": env}):
         if scheduler:
             client = Client(scheduler, timeout="30s")
             cluster = None
