@@ -291,6 +291,15 @@ def configured_scheduler() -> Optional[str]:
     return dask.config.get("labsat.scheduler", None)
 
 
+# Dask's housekeeping at its defaults (event-loop tick every 20 ms, the statistical profiler sampling every 10 ms,
+# memory and system monitors) costs each idle worker ~4 % of a core and the client process ~5 %: 10 % of a
+# 2-core machine. With these the embedded cluster idles at ~0.4 % per worker and ~1 % for the client
+# (benchmarks/README.md). The dashboard's profile tab is then empty: set distributed.worker.profile.enabled.
+QUIET = {"distributed.admin.tick.interval": "500ms", "distributed.worker.profile.enabled": False,
+         "distributed.admin.system-monitor.interval": "2s", "distributed.worker.memory.monitor-interval": "1s",
+         "distributed.nanny.memory.monitor-interval": "1s"}
+
+
 @contextlib.contextmanager
 def open_client(scheduler: Optional[str] = None, n_workers: Optional[int] = None, log: Callable[[str], None] = print):
     """A ``distributed.Client``: on ``scheduler`` (an address) or on an embedded LocalCluster of
@@ -303,7 +312,7 @@ def open_client(scheduler: Optional[str] = None, n_workers: Optional[int] = None
     env = {k: v for k, v in dask.config.get("distributed.nanny.pre-spawn-environ", {}).items()
            if k != "MALLOC_TRIM_THRESHOLD_"}
     env.update({"OMP_NUM_THREADS": 1, "MKL_NUM_THREADS": 1, "OPENBLAS_NUM_THREADS": 1})
-    with dask.config.set({"distributed.nanny.pre-spawn-environ": env}):
+    with dask.config.set({"distributed.nanny.pre-spawn-environ": env, **QUIET}):
         if scheduler:
             client = Client(scheduler, timeout="30s")
             cluster = None
