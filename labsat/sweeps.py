@@ -387,6 +387,9 @@ class Sweeps:
         st = self.store
         todo = [k for k in by_key if k not in st.done(by_key)]
         failures: list[tuple[dict, str]] = []
+        if self.progress:
+            self.log(f"sweep {name}: {len(by_key) - len(todo)} of {len(by_key)} results already in {st.path}; "
+                     f"{len(todo)} to compute")
         with _progress(self.progress, name, len(by_key), len(by_key) - len(todo)) as advance:
             def record(key, result=None, stats=None, error=None):
                 st.put(key, fname, ver, by_key[key], result=result, error=error, sweep=name, **(stats or {}))
