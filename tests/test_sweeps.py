@@ -88,6 +88,16 @@ def test_serial_sweep_stores_each_result_and_rerun_computes_only_what_is_missing
     assert _computed(log) == [0, 1, 2, 3, 4]
 
 
+def test_scheduler_from_dask_config(tmp_path):
+    import dask
+
+    log = tmp_path / "log"
+    with dask.config.set({"labsat.scheduler": "serial"}):  # as ~/.config/dask/labsat.yaml would
+        assert run_sweep(counted_task, [{"i": 3, "log": str(log)}], name="c", store=tmp_path, progress=False) == [9]
+    with SweepStore(tmp_path) as st:
+        assert st.rows("c")[0]["worker"].endswith(f":{os.getpid()}")  # ran here, no cluster started
+
+
 def test_failed_task_is_recorded_others_kept_and_rerun_retries_only_it(tmp_path):
     log = tmp_path / "log"
     tasks = [{"i": i, "log": str(log), "fail": 2} for i in range(4)]
@@ -105,7 +115,9 @@ def test_failed_task_is_recorded_others_kept_and_rerun_retries_only_it(tmp_path)
 def test_local_cluster_equals_serial_bit_for_bit_in_any_order(tmp_path, client):
     tasks = [{"seed": s} for s in range(6)]
     serial = run_sweep(matmul_task, tasks, name="m", store=tmp_path / "a", scheduler="serial", progress=False)
-    dist = run_sweep(matmul_task, tasks[::-1], name="m", store=tmp_path / "b", client=client, progress=False)[::-1]
+    # through the scheduler's address, as `--scheduler tcp://HOST:8786` does
+    dist = run_sweep(matmul_task, tasks[::-1], name="m", store=tmp_path / "b", scheduler=client.scheduler.address,
+                     progress=False)[::-1]
     for s, d in zip(serial, dist):
         assert s["seed"] == d["seed"] and s["threads"] == d["threads"] == 1
         assert s["sum"] == d["sum"] and torch.equal(s["corner"], d["corner"])
