@@ -505,7 +505,8 @@ def register(app) -> None:
                    out: Path = typer.Option(Path("runs/experiments"), help="output root (one folder per experiment)"),
                    scheduler: Optional[str] = typer.Option(
                        None, help="where the units run: a Dask scheduler address (tcp://HOST:8786), 'serial' (this "
-                       "process), or by default an embedded LocalCluster (or Dask config labsat.scheduler)"),
+                       "process), 'local' (an embedded LocalCluster; the default, unless Dask config labsat.scheduler "
+                       "names another)"),
                    workers: Optional[int] = typer.Option(None, min=1, help="embedded LocalCluster: worker processes "
                                                          "(1 thread each); default: the CPUs available")):
         """Measure one of the SAT paper's claims on the virtual lab; writes a table and a plot."""

@@ -24,7 +24,8 @@ The one entry point::
 - ``scheduler`` picks where tasks run:
 
   ``None`` (default)   an embedded ``LocalCluster`` sized to the machine: ``n_workers`` worker
-                       processes (default: the CPUs this process may use), 1 thread each;
+                       processes (default: the CPUs this process may use), 1 thread each
+                       (``"local"`` names it explicitly, whatever Dask's configuration says);
   ``"tcp://HOST:8786"`` an existing Dask cluster (``dask scheduler`` / ``dask worker``, dask-jobqueue);
   ``"serial"``         in this process, one task after the other (the reference; also what work bound
                        to a physical instrument uses: it stays on the process that owns the instrument).
@@ -82,9 +83,11 @@ import traceback
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional, Sequence
 
-__all__ = ["run_sweep", "Sweeps", "task_key", "SweepStore", "SweepError", "open_client", "default_workers", "SERIAL"]
+__all__ = ["run_sweep", "Sweeps", "task_key", "SweepStore", "SweepError", "open_client", "default_workers", "SERIAL",
+           "LOCAL"]
 
 SERIAL = "serial"
+LOCAL = "local"  # the embedded LocalCluster, named (whatever Dask's config says)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS sweep_results (
@@ -357,7 +360,8 @@ class Sweeps:
 
     def _client(self):
         if self.client is None:
-            self._client_cm = open_client(self.scheduler, self.n_workers, log=self.log)
+            where = None if self.scheduler == LOCAL else self.scheduler
+            self._client_cm = open_client(where, self.n_workers, log=self.log)
             self.client = self._client_cm.__enter__()
         return self.client
 

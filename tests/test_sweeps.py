@@ -150,7 +150,7 @@ SWEEP_SCRIPT = textwrap.dedent("""
 """)
 
 
-@pytest.mark.parametrize("scheduler", ["serial", ""])
+@pytest.mark.parametrize("scheduler", ["serial", "local"])
 def test_sweep_killed_midway_resumes_and_computes_only_what_is_missing(tmp_path, scheduler):
     script = tmp_path / "sweep_script.py"
     script.write_text(SWEEP_SCRIPT)
