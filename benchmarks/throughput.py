@@ -161,7 +161,7 @@ def main(argv=None) -> int:
                     rows[(realtime, case, batch)] = run_case(st, InProcessClock(st), case, batch, args.forwards,
                                                              profile=args.profile and realtime)
         else:
-            from labsat.drivers.sim.process import LabProcess
+            from labsat.lab_process import LabProcess
 
             with LabProcess(cfg) as lab, Station(lab.config) as st:
                 for case, batch in CASES:

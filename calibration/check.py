@@ -80,3 +80,14 @@ def check_station(station, path=None, settings: int = 8, inputs: int = 16, facto
     twin.load_fitted_state(record["twin"])
     result = check_twin(station.layer(), twin, stored_holdout_rmse(record), settings, inputs, factor, seed=seed)
     return result, record
+
+
+def check_command(station, calibration, factor: float = 2.0, settings: int = 8,
+                  inputs: int = 16, console=None) -> int:
+    """Print the verdict of :func:`labsat.calibration.check.check_station`; return 0 valid / 1 stale."""
+    result, record = check_station(station, calibration, settings=settings, inputs=inputs, factor=factor)
+    if console is not None:
+        style = "bold green" if result.valid else "bold red"
+        console.print(f"calibration [bold]{record['path']}[/] ({record.get('created_utc', '?')})")
+        console.print(f"[{style}]{result.summary()}[/]")
+    return 0 if result.valid else 1

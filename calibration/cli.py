@@ -9,22 +9,12 @@ from typing import Optional
 
 import typer
 
-
-def check_command(station, calibration: Optional[Path], factor: float = 2.0, settings: int = 8,
-                  inputs: int = 16, console=None) -> int:
-    """Print the verdict of :func:`labsat.calibration.check.check_station`; return 0 valid / 1 stale."""
-    from .check import check_station
-
-    result, record = check_station(station, calibration, settings=settings, inputs=inputs, factor=factor)
-    if console is not None:
-        style = "bold green" if result.valid else "bold red"
-        console.print(f"calibration [bold]{record['path']}[/] ({record.get('created_utc', '?')})")
-        console.print(f"[{style}]{result.summary()}[/]")
-    return 0 if result.valid else 1
+from .check import check_command  # noqa: F401  (`labsat calibrate --check` lives in check.py)
 
 
 def register(app: typer.Typer) -> None:
-    from labsat.cli import KindOpt, SeedOpt, StationOpt, _user_errors, console, open_station
+    from labsat.cli_common import KindOpt, SeedOpt, StationOpt, console, open_station
+    from labsat.cli_common import user_errors as _user_errors
 
     @app.command("calibration-plot")
     def calibration_plot(station: Path = StationOpt, chip_seed: Optional[int] = SeedOpt,

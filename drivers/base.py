@@ -31,20 +31,43 @@ def is_serial_address(address: str) -> bool:
     return address.startswith(SERIAL_PREFIXES)
 
 
-def open_adapter(address: str, timeout_s: float = 2.0, baudrate: int = 115200, visa_library: str = "@py"):
-    """Open the PyMeasure adapter for ``address`` with ``\\n`` terminations."""
+def open_adapter(address: str, timeout_s: float = 2.0, baudrate: int = 115200, visa_library: str = "@py",
+                 data_bits: int = 8, parity: str = "none", stop_bits: float = 1,
+                 read_termination: str = "\n", write_termination: str = "\n"):
+    """Open the PyMeasure adapter for ``address``.
+
+    Serial line settings (``baudrate``, ``data_bits``, ``parity``, ``stop_bits``) apply to pyserial
+    addresses and to VISA serial (``ASRL``) resources; ``visa_library`` picks the VISA implementation
+    (``@py`` pyvisa-py, ``@ivi`` an installed NI/Keysight VISA, or a library path). See
+    :mod:`labsat.drivers.connection` for the instruments.yaml fields that set them."""
     from pymeasure.adapters import SerialAdapter, VISAAdapter
 
+    from .connection import is_visa_serial, pyserial_options, visa_serial_options
+
+    line = dict(baud_rate=baudrate, data_bits=data_bits, parity=parity, stop_bits=stop_bits)
+    reopen = dict(timeout_s=timeout_s, baudrate=baudrate, visa_library=visa_library, data_bits=data_bits,
+                  parity=parity, stop_bits=stop_bits, read_termination=read_termination,
+                  write_termination=write_termination)
     if is_serial_address(address):
         import serial
 
-        port = serial.serial_for_url(address, baudrate=baudrate, timeout=timeout_s)
+        port = serial.serial_for_url(address, timeout=timeout_s, **pyserial_options(**line))
         sock = getattr(port, "_socket", None)
         if sock is not None:  # serial-to-LAN bridge: no Nagle delay on short commands
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return SerialAdapter(port, write_termination="\n", read_termination="\n")
-    adapter = VISAAdapter(address, visa_library=visa_library, read_termination="\n",
-                          write_termination="\n", timeout=int(timeout_s * 1000))
+        adapter = SerialAdapter(port, write_termination=write_termination, read_termination=read_termination)
+        adapter.labsat_open_kwargs = reopen  # a reconnect reopens with the same settings
+        return adapter
+    extra = visa_serial_options(**line) if is_visa_serial(address) else {}
+    try:
+        import pyvisa
+
+        pyvisa.ResourceManager(visa_library)  # shared per library; fails here if it cannot be loaded
+    except (pyvisa.errors.LibraryError, OSError, ValueError) as exc:
+        raise InstrumentError(f"{address}: cannot load the VISA library {visa_library!r} "
+                              f"(instruments.yaml visa_library): {str(exc).splitlines()[0]}") from None
+    adapter = VISAAdapter(address, visa_library=visa_library, read_termination=read_termination,
+                          write_termination=write_termination, timeout=int(timeout_s * 1000), **extra)
     if address.upper().endswith("::SOCKET"):
         # A write followed by a query would otherwise wait ~40 ms for a delayed ACK (Nagle).
         # pyvisa-py 0.8 has a setter for VI_ATTR_TCPIP_NODELAY but does not dispatch to it, so set
@@ -54,27 +77,42 @@ def open_adapter(address: str, timeout_s: float = 2.0, baudrate: int = 115200, v
             session.interface.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except Exception:  # pragma: no cover - other VISA backends
             pass
+    adapter.labsat_open_kwargs = reopen
     return adapter
 
+
+
+def open_configured(address: str, cfg):
+    """Open the PyMeasure adapter for ``address`` with the connection settings of ``cfg`` (an instrument's
+    instruments.yaml entry: VISA library, serial line, terminators; :mod:`labsat.drivers.connection`)."""
+    from .connection import connection_options
+
+    return open_adapter(address, **connection_options(cfg))
 
 _sigint_depth = 0  # deferred_sigint nesting on the main thread
 
 
 @contextlib.contextmanager
 def deferred_sigint():
-    """Hold a Ctrl-C until the enclosed transfer is complete, so no message is cut in half.
+    """Hold a Ctrl-C (SIGINT) or a SIGTERM until the enclosed transfer is complete, so no message is cut
+    in half; then deliver it: SIGINT as ``KeyboardInterrupt``, SIGTERM to the handler that was installed
+    (the station's turns it into an orderly exit; with none, the default: the process ends).
 
-    Only the main thread receives signals, so elsewhere this is a no-op. Nested uses hold the Ctrl-C
+    Only the main thread receives signals, so elsewhere this is a no-op. Nested uses hold the signals
     until the outermost one ends (an inner one must not raise while the outer transfer goes on).
     """
     global _sigint_depth
     if threading.current_thread() is not threading.main_thread() or _sigint_depth:
         yield
         return
-    received = []
+    received: list[int] = []
+    previous: dict[int, object] = {}
     try:
-        previous = signal.signal(signal.SIGINT, lambda s, f: received.append(s))
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, lambda s, f: received.append(s))
     except ValueError:  # not in the main interpreter
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         yield
         return
     _sigint_depth += 1
@@ -82,8 +120,17 @@ def deferred_sigint():
         yield
     finally:
         _sigint_depth -= 1
-        signal.signal(signal.SIGINT, previous)
-        if received:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if signal.SIGTERM in received:
+            handler = previous[signal.SIGTERM]
+            if callable(handler):
+                handler(signal.SIGTERM, None)
+            elif handler == signal.SIG_DFL:
+                import os
+
+                os.kill(os.getpid(), signal.SIGTERM)
+        if signal.SIGINT in received:
             raise KeyboardInterrupt
 
 
@@ -102,16 +149,32 @@ def decode_block(raw: bytes) -> np.ndarray:
 
 def read_block(instrument) -> bytes:
     """Read one IEEE 488.2 definite-length block (and its terminator) through a PyMeasure instrument."""
+    from .trace import trace
+
+    name = getattr(instrument, "name", "instrument")
     head = instrument.read_bytes(2)
     if len(head) != 2 or head[:1] != b"#" or not head[1:2].isdigit() or head[1:2] == b"0":
+        trace(name, "<", head)
         raise InstrumentError(f"expected a binary block header '#<n>', got {head!r}")
     ndigits = int(head[1:2])
     digits = instrument.read_bytes(ndigits)
     if not digits.isdigit():
+        trace(name, "<", head + digits)
         raise InstrumentError(f"malformed binary block length {digits!r}")
     body = instrument.read_bytes(int(digits))
-    instrument.read_bytes(1)  # terminator
+    instrument.read_bytes(len(_read_termination(instrument)))  # the terminator after the block
+    trace(name, "<", head + digits + body)  # the I/O trace: one line per block
     return head + digits + body
+
+
+def _read_termination(instrument) -> str:
+    """The adapter's read terminator (``\\n`` when it does not say, e.g. a protocol test adapter)."""
+    adapter = getattr(instrument, "adapter", None)
+    for holder in (adapter, getattr(adapter, "connection", None)):
+        term = getattr(holder, "read_termination", None)
+        if isinstance(term, str) and term:
+            return term
+    return "\n"
 
 
 class ScpiErrorMixin:
@@ -143,3 +206,102 @@ def parse_floats(reply: str, expected: int, what: str) -> np.ndarray:
     if len(values) != expected:
         raise InstrumentError(f"{what} returned {len(values)} values, expected {expected}")
     return values
+
+
+# --- declarative knobs: PyMeasure's Instrument.control with labsat's rules ---
+class ControlsMixin:
+    """Makes PyMeasure's declarative ``Instrument.control`` / ``measurement`` getters read through the
+    transport's retried :meth:`~labsat.drivers.transport.TransportMixin.query` (a timeout or a garbled
+    reply is retried, then one clear error), under the driver's lock."""
+
+    def values(self, command, separator=",", cast=float, preprocess_reply=None, maxsplit=-1, **kwargs):
+        def parse(reply: str) -> list:
+            reply = reply.strip()
+            if callable(preprocess_reply):
+                reply = preprocess_reply(reply)
+            return [item.strip() if cast is str else cast(item.strip())
+                    for item in reply.split(separator, maxsplit)]
+
+        with self._lock:
+            return self.query(command, parse)
+
+
+def in_range(what: str, unit: str = "", integer: bool = False, where: str = ""):
+    """A PyMeasure validator that rejects (never truncates): ``LimitError`` naming the knob and its range.
+    ``values`` is ``(lo, hi)``; ``where`` reads e.g. "the sensor's" in the message."""
+    def validator(value, values):
+        lo, hi = values
+        try:
+            v = float(value)
+        except (TypeError, ValueError):
+            v = float("nan")
+        if integer and v == v and int(v) != v:
+            v = float("nan")
+        if not (np.isfinite(v) and lo <= v <= hi):
+            kind = "an integer" if integer else "a number"
+            span = f"{where + ' ' if where else ''}{lo:g}..{hi:g}{(' ' + unit) if unit else ''}"
+            if integer:
+                raise LimitError(f"{what} {value} must be {kind} in {span}")
+            raise LimitError(f"{what} {value}{(' ' + unit) if unit else ''} is outside {span}")
+        return int(v) if integer else v
+    return validator
+
+
+def positive(what: str, unit: str):
+    def validator(value, values):
+        try:
+            v = float(value)
+        except (TypeError, ValueError):
+            v = float("nan")
+        if not (np.isfinite(v) and v > 0):
+            raise LimitError(f"{what} must be a positive number of {unit}, got {value!r}")
+        return v
+    return validator
+
+
+def checked_control(get_command: str, set_command: str, docs: str, *, validator, values=(), what: str,
+                    readback="equal", map_values: bool = False, dynamic: bool = False, cast=float):
+    """PyMeasure's :meth:`Instrument.control`, with labsat's rules for a setting:
+
+    - ``validator`` runs before anything is sent and raises :class:`LimitError` (reject, never truncate);
+    - the instrument's error queue is drained after the set and any error raised (``SYST:ERR?``);
+    - the value is read back (``readback="equal"``: equal to what was sent; a callable
+      ``(got, sent) -> bool`` for other rules; ``None``: not read back) and a mismatch is an error;
+    - the getter goes through :class:`ControlsMixin` (retried read-back).
+    """
+    from pymeasure.instruments import Instrument
+    from pymeasure.instruments.common_base import DynamicProperty
+
+    prop = Instrument.control(get_command, set_command, docs, validator=validator, values=values,
+                              map_values=map_values, dynamic=dynamic, cast=cast, check_set_errors=False)
+    inner_get, inner_set = prop.fget, prop.fset
+
+    def fset(self, value, **kwargs):
+        with self._lock:
+            try:
+                with deferred_sigint():
+                    inner_set(self, value, **kwargs)
+                    if hasattr(self, "raise_scpi_errors"):
+                        self.raise_scpi_errors(what)
+                    else:
+                        self.check_scpi_errors()
+            except LimitError as exc:
+                raise LimitError(f"{self.name}: {exc}") from None
+            if readback is None:
+                return
+            got = inner_get(self)
+            sent = validator(value, kwargs.get("values", values))
+            sent_text = (set_command % (values[sent] if map_values else sent)).split()[-1]
+            if map_values:
+                ok = got == value
+            elif callable(readback):
+                ok = readback(got, sent)
+            else:
+                ok = bool(np.isclose(float(got), float(sent_text), rtol=1e-6))
+            if not ok:
+                raise InstrumentError(f"{self.name}: {what} reads {got:g} after setting {sent_text}")
+
+    if isinstance(prop, DynamicProperty):
+        return DynamicProperty(fget=inner_get, fset=fset, doc=prop.__doc__, fget_params_list=prop.fget_params_list,
+                               fset_params_list=prop.fset_params_list, prefix=prop.prefix)
+    return property(inner_get, fset, doc=docs)

@@ -26,13 +26,14 @@ import threading
 import numpy as np
 from pymeasure.instruments import Instrument
 
-from .base import InstrumentError, LimitError, ScpiErrorMixin, deferred_sigint, parse_floats, read_block
+from .base import (ControlsMixin, InstrumentError, ScpiErrorMixin, checked_control, deferred_sigint, in_range,
+                   parse_floats, read_block)
 from .transport import TransportMixin
 
 FULL_SCALE = 65535
 
 
-class Camera(TransportMixin, ScpiErrorMixin, Instrument):
+class Camera(ControlsMixin, TransportMixin, ScpiErrorMixin, Instrument):
     EXPOSURE_US = (1.0, 1e6)
 
     def __init__(self, adapter, name: str = "camera", width: int = 32, height: int = 32, **kwargs):
@@ -51,19 +52,9 @@ class Camera(TransportMixin, ScpiErrorMixin, Instrument):
         if (int(w), int(h)) != (self.width, self.height):
             raise InstrumentError(f"{self.name}: sensor is {int(w)}x{int(h)}, configured {self.width}x{self.height}")
 
-    @property
-    def exposure_us(self) -> float:
-        with self._lock, deferred_sigint():
-            return parse_floats(self.ask("EXP?"), 1, f"{self.name} EXP?")[0]
-
-    @exposure_us.setter
-    def exposure_us(self, value: float) -> None:
-        lo, hi = self.EXPOSURE_US
-        if not (np.isfinite(value) and lo <= value <= hi):
-            raise LimitError(f"{self.name}: exposure {value} us is outside [{lo:g}, {hi:g}] us")
-        with self._lock, deferred_sigint():
-            self.write(f"EXP {value:.6g}")
-            self.check_scpi_errors()
+    exposure_us = checked_control(
+        "EXP?", "EXP %.6g", "Exposure time (us).", validator=in_range("exposure", "us"), values=EXPOSURE_US,
+        what="exposure", readback=None)
 
     def arm(self, frames: int) -> None:
         with self._lock, deferred_sigint():

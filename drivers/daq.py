@@ -24,13 +24,14 @@ import threading
 import numpy as np
 from pymeasure.instruments import Instrument
 
-from .base import InstrumentError, ScpiErrorMixin, decode_block, deferred_sigint, parse_floats, read_block
+from .base import (ControlsMixin, InstrumentError, ScpiErrorMixin, checked_control, decode_block, deferred_sigint,
+                   parse_floats, positive, read_block)
 from .transport import TransportMixin
 
 OVERRANGE = 1e37
 
 
-class PhotodetectorDAQ(TransportMixin, ScpiErrorMixin, Instrument):
+class PhotodetectorDAQ(ControlsMixin, TransportMixin, ScpiErrorMixin, Instrument):
     def __init__(self, adapter, name: str = "photodetector DAQ", channels: int = 8, **kwargs):
         super().__init__(adapter, name, includeSCPI=False, **kwargs)
         self.channels = int(channels)
@@ -41,18 +42,9 @@ class PhotodetectorDAQ(TransportMixin, ScpiErrorMixin, Instrument):
         with self._lock, deferred_sigint():
             return self.query("*IDN?").strip()  # read-backs: retried on timeout (transport.py)
 
-    @property
-    def power_range_w(self) -> float:
-        with self._lock, deferred_sigint():
-            return self.query("SENS:POW:RANG?", lambda r: parse_floats(r, 1, f"{self.name} SENS:POW:RANG?"))[0]
-
-    @power_range_w.setter
-    def power_range_w(self, value: float) -> None:
-        if not (np.isfinite(value) and value > 0):
-            raise ValueError(f"{self.name}: power range must be a positive number of watts")
-        with self._lock, deferred_sigint():
-            self.write(f"SENS:POW:RANG {value:.6g}")
-            self.check_scpi_errors()
+    power_range_w = checked_control(
+        "SENS:POW:RANG?", "SENS:POW:RANG %.6g", "Detector power range (W); a reading at or above it is over range.",
+        validator=positive("power range", "watts"), what="power range", readback=None)
 
     def _checked(self, p: np.ndarray) -> np.ndarray:
         if np.any(p >= OVERRANGE):

@@ -128,6 +128,12 @@ class HeaterDAC(TransportMixin, Instrument):
             return parse_floats(self.ask(f"I{channel}?"), 1, f"{self.name} I{channel}?")[0]
 
     # --- limits ---
+    def channel_cap_v(self, channel: int) -> float:
+        """The highest voltage channel ``channel`` may hold on its own: the tightest of its voltage,
+        current (``i_max_ma`` at its resistance) and power limits (the total-power limit still applies)."""
+        r = float(self.resistance_ohm[channel])
+        return float(min(self.v_max[channel], 1e-3 * self.i_max_ma * r, np.sqrt(self.power_max_w[channel] * r)))
+
     def _check_channels(self, channels) -> np.ndarray:
         ch = np.asarray(channels, dtype=int).ravel()
         bad = ch[(ch < 0) | (ch >= self.channels)]

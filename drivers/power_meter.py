@@ -24,6 +24,12 @@ Settings are checked before they are sent (wavelength inside the sensor's range,
 1..10000, range positive) and read back after; a reading of ``9.9E37`` (over range) is an error, not
 a number. Measurements and read-backs are retried on timeouts and garbled replies. A power meter has
 no output, so its safe state is simply the connection closed.
+
+The knobs are PyMeasure declarative controls (:func:`~labsat.drivers.base.checked_control`, built on
+``Instrument.control`` with a validator). Why not PyMeasure's own ``ThorlabsPM100USB``: its wavelength
+setter *truncates* an out-of-range value to the sensor's range (``truncated_range``) where labsat
+rejects it, it reads nothing back, it has no averaging or range controls, and it needs
+``SYST:SENSOR:IDN?`` at construction (a transcript test would have to script it for every test).
 """
 from __future__ import annotations
 
@@ -32,19 +38,45 @@ import threading
 import numpy as np
 from pymeasure.instruments import Instrument
 
-from .base import InstrumentError, LimitError, deferred_sigint
-from .transport import ScpiErrorQueueMixin, TransportMixin, one_float, scpi_bool
+from .base import ControlsMixin, InstrumentError, checked_control, deferred_sigint, in_range, positive
+from .transport import ScpiErrorQueueMixin, TransportMixin, one_float
 
 OVERRANGE = 1e37
 
 
-class OpticalPowerMeter(TransportMixin, ScpiErrorQueueMixin, Instrument):
+class OpticalPowerMeter(ControlsMixin, TransportMixin, ScpiErrorQueueMixin, Instrument):
     AVERAGES_MAX = 10000
+
+    wavelength_nm = checked_control(
+        "SENS:CORR:WAV?", "SENS:CORR:WAV %.6g", "Wavelength (nm) of the responsivity correction.",
+        validator=in_range("wavelength", "nm", where="the sensor's"), values=(400.0, 1700.0), what="wavelength",
+        dynamic=True)  # the range is the sensor's, learned by configure()
+    averages = checked_control(
+        "SENS:AVER:COUN?", "SENS:AVER:COUN %d", "Readings averaged per measurement.",
+        validator=in_range("averaging count", integer=True), values=(1, AVERAGES_MAX), what="averaging", cast=int)
+    auto_range = checked_control(
+        "SENS:POW:RANG:AUTO?", "SENS:POW:RANG:AUTO %d", "Auto range on (True) or off.",
+        validator=lambda v, vs: bool(v), values={True: 1, False: 0}, map_values=True, what="auto range")
+    range_w = checked_control(
+        "SENS:POW:RANG?", "SENS:POW:RANG %.6g", "Manual range (W): the meter picks the smallest of its ranges "
+        "that holds the value (so the read-back may be larger).",
+        validator=positive("range", "watts"), what="range",
+        readback=lambda got, sent: got >= sent * (1 - 1e-6))
 
     def __init__(self, adapter, name: str = "power meter", wavelength_range_nm=(400.0, 1700.0), **kwargs):
         super().__init__(adapter, name, includeSCPI=False, **kwargs)
-        self.wavelength_range_nm = tuple(float(x) for x in wavelength_range_nm)
         self._lock = threading.RLock()
+        self.wavelength_range_nm = wavelength_range_nm
+
+    @property
+    def wavelength_range_nm(self) -> tuple[float, float]:
+        """The sensor's wavelength range (nm): the wavelength control's limits."""
+        return self._wavelength_range
+
+    @wavelength_range_nm.setter
+    def wavelength_range_nm(self, span) -> None:
+        self._wavelength_range = tuple(float(x) for x in span)
+        self.wavelength_nm_values = self._wavelength_range  # PyMeasure's per-instance (dynamic) limits
 
     @property
     def identity(self) -> str:
@@ -71,65 +103,6 @@ class OpticalPowerMeter(TransportMixin, ScpiErrorQueueMixin, Instrument):
                 self.range_w = range_w
             elif auto_range is not None:
                 self.auto_range = auto_range
-
-    def _set(self, command: str, readback: str, parse, expected, what: str) -> None:
-        with self._lock:
-            with deferred_sigint():
-                self.write(command)
-                self.raise_scpi_errors(command)
-            got = self.query(readback, parse)
-            if not np.isclose(float(got), float(expected), rtol=1e-6):
-                raise InstrumentError(f"{self.name}: {what} reads {got} after setting {expected}")
-
-    @property
-    def wavelength_nm(self) -> float:
-        with self._lock:
-            return self.query("SENS:CORR:WAV?", one_float)
-
-    @wavelength_nm.setter
-    def wavelength_nm(self, nm: float) -> None:
-        lo, hi = self.wavelength_range_nm
-        if not (np.isfinite(nm) and lo <= nm <= hi):
-            raise LimitError(f"{self.name}: wavelength {nm} nm is outside the sensor's {lo:g}..{hi:g} nm")
-        self._set(f"SENS:CORR:WAV {nm:.6g}", "SENS:CORR:WAV?", one_float, float(f"{nm:.6g}"), "wavelength")
-
-    @property
-    def averages(self) -> int:
-        with self._lock:
-            return self.query("SENS:AVER:COUN?", lambda r: int(float(r)))
-
-    @averages.setter
-    def averages(self, n: int) -> None:
-        if int(n) != n or not 1 <= n <= self.AVERAGES_MAX:
-            raise LimitError(f"{self.name}: averaging count {n} must be an integer in 1..{self.AVERAGES_MAX}")
-        self._set(f"SENS:AVER:COUN {int(n)}", "SENS:AVER:COUN?", lambda r: int(float(r)), int(n), "averaging")
-
-    @property
-    def auto_range(self) -> bool:
-        with self._lock:
-            return self.query("SENS:POW:RANG:AUTO?", scpi_bool)
-
-    @auto_range.setter
-    def auto_range(self, on: bool) -> None:
-        self._set(f"SENS:POW:RANG:AUTO {1 if on else 0}", "SENS:POW:RANG:AUTO?", scpi_bool, bool(on), "auto range")
-
-    @property
-    def range_w(self) -> float:
-        with self._lock:
-            return self.query("SENS:POW:RANG?", one_float)
-
-    @range_w.setter
-    def range_w(self, watts: float) -> None:
-        """Manual range: the meter picks the smallest of its ranges that holds ``watts``."""
-        if not (np.isfinite(watts) and watts > 0):
-            raise LimitError(f"{self.name}: range must be a positive number of watts, got {watts!r}")
-        with self._lock:
-            with deferred_sigint():
-                self.write(f"SENS:POW:RANG {watts:.6g}")
-                self.raise_scpi_errors(f"SENS:POW:RANG {watts:.6g}")
-            got = self.range_w
-            if got < watts * (1 - 1e-6):
-                raise InstrumentError(f"{self.name}: range reads {got:.4g} W after asking for {watts:.4g} W")
 
     def power(self) -> float:
         """One measurement (W), averaged over :attr:`averages` readings."""

@@ -38,6 +38,7 @@ import urllib.request
 import numpy as np
 
 from .base import InstrumentError, LimitError, deferred_sigint
+from .trace import trace
 from .transport import ConnectionLost, GarbledReply, InstrumentTimeout, RETRYABLE
 
 log = logging.getLogger(__name__)
@@ -84,9 +85,12 @@ class PulseShaper:
         req = urllib.request.Request(self.url + path, data=data, method="GET" if body is None else "POST",
                                      headers={"Content-Type": "application/json"} if data else {})
         what = f"{req.get_method()} {path}"
+        trace(self.name, ">", what if data is None else f"{what} {data.decode(errors='replace')}")
         try:
             with deferred_sigint(), urllib.request.urlopen(req, timeout=self.timeout_s) as resp:
-                return resp.read()
+                reply = resp.read()
+                trace(self.name, "<", reply)
+                return reply
         except urllib.error.HTTPError as exc:
             raise InstrumentError(f"{self.name}: {what} answered HTTP {exc.code}") from None
         except (TimeoutError, socket.timeout) as exc:

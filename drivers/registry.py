@@ -1,15 +1,28 @@
-"""Station glue for the instrument kinds of issue 3 (``smu``, ``power_meter``, ``pulse_shaper``), and the
-virtual lab's timing model and faults for every kind.
+"""The one driver factory: instrument kind (``kind:`` in instruments.yaml) -> the function that opens and
+configures its driver; and the virtual lab's server for an ``auto`` address, with its timing and faults.
 
-Kept apart from ``labsat/station.py`` so the station only asks two questions: :func:`serve_simulated`
-(start the simulated instrument for an ``auto`` address, with the ``station.sim`` timing and faults
-applied) and :func:`open_driver` (open the driver for one of these kinds, or ``None`` for the others).
-Configs are duck-typed here (``cfg.kind`` and fields), so ``labsat.drivers`` does not import
-``labsat.config``.
+The station asks two questions: :func:`serve_simulated` (start the simulated instrument for an ``auto``
+address, with the ``station.sim`` timing and faults applied) and :func:`open_driver` (open the configured
+driver of any kind). A new instrument kind adds one opener with :func:`register_driver`. Configs are
+duck-typed here (``cfg.kind`` and fields), so ``labsat.drivers`` does not import ``labsat.config``.
 """
 from __future__ import annotations
 
-NEW_KINDS = ("smu", "power_meter", "pulse_shaper", "slm", "camera")
+from typing import Callable
+
+_OPENERS: dict[str, Callable] = {}
+
+
+def register_driver(kind: str):
+    """Decorator: ``opener(name, cfg, address) -> driver`` opens instruments of ``kind``."""
+    def add(opener: Callable) -> Callable:
+        _OPENERS[kind] = opener
+        return opener
+    return add
+
+
+def driver_kinds() -> list[str]:
+    return list(_OPENERS)
 
 
 def serve_simulated(lab, name: str, cfg, sim=None) -> str:
@@ -46,45 +59,94 @@ def serve_simulated(lab, name: str, cfg, sim=None) -> str:
 
 
 def open_driver(name: str, cfg, address: str):
-    """The configured driver for the kinds above (settings applied and verified), else ``None``."""
+    """The configured driver of instrument ``name`` (settings applied and verified, start-up safe state)."""
     kind = getattr(cfg, "kind", None)
-    if kind == "spectrometer":  # issue 6: SCPI spectrometer (its sim registers itself with the virtual lab)
-        from .spectrometer import open_spectrometer
+    opener = _OPENERS.get(kind)
+    if opener is None:
+        raise TypeError(f"instruments.{name}.kind: no driver for {kind!r} (have: {', '.join(_OPENERS)})")
+    return opener(name, cfg, address)
 
-        return open_spectrometer(name, cfg, address)
-    if kind not in NEW_KINDS:
-        return None
-    if kind == "pulse_shaper":
-        from .pulse_shaper import PulseShaper
 
-        shaper = PulseShaper(address, name=name, timeout_s=cfg.timeout_s, attn_max_db=cfg.attn_max_db,
-                             safe_state=cfg.safe_state, safe_port=cfg.safe_port)
-        shaper.devinfo()
-        return shaper
-    if kind in ("slm", "camera"):
-        return _open_freespace(name, cfg, address)
-    from .base import open_adapter
+def _adapter(cfg, address: str):
+    """The instrument's adapter with its connection settings (VISA library, serial line, terminators)."""
+    from .base import open_configured
 
-    adapter = open_adapter(address, timeout_s=cfg.timeout_s)
-    if kind == "smu":
-        from .smu import SourceMeterHeater
+    return open_configured(address, cfg)
 
-        lim = cfg.limits
-        smu = SourceMeterHeater(adapter, name=name, v_max=lim.v_max, v_min=lim.v_min, i_max_a=lim.i_max_ma / 1e3,
-                                resistance_ohm=lim.resistance_ohm,
-                                power_max_w=None if lim.power_max_mw is None else lim.power_max_mw / 1e3,
-                                max_step_v=cfg.ramp.max_step_v, step_delay_s=cfg.ramp.step_delay_s)
-        try:
-            smu.configure()
-            if smu.output_enabled or smu.source_voltage != 0.0:  # left on by a run that died
-                smu.shutdown()  # start-up safe state: ramp to 0 V, output off
-                smu.isShutdown = False  # PyMeasure's flag: the driver stays in use
-        except Exception:
-            adapter.close()
-            raise
-        return smu
+
+@register_driver("heater_dac")
+def _open_heater_dac(name: str, cfg, address: str):
+    from .heater_dac import HeaterDAC
+
+    lim = cfg.limits
+    return HeaterDAC(_adapter(cfg, address), name=name, channels=cfg.channels, v_max=lim.v_max,
+                     i_max_ma=lim.i_max_ma, resistance_ohm=lim.resistance_ohm,
+                     power_max_w=None if lim.power_max_mw is None else lim.power_max_mw / 1e3,
+                     total_power_max_w=lim.total_power_max_w, max_step_v=cfg.ramp.max_step_v,
+                     step_delay_s=cfg.ramp.step_delay_s)
+
+
+@register_driver("modulator_dac")
+def _open_modulator(name: str, cfg, address: str):
+    from .modulator import ModulatorDAC
+
+    dac = ModulatorDAC(_adapter(cfg, address), name=name, channels=cfg.channels, v_max=cfg.limits.v_max)
+    dac.output(True)
+    return dac
+
+
+@register_driver("photodetector_daq")
+def _open_daq(name: str, cfg, address: str):
+    from .daq import PhotodetectorDAQ
+
+    daq = PhotodetectorDAQ(_adapter(cfg, address), name=name, channels=cfg.channels)
+    daq.power_range_w = cfg.range_w
+    return daq
+
+
+@register_driver("spectrometer")
+def _open_spectrometer(name: str, cfg, address: str):
+    from .spectrometer import open_spectrometer
+
+    return open_spectrometer(name, cfg, address)
+
+
+@register_driver("pulse_shaper")
+def _open_pulse_shaper(name: str, cfg, address: str):
+    from .pulse_shaper import PulseShaper
+
+    shaper = PulseShaper(address, name=name, timeout_s=cfg.timeout_s, attn_max_db=cfg.attn_max_db,
+                         safe_state=cfg.safe_state, safe_port=cfg.safe_port)
+    shaper.devinfo()
+    return shaper
+
+
+@register_driver("smu")
+def _open_smu(name: str, cfg, address: str):
+    from .smu import SourceMeterHeater
+
+    adapter = _adapter(cfg, address)
+    lim = cfg.limits
+    smu = SourceMeterHeater(adapter, name=name, v_max=lim.v_max, v_min=lim.v_min, i_max_a=lim.i_max_ma / 1e3,
+                            resistance_ohm=lim.resistance_ohm,
+                            power_max_w=None if lim.power_max_mw is None else lim.power_max_mw / 1e3,
+                            max_step_v=cfg.ramp.max_step_v, step_delay_s=cfg.ramp.step_delay_s)
+    try:
+        smu.configure()
+        if smu.output_enabled or smu.source_voltage != 0.0:  # left on by a run that died
+            smu.shutdown()  # start-up safe state: ramp to 0 V, output off
+            smu.isShutdown = False  # PyMeasure's flag: the driver stays in use
+    except Exception:
+        adapter.close()
+        raise
+    return smu
+
+
+@register_driver("power_meter")
+def _open_power_meter(name: str, cfg, address: str):
     from .power_meter import OpticalPowerMeter
 
+    adapter = _adapter(cfg, address)
     meter = OpticalPowerMeter(adapter, name=name)
     try:
         meter.configure(wavelength_nm=cfg.wavelength_nm, averages=cfg.averages,
@@ -95,11 +157,11 @@ def open_driver(name: str, cfg, address: str):
     return meter
 
 
+@register_driver("slm")
+@register_driver("camera")
 def _open_freespace(name: str, cfg, address: str):
     """An SLM (display size checked, flat frame shown) or a camera (sensor size checked, exposure set)."""
-    from .base import open_adapter
-
-    adapter = open_adapter(address, timeout_s=cfg.timeout_s)
+    adapter = _adapter(cfg, address)
     try:
         if cfg.kind == "slm":
             from .slm import SpatialLightModulator

@@ -33,6 +33,11 @@ on any exception and on Ctrl-C. Read-back queries are retried on timeouts and ga
 
 Unlike PyMeasure's ``Keithley2400.ramp_to_voltage`` (which ramps from the last cached value in a fixed
 number of steps), the ramp here starts from a fresh read-back and its step is bounded in volts.
+
+Why this is not a subclass of PyMeasure's ``Keithley2400``: its ``source_voltage`` control *truncates*
+a value to the instrument's range (``truncated_range``) where labsat must reject it, and sets the level
+in one jump (no ramp, no read-back check, no power limit); every knob of this driver is such a guarded
+output, so none is a plain declarative control (the read-only ones are, through the retried query).
 """
 from __future__ import annotations
 

@@ -25,13 +25,14 @@ import threading
 import numpy as np
 from pymeasure.instruments import Instrument
 
-from .base import InstrumentError, ScpiErrorMixin, decode_block, deferred_sigint, parse_floats, read_block
+from .base import (ControlsMixin, InstrumentError, ScpiErrorMixin, checked_control, decode_block, deferred_sigint, in_range,
+                   read_block)
 from .transport import TransportMixin
 
 FULL_SCALE = 65535.0
 
 
-class Spectrometer(TransportMixin, ScpiErrorMixin, Instrument):
+class Spectrometer(ControlsMixin, TransportMixin, ScpiErrorMixin, Instrument):
     def __init__(self, adapter, name: str = "spectrometer", channels: int = 64, **kwargs):
         super().__init__(adapter, name, includeSCPI=False, **kwargs)
         self.channels = int(channels)
@@ -43,18 +44,9 @@ class Spectrometer(TransportMixin, ScpiErrorMixin, Instrument):
         with self._lock, deferred_sigint():
             return self.ask("*IDN?").strip()
 
-    @property
-    def integration_s(self) -> float:
-        with self._lock, deferred_sigint():
-            return parse_floats(self.ask("SENS:INT?"), 1, f"{self.name} SENS:INT?")[0]
-
-    @integration_s.setter
-    def integration_s(self, value: float) -> None:
-        if not (np.isfinite(value) and 0 < value <= 10):
-            raise ValueError(f"{self.name}: integration time must be in (0, 10] s, got {value!r}")
-        with self._lock, deferred_sigint():
-            self.write(f"SENS:INT {value:.6g}")
-            self.check_scpi_errors()
+    integration_s = checked_control(
+        "SENS:INT?", "SENS:INT %.6g", "Integration time (s) of one acquisition.",
+        validator=in_range("integration time", "s"), values=(1e-9, 10.0), what="integration time", readback=None)
 
     def wavelengths_nm(self) -> np.ndarray:
         with self._lock, deferred_sigint():
@@ -86,9 +78,9 @@ class Spectrometer(TransportMixin, ScpiErrorMixin, Instrument):
 
 def open_spectrometer(name: str, cfg, address: str) -> Spectrometer:
     """The configured spectrometer (integration time set and checked); closes the link on failure."""
-    from .base import open_adapter
+    from .base import open_configured
 
-    adapter = open_adapter(address, timeout_s=cfg.timeout_s)
+    adapter = open_configured(address, cfg)
     try:
         spec = Spectrometer(adapter, name=name, channels=cfg.channels)
         spec.integration_s = cfg.integration_s

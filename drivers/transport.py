@@ -22,6 +22,7 @@ import time
 from typing import Callable, TypeVar
 
 from .base import InstrumentError, deferred_sigint, is_serial_address
+from .trace import trace
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -107,11 +108,13 @@ class TransportMixin:
 
     def write(self, command: str, **kwargs) -> None:
         self._last_command = command
+        trace(self.name, ">", command)  # the I/O trace (drivers/trace.py): every message, one place
         self._guard(lambda: super(TransportMixin, self).write(command, **kwargs), command)
 
     def write_bytes(self, content: bytes, **kwargs) -> None:
         what = content[:40].decode(errors="replace").strip()
         self._last_command = what
+        trace(self.name, ">", content)
         self._guard(lambda: super(TransportMixin, self).write_bytes(content, **kwargs), what)
 
     def read(self, **kwargs) -> str:
@@ -119,6 +122,7 @@ class TransportMixin:
             reply = self._guard(self._serial_readline, self._last_command)
         else:
             reply = self._guard(lambda: super(TransportMixin, self).read(**kwargs), self._last_command)
+        trace(self.name, "<", reply)
         if reply == "" and self._is_serial():  # pyserial returns what it has when the timeout expires
             raise InstrumentTimeout(f"{self.name}: no reply (timeout) to {self._last_command!r}")
         return reply
@@ -167,6 +171,7 @@ class TransportMixin:
             if len(head) == count:
                 return head
             return head + self.read_bytes(count - len(head), **kwargs)
+        # (not traced here: a binary block is read in pieces and traced whole by base.read_block)
         data = self._guard(lambda: super(TransportMixin, self).read_bytes(count, **kwargs), self._last_command)
         if count > 0 and len(data) < count:
             raise InstrumentTimeout(f"{self.name}: short read ({len(data)} of {count} bytes) after "
@@ -192,7 +197,7 @@ class TransportMixin:
         old = self.adapter
         self._rx = b""
         try:
-            self.adapter = open_adapter(address, timeout_s=timeout_s)
+            self.adapter = open_adapter(address, **getattr(old, "labsat_open_kwargs", {"timeout_s": timeout_s}))
         except Exception as exc:
             _close_quietly(old)
             raise ConnectionLost(f"{self.name}: cannot reopen {address}: {exc}") from exc

@@ -5,7 +5,8 @@ from pathlib import Path
 from typing import Annotated, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator,
+                      model_validator)
 
 
 class ConfigError(ValueError):
@@ -44,7 +45,38 @@ class Ramp(_Strict):
     step_delay_s: float = Field(0.0, ge=0)
 
 
-class HeaterDACConfig(_Strict):
+class SerialLine(_Strict):
+    """Serial line settings (pyserial addresses and VISA ``ASRL`` resources); see drivers/connection.py."""
+
+    baud_rate: int = Field(115200, gt=0, le=10_000_000)
+    data_bits: Literal[5, 6, 7, 8] = 8
+    parity: Literal["none", "odd", "even", "mark", "space"] = "none"
+    stop_bits: Literal[1, 1.5, 2] = 1
+
+
+class Termination(_Strict):
+    """Message terminators the instrument reads (``write``) and sends (``read``)."""
+
+    read: Literal["\n", "\r\n", "\r"] = "\n"
+    write: Literal["\n", "\r\n", "\r"] = "\n"
+
+
+class _Link(_Strict):
+    """How to reach an instrument besides its address: VISA library, serial line, terminators."""
+
+    visa_library: str = Field("@py", description="'@py' (pyvisa-py), '@ivi' (NI/Keysight VISA), '@sim' or a library path")
+    serial: SerialLine = SerialLine()
+    termination: Termination = Termination()
+
+    @field_validator("visa_library")
+    @classmethod
+    def _visa_library(cls, v: str) -> str:
+        from labsat.drivers.connection import check_visa_library
+
+        return check_visa_library(v)
+
+
+class HeaterDACConfig(_Link):
     kind: Literal["heater_dac"]
     address: str = "auto"
     channels: int = Field(gt=0, le=1024)
@@ -57,7 +89,7 @@ class ModulatorLimits(_Strict):
     v_max: float = Field(gt=0)
 
 
-class ModulatorConfig(_Strict):
+class ModulatorConfig(_Link):
     kind: Literal["modulator_dac"]
     address: str = "auto"
     channels: int = Field(gt=0, le=1024)
@@ -65,7 +97,7 @@ class ModulatorConfig(_Strict):
     limits: ModulatorLimits
 
 
-class DAQConfig(_Strict):
+class DAQConfig(_Link):
     kind: Literal["photodetector_daq"]
     address: str = "auto"
     channels: int = Field(gt=0, le=1024)
@@ -81,7 +113,7 @@ class SMULimits(_Strict):
     power_max_mw: float | None = Field(None, gt=0)
 
 
-class SMUConfig(_Strict):
+class SMUConfig(_Link):
     """A Keithley 2400-style source-measure unit driving one heater (drivers/smu.py)."""
 
     kind: Literal["smu"]
@@ -93,7 +125,7 @@ class SMUConfig(_Strict):
     sim_heater: int | None = Field(None, ge=0, description="virtual lab: the chip heater it is wired to")
 
 
-class PowerMeterConfig(_Strict):
+class PowerMeterConfig(_Link):
     """A Thorlabs PM100-style optical power meter (drivers/power_meter.py)."""
 
     kind: Literal["power_meter"]
@@ -119,7 +151,7 @@ class PulseShaperConfig(_Strict):
 
 
 # Add an instrument kind: a config class with `kind: Literal[...]`, then list it here.
-class SpectrometerConfig(_Strict):
+class SpectrometerConfig(_Link):
     """A grating spectrometer with a detector array, SCPI, binary block readout (drivers/spectrometer.py)."""
 
     kind: Literal["spectrometer"]
@@ -129,7 +161,7 @@ class SpectrometerConfig(_Strict):
     integration_s: float = Field(1e-3, gt=0, le=10)
 
 
-class SLMConfig(_Strict):
+class SLMConfig(_Link):
     """A spatial light modulator showing whole frames over SCPI-over-socket (drivers/slm.py)."""
 
     kind: Literal["slm"]
@@ -141,7 +173,7 @@ class SLMConfig(_Strict):
     max_sequence: int = Field(4096, ge=1, description="most frames in one uploaded sequence")
 
 
-class CameraConfig(_Strict):
+class CameraConfig(_Link):
     """A 16-bit scientific camera read over SCPI-over-socket, frames as binary blocks (drivers/camera.py)."""
 
     kind: Literal["camera"]
@@ -354,7 +386,7 @@ class FreeSpaceLayerConfig(LayerBase):
     def _sizes(self):
         if self.image_size > self.grid:
             raise ValueError(f"image_size: {self.image_size} exceeds the grid ({self.grid})")
-        from labsat.twins.freespace import detector_boxes
+        from labsat.twins.freespace_layout import detector_boxes
 
         detector_boxes(self.grid, self.classes, self.detector_px)  # raises if they do not fit
         return self
@@ -399,10 +431,44 @@ class StationSection(_Strict):
     sim: SimConfig = SimConfig()
 
 
-# Add a physical network kind: a LayerBase subclass with `kind: Literal[...]`, then list it here.
-LayerConfig = Annotated[Union[MeshLayerConfig, MicroringLayerConfig, PulseLayerConfig,
-                                    FreeSpaceLayerConfig],
-                      Field(discriminator="kind")]
+class PluginLayerConfig(LayerBase):
+    """A layer of a kind written outside labsat: ``kind: package.module:KIND`` (or the name of a
+    ``labsat.kinds`` entry point). Its other keys are the kind's own settings, validated by the kind's
+    ``config_model`` when the station resolves the kind (:func:`labsat.kinds.kind_of`), before anything
+    is started; this file does not import the kind (the configuration sits below every kind)."""
+
+    model_config = ConfigDict(extra="allow")
+    kind: str = Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$|^[A-Za-z_][\w.-]*$", max_length=200)
+
+    def roles(self):
+        settings = self.__dict__.get("_settings")
+        return settings.roles() if settings is not None and hasattr(settings, "roles") else {}
+
+
+_BUILTIN_LAYER_KINDS = ("mzi_mesh", "microring_bank", "pulse_shg", "freespace")
+
+
+def _layer_tag(value) -> str:
+    """The union member for a layer: its built-in kind, or 'plugin' for ``module:ATTR`` and the names of
+    installed ``labsat.kinds`` entry points (names only: nothing is imported here)."""
+    kind = value.get("kind") if isinstance(value, dict) else getattr(value, "kind", None)
+    if not isinstance(kind, str) or kind in _BUILTIN_LAYER_KINDS:
+        return kind
+    if ":" in kind:
+        return "plugin"
+    from importlib.metadata import entry_points
+
+    return "plugin" if kind in {ep.name for ep in entry_points(group="labsat.kinds")} else kind
+
+
+# Add a physical network kind: a LayerBase subclass with `kind: Literal[...]`, then list it here (and in
+# _BUILTIN_LAYER_KINDS). A lab's own kind needs no entry: `kind: package.module:KIND` (PluginLayerConfig).
+LayerConfig = Annotated[Union[Annotated[MeshLayerConfig, Tag("mzi_mesh")],
+                              Annotated[MicroringLayerConfig, Tag("microring_bank")],
+                              Annotated[PulseLayerConfig, Tag("pulse_shg")],
+                              Annotated[FreeSpaceLayerConfig, Tag("freespace")],
+                              Annotated[PluginLayerConfig, Tag("plugin")]],
+                        Discriminator(_layer_tag)]
 
 
 class StationConfig(_Strict):

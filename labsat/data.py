@@ -1,4 +1,8 @@
-"""Data sets that ship inside packages (no download): scikit-learn's handwritten digits.
+"""Data sets: the built-in digits (scikit-learn, no download), MNIST IDX files, a user's NPZ or CSV.
+
+``--data`` on train / evaluate / demo / experiment takes a spec (:func:`load_dataset`):
+``digits`` (default), ``mnist:DIR``, ``npz:FILE`` / ``FILE.npz``, ``csv:FILE`` / ``FILE.csv``.
+A bad file is one clear :class:`DataError` line naming the file and what is wrong with it.
 
 The 8x8 digits are reduced to the mesh's input size by PCA fitted on the training split, then scaled
 to modulator amplitudes in [0, 1] with the training split's range. The encoder is saved with every
@@ -7,6 +11,7 @@ model so evaluation feeds the chip exactly what training did.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -40,14 +45,20 @@ class Dataset:
     encoder: Encoder
     n_classes: int
     name: str
+    source: str = ""  # the --data spec that loads it again (absolute path for a user's file)
 
 
 def fit_encoder(x: np.ndarray, k: int) -> Encoder:
+    """PCA to ``k`` components, scaled to [0, 1] by the 1st..99th percentiles. With fewer than ``k``
+    features (or directions) the remaining inputs are held at 0."""
     mean = x.mean(0)
     _, _, vt = np.linalg.svd(x - mean, full_matrices=False)
     comps = vt[:k]
+    if len(comps) < k:
+        comps = np.vstack([comps, np.zeros((k - len(comps), x.shape[1]))])
     z = (x - mean) @ comps.T
     lo, hi = np.percentile(z, 1, axis=0), np.percentile(z, 99, axis=0)
+    hi = np.where(hi > lo, hi, lo + 1.0)  # a constant direction maps to 0, not to a division by zero
     return Encoder(mean, comps, lo, hi)
 
 
@@ -142,17 +153,180 @@ def load_mnist(path, features: int, n_train: int | None = None, n_test: int | No
     return Dataset(as_t(enc(x_tr)), torch.as_tensor(y_tr), as_t(enc(x_te)), torch.as_tensor(y_te), enc, 10, "mnist")
 
 
+class DataError(ValueError):
+    """A data set file is missing or malformed; the message names the file and the problem."""
+
+
+def _as_labels(y: np.ndarray, where: str) -> tuple[np.ndarray, list]:
+    """Labels of any type -> 0..C-1 (sorted unique values), with the class values."""
+    y = np.asarray(y).ravel()
+    if y.dtype.kind == "f":
+        if not np.all(np.isfinite(y)) or not np.all(y == np.round(y)):
+            raise DataError(f"{where}: labels must be integers or class names, got {y[~(y == np.round(y))][:1]}")
+        y = y.astype(int)
+    classes, idx = np.unique(y, return_inverse=True)
+    if len(classes) < 2:
+        raise DataError(f"{where}: labels hold {len(classes)} class; a classifier needs at least 2")
+    return idx.astype(int), classes.tolist()
+
+
+def _as_features(x, where: str) -> np.ndarray:
+    try:
+        x = np.asarray(x, dtype=float)
+    except (TypeError, ValueError):
+        raise DataError(f"{where}: features must be numbers") from None
+    if x.ndim == 1:
+        x = x[:, None]
+    x = x.reshape(len(x), -1)
+    if x.size == 0 or x.shape[1] == 0:
+        raise DataError(f"{where}: no features")
+    if not np.all(np.isfinite(x)):
+        r, c = np.argwhere(~np.isfinite(x))[0]
+        raise DataError(f"{where}: feature {c} of sample {r} is not a finite number ({x[r, c]})")
+    return x
+
+
+def _user_dataset(x_tr, y_tr, x_te, y_te, features: int, name: str, source: str, encoder=None) -> Dataset:
+    enc = encoder or fit_encoder(x_tr, features)
+    if enc.mean.shape[0] != x_tr.shape[1]:
+        raise DataError(f"{source}: {x_tr.shape[1]} features per sample, the model's encoder expects "
+                        f"{enc.mean.shape[0]}")
+    classes = np.unique(np.concatenate([y_tr, y_te]))
+    as_t = lambda a: torch.as_tensor(a, dtype=torch.float64)  # noqa: E731
+    return Dataset(as_t(enc(x_tr)), torch.as_tensor(y_tr), as_t(enc(x_te)), torch.as_tensor(y_te), enc,
+                   int(classes.max()) + 1, name, source)
+
+
+def _split_user(x, y, where: str, test_fraction: float, seed: int):
+    if len(x) != len(y):
+        raise DataError(f"{where}: {len(x)} samples but {len(y)} labels")
+    if len(x) < 4:
+        raise DataError(f"{where}: {len(x)} samples; need at least 4 (train and test)")
+    tr, te = split(len(x), test_fraction, seed)
+    return x[tr], y[tr], x[te], y[te]
+
+
+def load_npz(path, features: int, seed: int = 0, test_fraction: float = 0.25, encoder: Encoder | None = None
+             ) -> Dataset:
+    """A user's NPZ: arrays ``x`` (samples x features, any shape per sample) and ``y`` (labels: integers
+    or names), split ``test_fraction`` for test with ``seed``; or ``x_train``, ``y_train``, ``x_test``,
+    ``y_test`` for a split of the user's own."""
+    from pathlib import Path
+
+    path = Path(path).expanduser().resolve()
+    if not path.is_file():
+        raise DataError(f"{path}: no such NPZ file")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except (ValueError, OSError, EOFError) as exc:
+        raise DataError(f"{path}: not a readable NPZ file ({str(exc).splitlines()[0]})") from None
+    where = str(path)
+    if {"x_train", "y_train", "x_test", "y_test"} <= arrays.keys():
+        x_tr, x_te = _as_features(arrays["x_train"], f"{where}: x_train"), _as_features(arrays["x_test"], f"{where}: x_test")
+        y_all, _ = _as_labels(np.concatenate([np.ravel(arrays["y_train"]), np.ravel(arrays["y_test"])]), where)
+        y_tr, y_te = y_all[:len(np.ravel(arrays["y_train"]))], y_all[len(np.ravel(arrays["y_train"])):]
+        if len(x_tr) != len(y_tr) or len(x_te) != len(y_te) or x_tr.shape[1] != x_te.shape[1]:
+            raise DataError(f"{where}: x_train/y_train/x_test/y_test disagree in length or feature count")
+    elif {"x", "y"} <= arrays.keys():
+        x = _as_features(arrays["x"], f"{where}: x")
+        y, _ = _as_labels(arrays["y"], f"{where}: y")
+        x_tr, y_tr, x_te, y_te = _split_user(x, y, where, test_fraction, seed)
+    else:
+        raise DataError(f"{where}: needs arrays 'x' and 'y' (or x_train, y_train, x_test, y_test); "
+                        f"has {', '.join(sorted(arrays)) or 'none'}")
+    return _user_dataset(x_tr, y_tr, x_te, y_te, features, path.stem, f"npz:{path}", encoder)
+
+
+def load_csv(path, features: int, seed: int = 0, test_fraction: float = 0.25, encoder: Encoder | None = None
+             ) -> Dataset:
+    """A user's CSV: one sample per row, numeric feature columns and a label column: the column named
+    ``label`` (or ``y``, ``class``, ``target``) when there is a header row, else the last column."""
+    import csv
+    from pathlib import Path
+
+    path = Path(path).expanduser().resolve()
+    if not path.is_file():
+        raise DataError(f"{path}: no such CSV file")
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = [r for r in csv.reader(f) if r and any(c.strip() for c in r)]
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not a text (UTF-8) file: {exc.reason} at byte {exc.start}") from None
+    except csv.Error as exc:
+        raise DataError(f"{path}: malformed CSV: {exc}") from None
+    if not rows:
+        raise DataError(f"{path}: empty")
+
+    def numeric(cell: str) -> bool:
+        try:
+            float(cell)
+            return True
+        except ValueError:
+            return False
+
+    label_names = ("label", "y", "class", "target")
+    has_header = (any(not numeric(c) for c in rows[0][:-1])
+                  or any(c.strip().lower() in label_names for c in rows[0]))
+    header = rows[0] if has_header else None
+    body = rows[1:] if header is not None else rows
+    width = len(rows[0])
+    if width < 2:
+        raise DataError(f"{path}: needs at least one feature column and a label column")
+    for i, r in enumerate(body, start=2 if header is not None else 1):
+        if len(r) != width:
+            raise DataError(f"{path}: line {i} has {len(r)} columns, expected {width}")
+    label_col = width - 1
+    if header is not None:
+        names = [c.strip().lower() for c in header]
+        for key in label_names:
+            if key in names:
+                label_col = names.index(key)
+                break
+    x_cols = [c for c in range(width) if c != label_col]
+    try:
+        x = np.array([[float(r[c]) for c in x_cols] for r in body])
+    except ValueError:
+        for i, r in enumerate(body, start=2 if header is not None else 1):
+            for c in x_cols:
+                if not numeric(r[c]):
+                    raise DataError(f"{path}: line {i}, column {c + 1}: {r[c]!r} is not a number") from None
+        raise
+    labels = [r[label_col].strip() for r in body]
+    y_raw = np.array([int(v) for v in labels]) if all(v.lstrip("-").isdigit() for v in labels) else np.array(labels)
+    x = _as_features(x, str(path))
+    y, _ = _as_labels(y_raw, str(path))
+    x_tr, y_tr, x_te, y_te = _split_user(x, y, str(path), test_fraction, seed)
+    return _user_dataset(x_tr, y_tr, x_te, y_te, features, path.stem, f"csv:{path}", encoder)
+
+
+DATA_HELP = "digits | mnist:DIR | npz:FILE | csv:FILE (a .npz or .csv path also works)"
+
+
 def load_dataset(spec: str, features: int, seed: int = 0, n_train: int | None = None,
-                 n_test: int | None = None) -> Dataset:
-    """``digits`` (default) or ``mnist:PATH`` (a directory holding the four MNIST IDX files)."""
+                 n_test: int | None = None, encoder: Encoder | None = None) -> Dataset:
+    """``digits`` (default), ``mnist:DIR`` (the four MNIST IDX files), ``npz:FILE`` or ``csv:FILE`` (a
+    user's features + labels; a path ending in .npz / .csv works without the prefix). ``encoder``: the
+    one a model was trained with (evaluation feeds the chip exactly what training did)."""
+    spec = str(spec or "digits").strip()
+    kind, _, path = spec.partition(":")
+    if not path and spec.lower().endswith((".npz", ".csv")):
+        kind, path = spec.rsplit(".", 1)[1].lower(), spec
     if spec == "digits":
-        return load_digits(features, seed=seed)
-    if spec.startswith("mnist:"):
-        path = spec.split(":", 1)[1]
-        if not path:
-            raise ValueError("--data mnist:PATH needs the directory of the MNIST IDX files")
-        return load_mnist(path, features, n_train=n_train, n_test=n_test, seed=seed)
-    raise ValueError(f"unknown data set {spec!r}: use 'digits' or 'mnist:PATH'")
+        data = load_digits(features, seed=seed, encoder=encoder)
+        data.source = "digits"
+        return data
+    if kind in ("mnist", "npz", "csv") and not path:
+        raise DataError(f"--data {kind}:PATH needs a path")
+    if kind == "mnist":
+        data = load_mnist(path, features, n_train=n_train, n_test=n_test, seed=seed, encoder=encoder)
+        data.source = f"mnist:{Path(path).expanduser().resolve()}"
+        return data
+    if kind == "npz":
+        return load_npz(path, features, seed=seed, encoder=encoder)
+    if kind == "csv":
+        return load_csv(path, features, seed=seed, encoder=encoder)
+    raise DataError(f"unknown data set {spec!r}: use {DATA_HELP}")
 
 
 # --- images for free-space optics: the 8x8 digits upsampled onto an SLM grid ---

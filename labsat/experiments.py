@@ -27,14 +27,18 @@ only what is missing.
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 import numpy as np
 import torch
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
 
 EXPERIMENTS = ("imprecise", "transfer", "perturbation", "sharpness", "rho")
 
@@ -113,7 +117,7 @@ def method_config(method: str, setup: Setup, seed: int):
         "noise": dict(off, optimizer="noise", sigma=setup.sigma, perturb=setup.perturb),
         "pat": dict(on, optimizer="adam"),
         "pat+sat": dict(on, optimizer="sam", rho=setup.rho, twin_perturbed=True, perturb=setup.perturb),
-        "pat+sat(hw)": dict(on, optimizer="sam", rho=setup.rho, perturb=setup.perturb),
+        "pat+sat(hw)": dict(on, optimizer="sam", rho=setup.rho, twin_perturbed=False, perturb=setup.perturb),
     }
     if method.startswith("sat@"):  # rho sweep
         rho = float(method[4:])
@@ -451,13 +455,15 @@ RUNNERS = {"imprecise": run_imprecise, "transfer": run_transfer, "perturbation":
            "sharpness": run_sharpness, "rho": run_rho}
 
 
-def run_experiment(name: str, setup: Setup, log: Callable[[str], None] = print, *, progress: bool = False) -> dict:
+def run_experiment(name: str, setup: Setup, log: Callable[[str], None] = print, *,
+                   progress: bool | Progress = False) -> dict:
     """Run one experiment and write its table, CSV, JSON and PNG into ``setup.out / name``.
 
     Its units run as sweeps (:mod:`labsat.sweeps`): ``setup.scheduler`` None (an embedded LocalCluster of
     ``setup.workers`` processes, or the address in Dask's config ``labsat.scheduler``),
     ``"tcp://HOST:8786"`` or ``"serial"``; results are stored in ``setup.store`` (default: the station's run
-    database) as each task ends, and a re-run computes only what is missing. ``progress``: a bar per sweep."""
+    database) as each task ends, and a re-run computes only what is missing. ``progress``: a bar per sweep
+    (``True``: its own display; a running ``rich.progress.Progress``: added to the caller's display)."""
     from labsat.config import load_config
     from labsat.runs import db_path_for
     from labsat.sweeps import Sweeps
@@ -484,13 +490,29 @@ def register(app) -> None:
     import typer
     from rich.console import Console
     from rich.markdown import Markdown
+    from rich.progress import ProgressColumn
+    from rich.text import Text
 
     console = Console()
+
+    class _Count(ProgressColumn):
+        """The experiment's line counts its steps; a sweep's bar counts its tasks (done/total)."""
+
+        def render(self, task) -> Text:
+            if task.total is None:
+                return Text(f"{task.completed:.0f} steps")
+            return Text(f"{task.completed:.0f}/{task.total:.0f} tasks", style="progress.download")
+
+    class _Info(ProgressColumn):
+        """The experiment's latest note (sweep bars have none)."""
+
+        def render(self, task) -> Text:
+            return Text(str(task.fields.get("info", "")), style="dim", no_wrap=True, overflow="ellipsis")
 
     def experiment(name: str = typer.Argument(..., help="imprecise | transfer | perturbation | sharpness | rho"),
                    full: bool = typer.Option(False, "--full", help="paper-scale sizes (minutes to hours)"),
                    seeds: Optional[int] = typer.Option(None, help="seeds (mean ± std over them); default 3, --full 5"),
-                   data: str = typer.Option("digits", help="digits | mnist:PATH (directory of the MNIST IDX files)"),
+                   data: str = typer.Option("digits", help="digits | mnist:DIR | npz:FILE | csv:FILE (see labsat.data)"),
                    station: Path = typer.Option(Path("instruments.yaml"), "--station", "-s"),
                    chip: int = typer.Option(1, help="chip A: the virtual chip models are trained for"),
                    rho: Optional[float] = typer.Option(None, help="SAM radius (control units)"),
@@ -508,7 +530,8 @@ def register(app) -> None:
                        "process), 'local' (an embedded LocalCluster; the default, unless Dask config labsat.scheduler "
                        "names another)"),
                    workers: Optional[int] = typer.Option(None, min=1, help="embedded LocalCluster: worker processes "
-                                                         "(1 thread each); default: the CPUs available")):
+                                                         "(1 thread each); default: the CPUs available"),
+                   as_json: bool = typer.Option(False, "--json", help="print the rows as JSON (progress on stderr)")):
         """Measure one of the SAT paper's claims on the virtual lab; writes a table and a plot."""
         from labsat.calibration import CalibrationError
         from labsat.config import ConfigError
@@ -526,15 +549,39 @@ def register(app) -> None:
                                     cal_settings=cal_settings, cal_inputs=cal_inputs, n_chips=chips, fab_scale=fab_scale,
                                     rho_grid=grid, out=out, scheduler=scheduler, workers=workers).items()
               if v is not None}
+        from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+        from labsat.cli_format import emit_json, json_output, show_path
+
         try:
             setup = Setup.make_full(**kw) if full else Setup.small(**kw)
-            result = run_experiment(name, setup, log=lambda msg: console.print(f"[dim]{msg}[/]"), progress=True)
+            from labsat.workflows import Hooks, experiment as recorded_experiment
+
+            # progress: a line for the experiment (every calibration and training it reports) and a bar per
+            # sweep of its units (labsat.sweeps adds them to this display); the experiment is recorded as a
+            # run (labsat.workflows.experiment)
+            with json_output(console, as_json), Progress(SpinnerColumn(), TextColumn("[bold]{task.description}"),
+                                                         BarColumn(), _Count(), TimeElapsedColumn(), _Info(),
+                                                         console=console) as bar:
+                task = bar.add_task(f"experiment {name}", total=None, info="")
+
+                def log(msg: str) -> None:
+                    bar.console.print(f"[dim]{msg}[/]", soft_wrap=True)
+                    bar.update(task, advance=1, info=msg[:48])
+
+                result = recorded_experiment(name, setup, functools.partial(run_experiment, progress=bar),
+                                             Hooks(note=log))
         except (ValueError, FileNotFoundError, KeyError, ConfigError, CalibrationError, RunError, SweepError,
                 OSError) as exc:
-            console.print(f"[bold red]error:[/] {exc}")
+            console.print(f"[bold red]error:[/] {exc}", soft_wrap=True)
             raise typer.Exit(2)
+        where = show_path(result["directory"])
+        if as_json:
+            emit_json({"experiment": name, "run": result["run"], "directory": where, "seconds": result["seconds"],
+                       "rows": result["rows"]})
+            return
         console.print(Markdown(result["table"]))
-        console.print(f"wrote {result['directory']}/(table.md, results.csv, results.json, plot.png) "
-                      f"in {result['seconds']:.0f} s")
+        console.print(f"wrote {where}/(table.md, results.csv, results.json, plot.png) "
+                      f"in {result['seconds']:.0f} s (run {result['run']})", soft_wrap=True)
 
     app.command("experiment")(experiment)

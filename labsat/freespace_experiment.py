@@ -17,10 +17,13 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import numpy as np
 import torch
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
 
 ROTATIONS = (0.0, 0.5, 1.0, 1.5, 2.0)
 SHIFTS = (0.0, 0.5, 1.0, 1.5, 2.0)
@@ -85,7 +88,7 @@ def run(station: Path, seeds=(0, 1, 2), epochs: int = 6, n_train: int = 500, n_t
         lr: float = 0.1, rho: float = 0.05, batch_size: int = 64, methods=("plain", "SAT"),
         max_rotation_deg: float = 2.0, max_shift_px: float = 2.0, max_scale: float = 0.1, log=print,
         scheduler: Optional[str] = None, workers: Optional[int] = None, store: Optional[Path] = None,
-        progress: bool = False) -> dict:
+        progress: bool | Progress = False) -> dict:
     """Every (seed, method) as one sweep task (see :func:`train_and_sweep`); ``scheduler``/``workers``/``store``
     as in :func:`labsat.sweeps.run_sweep` (``store`` default: the station's run database)."""
     from labsat.config import load_config
@@ -202,21 +205,34 @@ def register(app) -> None:
             scheduler: Optional[str] = typer.Option(
                 None, help="where the trainings run: a Dask scheduler address (tcp://HOST:8786), 'serial', or by "
                 "default an embedded LocalCluster (or Dask config labsat.scheduler)"),
-            workers: Optional[int] = typer.Option(None, min=1, help="embedded LocalCluster: worker processes")):
+            workers: Optional[int] = typer.Option(None, min=1, help="embedded LocalCluster: worker processes"),
+            as_json: bool = typer.Option(False, "--json", help="print the results as JSON (progress on stderr)")):
         """Free-space network under misalignment (rotation, shift, scale): plain vs SAT, no retraining."""
         from rich.console import Console
 
-        console = Console()
+        from labsat.cli_format import emit_json, show_path
+
+        console = Console(stderr=as_json)  # with --json, stdout carries only the JSON
         if plot_only is not None:
             results = json.loads(plot_only.read_text())
         else:
-            results = run(station, seeds=tuple(range(seeds)), epochs=epochs, n_train=n_train, n_test=n_test,
-                          lr=lr, rho=rho, log=console.print, scheduler=scheduler, workers=workers, progress=True)
+            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                                       TimeRemainingColumn)
+
+            # the sweep's bar on this console (standard error with --json: stdout carries only the JSON)
+            with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                          TimeElapsedColumn(), TimeRemainingColumn(), console=console) as bar:
+                results = run(station, seeds=tuple(range(seeds)), epochs=epochs, n_train=n_train, n_test=n_test,
+                              lr=lr, rho=rho, log=bar.console.print, scheduler=scheduler, workers=workers,
+                              progress=bar)
             out.mkdir(parents=True, exist_ok=True)
             (out / "results.json").write_text(json.dumps(results, indent=1))
         table = markdown(results)
         out.mkdir(parents=True, exist_ok=True)
         (out / "table.md").write_text(table + "\n")
         png = plot(results, out / "robustness.png")
+        if as_json:
+            emit_json({"results": results, "table": show_path(out / "table.md"), "plot": show_path(png)})
+            return
         console.print(table)
-        console.print(f"wrote {out / 'table.md'}, {png}")
+        console.print(f"wrote {show_path(out / 'table.md')}, {show_path(png)}", soft_wrap=True)

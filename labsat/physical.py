@@ -7,36 +7,8 @@ alone (offline training, in silico).
 """
 from __future__ import annotations
 
-import numpy as np
 import torch
 from torch import nn
-
-from labsat.hardware.heater_bank import HeaterBankHardware
-from labsat.twins.mzi import MZIMeshTwin
-
-
-def twin_for(cfg, heater_resistance_ohm: float) -> MZIMeshTwin:
-    """The nominal (uncalibrated) twin of a mesh layer, from its datasheet values."""
-    eta = 2 * np.pi * heater_resistance_ohm / cfg.v2pi**2  # rad/W
-    return MZIMeshTwin(cfg.modes, phase_per_u=eta * cfg.v_max**2 / heater_resistance_ohm)
-
-
-class MeshHardware(HeaterBankHardware):
-    """A mesh on the bench: controls -> heater voltages, inputs -> modulator voltages, detectors -> powers.
-
-    Counts every hardware forward (``batches``) and every sample sent through the chip (``samples``).
-    """
-
-    name = "mesh"
-
-    def __init__(self, cfg, heaters, modulator, daq, max_batch: int = 1024):
-        super().__init__(cfg, heaters, modulator, daq, max_batch)
-        self.modes = cfg.modes
-        self.power_per_port = self.output_scale = cfg.laser_power_w / cfg.modes
-
-    def input_voltages(self, x: np.ndarray) -> np.ndarray:
-        """Modulator voltages for field amplitudes ``x`` in [0, 1] (amplitude ~ sin)."""
-        return 2 * self.cfg.modulator_vpi / np.pi * np.arcsin(x)
 
 
 class _HardwareForwardTwinBackward(torch.autograd.Function):
@@ -67,7 +39,7 @@ class PhysicalLayer(nn.Module):
     ``hardware`` any object with ``forward(x_numpy, u_numpy) -> y_numpy`` (see :mod:`labsat.kinds`).
     """
 
-    def __init__(self, twin: MZIMeshTwin, hardware: MeshHardware | None = None, seed: int = 0):
+    def __init__(self, twin: nn.Module, hardware=None, seed: int = 0):
         super().__init__()
         self.twin = twin
         self.hardware = hardware
@@ -106,3 +78,12 @@ class HybridClassifier(nn.Module):
 
 
 MeshClassifier = HybridClassifier  # the skeleton's name
+
+
+def __getattr__(name: str):
+    """The mesh's twin and bench adapter moved to their kind (:mod:`labsat.kinds.mesh`); old imports work."""
+    if name in ("twin_for", "MeshHardware"):
+        from labsat.kinds import mesh
+
+        return getattr(mesh, name)
+    raise AttributeError(f"module 'labsat.physical' has no attribute {name!r}")

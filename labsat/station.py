@@ -13,11 +13,7 @@ import threading
 import weakref
 from pathlib import Path
 
-from labsat.config import ConfigError, DAQConfig, HeaterDACConfig, ModulatorConfig, StationConfig, load_config
-from labsat.drivers.base import open_adapter
-from labsat.drivers.daq import PhotodetectorDAQ
-from labsat.drivers.heater_dac import HeaterDAC
-from labsat.drivers.modulator import ModulatorDAC
+from labsat.config import ConfigError, StationConfig, load_config
 from labsat.drivers.registry import open_driver, serve_simulated
 
 log = logging.getLogger(__name__)
@@ -50,6 +46,10 @@ class Station:
         if unknown:
             raise ConfigError(f"layers.{unknown[0]}: no such layer in the station (have: {', '.join(self.config.layers)})")
         self._layers = list(layers) if layers else None
+        from labsat.kinds import kind_of
+
+        for lname in self.layer_names:  # a lab's own kind is loaded and its settings checked before any start
+            kind_of(self.config, lname)
         self.lab = None  # the virtual lab, when simulated (tests and experiments may touch it)
         self.instruments: dict[str, object] = {}
         self.addresses: dict[str, str] = {}
@@ -78,6 +78,8 @@ class Station:
         self.lab = VirtualLab(seed=seed)
         for lname in self.layer_names:
             scene = kind_of(self.config, lname).make_scene(self.config, lname, seed)
+            if scene is None:  # a kind with no virtual instrument (an experiment as a callable)
+                continue
             self.lab.add_scene(lname, scene)
             for inst in self.config.layers[lname].instrument_names():
                 self.lab.instrument_scenes.setdefault(inst, scene)
@@ -131,26 +133,9 @@ class Station:
                 inst.isShutdown = False  # PyMeasure's flag: the driver stays in use
 
     def _open(self, name: str, cfg, address: str):
-        driver = open_driver(name, cfg, address)  # the kinds of drivers/registry.py
-        if driver is not None:
-            return driver
-        adapter = open_adapter(address, timeout_s=cfg.timeout_s)
-        if isinstance(cfg, HeaterDACConfig):
-            lim = cfg.limits
-            return HeaterDAC(adapter, name=name, channels=cfg.channels, v_max=lim.v_max,
-                             i_max_ma=lim.i_max_ma, resistance_ohm=lim.resistance_ohm,
-                             power_max_w=None if lim.power_max_mw is None else lim.power_max_mw / 1e3,
-                             total_power_max_w=lim.total_power_max_w, max_step_v=cfg.ramp.max_step_v,
-                             step_delay_s=cfg.ramp.step_delay_s)
-        if isinstance(cfg, ModulatorConfig):
-            dac = ModulatorDAC(adapter, name=name, channels=cfg.channels, v_max=cfg.limits.v_max)
-            dac.output(True)
-            return dac
-        if isinstance(cfg, DAQConfig):
-            daq = PhotodetectorDAQ(adapter, name=name, channels=cfg.channels)
-            daq.power_range_w = cfg.range_w
-            return daq
-        raise TypeError(f"no driver for {type(cfg).__name__}")  # pragma: no cover
+        # the one driver factory (drivers/registry.py); each opener applies the instrument's connection
+        # settings (VISA library, serial line, terminators) through drivers/base.open_configured
+        return open_driver(name, cfg, address)
 
     def identities(self) -> dict[str, str]:
         return {name: inst.identity for name, inst in self.instruments.items()}
@@ -215,4 +200,5 @@ class Station:
         return kind_of(self.config, name).make_hardware(self, name)
 
     def mesh(self, layer: str = "mesh"):
+        """The layer named ``mesh`` (older code's name; :meth:`layer` is the one for any kind)."""
         return self.layer(layer)

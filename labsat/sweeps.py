@@ -43,7 +43,9 @@ The one entry point::
   recorded with its error, the other tasks go on, and :class:`SweepError` lists the failures at the
   end; a re-run retries only those.
 - ``progress=True`` shows one bar over the whole sweep (tasks already stored count as done) and
-  prints the Dask dashboard address.
+  prints the Dask dashboard address. ``progress`` may also be a running ``rich.progress.Progress`` the
+  caller owns (e.g. the CLI's, on its own console: standard error with ``--json``): each sweep then adds
+  its bar to that display instead of starting a second live display (rich allows one at a time).
 
 It returns the results in the order of ``tasks``.
 
@@ -81,7 +83,10 @@ import sqlite3
 import time
 import traceback
 from pathlib import Path
-from typing import Any, Callable, Iterable, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional, Sequence
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
 
 __all__ = ["run_sweep", "Sweeps", "task_key", "SweepStore", "SweepError", "open_client", "default_workers", "SERIAL",
            "LOCAL"]
@@ -345,7 +350,7 @@ class Sweeps:
     """
 
     def __init__(self, store: "str | Path | SweepStore", *, scheduler: Optional[str] = None,
-                 n_workers: Optional[int] = None, progress: bool = True, client=None,
+                 n_workers: Optional[int] = None, progress: bool | Progress = True, client=None,
                  log: Callable[[str], None] = print):
         self._own_store = not isinstance(store, SweepStore)
         self.store = SweepStore.of(store)
@@ -417,7 +422,7 @@ class Sweeps:
 
 
 def run_sweep(fn: Callable[[dict], Any], tasks: Sequence[dict], *, name: str, store: "str | Path | SweepStore",
-              scheduler: Optional[str] = None, n_workers: Optional[int] = None, progress: bool = True,
+              scheduler: Optional[str] = None, n_workers: Optional[int] = None, progress: bool | Progress = True,
               version: Optional[str] = None, client=None, log: Callable[[str], None] = print) -> list:
     """Run ``fn`` on every task not yet stored, store each result as its task ends, return all results in
     the order of ``tasks``. See the module docstring for the arguments; :class:`Sweeps` runs several
@@ -448,12 +453,16 @@ def _distributed(client, fn, todo: list[str], by_key: dict, record) -> None:
 
 
 @contextlib.contextmanager
-def _progress(show: bool, name: str, total: int, done: int):
+def _progress(show: bool | Progress, name: str, total: int, done: int):
     if not show:
         yield lambda: None
         return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+    if isinstance(show, Progress):  # the caller's live display: this sweep's bar is one more task in it
+        tid = show.add_task(f"sweep {name}", total=total, completed=done)
+        yield lambda: show.advance(tid)
+        return
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   TimeRemainingColumn(), transient=False) as bar:
         tid = bar.add_task(f"sweep {name}", total=total, completed=done)

@@ -9,9 +9,11 @@ from typing import Callable
 import torch
 from torch import nn
 
+from labsat import defaults
 from labsat.data import Dataset, Encoder
 from labsat.physical import HybridClassifier, MeshClassifier, PhysicalLayer, twin_for
 from labsat.sat import MESA, SAF, SAM, NoiseInjection, PartialSAM
+from labsat.sat.step import Batch, step_batch
 
 OPTIMIZERS = ("sgd", "adam", "sam", "asam", "saf", "mesa", "noise")
 
@@ -20,11 +22,11 @@ OPTIMIZERS = ("sgd", "adam", "sam", "asam", "saf", "mesa", "noise")
 class TrainConfig:
     mode: str = "offline"  # offline (twin) | online (hardware forward, twin backward)
     optimizer: str = "adam"  # sgd | adam | sam | asam
-    base: str = "adam"  # base optimizer of sam/asam
-    rho: float = 0.05
-    lr: float = 0.03
-    epochs: int = 20
-    batch_size: int = 64
+    base: str = defaults.BASE_OPTIMIZER  # base optimizer of sam/asam
+    rho: float = defaults.RHO
+    lr: float = defaults.LR
+    epochs: int = defaults.EPOCHS
+    batch_size: int = defaults.BATCH_SIZE
     seed: int = 0
     # sharpness-aware variants (labsat.sat); keyword-only additions, defaults keep the old behaviour
     sigma: float = 0.01  # noise: Gaussian perturbation std (control units for u)
@@ -33,8 +35,11 @@ class TrainConfig:
     lag: int = 2  # saf: outputs recorded this many epochs earlier
     warmup: int = 1  # saf/mesa: epochs before the trajectory loss starts
     ema_decay: float = 0.95  # mesa: EMA decay per step
-    perturb: str = "all"  # sam/asam/noise perturb 'all' parameters or only the physical 'controls'
-    twin_perturbed: bool = False  # online sam/asam: the perturbed (w+e) pass runs on the twin
+    # sam/asam/noise perturb only the physical 'controls' (the benchmarks' SAT) or 'all' parameters
+    perturb: str = defaults.PERTURB
+    # online sam/asam: the perturbed (w+e) pass runs on the twin (1 hardware forward per step); False is
+    # the naive SAM with both passes on the hardware (2 forwards per step)
+    twin_perturbed: bool = defaults.PERTURBED_PASS == "twin"
 
     def __post_init__(self):
         if self.mode not in ("offline", "online"):
@@ -109,7 +114,9 @@ def make_optimizer(params, cfg: TrainConfig, n_samples: int | None = None, n_out
             return NoiseInjection(params, base_cls, sigma=cfg.sigma,
                                   generator=torch.Generator().manual_seed(cfg.seed + 7919), lr=cfg.lr, **extra)
         sam_cls = PartialSAM if (model is not None and cfg.perturb == "controls") else SAM
-        return sam_cls(params, base_cls, rho=cfg.rho, adaptive=cfg.optimizer == "asam", lr=cfg.lr, **extra)
+        sam = sam_cls(params, base_cls, rho=cfg.rho, adaptive=cfg.optimizer == "asam", lr=cfg.lr, **extra)
+        sam.twin_perturbed = cfg.twin_perturbed  # online: the perturbed pass on the twin
+        return sam
     return _base(cfg.optimizer)(params, cfg.lr)
 
 
@@ -148,7 +155,6 @@ def train(model: MeshClassifier, data: Dataset, cfg: TrainConfig,
     loss_fn = nn.CrossEntropyLoss()
     opt = make_optimizer(model.parameters(), cfg, n_samples=len(data.x_train), n_outputs=data.n_classes,
                          model=model)
-    twin_step = cfg.sharpness_aware and cfg.twin_perturbed and physical.use_hardware
     history = History(cfg)
     gen = torch.Generator().manual_seed(cfg.seed)
     start_epoch = 0 if resume is None else load_training_state(resume, model, opt, gen)
@@ -168,49 +174,12 @@ def train(model: MeshClassifier, data: Dataset, cfg: TrainConfig,
             xb, yb = data.x_train[idx], data.y_train[idx]
 
             hw_step = hw.batches if hw is not None else 0
-
-            def closure():
-                opt.zero_grad()
-                if cfg.optimizer == "mesa" and opt.active:
-                    # the EMA target runs on the twin (a soft target, not a measurement), before the
-                    # forward whose graph is differentiated, since the weights are swapped in place
-                    hw_flag = physical.use_hardware
-                    physical.use_hardware = False
-                    try:
-                        with torch.no_grad(), opt.averaged():
-                            target = model(xb)
-                    finally:
-                        physical.use_hardware = hw_flag
-                out = model(xb)
-                loss = loss_fn(out, yb)
-                if cfg.optimizer == "saf":
-                    loss = loss + opt.trajectory_loss(out, idx)
-                elif cfg.optimizer == "mesa" and opt.active:
-                    loss = loss + opt.trajectory_loss(out, target)
-                loss.backward()
-                if not hasattr(closure, "out"):  # SAM calls twice: keep the unperturbed outputs
-                    closure.out = out.detach()
-                return loss
-
-            if twin_step:  # one hardware forward: clean pass on hardware, perturbed pass on the twin
-                loss = closure()
-                opt.first_step(zero_grad=True)
-                physical.use_hardware = False
-                try:
-                    closure()
-                finally:
-                    physical.use_hardware = True
-                opt.second_step()
-            elif cfg.sharpness_aware or cfg.optimizer == "noise":
-                loss = opt.step(closure)
-            else:
-                loss = closure()
-                opt.step()
+            loss, out = step_batch(opt, Batch(model, xb, yb, idx, loss_fn))  # the optimizer's own passes
             physical.project_()
             if hw is not None:
                 history.step_hardware_batches.append(hw.batches - hw_step)
             total_loss += loss.item() * len(idx)
-            correct += int((closure.out.argmax(1) == yb).sum())
+            correct += int((out.argmax(1) == yb).sum())
             if on_step:
                 on_step(step + 1, steps)
         record = EpochRecord(epoch, total_loss / n, correct / n, time.perf_counter() - t0,

@@ -180,7 +180,7 @@ def test_front_can_be_armed_from_a_test(lab):
 def test_lab_in_a_child_process_serves_a_station(config_dict):
     """LabProcess: the same instruments from a spawned process; the station opens them as a real bench
     (backend real, explicit addresses) and leaves the heaters at 0 V."""
-    from labsat.drivers.sim.process import LabProcess
+    from labsat.lab_process import LabProcess
 
     config_dict["station"]["sim"]["timing"] = {"query_latency_s": 1e-4}
     with LabProcess(parse_config(config_dict)) as lab:

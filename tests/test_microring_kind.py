@@ -129,7 +129,7 @@ def test_cli_train_microring_one_epoch_online_through_the_station(tmp_path, monk
     path = write_yaml(tmp_path / "ring.yaml", ring_station(tmp_path))
     out = tmp_path / "m.pt"
     result = runner.invoke(cli.app, ["train", "--kind", "microring", "--station", str(path), "--mode", "online",
-                                     "--optimizer", "sam", "--epochs", "1", "--batch-size", "256", "--nominal",
+                                     "--optimizer", "sam", "--perturbed-pass", "hardware", "--epochs", "1", "--batch-size", "256", "--nominal",
                                      "--out", str(out)])
     assert result.exit_code == 0, result.output
     blob = torch.load(out, weights_only=False)

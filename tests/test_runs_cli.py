@@ -165,7 +165,7 @@ def test_demo_runs_are_recorded(tmp_path, monkeypatch):
     kinds = [(r["kind"], r["status"], r["config"].get("demo")) for r in db.runs()]
     assert kinds == [("calibrate", "completed", True), ("train", "completed", "offline plain"),
                      ("train", "completed", "offline SAT"), ("train", "completed", "online plain"),
-                     ("train", "completed", "online SAT")]
+                     ("train", "completed", "online SAT"), ("evaluate", "completed", True)]  # issue 15: recorded
     online = db.runs("train")[-1]
     assert online["calibration"] == db.runs("calibrate")[0]["calibration"]
     assert db.epochs(online["id"])[0]["hardware_batches"] > 0

@@ -50,7 +50,7 @@ def test_twin_perturbed_matches_manual_hybrid_step(bench):
     one = replace(data, x_train=data.x_train[:16], y_train=data.y_train[:16])
     a, b = _model(st, layer, one, hw), _model(st, layer, one, hw)
     cfg = TrainConfig(mode="online", optimizer="sam", base="sgd", rho=0.05, lr=0.1, epochs=1, batch_size=16,
-                      twin_perturbed=True)
+                      twin_perturbed=True, perturb="all")  # the hand step below perturbs every parameter
     train(a, one, cfg)
     # by hand on b: same batch (all 16 samples, a permutation does not change the mean loss)
     loss_fn = torch.nn.CrossEntropyLoss()

@@ -131,7 +131,7 @@ def test_asam_step_hand_example():
     # L = 0.5 (2 w1^2 + w2^2) at w = (1, 2): g = (2, 2); ASAM e = rho w^2 g / ||w g|| = rho (2, 8) / sqrt(20)
     w = _w(1.0, 2.0)
     rho = 0.1
-    opt = SAM([w], torch.optim.SGD, rho=rho, adaptive=True, lr=0.5)
+    opt = SAM([w], torch.optim.SGD, rho=rho, adaptive=True, eta=0.0, lr=0.5)  # the hand example is for eta = 0
 
     def closure():
         opt.zero_grad()

@@ -98,6 +98,31 @@ def test_scheduler_from_dask_config(tmp_path):
         assert st.rows("c")[0]["worker"].endswith(f":{os.getpid()}")  # ran here, no cluster started
 
 
+def test_sweeps_add_their_bars_to_the_callers_live_display(tmp_path):
+    """progress= a running rich Progress (the CLI's, on its console): each sweep is one more bar in it, no
+    second live display (rich allows one), stored tasks count as done."""
+    import io
+
+    from rich.console import Console
+    from rich.progress import Progress
+
+    log = tmp_path / "log"
+    tasks = [{"i": i, "log": str(log)} for i in range(3)]
+    out = io.StringIO()
+    notes = []
+    with Progress(console=Console(file=out, width=120)) as bar:
+        bar.add_task("experiment x", total=None)
+        assert run_sweep(counted_task, tasks[:1], name="p1", store=tmp_path, scheduler="serial", progress=bar,
+                         log=notes.append) == [0]
+        assert run_sweep(counted_task, tasks, name="p2", store=tmp_path, scheduler="serial", progress=bar,
+                         log=notes.append) == [0, 1, 4]
+        sweeps = {t.description: (t.completed, t.total) for t in bar.tasks}
+    assert sweeps == {"experiment x": (0, None), "sweep p1": (1, 1), "sweep p2": (3, 3)}
+    assert _computed(log) == [0, 1, 2]
+    assert notes[-1].startswith("sweep p2: 1 of 3 results already in")
+    assert "sweep p2" in out.getvalue()
+
+
 def test_failed_task_is_recorded_others_kept_and_rerun_retries_only_it(tmp_path):
     log = tmp_path / "log"
     tasks = [{"i": i, "log": str(log), "fail": 2} for i in range(4)]

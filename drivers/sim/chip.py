@@ -20,7 +20,7 @@ import numpy as np
 
 from .bench import HeaterBench
 
-from labsat.twins.layout import MeshLayout
+from labsat.geometry import MeshLayout
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 Two things touch the instruments at once: the polling timer (GUI thread) and one long job (a worker
 thread: calibration sweep, online training, robustness sweep). Each driver already serialises its own
 commands with an RLock; a hardware *forward* however spans three instruments (upload a modulator
-sequence, arm the DAQ, play, fetch), so jobs reach the mesh through :class:`GuardedMesh`, which holds
+sequence, arm the DAQ, play, fetch), so jobs reach the layer through :class:`GuardedLayer`, which holds
 the bench lock for the whole forward. The poller only tries that lock and skips a tick when it is taken,
 so the window never waits on the bench.
 
@@ -24,12 +24,9 @@ import numpy as np
 from labsat.drivers.daq import PhotodetectorDAQ
 from labsat.drivers.heater_dac import HeaterDAC
 from labsat.drivers.modulator import ModulatorDAC
+from labsat.workflows.hooks import Aborted  # noqa: F401  (raised inside a job on Abort or STOP)
 
 log = logging.getLogger(__name__)
-
-
-class Aborted(Exception):
-    """Raised inside a job (from a progress callback) when the operator pressed Abort or STOP."""
 
 
 class RunControl:
@@ -69,8 +66,8 @@ class RunControl:
             raise Aborted(self.reason)
 
 
-class GuardedMesh:
-    """A :class:`~labsat.physical.MeshHardware` whose forwards hold the bench lock (and check STOP)."""
+class GuardedLayer:
+    """A layer's bench adapter (any kind) whose forwards hold the bench lock (and check STOP)."""
 
     def __init__(self, mesh, lock: threading.RLock, control: RunControl | None = None):
         self._mesh, self._lock, self._control = mesh, lock, control
@@ -94,6 +91,9 @@ class GuardedMesh:
     def set_controls(self, u):
         with self._guard():
             return self._mesh.set_controls(u)
+
+
+GuardedMesh = GuardedLayer  # the name from when every layer was a mesh
 
 
 @dataclass
@@ -228,9 +228,11 @@ class Bench:
                 if isinstance(inst, ModulatorDAC):
                     inst.output(True)
 
-    def mesh(self, control: RunControl | None = None) -> GuardedMesh:
+    def hardware(self, control: RunControl | None = None) -> GuardedLayer:
         """The hardware of the panels' layer (whatever its kind), its forwards holding the bench lock."""
-        return GuardedMesh(self.require_station().layer(self.layer), self.lock, control)
+        return GuardedLayer(self.require_station().layer(self.layer), self.lock, control)
+
+    mesh = hardware  # the name from when every layer was a mesh
 
     def kind(self):
         from labsat.kinds import kind_of

@@ -7,9 +7,21 @@ from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (QFormLayout, QGridLayout, QHBoxLayout, QLabel, QProgressBar, QPushButton,
                                QVBoxLayout, QWidget)
 
+from labsat import defaults
+
 from .common import dspin, heading, plot, spin
 from .jobs import CalibrationParams, CalibrationResult, run_calibration, save_calibration_result
 from .runner import JobRunner
+
+
+def _fit_steps() -> dict:
+    """The mesh fit's own step counts (:func:`labsat.calibration.fit_twin`'s defaults)."""
+    import inspect
+
+    from labsat.calibration import fit_twin
+
+    params = inspect.signature(fit_twin).parameters
+    return {k: params[k].default for k in ("adam_steps", "lbfgs_steps")}
 
 
 class CalibrationPanel(QWidget):
@@ -23,11 +35,12 @@ class CalibrationPanel(QWidget):
         self.result: CalibrationResult | None = None
         self.saved_path: str | None = None
 
-        self.settings = spin(64, 2, 100000)
-        self.inputs = spin(32, 1, 4096)
-        self.holdout = dspin(0.2, 0.05, 0.9, 0.05, 2)
-        self.adam_steps = spin(300, 1, 100000, 50)
-        self.lbfgs_steps = spin(100, 0, 10000, 10)
+        self.settings = spin(defaults.CAL_SETTINGS, 2, 100000)
+        self.inputs = spin(defaults.CAL_INPUTS, 1, 4096)
+        self.holdout = dspin(defaults.CAL_HOLDOUT, 0.05, 0.9, 0.05, 2)
+        fit_steps = _fit_steps()
+        self.adam_steps = spin(fit_steps["adam_steps"], 1, 100000, 50)
+        self.lbfgs_steps = spin(fit_steps["lbfgs_steps"], 0, 10000, 10)
         form = QFormLayout()
         form.addRow("heater settings", self.settings)
         form.addRow("inputs per setting", self.inputs)

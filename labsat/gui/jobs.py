@@ -1,202 +1,98 @@
-"""The long pieces of work the workstation runs off the GUI thread, as plain functions.
+"""The long pieces of work the workstation runs off the GUI thread: adapters over :mod:`labsat.workflows`.
 
 Each takes the :class:`~labsat.gui.bench.Bench`, its parameters, a
 :class:`~labsat.gui.bench.RunControl` (pause / resume / abort) and ``emit(kind, payload)`` for live
-progress. They reuse the library: :func:`labsat.calibration.measure` / :func:`~labsat.calibration.fit_twin`,
-:func:`labsat.train.train`, :func:`labsat.train.accuracy`, :func:`labsat.train.save_model`.
+progress, and calls the same workflow as the CLI: the run is recorded in the station's run database
+(``labsat runs list``), an aborted training can be continued with ``labsat train --resume RUN``, and the
+defaults are :mod:`labsat.defaults`.
 """
 from __future__ import annotations
 
 import datetime as _dt
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import torch
 
-from .bench import Aborted, Bench, RunControl
+from labsat import defaults, workflows
+from labsat.workflows import CalibrationParams, CalibrationResult, TrainingResult  # noqa: F401 (the panels' types)
+
+from .bench import Bench, RunControl
 
 Emit = Callable[[str, object], None]
+SOURCE = "labsat gui"
 
 
 def _stamp() -> str:
     return _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
 
 
+def _hooks(control: RunControl, emit: Emit, every_fit_step: int = 5) -> workflows.Hooks:
+    """The workflow's events as the panels' signals (fit steps thinned out), Abort/Pause as its check."""
+
+    def progress(event, payload):
+        if event == "fit":
+            i, total, _ = payload
+            if i % every_fit_step and i != total:
+                return
+        emit(event, payload)
+
+    return workflows.Hooks(progress=progress, check=control.check)
+
+
 # --- calibration ---
-@dataclass
-class CalibrationParams:
-    settings: int = 64
-    inputs: int = 32
-    holdout: float = 0.2
-    adam_steps: int = 300
-    lbfgs_steps: int = 100
-    seed: int = 0
-
-    def validate(self) -> None:
-        if self.settings < 2 or self.inputs < 1:
-            raise ValueError("calibration needs at least 2 heater settings and 1 input per setting")
-        if not 0 < self.holdout < 1:
-            raise ValueError("holdout must be a fraction between 0 and 1")
-        if self.adam_steps < 1 or self.lbfgs_steps < 0:
-            raise ValueError("adam steps >= 1 and L-BFGS steps >= 0 are required")
-
-
-@dataclass
-class CalibrationResult:
-    device: str
-    twin_state: dict
-    meta: dict
-    data: object  # Measurements
-    holdout_measured: np.ndarray
-    holdout_nominal: np.ndarray
-    holdout_fitted: np.ndarray
-    fit_history: list
-
-
 def run_calibration(bench: Bench, p: CalibrationParams, control: RunControl, emit: Emit) -> CalibrationResult:
-    from labsat.calibration import fit_twin, measure, residual_summary
-    from labsat.calibration.fit import predict
-
+    """Measure and fit (recorded as a calibrate run); the operator then accepts and saves the fit."""
     p.validate()
     station = bench.require_station()
     bench.arm_outputs()
-    hw = bench.mesh(control)
-    last = {}
-
-    def on_measure(k, n):
-        emit("measure", (k, n))
-        control.check()
-
-    # measure() calls hardware.forward per setting; wrap it once more to see each setting's powers
-    class _Watch:
-        def __getattr__(self, name):
-            return getattr(hw, name)
-
-        def forward(self, x, u):
-            y = hw.forward(x, u)
-            last["p"] = y
-            emit("powers", np.asarray(y).mean(0))
-            return y
-
-    data = measure(_Watch(), p.settings, p.inputs, seed=p.seed, progress=on_measure)
-    train_set, held = data.split(p.holdout, seed=p.seed)
-    twin = bench.make_twin()
-    with torch.no_grad():
-        nominal_pred = predict(twin, held).numpy()
-    nominal = residual_summary(twin, held)
-
-    def on_fit(i, total, loss):
-        if i % 5 == 0 or i == total:
-            emit("fit", (i, total, loss))
-        control.check()
-
-    kind_fit = bench.kind().fit_twin  # a kind may bring its own fit (with its own step counts)
-    if kind_fit is None:
-        history = fit_twin(twin, train_set, adam_steps=p.adam_steps, lbfgs_steps=p.lbfgs_steps, progress=on_fit)
-    else:
-        history = kind_fit(twin, train_set, progress=on_fit)
-    with torch.no_grad():
-        fitted_pred = predict(twin, held).numpy()
-    meta = {"instruments": station.identities(), "station": station.config.station.name,
-            "backend": station.config.station.backend, "settings": p.settings, "inputs_per_setting": p.inputs,
-            "residuals": {"nominal_holdout": nominal, "fitted_holdout": residual_summary(twin, held),
-                          "fitted_train": residual_summary(twin, train_set)},
-            "fit_final_mse": history[-1], "layer_name": bench.layer, "source": "labsat gui"}
-    return CalibrationResult(bench.device_id(), twin.fitted_state(), meta, data, held.p, nominal_pred,
-                             fitted_pred, history)
+    return workflows.calibrate(station, p, _hooks(control, emit), layer=bench.layer, hardware=bench.hardware(control),
+                               save_file=False, source=SOURCE)
 
 
 def save_calibration_result(bench: Bench, result: CalibrationResult) -> Path:
-    from labsat.calibration import save_calibration
-
-    return save_calibration(bench.calibration_dir(), result.device, result.twin_state, result.meta, result.data)
+    """Save an accepted fit; its calibrate run then names the file."""
+    return workflows.save(bench.config, result)
 
 
 # --- training ---
 @dataclass
 class TrainingParams:
     mode: str = "offline"
-    optimizer: str = "sam"
-    rho: float = 0.05
-    lr: float = 0.03
-    epochs: int = 10
-    batch_size: int = 64
+    optimizer: str = defaults.OPTIMIZER
+    rho: float = defaults.RHO
+    lr: float = defaults.LR
+    epochs: int = defaults.EPOCHS
+    batch_size: int = defaults.BATCH_SIZE
     seed: int = 0
+    perturb: str = defaults.PERTURB
+    perturbed_pass: str = defaults.PERTURBED_PASS
     calibration: str | None = None  # a calibration file; None: the latest for the chip; "nominal": none
     out: str | None = None  # model file; default runs_dir/gui-<mode>-<optimizer>-<stamp>.pt
-
-
-@dataclass
-class TrainingResult:
-    path: Path
-    status: str  # completed | aborted
-    epochs: list
-    hardware_batches: int
-    reason: str = ""
-
-
-def _twin_state(bench: Bench, calibration: str | None):
-    from labsat.calibration import latest_calibration, load_calibration
-
-    if calibration == "nominal":
-        return None, "nominal"
-    path = Path(calibration) if calibration else latest_calibration(bench.calibration_dir(), bench.device_id())
-    return load_calibration(path)["twin"], str(path)
+    threads: int | None = None
+    data: str = "digits"  # a --data spec (labsat.data.load_dataset): digits, mnist:DIR, npz:FILE, csv:FILE
+    extra: dict = field(default_factory=dict)  # more TrainConfig fields (sigma, lam, ...)
 
 
 def run_training(bench: Bench, p: TrainingParams, control: RunControl, emit: Emit) -> TrainingResult:
-    from labsat.data import load_digits
-    from labsat.train import TrainConfig, model_for, save_model, train
+    """The train workflow on the panels' layer, test accuracy after every epoch for the curves."""
+    from labsat.train import TrainConfig
 
     cfg = TrainConfig(mode=p.mode, optimizer=p.optimizer, rho=p.rho, lr=p.lr, epochs=p.epochs,
-                      batch_size=p.batch_size, seed=p.seed)
+                      batch_size=p.batch_size, seed=p.seed, perturb=p.perturb,
+                      twin_perturbed=p.perturbed_pass == "twin", **p.extra)
     station = bench.require_station()
-    layer = station.config.layers[bench.layer]
-    twin_state, cal_name = _twin_state(bench, p.calibration)
-    twin0 = bench.make_twin()
-    # a kind may bring its own inputs (free-space: images on its grid); otherwise PCA'd digits
-    data = twin0.load_data(seed=0) if hasattr(twin0, "load_data") else load_digits(twin0.n_inputs, seed=0)
     hw = None
     if cfg.mode == "online":
         bench.arm_outputs()
-        hw = bench.mesh(control)
-        hw.forget_controls()
-    model = model_for(station.config, bench.layer, data.n_classes, seed=cfg.seed, twin_state=twin_state,
-                      hardware=hw)
-    out = Path(p.out) if p.out else bench.runs_dir() / f"gui-{cfg.mode}-{cfg.optimizer}-{_stamp()}.pt"
-    epochs: list = []
-    state = {"epoch": 1}
-
-    def on_step(step, steps):
-        emit("step", (state["epoch"], step, steps, hw.batches if hw is not None else 0))
-        control.check()
-
-    def on_epoch(rec):
-        epochs.append(rec)
-        state["epoch"] = rec.epoch + 1
-        emit("epoch", asdict(rec))
-
-    status, reason = "completed", ""
-    try:
-        train(model, data, cfg, on_step=on_step, on_epoch=on_epoch, evaluate_each_epoch=True)
-    except Aborted as exc:
-        status, reason = "aborted", str(exc)
-        bench.safe_state()  # after the job's last write
-    except BaseException:
-        bench.safe_state()
-        raise
-    meta = {"history": {"config": asdict(cfg), "epochs": [asdict(e) for e in epochs]},
-            "device": bench.device_id(), "calibration": cal_name, "layer": layer.model_dump(),
-            "layer_name": bench.layer, "kind": layer.kind, "n_classes": data.n_classes,
-            "dataset": data.name, "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(),
-            "hardware_batches": hw.batches if hw is not None else 0, "status": status,
-            "source": "labsat gui"}
-    if reason:
-        meta["abort_reason"] = reason
-    save_model(out, model, data.encoder, meta)
-    return TrainingResult(out, status, [asdict(e) for e in epochs], meta["hardware_batches"], reason)
+        hw = bench.hardware(control)
+    out = p.out or str(bench.runs_dir() / f"gui-{cfg.mode}-{cfg.optimizer}-{_stamp()}.pt")
+    request = workflows.TrainingRequest(cfg, calibration=p.calibration, out=out, threads=p.threads,
+                                        evaluate_each_epoch=True, data=p.data)
+    with workflows.run_tags(source=SOURCE):
+        return workflows.train(station, request, _hooks(control, emit), layer=bench.layer, hardware=hw)
 
 
 # --- robustness ---
@@ -212,33 +108,6 @@ class RobustnessParams:
     landscape_on: str = "twin"  # twin | hardware
     transfer_seed: int | None = None  # sim: also test on another virtual chip
     seed: int = 0
-
-
-def _load_for_eval(bench: Bench, path: Path, hardware):
-    from labsat.calibration import load_calibration
-    from labsat.data import Encoder, load_digits
-    from labsat.train import load_model_file, model_for
-
-    blob = load_model_file(path)
-    meta = blob["meta"]
-    twin_state = None
-    cal = meta.get("calibration")
-    if cal and cal != "nominal" and Path(cal).exists():
-        twin_state = load_calibration(cal)["twin"]
-    model = model_for(bench.config, bench.layer, meta["n_classes"], twin_state=twin_state, hardware=hardware)
-    try:
-        result = model.load_state_dict(blob["state_dict"], strict=False)
-    except RuntimeError as exc:  # size mismatch: trained for another layer
-        raise ValueError(f"{path} does not fit layer '{bench.layer}' of this station") from exc
-    if result.unexpected_keys or any(k.startswith(("physical.u", "readout")) for k in result.missing_keys):
-        raise ValueError(f"{path} does not fit layer '{bench.layer}' of this station "
-                         f"(unexpected {result.unexpected_keys}, missing {result.missing_keys})")
-    twin = model.physical.twin
-    data = (twin.load_data(seed=0, encoder_state=blob["encoder"]) if hasattr(twin, "load_data")
-            else load_digits(twin.n_inputs, seed=0, encoder=Encoder.from_state(blob["encoder"])))
-    label = Path(path).stem
-    opt = meta.get("history", {}).get("config", {}).get("optimizer")
-    return model, data, label, opt
 
 
 def random_directions(n: int, seed: int, count: int = 2) -> list[torch.Tensor]:
@@ -260,19 +129,38 @@ def _loss(model, x, y, on_hardware: bool) -> float:
 
 
 def run_robustness(bench: Bench, p: RobustnessParams, control: RunControl, emit: Emit) -> dict:
-    from labsat.station import Station
-    from labsat.train import accuracy
+    """Drift, transfer and loss-landscape sweeps of saved models, recorded as an evaluate run."""
+    from dataclasses import asdict
+
+    from labsat.workflows.record import recorded
 
     if not p.models:
         raise ValueError("choose at least one saved model")
     if p.drift_points < 2 or p.landscape_points < 3:
         raise ValueError("at least 2 drift points and 3 landscape points are needed")
     station = bench.require_station()
+    settings = {"robustness": {k: (list(map(str, v)) if k == "models" else v) for k, v in asdict(p).items()},
+                "models": [str(Path(m).resolve()) for m in p.models], "layer": bench.layer, "source": SOURCE}
+    with recorded(station, "evaluate", settings, workflows.Hooks()) as rec:
+        results = _robustness(bench, p, control, emit)
+        keep = ("accuracy", "drift_accuracy", "transfer_accuracy", "transfer_device")
+        rec.db.finish(rec.run, "completed", result={
+            "drift_k": results["drift_k"],
+            "models": {k: {f: v.get(f) for f in keep} for k, v in results["models"].items()}})
+    results["run"] = rec.run
+    return results
+
+
+def _robustness(bench: Bench, p: RobustnessParams, control: RunControl, emit: Emit) -> dict:
+    from labsat.station import Station
+    from labsat.train import accuracy
+
+    station = bench.require_station()
     scene = bench.scene()
     if scene is not None and not hasattr(scene, "extra_kelvin"):
         scene = None  # this kind's virtual physics has no environment temperature
     bench.arm_outputs()
-    hw = bench.mesh(control)
+    hw = bench.hardware(control)
     alphas = np.linspace(-p.landscape_radius, p.landscape_radius, p.landscape_points)
     grid = np.linspace(-p.landscape_radius, p.landscape_radius, p.grid_points)
     drifts = np.linspace(0.0, p.drift_max_k, p.drift_points)
@@ -280,7 +168,9 @@ def run_robustness(bench: Bench, p: RobustnessParams, control: RunControl, emit:
     results: dict = {"drift_k": drifts.tolist(), "alphas": alphas.tolist(), "grid": grid.tolist(), "models": {}}
     for path in p.models:
         hw.forget_controls()
-        model, data, label, opt = _load_for_eval(bench, Path(path), hw)
+        loaded = workflows.load_model(bench.config, bench.layer, Path(path), hardware=hw, with_calibration=True)
+        model, data, label = loaded.model, loaded.data, loaded.label
+        opt = loaded.meta.get("history", {}).get("config", {}).get("optimizer")
         res = {"path": str(path), "optimizer": opt}
         results["models"][label] = res
         # accuracy vs drift (the virtual lab's environment temperature)

@@ -6,7 +6,10 @@ from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (QComboBox, QFormLayout, QGridLayout, QHBoxLayout, QLabel, QProgressBar,
                                QPushButton, QVBoxLayout, QWidget)
 
+from labsat import defaults
+
 from .common import dspin, heading, plot, spin
+from .data_choice import DataChoice
 from .jobs import TrainingParams, TrainingResult, run_training
 from .runner import JobRunner
 
@@ -33,12 +36,12 @@ class TrainingPanel(QWidget):
         self.mode.setToolTip("offline: on the calibrated twin; online: hardware forward, twin backward")
         self.optimizer = QComboBox()
         self.optimizer.addItems(list(optimizer_names()))
-        if "sam" in optimizer_names():
-            self.optimizer.setCurrentText("sam")
-        self.rho = dspin(0.05, 0.0, 5.0, 0.01, 3)
-        self.lr = dspin(0.03, 0.0001, 5.0, 0.005, 4)
-        self.epochs = spin(10, 1, 10000)
-        self.batch = spin(64, 1, 100000, 8)
+        if defaults.OPTIMIZER in optimizer_names():
+            self.optimizer.setCurrentText(defaults.OPTIMIZER)
+        self.rho = dspin(defaults.RHO, 0.0, 5.0, 0.01, 3)
+        self.lr = dspin(defaults.LR, 0.0001, 5.0, 0.005, 4)
+        self.epochs = spin(defaults.EPOCHS, 1, 10000)
+        self.batch = spin(defaults.BATCH_SIZE, 1, 100000, 8)
         self.twin = QComboBox()
         self.twin.addItems(["latest calibration", "nominal (datasheet)"])
         self.twin_label = QLabel("")
@@ -51,6 +54,8 @@ class TrainingPanel(QWidget):
         form.addRow("epochs", self.epochs)
         form.addRow("batch size", self.batch)
         form.addRow("twin", self.twin)
+        self.data = DataChoice()
+        form.addRow("data set", self.data)
 
         self.start_button = QPushButton("Start")
         self.start_button.clicked.connect(self.start)
@@ -126,7 +131,7 @@ class TrainingPanel(QWidget):
         cal = "nominal" if self.twin.currentIndex() == 1 else self.calibration_path
         return TrainingParams(mode=self.mode.currentText(), optimizer=self.optimizer.currentText(),
                               rho=self.rho.value(), lr=self.lr.value(), epochs=self.epochs.value(),
-                              batch_size=self.batch.value(), calibration=cal)
+                              batch_size=self.batch.value(), calibration=cal, data=self.data.spec())
 
     def set_busy(self, busy: bool) -> None:
         self.start_button.setEnabled(not busy)
@@ -140,6 +145,9 @@ class TrainingPanel(QWidget):
     # --- run ---
     def start(self):
         p = self.params()
+        if p.data != "digits" and self.data.check(self.bench.make_twin().n_inputs):
+            self.status.setText("cannot start: the data set does not load (see above)")
+            return None
         self._reset_curves()
         self.epoch_bar.setRange(0, p.epochs)
         self.epoch_bar.setValue(0)
@@ -215,7 +223,8 @@ class TrainingPanel(QWidget):
         summary = (f"; last epoch: loss {last['loss']:.3f}, train {last['train_accuracy']:.3f}, "
                    f"test {last['test_accuracy']:.3f}") if last else ""
         if result.status == "aborted":
-            self._ended(f"<b>aborted</b> ({result.reason}); outputs safe; run saved to {result.path}{summary}")
+            self._ended(f"<b>aborted</b> ({result.reason}); outputs safe; run {result.run} saved to {result.path}"
+                        f"{summary}; continue it with <tt>labsat train --resume {result.run}</tt>")
         else:
-            self._ended(f"<b>done</b>; saved {result.path}{summary}")
+            self._ended(f"<b>done</b> (run {result.run}); saved {result.path}{summary}")
         self.run_saved.emit(str(result.path))

@@ -4,10 +4,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pyqtgraph as pg
-from PySide6.QtWidgets import QLabel, QMainWindow, QTabWidget, QToolBar
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QDockWidget, QLabel, QMainWindow, QTabWidget, QToolBar
 
 from .bench import Bench
 from .calibration_panel import CalibrationPanel
+from .log_panel import LogPanel
+from .manual_panel import ManualPanel
 from .robustness_panel import RobustnessPanel
 from .runner import JobRunner
 from .station_panel import StationPanel, stop_button
@@ -29,10 +32,15 @@ class MainWindow(QMainWindow):
         self.training = TrainingPanel(self.runner)
         self.robustness = RobustnessPanel(self.runner)
         self.tabs = QTabWidget()
+        self.manual = ManualPanel(self.bench)
         for panel, name in ((self.station, "Station"), (self.calibration, "Calibration"),
-                            (self.training, "Training"), (self.robustness, "Robustness")):
+                            (self.training, "Training"), (self.robustness, "Robustness"), (self.manual, "Manual")):
             self.tabs.addTab(panel, name)
         self.setCentralWidget(self.tabs)
+        self.log_pane = LogPanel()  # labsat's logging (and the instrument I/O on request)
+        self.log_dock = QDockWidget("Log", self)
+        self.log_dock.setWidget(self.log_pane)
+        self.addDockWidget(Qt.BottomDockWidgetArea, self.log_dock)
 
         # a STOP on every panel: the toolbar stays visible whichever tab is open
         bar = QToolBar("safety")
@@ -45,6 +53,7 @@ class MainWindow(QMainWindow):
         self.addToolBar(bar)
 
         self.station.stop_requested.connect(self.stop)
+        self.station.connected_changed.connect(lambda _: self.manual.refresh())
         self.calibration.saved.connect(self.training.set_calibration)
         self.training.run_saved.connect(lambda path: self.robustness.add_model(path, checked=False))
         self.runner.busy_changed.connect(self._busy)
@@ -52,7 +61,7 @@ class MainWindow(QMainWindow):
         self.resize(1400, 860)
 
     def _busy(self, busy: bool) -> None:
-        for panel in (self.calibration, self.training, self.robustness):
+        for panel in (self.calibration, self.training, self.robustness, self.manual):
             panel.set_busy(busy)
         job = self.runner.job
         self.job_label.setText(f"  running: {job.objectName()}" if busy and job else "  idle")
@@ -74,6 +83,7 @@ class MainWindow(QMainWindow):
 
     def closeEvent(self, event) -> None:  # noqa: N802 (Qt name)
         self.station.timer.stop()
+        self.log_pane.detach()
         self.runner.shutdown()
         self.bench.disconnect()
         super().closeEvent(event)

@@ -9,6 +9,12 @@ from __future__ import annotations
 import numpy as np
 
 
+def heater_voltages(u, v_max: float) -> np.ndarray:
+    """The control law of heater-tuned layers, written once: normalised heater power ``u`` in [0, 1] ->
+    heater voltage ``v_max * sqrt(u)`` (phase is then linear in ``u``, so SAM's radius is in ``u``)."""
+    return float(v_max) * np.sqrt(np.clip(np.asarray(u, dtype=float), 0.0, 1.0))
+
+
 class HeaterBankHardware:
     """Counts every hardware forward (``batches``), sample (``samples``) and heater update."""
 
@@ -28,12 +34,20 @@ class HeaterBankHardware:
         self._last_u: np.ndarray | None = None
         self._heater_writes = None
 
+    @classmethod
+    def for_layer(cls, station, layer: str, **kwargs):
+        """The adapter of a connected station's heater-tuned layer, over the instruments it names."""
+        cfg = station.config.layers[layer]
+        return cls(cfg, heaters=station.instruments[cfg.heaters.instrument],
+                   modulator=station.instruments[cfg.inputs.instrument],
+                   daq=station.instruments[cfg.outputs.instrument], **kwargs)
+
     @property
     def n_controls(self) -> int:
         return len(self.heater_channels)
 
     def control_voltages(self, u: np.ndarray) -> np.ndarray:
-        return self.cfg.v_max * np.sqrt(np.clip(u, 0.0, 1.0))
+        return heater_voltages(u, self.cfg.v_max)
 
     def input_voltages(self, x: np.ndarray) -> np.ndarray:
         raise NotImplementedError

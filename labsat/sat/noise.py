@@ -54,3 +54,14 @@ class NoiseInjection(torch.optim.Optimizer):
             self.restore()
         self.base_optimizer.step()
         return loss
+
+    def step_batch(self, batch):
+        """The step protocol (:mod:`labsat.sat.step`): one pass at ``w + n``, base step at ``w``."""
+        seen = {}
+
+        def closure():
+            loss, seen["out"] = batch.forward_backward(self)
+            return loss
+
+        loss = self.step(closure)
+        return loss, seen["out"].detach()

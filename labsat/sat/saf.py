@@ -117,6 +117,12 @@ class SAF(_Wrapper):
         self.recorded_epoch[indices, slot] = self.epoch
         return loss
 
+    def step_batch(self, batch):
+        """The step protocol (:mod:`labsat.sat.step`): loss + trajectory loss, one pass, base step."""
+        loss, out = batch.forward_backward(self, extra=lambda out: self.trajectory_loss(out, batch.idx))
+        self.step()
+        return loss, out.detach()
+
 
 class MESA(_Wrapper):
     """MESA: trajectory loss against an exponential moving average of the weights.
@@ -173,3 +179,16 @@ class MESA(_Wrapper):
         if not self.active or self.defaults["lam"] == 0:
             return outputs.sum() * 0.0
         return self.defaults["lam"] * trajectory_kl(outputs, ema_outputs, self.defaults["tau"])
+
+    def step_batch(self, batch):
+        """The step protocol (:mod:`labsat.sat.step`): the EMA target runs first, on the twin (a soft target,
+        not a measurement) and before the forward whose graph is differentiated, since the weights are
+        swapped in place; then loss + trajectory loss, one pass, base step, EMA update."""
+        extra = None
+        if self.active:
+            with batch.on_twin(), torch.no_grad(), self.averaged():
+                target = batch.model(batch.x)
+            extra = lambda out: self.trajectory_loss(out, target)  # noqa: E731
+        loss, out = batch.forward_backward(self, extra=extra)
+        self.step()
+        return loss, out.detach()

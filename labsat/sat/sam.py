@@ -6,7 +6,8 @@ A wrapper around any torch optimizer. Per step:
    ``T = |w| + eta`` (ASAM); ``w <- w + e``  (:meth:`first_step`)
 2. ``g_sam = grad L(w + e)``; ``w <- w - e``; base optimizer step with ``g_sam``  (:meth:`second_step`)
 
-The norm is global over all parameters. Two gradient evaluations per step.
+The norm is global over all parameters. Two gradient evaluations per step. ASAM's ``eta`` defaults
+to 0.01 (Kwon et al. 2021), so a parameter at exactly 0 is still perturbed.
 """
 from __future__ import annotations
 
@@ -17,11 +18,14 @@ import torch
 
 class SAM(torch.optim.Optimizer):
     def __init__(self, params, base_optimizer: Callable[..., torch.optim.Optimizer], rho: float = 0.05,
-                 adaptive: bool = False, eta: float = 0.0, **base_kwargs):
+                 adaptive: bool = False, eta: float = 0.01, **base_kwargs):
         if rho < 0:
             raise ValueError(f"rho must be non-negative, got {rho}")
         defaults = dict(rho=rho, adaptive=adaptive, eta=eta, **base_kwargs)
         super().__init__(params, defaults)
+        # online physics-aware training: take the perturbed (w + e) pass on the twin, not the hardware
+        # (one hardware forward per step); offline it makes no difference
+        self.twin_perturbed = False
         self.base_optimizer = base_optimizer(self.param_groups, **base_kwargs)
         self.param_groups = self.base_optimizer.param_groups
         self.defaults.update(self.base_optimizer.defaults)
@@ -64,12 +68,27 @@ class SAM(torch.optim.Optimizer):
             self.zero_grad()
 
     def step(self, closure=None):
-        """Full SAM step; ``closure`` must zero nothing, compute the loss and call ``backward()``."""
+        """Full SAM step. ``closure`` computes the loss and calls ``backward()``; it need not zero the
+        gradients: the step zeroes them before each of its two passes, so neither the previous step's
+        perturbed gradient nor the clean gradient leaks into the update (the paper's update exactly)."""
         if closure is None:
             raise ValueError("SAM needs a closure that recomputes the loss and its gradient")
         closure = torch.enable_grad()(closure)
+        self.zero_grad()
         loss = closure()
         self.first_step(zero_grad=True)
         closure()
         self.second_step()
         return loss
+
+    def step_batch(self, batch):
+        """The step protocol (:mod:`labsat.sat.step`): clean pass, ascent, perturbed pass (on the twin
+        when ``twin_perturbed``), descent from the original weights."""
+        import contextlib
+
+        loss, out = batch.forward_backward(self)
+        self.first_step(zero_grad=True)
+        with batch.on_twin() if self.twin_perturbed else contextlib.nullcontext():
+            batch.forward_backward(self)
+        self.second_step()
+        return loss, out.detach()

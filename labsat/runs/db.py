@@ -1,39 +1,4 @@
-"""The run database: every calibration, training and evaluation run, in one sqlite file.
-
-The file is ``<station runs_dir>/labsat.sqlite`` (plain sqlite through the standard library, WAL
-journal, ``synchronous=FULL``). Every write is one transaction, and a training epoch is exactly one:
-its metrics row and the row naming its checkpoint file commit together or not at all, after the
-checkpoint file itself was written (to a temporary name, fsynced, renamed). A process killed at any
-instant (SIGKILL included) therefore leaves a consistent database whose last checkpoint row names a
-complete file: at worst the epoch in progress is lost, never a completed one.
-
-Schema (version 1)::
-
-    meta(key TEXT PRIMARY KEY, value TEXT)                  -- schema_version
-    runs(id INTEGER PRIMARY KEY,                            -- the RUN of `labsat runs show RUN`
-         kind TEXT    -- calibrate | train | evaluate
-         status TEXT  -- running | completed | failed | interrupted
-         config TEXT  -- JSON: the command's settings (train: TrainConfig + station, chip seed, ...)
-         station_yaml TEXT       -- snapshot of instruments.yaml as it was when the run started
-         station_path TEXT       -- where that file was
-         calibration TEXT        -- calibration file used (or 'nominal'); for calibrate: the file made
-         device TEXT, git_revision TEXT,
-         host TEXT, pid INTEGER, proc_start TEXT  -- the process holding the run while 'running'
-                                                  -- (proc_start: its start time, so a reused pid is told apart)
-         started_utc TEXT, ended_utc TEXT,
-         resumed INTEGER         -- how many times `--resume` continued it
-         error TEXT              -- why it failed or was interrupted
-         result TEXT)            -- JSON: final metrics, output files
-    epochs(run, epoch, loss, train_accuracy, test_accuracy, seconds,
-           hardware_batches, hardware_samples, heater_updates, recorded_utc)   PRIMARY KEY (run, epoch)
-    checkpoints(run, epoch, path, created_utc)                                 PRIMARY KEY (run, epoch)
-    parameters(run, name, idx, value)     -- final parameters: name 'heater_v' (volts per heater
-                                          -- channel, idx = channel) and 'u' (normalised controls)
-
-A run left ``running`` by a process that no longer exists (killed, power cut) is marked
-``interrupted`` the next time the database is opened on that host. ``labsat train --resume RUN``
-continues any run that is not completed from its last checkpoint, with the run's own stored settings.
-"""
+"""The run database itself: schema, one transaction per write, stale runs, export (see :mod:`labsat.runs`)."""
 from __future__ import annotations
 
 import contextlib
@@ -47,16 +12,15 @@ import socket
 import sqlite3
 import subprocess
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Iterator
 
 SCHEMA_VERSION = 1
 DB_NAME = "labsat.sqlite"
-KINDS = ("calibrate", "train", "evaluate")
+KINDS = ("calibrate", "train", "evaluate", "experiment")
 STATUSES = ("running", "completed", "failed", "interrupted")
 
-_SCHEMA = f"""
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS runs (
+_RUNS_TABLE = f"""
+CREATE TABLE IF NOT EXISTS {{name}} (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     kind TEXT NOT NULL CHECK (kind IN {KINDS}),
     status TEXT NOT NULL CHECK (status IN {STATUSES}),
@@ -75,6 +39,10 @@ CREATE TABLE IF NOT EXISTS runs (
     error TEXT,
     result TEXT
 );
+"""
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+""" + _RUNS_TABLE.format(name="runs") + """
 CREATE TABLE IF NOT EXISTS epochs (
     run INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
     epoch INTEGER NOT NULL,
@@ -194,6 +162,7 @@ class RunDB:
             columns = {r[1] for r in self.conn.execute("PRAGMA table_info(runs)")}
             if "proc_start" not in columns:  # a database made before this column existed
                 self.conn.execute("ALTER TABLE runs ADD COLUMN proc_start TEXT")
+            self._widen_kinds()
             with self.transaction():
                 row = self.conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
                 if row is None:
@@ -205,6 +174,23 @@ class RunDB:
             self.conn.close()
             raise disk_error(exc, f"{self.path}") or RunError(f"{self.path}: not a labsat run database: {exc}") from exc
         self.mark_stale()
+
+    def _widen_kinds(self) -> None:
+        """A database made before a run kind existed (``experiment``): rebuild ``runs`` with the wider
+        CHECK, rows kept, in one transaction (sqlite cannot alter a CHECK in place)."""
+        sql = self.conn.execute("SELECT sql FROM sqlite_master WHERE type='table' AND name='runs'").fetchone()[0]
+        if all(f"'{k}'" in sql for k in KINDS):
+            return
+        cols = [r[1] for r in self.conn.execute("PRAGMA table_info(runs)")]
+        self.conn.execute("PRAGMA foreign_keys=OFF")  # dropping the old table must not cascade to epochs
+        try:
+            with self.transaction() as c:
+                c.execute(_RUNS_TABLE.format(name="runs_widened"))
+                c.execute(f"INSERT INTO runs_widened ({', '.join(cols)}) SELECT {', '.join(cols)} FROM runs")
+                c.execute("DROP TABLE runs")
+                c.execute("ALTER TABLE runs_widened RENAME TO runs")
+        finally:
+            self.conn.execute("PRAGMA foreign_keys=ON")
 
     @classmethod
     def open(cls, path: str | Path) -> "RunDB":
@@ -291,6 +277,21 @@ class RunDB:
                       " calibration=COALESCE(?, calibration) WHERE id=?",
                       (status, now_utc(), error, None if result is None else json.dumps(result, default=str),
                        calibration, run))
+
+    def set_result(self, run: int, *, calibration: str | None = None, result: dict | None = None) -> None:
+        """Name a file the run made after it ended (a calibration the operator accepted later)."""
+        with self.transaction() as c:
+            c.execute("UPDATE runs SET result=COALESCE(?, result), calibration=COALESCE(?, calibration) WHERE id=?",
+                      (None if result is None else json.dumps(result, default=str), calibration, run))
+
+    def hardware_batches(self, run: int, through_epoch: int | None = None) -> int:
+        """Hardware forwards of the run's recorded epochs (every process that worked on it)."""
+        query = "SELECT COALESCE(SUM(hardware_batches), 0) FROM epochs WHERE run=?"
+        args: tuple = (run,)
+        if through_epoch is not None:
+            query += " AND epoch<=?"
+            args = (run, through_epoch)
+        return int(self.conn.execute(query, args).fetchone()[0])
 
     def reopen(self, run: int) -> dict:
         """Take over a run that is not completed (for ``--resume``): running again, in this process."""
@@ -420,277 +421,3 @@ class RunDB:
         except (ValueError, ImportError) as exc:  # no netCDF engine at all
             raise RunError(f"cannot write netCDF ({exc}); install scipy, netCDF4 or h5netcdf") from exc
         return path
-
-
-# --- checkpoints ---
-def atomic_save(obj: Any, path: str | Path) -> Path:
-    """``torch.save`` to a temporary name, fsync, rename: the path holds a whole file or nothing new."""
-    import torch
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-    return path
-
-
-def load_checkpoint(path: str | Path) -> dict:
-    import torch
-
-    path = Path(path)
-    if not path.exists():
-        raise RunError(f"{path}: checkpoint file is missing")
-    try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)  # tensors and plain data only
-    except Exception as exc:
-        raise RunError(f"{path}: unreadable checkpoint ({exc})") from exc
-    if not isinstance(blob, dict) or blob.get("format") != "labsat-checkpoint":
-        raise RunError(f"{path}: not a labsat checkpoint")
-    return blob
-
-
-class TrainRecorder:
-    """Records one training run: checkpoint + epoch row per epoch, final parameters, end status.
-
-    Pass :meth:`checkpoint` to ``train(..., checkpoint=...)`` and :meth:`resume_state` to
-    ``train(..., resume=...)``.
-    """
-
-    def __init__(self, db: RunDB, run: int, checkpoint_dir: str | Path, hardware=None):
-        self.db, self.run = db, run
-        self.checkpoint_dir = Path(checkpoint_dir)
-        self.hardware = hardware
-        self._hw_last = self._hw_counts()
-        self.last_epoch = 0
-        last = db.last_checkpoint(run)
-        if last is not None:
-            self.last_epoch = last["epoch"]
-
-    def _hw_counts(self) -> tuple[int, int]:
-        hw = self.hardware
-        if hw is None:
-            return (0, 0)
-        return (int(getattr(hw, "samples", 0)), int(getattr(hw, "heater_updates", 0)))
-
-    def resume_state(self) -> dict | None:
-        last = self.db.last_checkpoint(self.run)
-        return None if last is None else load_checkpoint(last["path"])
-
-    def checkpoint(self, record, state: dict) -> None:
-        """Called by ``train`` after each epoch: write the checkpoint file, then commit the epoch."""
-        samples, updates = self._hw_counts()
-        row = dict(vars(record)) if not isinstance(record, dict) else dict(record)
-        row["hardware_samples"] = samples - self._hw_last[0]
-        row["heater_updates"] = updates - self._hw_last[1]
-        self._hw_last = (samples, updates)
-        path = self.checkpoint_dir / f"run-{self.run:05d}" / f"epoch-{row['epoch']:05d}.pt"
-        try:
-            atomic_save({"format": "labsat-checkpoint", "version": 1, "run": self.run, **state}, path)
-        except OSError as exc:
-            raise disk_error(exc, f"checkpoint of epoch {row['epoch']} ({path})") or exc
-        self.db.record_epoch(self.run, row, path)
-        self.last_epoch = row["epoch"]
-
-    def attach(self, hardware) -> None:
-        """Count hardware queries from this (possibly new) hardware object on."""
-        self.hardware = hardware
-        self._hw_last = self._hw_counts()
-
-    def record_final_parameters(self, model, layer_cfg) -> None:
-        """The trained controls and the heater voltages they set (one value per heater channel)."""
-        import numpy as np
-
-        u = model.physical.controls().detach().cpu().numpy().astype(float).ravel()
-        self.db.set_parameters(self.run, "u", u)
-        heaters = getattr(layer_cfg, "heaters", None)
-        if heaters is None or len(heaters.channels) != len(u):
-            return  # a kind without one heater per control: the controls alone are recorded
-        if self.hardware is not None and hasattr(self.hardware, "control_voltages"):
-            volts = self.hardware.control_voltages(u)  # what the driver was (or would be) told
-        else:
-            volts = float(layer_cfg.v_max) * np.sqrt(np.clip(u, 0.0, 1.0))  # the mesh's control law
-        self.db.set_parameters(self.run, "heater_v", volts, indices=list(heaters.channels))
-
-
-def start_station_run(db: RunDB, kind: str, station, config: dict, calibration: str | None = None) -> int:
-    """Start a run of ``kind`` on a connected :class:`~labsat.station.Station` (snapshots its file)."""
-    source = getattr(station.config, "source", None)
-    text = None
-    if source is not None:
-        with contextlib.suppress(OSError):
-            text = Path(source).read_text()
-    try:
-        device = station.device_id()
-    except (ValueError, KeyError):
-        device = None
-    return db.start_run(kind, config, station_yaml=text, station_path=None if source is None else str(source),
-                        calibration=calibration, device=device)
-
-
-def _finish_quietly(db: RunDB, run: int, status: str, error: str) -> None:
-    # the disk may be full: then the run stays 'running' and is shown as interrupted once its process is gone
-    with contextlib.suppress(RunError, sqlite3.Error):
-        db.finish(run, status, error=error)
-
-
-@contextlib.contextmanager
-def recording(db: RunDB, run: int, note=None) -> Iterator[None]:
-    """Mark ``run`` failed (any exception) or interrupted (Ctrl-C, SIGTERM) if the block does not finish.
-
-    ``note(text)`` is told what was kept and how to continue. Marking it completed is the caller's job.
-    """
-    try:
-        yield
-    except (KeyboardInterrupt, SystemExit) as exc:
-        _finish_quietly(db, run, "interrupted", f"{type(exc).__name__}")
-        if note:
-            note(_kept(db, run))
-        raise
-    except BaseException as exc:
-        _finish_quietly(db, run, "failed", f"{type(exc).__name__}: {exc}")
-        if note:
-            note(_kept(db, run))
-        raise
-
-
-def _kept(db: RunDB, run: int) -> str:
-    try:
-        info = db.run(run)
-        epochs = db.epochs(run)
-    except (RunError, sqlite3.Error):
-        return f"run {run}: the run database could not be read"
-    if info["kind"] != "train":
-        return f"run {run} ({info['kind']}) recorded as {info['status']} in {db.path}"
-    kept = f"epochs 1..{epochs[-1]['epoch']}" if epochs else "no completed epoch"
-    return (f"run {run} recorded as {info['status']}: {kept} kept in {db.path}; "
-            f"continue with `labsat train --resume {run}`")
-
-
-# --- command line: `labsat runs list|show|export` ---
-def register(app) -> None:
-
-
-    import typer
-    from rich.console import Console
-    from rich.table import Table
-
-    runs_app = typer.Typer(no_args_is_help=True, add_completion=False,
-                           help="The run database: list, show and export calibration/training/evaluation runs.")
-    console = Console()
-    station_opt = typer.Option(Path("instruments.yaml"), "--station", "-s",
-                               help="station description; its runs_dir holds labsat.sqlite")
-    db_opt = typer.Option(None, "--db", help="a run database file (instead of the station's)")
-
-    def _open(station: Path, db: Optional[Path]) -> RunDB:
-        from labsat.config import ConfigError, load_config
-
-        try:
-            path = db if db is not None else db_path_for(load_config(station))
-            if not path.exists():
-                raise RunError(f"{path}: no run database yet (it is made by the first calibrate/train run)")
-            return RunDB(path)
-        except (RunError, ConfigError) as exc:
-            console.print(f"[bold red]error:[/] {exc}")
-            raise typer.Exit(2)
-
-    def _fail(exc: Exception):
-        console.print(f"[bold red]error:[/] {exc}")
-        raise typer.Exit(2)
-
-    def _fmt(x, spec=".4f"):
-        return "" if x is None else format(x, spec)
-
-    @runs_app.command("list")
-    def list_cmd(station: Path = station_opt, db: Optional[Path] = db_opt,
-                 kind: Optional[str] = typer.Option(None, help="calibrate | train | evaluate")):
-        """Every run: id, kind, status, device, epochs done, last loss and accuracy."""
-        with _open(station, db) as rdb:
-            table = Table(title=f"runs in {rdb.path} (times UTC)")
-            for col in ("run", "kind", "status", "device", "config", "epochs", "loss", "acc", "started"):
-                table.add_column(col, justify="right" if col in ("run", "epochs", "loss", "acc") else "left",
-                                 no_wrap=col in ("run", "kind", "status", "epochs"))
-            colour = {"completed": "green", "failed": "red", "interrupted": "yellow", "running": "cyan"}
-            for r in rdb.runs(kind):
-                eps = rdb.epochs(r["id"])
-                cfg = r["config"].get("train", r["config"]) if isinstance(r["config"], dict) else {}
-                summary = " ".join(str(cfg[k]) for k in ("mode", "optimizer") if k in cfg)
-                total = cfg.get("epochs") if r["kind"] == "train" else None
-                table.add_row(str(r["id"]), r["kind"], f"[{colour[r['status']]}]{r['status']}[/]", r["device"] or "",
-                              summary, f"{len(eps)}/{total}" if total is not None else "",
-                              _fmt(eps[-1]["loss"]) if eps else "", _fmt(eps[-1]["train_accuracy"], ".3f") if eps else "",
-                              r["started_utc"][:16].replace("T", " "))
-            console.print(table)
-
-    @runs_app.command("show")
-    def show_cmd(run: int = typer.Argument(..., help="run id (from `labsat runs list`)"),
-                 station: Path = station_opt, db: Optional[Path] = db_opt):
-        """One run: its record, epochs, checkpoints and final parameters."""
-        with _open(station, db) as rdb:
-            try:
-                r = rdb.run(run)
-            except RunError as exc:
-                _fail(exc)
-            info = Table(title=f"run {run}", show_header=False)
-            info.add_column("field")
-            info.add_column("value")
-            for key in ("kind", "status", "device", "calibration", "git_revision", "station_path", "host", "pid",
-                        "started_utc", "ended_utc", "resumed", "error"):
-                info.add_row(key, "" if r[key] is None else str(r[key]))
-            info.add_row("config", json.dumps(r["config"]))
-            if r["result"] is not None:
-                info.add_row("result", json.dumps(r["result"]))
-            console.print(info)
-            eps = rdb.epochs(run)
-            if eps:
-                t = Table(title="epochs")
-                cols = ("epoch", "loss", "train_accuracy", "test_accuracy", "seconds", "hardware_batches",
-                        "hardware_samples", "heater_updates")
-                for c in cols:
-                    t.add_column(c.replace("_", " "), justify="right")
-                for e in eps:
-                    t.add_row(*("" if e[c] is None else (f"{e[c]:.4g}" if isinstance(e[c], float) else str(e[c]))
-                                for c in cols))
-                console.print(t)
-            cps = rdb.checkpoints(run)
-            if cps:
-                console.print(f"checkpoints: {len(cps)}, last: epoch {cps[-1]['epoch']} {cps[-1]['path']}")
-            for name, values in rdb.parameters(run).items():
-                shown = ", ".join(f"{i}:{v:.4f}" for i, v in list(values.items())[:64])
-                console.print(f"final {name} ({len(values)}): {shown}")
-
-    @runs_app.command("export")
-    def export_cmd(run: int = typer.Argument(..., help="run id"),
-                   fmt: str = typer.Option("csv", "--format", "-f", help="csv | netcdf"),
-                   out: Optional[Path] = typer.Option(None, "--out", "-o",
-                                                      help="output file (csv default: standard output)"),
-                   station: Path = station_opt, db: Optional[Path] = db_opt):
-        """Export a run: CSV (one row per epoch) or netCDF (xarray: epochs, final parameters, run attributes)."""
-        if fmt not in ("csv", "netcdf"):
-            _fail(RunError(f"--format must be csv or netcdf, got {fmt!r}"))
-        with _open(station, db) as rdb:
-            try:
-                if fmt == "csv":
-                    text = rdb.export_csv(run)
-                    if out is None:
-                        typer.echo(text, nl=False)
-                        return
-                    out.write_text(text)
-                else:
-                    rdb.export_netcdf(run, out or Path(f"run-{run}.nc"))
-                    out = out or Path(f"run-{run}.nc")
-            except RunError as exc:
-                _fail(exc)
-            except OSError as exc:
-                _fail(disk_error(exc, str(out)) or RunError(f"{out}: {exc}"))
-            console.print(f"wrote {out}")
-
-    app.add_typer(runs_app, name="runs")

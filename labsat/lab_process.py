@@ -1,4 +1,7 @@
-"""The virtual lab in a child process, so the client and the simulator do not share one GIL.
+"""The virtual lab of a station in a child process, so the client and the simulator do not share one GIL.
+
+It builds the lab from the station's kinds (their virtual scenes), so it sits above the drivers and the
+virtual lab (it was ``labsat.drivers.sim.process``).
 
 In-process, every reply the simulator computes holds the GIL the client needs, and a loopback send
 waits for the simulator thread to let go; the wall clock then measures Python's thread switching,

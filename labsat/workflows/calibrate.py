@@ -1,0 +1,161 @@
+"""Calibrate: measure the layer at random settings, fit its twin, save the fit; recorded as a run."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from labsat import defaults
+from labsat.workflows.hooks import QUIET, Hooks
+from labsat.workflows.record import recorded
+
+
+@dataclass
+class CalibrationParams:
+    settings: int = defaults.CAL_SETTINGS
+    inputs: int = defaults.CAL_INPUTS
+    holdout: float = defaults.CAL_HOLDOUT
+    adam_steps: int | None = None  # None: the fit's own step counts
+    lbfgs_steps: int | None = None
+    seed: int = 0
+
+    def validate(self) -> None:
+        if self.settings < 2 or self.inputs < 1:
+            raise ValueError("calibration needs at least 2 heater settings and 1 input per setting")
+        if not 0 < self.holdout < 1:
+            raise ValueError(f"holdout fraction must be between 0 and 1, got {self.holdout}")
+        if (self.adam_steps is not None and self.adam_steps < 1) or (self.lbfgs_steps is not None
+                                                                     and self.lbfgs_steps < 0):
+            raise ValueError("adam steps >= 1 and L-BFGS steps >= 0 are required")
+
+    def record(self) -> dict:
+        return {"settings": self.settings, "inputs": self.inputs, "holdout": self.holdout, "seed": self.seed,
+                **{k: v for k, v in (("adam_steps", self.adam_steps), ("lbfgs_steps", self.lbfgs_steps))
+                   if v is not None}}
+
+
+@dataclass
+class CalibrationResult:
+    device: str
+    layer: str
+    twin_state: dict
+    meta: dict
+    data: object  # calibration.Measurements
+    holdout_measured: np.ndarray
+    holdout_nominal: np.ndarray
+    holdout_fitted: np.ndarray
+    fit_history: list
+    run: int | None = None
+    path: Path | None = None  # the calibration file, once saved
+    extra: dict = field(default_factory=dict)
+
+
+class _Watched:
+    """The layer's hardware, telling ``powers`` after each measured setting."""
+
+    def __init__(self, hw, hooks: Hooks):
+        self._hw, self._hooks = hw, hooks
+
+    def __getattr__(self, name):
+        return getattr(self._hw, name)
+
+    def forward(self, x, u):
+        y = self._hw.forward(x, u)
+        self._hooks.emit("powers", np.asarray(y).mean(0))
+        return y
+
+
+def measure_and_fit(station, p: CalibrationParams, hooks: Hooks = QUIET, *, layer: str | None = None,
+                    hardware=None) -> CalibrationResult:
+    """The calibration itself, unrecorded and unsaved: ``hardware`` defaults to the layer's own."""
+    import torch
+
+    from labsat import calibration
+    from labsat.calibration.fit import predict
+    from labsat.kinds import kind_of
+
+    p.validate()
+    layer = layer or station.layer_names[0]
+    hw = hardware if hardware is not None else station.layer(layer)
+
+    def on_measure(k, n):
+        hooks.emit("measure", (k, n))
+        hooks.tick()
+
+    data = calibration.measure(_Watched(hw, hooks), p.settings, p.inputs, seed=p.seed, progress=on_measure)
+    train_set, held = data.split(p.holdout, seed=p.seed)
+    kind = kind_of(station.config, layer)
+    twin = kind.make_twin(station.config, layer)
+    with torch.no_grad():
+        nominal_pred = predict(twin, held).numpy()
+    nominal = calibration.residual_summary(twin, held)
+
+    def on_fit(i, total, loss):
+        hooks.emit("fit", (i, total, loss))
+        hooks.tick()
+
+    if kind.fit_twin is not None:  # a kind may bring its own fit (with its own step counts)
+        history = kind.fit_twin(twin, train_set, progress=on_fit)
+    else:
+        steps = {k: v for k, v in (("adam_steps", p.adam_steps), ("lbfgs_steps", p.lbfgs_steps)) if v is not None}
+        history = calibration.fit_twin(twin, train_set, progress=on_fit, **steps)
+    with torch.no_grad():
+        fitted_pred = predict(twin, held).numpy()
+    meta = {"instruments": station.identities(), "station": station.config.station.name,
+            "backend": station.config.station.backend, "settings": p.settings, "inputs_per_setting": p.inputs,
+            "residuals": {"nominal_holdout": nominal, "fitted_holdout": calibration.residual_summary(twin, held),
+                          "fitted_train": calibration.residual_summary(twin, train_set)},
+            "fit_final_mse": history[-1], "layer_name": layer}
+    return CalibrationResult(station.device_id(layer), layer, twin.fitted_state(), meta, data, held.p,
+                             nominal_pred, fitted_pred, history)
+
+
+def save(station_config, result: CalibrationResult) -> Path:
+    """Write the calibration file (versioned JSON + NPZ) and name it in the result's run."""
+    from labsat import runs
+    from labsat.calibration import save_calibration
+
+    directory = station_config.resolve(station_config.station.calibration_dir)
+    result.path = save_calibration(directory, result.device, result.twin_state, result.meta, result.data)
+    if result.run is not None:
+        with runs.RunDB.for_station(station_config) as db:
+            db.set_result(result.run, calibration=str(result.path), result=_summary(result))
+    return result.path
+
+
+def _summary(result: CalibrationResult) -> dict:
+    return {"calibration": None if result.path is None else str(result.path), "device": result.device,
+            "residuals": result.meta["residuals"], "fit_final_mse": result.meta["fit_final_mse"]}
+
+
+def calibrate(station, p: CalibrationParams | None = None, hooks: Hooks = QUIET, *, layer: str | None = None,
+              hardware=None, save_file: bool = True, source: str = "labsat") -> CalibrationResult:
+    """Measure, fit and (``save_file``) save, recorded as a ``calibrate`` run of ``station``.
+
+    With ``save_file=False`` (the GUI: the operator looks at the fit first) the run completes with the
+    fit and :func:`save` names the file in it later.
+    """
+    p = p or CalibrationParams()
+    layer = layer or station.layer_names[0]
+    config = {**p.record(), "chip_seed": _chip_seed(station), "kind": _kind_name(station, layer),
+              "layer": layer, "source": source}
+    with recorded(station, "calibrate", config, hooks) as rec:
+        result = measure_and_fit(station, p, hooks, layer=layer, hardware=hardware)
+        result.meta["source"] = source
+        result.run = rec.run
+        if save_file:
+            save(station.config, result)
+        rec.db.finish(rec.run, "completed", calibration=None if result.path is None else str(result.path),
+                      result=_summary(result))
+    return result
+
+
+def _chip_seed(station) -> int | None:
+    return station.config.station.sim.chip_seed if station.simulated else None
+
+
+def _kind_name(station, layer: str) -> str:
+    from labsat.kinds import kind_of
+
+    return kind_of(station.config, layer).name
