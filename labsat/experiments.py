@@ -12,24 +12,33 @@
 - ``rho``: device accuracy of offline SAT vs rho on the imprecise twin (tuning SAT's one knob).
 
 Every number is a mean +- std over ``--seeds`` seeds (the seed sets the calibration's random settings,
-the network's initialisation and the data order). Trained models and calibrations are cached under
-``<out>/cache`` so the four experiments share them. Each experiment writes ``results.csv``,
+the network's initialisation and the data order). Each experiment writes ``results.csv``,
 ``table.md``, ``plot.png`` and ``results.json`` into ``<out>/<name>``. The hidden truth of the virtual
 chip is never read: experiments only touch its environment (``lab.chip.extra_kelvin``).
+
+The independent units (calibrations of virtual chips, trainings, evaluations on each chip and drift,
+sharpness measures; :mod:`labsat.experiment_units`) run as Dask tasks through :mod:`labsat.sweeps`: on
+an embedded LocalCluster sized to the machine, on a lab's cluster (``--scheduler tcp://HOST:8786``), or
+one after the other (``--scheduler serial``), with the same numbers. Each result is stored in the run
+database (``<runs_dir>/labsat.sqlite``, table ``sweep_results``) as its task ends, keyed by the task, so
+the experiments share their calibrations and models and an interrupted experiment, re-run, computes
+only what is missing.
 """
 from __future__ import annotations
 
 import csv
-import hashlib
+import functools
 import json
-import os
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 import numpy as np
 import torch
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
 
 EXPERIMENTS = ("imprecise", "transfer", "perturbation", "sharpness", "rho")
 
@@ -66,6 +75,11 @@ class Setup:
     methods: tuple = ("plain", "sat", "asam", "saf", "mesa", "noise", "pat", "pat+sat", "pat+sat(hw)")
     out: Path = Path("runs/experiments")
     full: bool = False
+    # where the units run (labsat.sweeps): None = embedded LocalCluster of `workers` processes (or Dask config
+    # labsat.scheduler), "tcp://HOST:8786" = a lab's cluster, "serial" = this process; the same numbers
+    scheduler: Optional[str] = None
+    workers: Optional[int] = None
+    store: Optional[Path] = None  # run database for the results (default: the station's <runs_dir>/labsat.sqlite)
 
     @classmethod
     def small(cls, **kw) -> "Setup":
@@ -113,25 +127,24 @@ def method_config(method: str, setup: Setup, seed: int):
     return TrainConfig(**table[method])
 
 
-def _key(obj) -> str:
-    return hashlib.sha1(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
 def _resistance(config) -> float:
     layer = config.layers["mesh"]
     return float(config.instruments[layer.heaters.instrument].limits.resistance_ohm)
 
 
 class Lab:
-    """Chip A's station, the data, per-seed calibrations and a cache of trained models."""
+    """Chip A's station config, the data, and the experiment's units run as sweeps (:mod:`labsat.sweeps`):
+    calibrations per seed, trainings per (method, seed), evaluations per (model, chip, drift)."""
 
-    def __init__(self, setup: Setup, log: Callable[[str], None] = print):
+    def __init__(self, setup: Setup, sweeps, name: str = "experiment", log: Callable[[str], None] = print):
         from labsat.config import load_config
         from labsat.data import load_dataset
+        from labsat.experiment_units import env_of
 
-        self.setup, self.log = setup, log
+        self.setup, self.sweeps, self.name, self.log = setup, sweeps, name, log
         self.config = load_config(setup.station)
         if self.config.station.backend != "sim":
+            # units are distributed: only virtual-lab and twin work may leave the process that owns a bench
             raise ValueError("station.backend: the experiments run on the virtual lab (backend: sim)")
         if setup.fab_scale is not None:
             if setup.fab_scale < 0:
@@ -142,98 +155,79 @@ class Lab:
             self.config.station.sim.phase_offset_sigma = ChipSpec.phase_offset_sigma * setup.fab_scale
             self.config.station.sim.coupler_sigma = ChipSpec.coupler_sigma * setup.fab_scale
         self.layer = self.config.layers["mesh"]
-        self.data = load_dataset(setup.data, self.layer.modes, seed=0, n_train=setup.n_train, n_test=setup.n_test)
-        self.cache = Path(setup.out) / "cache"
-        self.cache.mkdir(parents=True, exist_ok=True)
-        self._twins: dict[int, dict] = {}
+        data = setup.data
+        if data.startswith("mnist:") and data[6:]:
+            data = "mnist:" + str(Path(data[6:]).resolve())  # workers elsewhere find it on a shared path
+        self.data = load_dataset(data, self.layer.modes, seed=0, n_train=setup.n_train, n_test=setup.n_test)
+        self.env = env_of(self.config, data, setup.n_train, setup.n_test)
 
-    def station(self, chip: int | None = None):
-        from labsat.station import Station
-
-        return Station(self.config, chip_seed=self.setup.chip if chip is None else chip)
+    def run(self, fn, tasks: list[dict], what: str) -> list:
+        return self.sweeps.run(fn, tasks, name=f"{self.name}: {what}")
 
     # --- calibration with a budget: the imprecise twin ---
-    def twin_state(self, seed: int) -> dict:
-        if seed in self._twins:
-            return self._twins[seed]
-        from labsat.calibration import fit_twin, measure
-        from labsat.physical import twin_for
+    def twin_states(self, seeds) -> dict[int, dict]:
+        from labsat import experiment_units as units
 
         s = self.setup
-        key = _key(["cal", s.chip, s.cal_settings, s.cal_inputs, seed, str(s.station), s.fab_scale])
-        path = self.cache / f"cal-{key}.json"
-        if path.exists():
-            state = json.loads(path.read_text())
-        else:
-            t0 = time.perf_counter()
-            with self.station() as st:
-                meas = measure(st.mesh(), s.cal_settings, s.cal_inputs, seed=1000 + seed)
-            twin = twin_for(self.layer, _resistance(self.config))
-            fit_twin(twin, meas)
-            state = twin.fitted_state()
-            tmp = path.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(state))
-            tmp.replace(path)  # atomic: parallel runs sharing the cache never read half a file
-            self.log(f"calibrated chip {s.chip} (seed {seed}, {s.cal_settings}x{s.cal_inputs} measurements) "
-                     f"in {time.perf_counter() - t0:.1f} s")
-        self._twins[seed] = state
-        return state
+        seeds = list(seeds)
+        tasks = [{"env": self.env, "chip": s.chip, "settings": s.cal_settings, "inputs": s.cal_inputs, "seed": seed}
+                 for seed in seeds]
+        return dict(zip(seeds, self.run(units.calibrate, tasks, "calibrations")))
 
-    def new_model(self, seed: int, hardware=None):
+    # --- trained models ---
+    def models(self, methods, seeds) -> dict[tuple[str, int], dict]:
+        """{(method, seed): {"state": state dict, "meta": {...}}}: offline trainings first, then the online
+        fine-tunings of the plain offline model (same seed)."""
+        from labsat import experiment_units as units
+
+        s = self.setup
+        methods, seeds = list(dict.fromkeys(methods)), list(seeds)
+        cfgs = {(m, seed): method_config(m, s, seed) for m in methods for seed in seeds}
+        online = [k for k, c in cfgs.items() if c.mode == "online"]
+        offline = [k for k, c in cfgs.items() if c.mode == "offline"]
+        offline += [(ONLINE_START, seed) for seed in seeds
+                    if any(k[1] == seed for k in online) and (ONLINE_START, seed) not in cfgs]
+        twins = self.twin_states(seeds)
+
+        def task(m, seed, start=None):
+            cfg = cfgs.get((m, seed)) or method_config(m, s, seed)
+            return {"env": self.env, "chip": s.chip if cfg.mode == "online" else None, "config": asdict(cfg),
+                    "seed": seed, "twin": twins[seed], "start": start}
+
+        done = dict(zip(offline, self.run(units.train, [task(*k) for k in offline], "offline trainings")))
+        if online:
+            starts = {seed: units.state_json(done[(ONLINE_START, seed)]["state"]) for _, seed in online}
+            done.update(zip(online, self.run(units.train, [task(m, seed, starts[seed]) for m, seed in online],
+                                              "online trainings")))
+        out = {}
+        for k in cfgs:
+            meta = dict(done[k]["meta"], method=k[0])
+            out[k] = {"state": done[k]["state"], "meta": meta}
+            self.log(f"{METHOD_LABELS.get(k[0], k[0])} seed {k[1]}: trained in {meta['seconds']:.1f} s"
+                     + (f" ({meta['hardware_queries']} hardware queries, {meta['queries_per_step']:.0f}/step)"
+                        if meta["hardware_queries"] else ""))
+        return out
+
+    def model(self, trained: dict, seed: int):
+        """A torch model from a trained result of :meth:`models`."""
         from labsat.train import build_model
 
-        return build_model(self.layer, _resistance(self.config), self.data.n_classes, seed=seed,
-                           twin_state=self.twin_state(seed), hardware=hardware)
+        model = build_model(self.layer, _resistance(self.config), self.data.n_classes, seed=seed)
+        model.load_state_dict(trained["state"])
+        return model
 
-    # --- trained models, cached ---
-    def model(self, method: str, seed: int):
-        """A trained model for ``method`` and ``seed`` (trained now, or from the cache) and its meta."""
-        from labsat.train import train
+    # --- evaluations, one fresh virtual lab each ---
+    def evaluate(self, models: dict[tuple[str, int], dict], chips=None, drifts=(0.0,),
+                 twin: bool = False) -> dict[tuple, dict]:
+        """{(method, seed, chip, delta_kelvin): {"device": accuracy, "twin": accuracy or None}}."""
+        from labsat import experiment_units as units
 
-        cfg = method_config(method, self.setup, seed)
-        s = self.setup
-        key = _key(["model", asdict(cfg), s.chip, s.data, s.n_train, s.cal_settings, s.cal_inputs,
-                    str(s.station), s.offline_epochs if cfg.mode == "online" else None, s.fab_scale])
-        path = self.cache / f"model-{key}.pt"
-        model = self.new_model(seed)
-        if cfg.mode == "online":  # physics-aware fine-tuning of the offline model on the hardware
-            model.load_state_dict(self.model(ONLINE_START, seed)[0].state_dict())
-        if path.exists():
-            blob = torch.load(path, map_location="cpu", weights_only=False)
-            model.load_state_dict(blob["state_dict"])
-            return model, blob["meta"]
-        t0 = time.perf_counter()
-        if cfg.mode == "online":
-            with self.station() as st:
-                hw = st.mesh()
-                model.physical.hardware = hw
-                history = train(model, self.data, cfg)
-                queries = hw.batches
-            model.physical.hardware = None
-        else:
-            history = train(model, self.data, cfg)
-            queries = 0
-        meta = {"method": method, "seed": seed, "config": asdict(cfg), "seconds": time.perf_counter() - t0,
-                "hardware_queries": queries, "final_loss": history.epochs[-1].loss if history.epochs else None,
-                "queries_per_step": (float(np.mean(history.step_hardware_batches))
-                                     if history.step_hardware_batches else 0.0)}
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        torch.save({"state_dict": model.state_dict(), "meta": meta}, tmp)
-        tmp.replace(path)
-        self.log(f"trained {METHOD_LABELS.get(method, method)} seed {seed} in {meta['seconds']:.1f} s"
-                 + (f" ({queries} hardware queries, {meta['queries_per_step']:.0f}/step)" if queries else ""))
-        return model, meta
-
-    def accuracy_on(self, model, st, x=None, y=None) -> float:
-        from labsat.train import accuracy
-
-        x = self.data.x_test if x is None else x
-        y = self.data.y_test if y is None else y
-        model.physical.hardware = st.mesh()
-        try:
-            return accuracy(model, x, y, on_hardware=True)
-        finally:
-            model.physical.hardware = None
+        chips = [self.setup.chip] if chips is None else list(chips)
+        specs = {k: {"seed": k[1], "state": units.state_json(r["state"])} for k, r in models.items()}
+        keys = [(m, seed, chip, float(dk)) for chip in chips for dk in drifts for (m, seed) in models]
+        tasks = [{"env": self.env, "chip": chip, "delta_kelvin": dk, "model": specs[(m, seed)], "twin": twin}
+                 for m, seed, chip, dk in keys]
+        return dict(zip(keys, self.run(units.evaluate, tasks, "evaluations")))
 
 
 # --- aggregation and output ---
@@ -291,18 +285,15 @@ def _describe(setup: Setup) -> str:
 # --- 1. imprecise model ---
 def run_imprecise(lab: Lab) -> dict:
     s = lab.setup
+    models = lab.models(s.methods, range(s.seeds))
+    acc = lab.evaluate(models, twin=True)
     rows = []
-    with lab.station() as st:
-        for seed in range(s.seeds):
-            for method in s.methods:
-                model, meta = lab.model(method, seed)
-                from labsat.train import accuracy
-
-                twin_acc = accuracy(model, lab.data.x_test, lab.data.y_test, on_hardware=False)
-                dev_acc = lab.accuracy_on(model, st)
-                rows.append({"method": method, "seed": seed, "device_accuracy": dev_acc, "twin_accuracy": twin_acc,
-                             "hardware_queries": meta["hardware_queries"], "queries_per_step": meta["queries_per_step"],
-                             "train_seconds": round(meta["seconds"], 2)})
+    for seed in range(s.seeds):
+        for method in s.methods:
+            meta, a = models[(method, seed)]["meta"], acc[(method, seed, s.chip, 0.0)]
+            rows.append({"method": method, "seed": seed, "device_accuracy": a["device"], "twin_accuracy": a["twin"],
+                         "hardware_queries": meta["hardware_queries"], "queries_per_step": meta["queries_per_step"],
+                         "train_seconds": round(meta["seconds"], 2)})
     body = []
     for method in s.methods:
         r = [x for x in rows if x["method"] == method]
@@ -332,14 +323,11 @@ TRANSFER_METHODS = ("plain", "sat", "noise", "pat", "pat+sat")
 def run_transfer(lab: Lab) -> dict:
     s = lab.setup
     methods = [m for m in TRANSFER_METHODS if m in s.methods]
-    models = {(m, seed): lab.model(m, seed)[0] for seed in range(s.seeds) for m in methods}
+    models = lab.models(methods, range(s.seeds))
     chips = [s.chip + 1 + k for k in range(s.n_chips)]
-    rows = []
-    for chip in [s.chip] + chips:
-        with lab.station(chip) as st:
-            for (m, seed), model in models.items():
-                rows.append({"method": m, "seed": seed, "chip": chip, "own_chip": chip == s.chip,
-                             "accuracy": lab.accuracy_on(model, st)})
+    acc = lab.evaluate(models, chips=[s.chip] + chips)
+    rows = [{"method": m, "seed": seed, "chip": chip, "own_chip": chip == s.chip, "accuracy": a["device"]}
+            for (m, seed, chip, _), a in acc.items()]
     body = []
     for m in methods:
         own = [x["accuracy"] for x in rows if x["method"] == m and x["own_chip"]]
@@ -371,18 +359,11 @@ def run_transfer(lab: Lab) -> dict:
 def run_perturbation(lab: Lab) -> dict:
     s = lab.setup
     methods = [m for m in TRANSFER_METHODS if m in s.methods]
-    models = {(m, seed): lab.model(m, seed)[0] for seed in range(s.seeds) for m in methods}
-    rows = []
-    with lab.station() as st:
-        chip = st.lab.chip
-        try:
-            for dk in s.drift_kelvin:
-                chip.extra_kelvin = float(dk)  # the environment changes; the model is not retrained
-                for (m, seed), model in models.items():
-                    rows.append({"method": m, "seed": seed, "delta_kelvin": float(dk),
-                                 "accuracy": lab.accuracy_on(model, st)})
-        finally:
-            chip.extra_kelvin = 0.0
+    models = lab.models(methods, range(s.seeds))
+    # the environment changes (a fresh virtual lab of chip A per drift and model); the model is not retrained
+    acc = lab.evaluate(models, drifts=s.drift_kelvin)
+    rows = [{"method": m, "seed": seed, "delta_kelvin": dk, "accuracy": a["device"]}
+            for (m, seed, _, dk), a in acc.items()]
     header = ["training"] + [f"ΔT = {dk:g} K" for dk in s.drift_kelvin]
     body = [[METHOD_LABELS[m]] + [_fmt([x["accuracy"] for x in rows if x["method"] == m and x["delta_kelvin"] == dk])
                                   for dk in s.drift_kelvin] for m in methods]
@@ -407,28 +388,16 @@ def run_perturbation(lab: Lab) -> dict:
 
 # --- 4. sharpness ---
 def run_sharpness(lab: Lab) -> dict:
-    from labsat.sat.sharpness import max_loss_increase, top_hessian_eigenvalue
+    from labsat import experiment_units as units
 
     s = lab.setup
     n = min(s.sharp_samples, len(lab.data.x_test))
-    x, y = lab.data.x_test[:n], lab.data.y_test[:n]
-    loss = torch.nn.CrossEntropyLoss()
-    rows = []
-    for seed in range(s.seeds):
-        for m in s.methods:
-            model, _ = lab.model(m, seed)
-            model.physical.use_hardware = False
-            model.eval()
-            fn = lambda: loss(model(x), y)  # noqa: E731
-            controls = [model.physical.u]
-            inc = max_loss_increase(model, fn, s.sharp_rho, n_random=s.sharp_random,
-                                    adversarial_steps=s.sharp_adv_steps, params=controls, seed=seed)
-            eig_u = top_hessian_eigenvalue(model, fn, iters=s.hessian_iters, params=controls, seed=seed)
-            eig_all = top_hessian_eigenvalue(model, fn, iters=s.hessian_iters,
-                                             params=[p for p in model.parameters() if p.requires_grad], seed=seed)
-            rows.append({"method": m, "seed": seed, "twin_loss": inc["base"], "random_increase": inc["random"],
-                         "adversarial_increase": inc["adversarial"], "hessian_top_controls": eig_u,
-                         "hessian_top_all": eig_all})
+    models = lab.models(s.methods, range(s.seeds))
+    keys = [(m, seed) for seed in range(s.seeds) for m in s.methods]
+    tasks = [{"env": lab.env, "model": {"seed": seed, "state": units.state_json(models[(m, seed)]["state"])},
+              "seed": seed, "rho": s.sharp_rho, "n_random": s.sharp_random, "adversarial_steps": s.sharp_adv_steps,
+              "hessian_iters": s.hessian_iters, "samples": s.sharp_samples} for m, seed in keys]
+    rows = [{"method": m, "seed": seed, **r} for (m, seed), r in zip(keys, lab.run(units.sharpness, tasks, "sharpness"))]
     body = []
     for m in s.methods:
         r = [x for x in rows if x["method"] == m]
@@ -458,15 +427,12 @@ def run_sharpness(lab: Lab) -> dict:
 # --- 5. rho sweep ---
 def run_rho(lab: Lab) -> dict:
     s = lab.setup
-    rows = []
-    with lab.station() as st:
-        for seed in range(s.seeds):
-            for rho in s.rho_grid:
-                model, meta = lab.model(f"sat@{rho:g}", seed)
-                from labsat.train import accuracy
-
-                rows.append({"rho": rho, "seed": seed, "device_accuracy": lab.accuracy_on(model, st),
-                             "twin_accuracy": accuracy(model, lab.data.x_test, lab.data.y_test, on_hardware=False)})
+    methods = {rho: f"sat@{rho:g}" for rho in s.rho_grid}
+    models = lab.models(methods.values(), range(s.seeds))
+    acc = lab.evaluate(models, twin=True)
+    rows = [{"rho": rho, "seed": seed, "device_accuracy": acc[(methods[rho], seed, s.chip, 0.0)]["device"],
+             "twin_accuracy": acc[(methods[rho], seed, s.chip, 0.0)]["twin"]}
+            for seed in range(s.seeds) for rho in s.rho_grid]
     body = [[f"{rho:g}", _fmt([x["device_accuracy"] for x in rows if x["rho"] == rho]),
              _fmt([x["twin_accuracy"] for x in rows if x["rho"] == rho])] for rho in s.rho_grid]
     md = (f"Offline SAT on the imprecise twin vs rho (rho = 0 is plain Adam): accuracy (%); {_describe(s)}.\n\n"
@@ -489,15 +455,27 @@ RUNNERS = {"imprecise": run_imprecise, "transfer": run_transfer, "perturbation":
            "sharpness": run_sharpness, "rho": run_rho}
 
 
-def run_experiment(name: str, setup: Setup, log: Callable[[str], None] = print) -> dict:
-    """Run one experiment and write its table, CSV, JSON and PNG into ``setup.out / name``."""
+def run_experiment(name: str, setup: Setup, log: Callable[[str], None] = print, *,
+                   progress: bool | Progress = False) -> dict:
+    """Run one experiment and write its table, CSV, JSON and PNG into ``setup.out / name``.
+
+    Its units run as sweeps (:mod:`labsat.sweeps`): ``setup.scheduler`` None (an embedded LocalCluster of
+    ``setup.workers`` processes, or the address in Dask's config ``labsat.scheduler``),
+    ``"tcp://HOST:8786"`` or ``"serial"``; results are stored in ``setup.store`` (default: the station's run
+    database) as each task ends, and a re-run computes only what is missing. ``progress``: a bar per sweep
+    (``True``: its own display; a running ``rich.progress.Progress``: added to the caller's display)."""
+    from labsat.config import load_config
+    from labsat.runs import db_path_for
+    from labsat.sweeps import Sweeps
+
     if name not in RUNNERS:
         raise ValueError(f"unknown experiment {name!r}; choose from {', '.join(RUNNERS)}")
     if setup.seeds < 1:
         raise ValueError("--seeds must be at least 1")
     t0 = time.perf_counter()
-    lab = Lab(setup, log=log)
-    result = RUNNERS[name](lab)
+    store = setup.store if setup.store is not None else db_path_for(load_config(setup.station))
+    with Sweeps(store, scheduler=setup.scheduler, n_workers=setup.workers, progress=progress, log=log) as sweeps:
+        result = RUNNERS[name](Lab(setup, sweeps, name=name, log=log))
     directory = Path(setup.out) / name
     meta = {"experiment": name, "setup": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(setup).items()},
             "seconds": time.perf_counter() - t0}
@@ -512,8 +490,24 @@ def register(app) -> None:
     import typer
     from rich.console import Console
     from rich.markdown import Markdown
+    from rich.progress import ProgressColumn
+    from rich.text import Text
 
     console = Console()
+
+    class _Count(ProgressColumn):
+        """The experiment's line counts its steps; a sweep's bar counts its tasks (done/total)."""
+
+        def render(self, task) -> Text:
+            if task.total is None:
+                return Text(f"{task.completed:.0f} steps")
+            return Text(f"{task.completed:.0f}/{task.total:.0f} tasks", style="progress.download")
+
+    class _Info(ProgressColumn):
+        """The experiment's latest note (sweep bars have none)."""
+
+        def render(self, task) -> Text:
+            return Text(str(task.fields.get("info", "")), style="dim", no_wrap=True, overflow="ellipsis")
 
     def experiment(name: str = typer.Argument(..., help="imprecise | transfer | perturbation | sharpness | rho"),
                    full: bool = typer.Option(False, "--full", help="paper-scale sizes (minutes to hours)"),
@@ -531,10 +525,18 @@ def register(app) -> None:
                    fab_scale: Optional[float] = typer.Option(None, help="scale the virtual chips' fabrication "
                                                              "spread (phase offsets, couplers); 1 = default"),
                    out: Path = typer.Option(Path("runs/experiments"), help="output root (one folder per experiment)"),
+                   scheduler: Optional[str] = typer.Option(
+                       None, help="where the units run: a Dask scheduler address (tcp://HOST:8786), 'serial' (this "
+                       "process), 'local' (an embedded LocalCluster; the default, unless Dask config labsat.scheduler "
+                       "names another)"),
+                   workers: Optional[int] = typer.Option(None, min=1, help="embedded LocalCluster: worker processes "
+                                                         "(1 thread each); default: the CPUs available"),
                    as_json: bool = typer.Option(False, "--json", help="print the rows as JSON (progress on stderr)")):
         """Measure one of the SAT paper's claims on the virtual lab; writes a table and a plot."""
         from labsat.calibration import CalibrationError
         from labsat.config import ConfigError
+        from labsat.runs import RunError
+        from labsat.sweeps import SweepError
 
         torch.set_num_threads(1)
         try:
@@ -545,8 +547,9 @@ def register(app) -> None:
         kw = {k: v for k, v in dict(seeds=seeds, data=data, station=station, chip=chip, rho=rho, sigma=sigma,
                                     offline_epochs=offline_epochs, online_epochs=online_epochs,
                                     cal_settings=cal_settings, cal_inputs=cal_inputs, n_chips=chips, fab_scale=fab_scale,
-                                    rho_grid=grid, out=out).items() if v is not None}
-        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+                                    rho_grid=grid, out=out, scheduler=scheduler, workers=workers).items()
+              if v is not None}
+        from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
         from labsat.cli_format import emit_json, json_output, show_path
 
@@ -554,19 +557,22 @@ def register(app) -> None:
             setup = Setup.make_full(**kw) if full else Setup.small(**kw)
             from labsat.workflows import Hooks, experiment as recorded_experiment
 
-            # progress: every calibration and training the experiment does (cached ones are instant);
-            # the experiment is recorded as a run (labsat.workflows.experiment)
+            # progress: a line for the experiment (every calibration and training it reports) and a bar per
+            # sweep of its units (labsat.sweeps adds them to this display); the experiment is recorded as a
+            # run (labsat.workflows.experiment)
             with json_output(console, as_json), Progress(SpinnerColumn(), TextColumn("[bold]{task.description}"),
-                                                         TextColumn("{task.completed} steps"), TimeElapsedColumn(),
-                                                         TextColumn("[dim]{task.fields[info]}"), console=console) as bar:
+                                                         BarColumn(), _Count(), TimeElapsedColumn(), _Info(),
+                                                         console=console) as bar:
                 task = bar.add_task(f"experiment {name}", total=None, info="")
 
                 def log(msg: str) -> None:
                     bar.console.print(f"[dim]{msg}[/]", soft_wrap=True)
                     bar.update(task, advance=1, info=msg[:48])
 
-                result = recorded_experiment(name, setup, run_experiment, Hooks(note=log))
-        except (ValueError, FileNotFoundError, KeyError, ConfigError, CalibrationError) as exc:
+                result = recorded_experiment(name, setup, functools.partial(run_experiment, progress=bar),
+                                             Hooks(note=log))
+        except (ValueError, FileNotFoundError, KeyError, ConfigError, CalibrationError, RunError, SweepError,
+                OSError) as exc:
             console.print(f"[bold red]error:[/] {exc}", soft_wrap=True)
             raise typer.Exit(2)
         where = show_path(result["directory"])

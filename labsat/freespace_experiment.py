@@ -6,16 +6,24 @@ with SAT (SAM on the mask phases + the adversarial finite-difference alignment s
 :mod:`labsat.sat.alignment`), then evaluate both on the twin misaligned by rotation (0..2 deg), x shift
 (0..2 px), scale (1.0..1.1) and a rotation x shift grid. Writes a JSON record, a Markdown table and a
 PNG plot (matplotlib, Agg).
+
+Each (seed, method) training and its evaluations is one task of a sweep (:mod:`labsat.sweeps`): on an
+embedded LocalCluster, a lab's Dask cluster (``--scheduler tcp://HOST:8786``) or serially, with the same
+numbers; each result is stored in the station's run database as it ends, and a re-run computes only
+what is missing.
 """
 from __future__ import annotations
 
 import json
 import time
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import numpy as np
 import torch
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
 
 ROTATIONS = (0.0, 0.5, 1.0, 1.5, 2.0)
 SHIFTS = (0.0, 0.5, 1.0, 1.5, 2.0)
@@ -44,45 +52,72 @@ def accuracy_misaligned(model, x, y, rotation_deg=0.0, shift_x_px=0.0, scale=1.0
     return correct / len(x)
 
 
-def run(station: Path, seeds=(0, 1, 2), epochs: int = 6, n_train: int = 500, n_test: int = 200,
-        lr: float = 0.1, rho: float = 0.05, batch_size: int = 64, methods=("plain", "SAT"),
-        max_rotation_deg: float = 2.0, max_shift_px: float = 2.0, max_scale: float = 0.1, log=print) -> dict:
-    from labsat.config import load_config
-    from labsat.kinds import kind_of, layer_for_kind
-    from labsat.physical import HybridClassifier, PhysicalLayer
-    from labsat.sat.alignment import paper_probes, train_alignment_sat
-
-    cfg = load_config(station)
-    lname = layer_for_kind(cfg, "freespace")
-    make_twin = lambda: kind_of(cfg, lname).make_twin(cfg, lname)  # noqa: E731
-    data = make_twin().load_data(seed=0)
+def _subset(data, n_train: int, n_test: int):
     rng = np.random.default_rng(0)
     tr = torch.as_tensor(rng.permutation(len(data.x_train))[:n_train])
     te = torch.as_tensor(rng.permutation(len(data.x_test))[:n_test])
     data.x_train, data.y_train = data.x_train[tr], data.y_train[tr]
-    x_te, y_te = data.x_test[te], data.y_test[te]
+    return data, data.x_test[te], data.y_test[te]
+
+
+def train_and_sweep(task: dict) -> dict:
+    """One sweep task: train one (seed, method) on the twin, then its accuracy at every misalignment point.
+    {station (config JSON), layer, seed, method, epochs, n_train, n_test, lr, rho, batch_size, bounds, points}."""
+    from labsat.config import parse_config
+    from labsat.kinds import kind_of
+    from labsat.physical import HybridClassifier, PhysicalLayer
+    from labsat.sat.alignment import paper_probes, train_alignment_sat
+
+    cfg = parse_config(task["station"], "station (from the sweep task)")
+    lname, seed, method = task["layer"], task["seed"], task["method"]
+    make_twin = lambda: kind_of(cfg, lname).make_twin(cfg, lname)  # noqa: E731
+    data, x_te, y_te = _subset(make_twin().load_data(seed=0), task["n_train"], task["n_test"])
+    b = task["bounds"]
+    torch.manual_seed(seed)
+    model = HybridClassifier(PhysicalLayer(make_twin(), seed=seed), data.n_classes, seed=seed)
+    t0 = time.perf_counter()
+    hist = train_alignment_sat(model, data, epochs=task["epochs"], lr=task["lr"], rho=task["rho"],
+                               batch_size=task["batch_size"], seed=seed, sam=method == "SAT", adversary=method == "SAT",
+                               probes=paper_probes(b["rotation_deg"], b["shift_px"], b["scale"]))
+    train_s = time.perf_counter() - t0
+    acc = [accuracy_misaligned(model, x_te, y_te, *p) for p in task["points"]]
+    return {"seed": seed, "method": method, "train_s": train_s, "history": hist, "accuracy": acc}
+
+
+def run(station: Path, seeds=(0, 1, 2), epochs: int = 6, n_train: int = 500, n_test: int = 200,
+        lr: float = 0.1, rho: float = 0.05, batch_size: int = 64, methods=("plain", "SAT"),
+        max_rotation_deg: float = 2.0, max_shift_px: float = 2.0, max_scale: float = 0.1, log=print,
+        scheduler: Optional[str] = None, workers: Optional[int] = None, store: Optional[Path] = None,
+        progress: bool | Progress = False) -> dict:
+    """Every (seed, method) as one sweep task (see :func:`train_and_sweep`); ``scheduler``/``workers``/``store``
+    as in :func:`labsat.sweeps.run_sweep` (``store`` default: the station's run database)."""
+    from labsat.config import load_config
+    from labsat.kinds import kind_of, layer_for_kind
+    from labsat.runs import db_path_for
+    from labsat.sweeps import run_sweep
+
+    cfg = load_config(station)
+    lname = layer_for_kind(cfg, "freespace")
+    data = kind_of(cfg, lname).make_twin(cfg, lname).load_data(seed=0)
+    n_train, n_test = min(n_train, len(data.x_train)), min(n_test, len(data.x_test))
     points = sweep_points()
-    results = {"settings": {"epochs": epochs, "n_train": len(tr), "n_test": len(te), "lr": lr, "rho": rho,
+    bounds = {"rotation_deg": max_rotation_deg, "shift_px": max_shift_px, "scale": max_scale}
+    results = {"settings": {"epochs": epochs, "n_train": n_train, "n_test": n_test, "lr": lr, "rho": rho,
                             "batch_size": batch_size, "seeds": list(seeds), "station": str(station),
-                            "adversary_bounds": {"rotation_deg": max_rotation_deg, "shift_px": max_shift_px,
-                                                 "scale": max_scale},
-                            "layer": cfg.layers[lname].model_dump()},
+                            "adversary_bounds": bounds, "layer": cfg.layers[lname].model_dump()},
                "points": [list(p) for p in points], "runs": []}
-    for seed in seeds:
-        for method in methods:
-            torch.manual_seed(seed)
-            model = HybridClassifier(PhysicalLayer(make_twin(), seed=seed), data.n_classes, seed=seed)
-            t0 = time.perf_counter()
-            hist = train_alignment_sat(model, data, epochs=epochs, lr=lr, rho=rho, batch_size=batch_size,
-                                       seed=seed, sam=method == "SAT", adversary=method == "SAT",
-                                       probes=paper_probes(max_rotation_deg, max_shift_px, max_scale))
-            train_s = time.perf_counter() - t0
-            acc = [accuracy_misaligned(model, x_te, y_te, *p) for p in points]
-            results["runs"].append({"seed": seed, "method": method, "train_s": train_s, "history": hist,
-                                    "accuracy": acc})
-            log(f"seed {seed} {method}: train {train_s:.0f} s, final train acc {hist[-1]['train_accuracy']:.3f}, "
-                f"test acc aligned {acc[0]:.3f}, rot 1 deg {acc[points.index((1.0, 0.0, 1.0))]:.3f}, "
-                f"shift 1 px {acc[points.index((0.0, 1.0, 1.0))]:.3f}")
+    common = {"station": cfg.model_dump(mode="json"), "layer": lname, "epochs": epochs, "n_train": n_train,
+              "n_test": n_test, "lr": lr, "rho": rho, "batch_size": batch_size, "bounds": bounds,
+              "points": [list(p) for p in points]}
+    tasks = [dict(common, seed=seed, method=method) for seed in seeds for method in methods]
+    runs = run_sweep(train_and_sweep, tasks, name="freespace-robustness", store=store or db_path_for(cfg),
+                     scheduler=scheduler, n_workers=workers, progress=progress, log=log)
+    for r in runs:
+        acc, hist = r["accuracy"], r["history"]
+        results["runs"].append(r)
+        log(f"seed {r['seed']} {r['method']}: train {r['train_s']:.0f} s, final train acc "
+            f"{hist[-1]['train_accuracy']:.3f}, test acc aligned {acc[0]:.3f}, "
+            f"rot 1 deg {acc[points.index((1.0, 0.0, 1.0))]:.3f}, shift 1 px {acc[points.index((0.0, 1.0, 1.0))]:.3f}")
     return results
 
 
@@ -167,6 +202,10 @@ def register(app) -> None:
             lr: float = typer.Option(0.1), rho: float = typer.Option(0.05),
             out: Path = typer.Option(Path("benchmarks/freespace"), help="folder for JSON, table and PNG"),
             plot_only: Optional[Path] = typer.Option(None, help="re-plot a results JSON instead of running"),
+            scheduler: Optional[str] = typer.Option(
+                None, help="where the trainings run: a Dask scheduler address (tcp://HOST:8786), 'serial', or by "
+                "default an embedded LocalCluster (or Dask config labsat.scheduler)"),
+            workers: Optional[int] = typer.Option(None, min=1, help="embedded LocalCluster: worker processes"),
             as_json: bool = typer.Option(False, "--json", help="print the results as JSON (progress on stderr)")):
         """Free-space network under misalignment (rotation, shift, scale): plain vs SAT, no retraining."""
         from rich.console import Console
@@ -177,8 +216,15 @@ def register(app) -> None:
         if plot_only is not None:
             results = json.loads(plot_only.read_text())
         else:
-            results = run(station, seeds=tuple(range(seeds)), epochs=epochs, n_train=n_train, n_test=n_test,
-                          lr=lr, rho=rho, log=console.print)
+            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                                       TimeRemainingColumn)
+
+            # the sweep's bar on this console (standard error with --json: stdout carries only the JSON)
+            with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                          TimeElapsedColumn(), TimeRemainingColumn(), console=console) as bar:
+                results = run(station, seeds=tuple(range(seeds)), epochs=epochs, n_train=n_train, n_test=n_test,
+                              lr=lr, rho=rho, log=bar.console.print, scheduler=scheduler, workers=workers,
+                              progress=bar)
             out.mkdir(parents=True, exist_ok=True)
             (out / "results.json").write_text(json.dumps(results, indent=1))
         table = markdown(results)

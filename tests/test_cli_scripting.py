@@ -138,7 +138,12 @@ def test_experiment_shows_progress_and_prints_json(monkeypatch, tmp_path, statio
     and the rows come back as JSON on stdout (with the run that recorded the experiment)."""
     import labsat.experiments as experiments
 
-    def fake_run(name, setup, log=print):
+    from rich.progress import Progress
+
+    shown = []
+
+    def fake_run(name, setup, log=print, *, progress=False):  # run_experiment's signature (sweeps: progress=)
+        shown.append(progress)
         for k in range(3):
             log(f"trained model {k}")
         return {"rows": [{"method": "plain", "seed": 0, "device_accuracy": 0.5}], "table": "| a |\n|---|\n| 1 |\n",
@@ -153,6 +158,7 @@ def test_experiment_shows_progress_and_prints_json(monkeypatch, tmp_path, statio
     with RunDB(tmp_path / "runs" / "labsat.sqlite") as db:  # main's experiment workflow records the run
         assert db.run(data["run"])["kind"] == "experiment" and db.run(data["run"])["status"] == "completed"
     assert "trained model 2" in result.stderr and "3 steps" in result.stderr
+    assert len(shown) == 1 and isinstance(shown[0], Progress)  # the sweeps' bars join the CLI's display
 
 
 def test_freespace_robustness_json(tmp_path):

@@ -16,7 +16,7 @@ def tiny(tmp_path_factory):
     return Setup(station=STATION, seeds=1, offline_epochs=1, online_epochs=1, cal_settings=4, cal_inputs=4,
                  n_chips=2, drift_kelvin=(0.0, 2.0), rho_grid=(0.0, 0.05), sharp_random=2, sharp_adv_steps=2,
                  hessian_iters=3, sharp_samples=40, methods=("plain", "sat", "pat+sat"),
-                 out=tmp_path_factory.mktemp("exp"))
+                 out=tmp_path_factory.mktemp("exp"), scheduler="serial", store=tmp_path_factory.mktemp("runs"))
 
 
 @pytest.mark.parametrize("name", ["imprecise", "transfer", "perturbation", "sharpness", "rho"])
