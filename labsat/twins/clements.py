@@ -1,0 +1,199 @@
+"""Vectorised Clements (rectangular) MZI mesh: all 2×2 MZI matrices at once, one batched matmul per column.
+
+The one mesh core that the heater twin (`labsat.twins.mzi`), the virtual chip (`drivers/sim/chip.py`) and
+the SAT-paper experiments (`labsat.paper`) share. Build the N×N transfer matrix once per control setting,
+then apply it to the whole batch of inputs with one matmul.
+
+API
+---
+``mzi_matrices(theta, phi, *, convention, split_error=None, bs_error=None) -> complex (..., M, 2, 2)``
+    The 2×2 transfer matrix of every MZI (M = N(N-1)/2, numbered column by column as in `MeshLayout`).
+``mesh_matrix(theta, phi, layout, *, convention="heater", split_error=None, bs_error=None, gamma=None)
+-> complex (..., N, N)``
+    The mesh's transfer matrix ``U`` (output amplitudes = ``U @ input amplitudes``). Leading dimensions
+    of ``theta``/``phi`` (..., M) broadcast with the errors (..., M, 2) and ``gamma`` (..., N), so K control
+    settings or K chips are built at once. Differentiable in θ, φ, γ and both kinds of error.
+``apply(U, amplitudes) -> complex (..., B, N)``: the outputs for a batch of input amplitudes (..., B, N).
+``powers(U, amplitudes) -> real (..., B, N)``: ``|apply(U, amplitudes)|²``; for real inputs it uses one real
+    matmul against ``[Re U; Im U]`` (half the work of a complex one).
+``haar_rect_theta(layout, generator=None, convention="bloch") -> float64 (M,)``
+    Haar-random internal phases for the rectangular mesh (neurophox's ``haar_rect``): with φ and γ
+    uniform on [0, 2π) the mesh is a Haar-random unitary; the central MZIs sit near the cross state.
+
+Conventions (every MZI: input phase on the top arm, coupler, internal phase, coupler)
+------------------------------------------------------------------------------------
+``"heater"`` (labsat's chip): ``T = C₁ · diag(e^{iθ}, 1) · C₀ · diag(e^{iφ}, 1)``; θ and φ are the phases of
+    the heaters on the top arm.
+``"bloch"`` (the SAT authors' neurophox ``BlochMZI``, ``hadamard=False``): the internal phase is split
+    ``diag(e^{iθ/2}, e^{-iθ/2})`` over the two arms, so θ = 0 is the cross state and θ = π the bar state.
+    An input phase screen ``diag(e^{iγ})`` precedes the mesh (``gamma``).
+Couplers are ``C = [[c, i s], [i s, c]]`` with, per MZI, the input-side coupler ``[..., 0]`` and the
+output-side one ``[..., 1]``:
+- ``split_error`` δ (splitting-angle error, labsat's model): ``c, s = cos(π/4 + δ), sin(π/4 + δ)``;
+- ``bs_error`` e (the authors' model): ``c, s = √(1+e)/√2, √(1−e)/√2``, i.e. ``B(e)`` of the paper. As in the
+  authors' code nothing is clipped: |e| > 1 makes the square roots NaN and the whole output NaN.
+- neither: ideal 50:50 couplers (c = s = 1/√2).
+Phase errors (the paper's N(0, σ) on every θ and φ) are simply added to ``theta``/``phi`` by the caller.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from .layout import MeshLayout
+
+CONVENTIONS = ("heater", "bloch")
+
+
+def _couplers(split_error, bs_error, like: torch.Tensor):
+    """(c, s) of both couplers of every MZI, each (..., M, 2) or scalars for ideal couplers."""
+    if split_error is not None and bs_error is not None:
+        raise ValueError("give split_error or bs_error, not both")
+    if split_error is not None:
+        split = math.pi / 4 + torch.as_tensor(split_error, dtype=like.dtype)
+        return torch.cos(split), torch.sin(split)
+    if bs_error is not None:
+        e = torch.as_tensor(bs_error, dtype=like.dtype)
+        return torch.sqrt((1 + e) / 2), torch.sqrt((1 - e) / 2)  # NaN for |e| > 1, as the authors' code
+    r = 1 / math.sqrt(2)
+    return like.new_full((1, 2), r), like.new_full((1, 2), r)
+
+
+def mzi_matrices(theta: torch.Tensor, phi: torch.Tensor, *, convention: str = "heater",
+                 split_error=None, bs_error=None) -> torch.Tensor:
+    """2×2 transfer matrices (..., M, 2, 2) of all MZIs at once (see the module docstring)."""
+    if convention not in CONVENTIONS:
+        raise ValueError(f"unknown MZI convention '{convention}', expected one of {CONVENTIONS}")
+    theta = torch.as_tensor(theta)
+    if not theta.is_floating_point():
+        theta = theta.to(torch.float64)
+    phi = torch.as_tensor(phi, dtype=theta.dtype)
+    c, s = _couplers(split_error, bs_error, theta)
+    c0, c1, s0, s1 = c[..., 0], c[..., 1], s[..., 0], s[..., 1]
+    if convention == "heater":
+        eu, el = torch.exp(1j * theta), None          # top arm e^{iθ}, bottom arm 1
+    else:
+        eu = torch.exp(0.5j * theta)                  # ±θ/2
+        el = eu.conj()
+    cc, ss, cs, sc = c1 * c0, s1 * s0, c1 * s0, s1 * c0
+    if el is None:
+        p00 = cc * eu - ss
+        p01 = 1j * (cs * eu + sc)
+        p10 = 1j * (sc * eu + cs)
+        p11 = cc - ss * eu
+    else:
+        p00 = cc * eu - ss * el
+        p01 = 1j * (cs * eu + sc * el)
+        p10 = 1j * (sc * eu + cs * el)
+        p11 = cc * el - ss * eu
+    ephi = torch.exp(1j * phi)                        # on the top input arm: scales column 0
+    p00, p10 = p00 * ephi, p10 * ephi
+    p00, p01, p10, p11 = torch.broadcast_tensors(p00, p01, p10, p11)
+    return torch.stack([torch.stack([p00, p01], -1), torch.stack([p10, p11], -1)], -2)
+
+
+def _column_plan(layout: MeshLayout) -> list[tuple[int, int, slice]]:
+    """(first row, number of MZIs, MZI slice) of every non-empty column."""
+    return [(int(tops[0]), len(tops), sl) for tops, sl in zip(layout.columns, layout.column_slices)
+            if len(tops)]
+
+
+def mesh_matrix(theta: torch.Tensor, phi: torch.Tensor, layout: MeshLayout, *, convention: str = "heater",
+                split_error=None, bs_error=None, gamma=None) -> torch.Tensor:
+    """Transfer matrix (..., N, N) of the mesh (see the module docstring)."""
+    t = mzi_matrices(theta, phi, convention=convention, split_error=split_error, bs_error=bs_error)
+    n = layout.modes
+    if t.shape[-3] != layout.n_mzi:
+        raise ValueError(f"expected {layout.n_mzi} MZI phases for a {n}-mode mesh, got {t.shape[-3]}")
+    batch = t.shape[:-3]
+    u = None
+    for start, k, sl in _column_plan(layout):
+        stop = start + 2 * k
+        if u is None:  # first column: its MZIs' 2×2 blocks placed in their rows, no matmul needed
+            eye = torch.eye(n, dtype=t.dtype)
+            blocks = _first_column(t[..., sl, :, :], start, n)
+            rows = blocks.reshape(batch + (2 * k, n))
+            u = _splice(eye.expand(batch + (n, n)), rows, start, stop)
+            continue
+        rows = u[..., start:stop, :].reshape(batch + (k, 2, n))
+        rows = torch.matmul(t[..., sl, :, :], rows).reshape(batch + (2 * k, n))
+        u = _splice(u, rows, start, stop)
+    if u is None:
+        u = torch.eye(n, dtype=t.dtype).expand(batch + (n, n))
+    if gamma is not None:
+        u = u * torch.exp(1j * torch.as_tensor(gamma, dtype=t.real.dtype)).unsqueeze(-2)
+    return u
+
+
+def _first_column(t: torch.Tensor, start: int, n: int) -> torch.Tensor:
+    """Rows start..start+2k of the first column's matrix, (..., k, 2, n), built by padding each 2×2."""
+    k = t.shape[-3]
+    blocks = t.new_zeros(t.shape[:-3] + (k, 2, n))
+    idx = torch.arange(start, start + 2 * k).view(k, 2)
+    return blocks.scatter(-1, idx.view(k, 1, 2).expand(t.shape), t)
+
+
+def _splice(u: torch.Tensor, rows: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+    parts = [p for p in (u[..., :start, :], rows, u[..., stop:, :]) if p.shape[-2]]
+    return parts[0] if len(parts) == 1 else torch.cat(parts, -2)
+
+
+def apply(u: torch.Tensor, amplitudes: torch.Tensor) -> torch.Tensor:
+    """Output amplitudes (..., B, N) for input amplitudes (..., B, N)."""
+    x = amplitudes if amplitudes.is_complex() else amplitudes.to(u.real.dtype).to(u.dtype)
+    return torch.matmul(x, u.transpose(-1, -2))
+
+
+def powers(u: torch.Tensor, amplitudes: torch.Tensor) -> torch.Tensor:
+    """Output powers ``|U x|²`` (..., B, N) for input amplitudes (..., B, N)."""
+    if amplitudes.is_complex():
+        return apply(u, amplitudes).abs() ** 2
+    n = u.shape[-1]
+    w = torch.cat([u.real, u.imag], -2)               # (..., 2N, N) real
+    y = torch.matmul(amplitudes.to(w.dtype), w.transpose(-1, -2))
+    return y[..., :n] ** 2 + y[..., n:] ** 2
+
+
+# --- Haar-random initialisation of the rectangular mesh (Pai et al. 2019; neurophox `haar_rect`) ---
+
+def _diagonal_sequence(length: int, parity_odd: bool) -> np.ndarray:
+    odd = list(length + 1 - np.flip(np.arange(1, length + 1, 2)))
+    even = list(length + 1 - np.arange(2, 2 * (length - len(odd)) + 1, 2))
+    seq = np.asarray(odd + even)
+    return seq[::-1] if parity_odd else seq
+
+
+def haar_alpha(layout: MeshLayout) -> np.ndarray:
+    """Sensitivity index α (M,) of every MZI of the N-column rectangular mesh, in MZI order.
+
+    An MZI with index α has Haar-random reflectivity when ``sin²(θ'/2) = U^{1/α}`` (θ' the Hadamard-
+    convention phase), so high-α MZIs (the centre of the mesh) sit near the cross state.
+    """
+    n = layout.modes
+    seqs = [_diagonal_sequence(i, bool(n % 2)) for i in range(1, n + 1)]
+    out = []
+    for col, tops in enumerate(layout.columns):
+        for row in tops:
+            row = int(row)
+            if col > row:
+                diag = n - abs(row - col)
+            elif row > 0 and col < row:
+                diag = n - abs(row - col) - 1
+            else:
+                diag = n - 1
+            out.append(1 if diag == 1 else int(seqs[diag - 1][min(row, col)]))
+    return np.asarray(out, dtype=np.float64)
+
+
+def haar_rect_theta(layout: MeshLayout, generator: np.random.Generator | None = None,
+                    convention: str = "bloch") -> np.ndarray:
+    """Haar-random internal phases θ (M,) in [0, π] (``"bloch"``: θ = 0 cross; ``"heater"``: same numbers,
+    which in the heater convention put the MZI at the same splitting ratio)."""
+    if convention not in CONVENTIONS:
+        raise ValueError(f"unknown MZI convention '{convention}', expected one of {CONVENTIONS}")
+    rng = generator if generator is not None else np.random.default_rng()
+    alpha = haar_alpha(layout)
+    theta_hadamard = 2 * np.arcsin(rng.random(alpha.shape) ** (1 / (2 * alpha)))
+    return np.pi - theta_hadamard
