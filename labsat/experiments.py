@@ -515,7 +515,8 @@ def register(app) -> None:
 
     console = Console()
 
-    def experiment(name: str = typer.Argument(..., help="imprecise | transfer | perturbation | sharpness | rho"),
+    def experiment(name: str = typer.Argument(..., help="imprecise | transfer | perturbation | sharpness | rho | "
+                                                         "paper-mzi | paper-transfer | paper-microring | paper-freespace"),
                    full: bool = typer.Option(False, "--full", help="paper-scale sizes (minutes to hours)"),
                    seeds: Optional[int] = typer.Option(None, help="seeds (mean ± std over them); default 3, --full 5"),
                    data: str = typer.Option("digits", help="digits | mnist:PATH (directory of the MNIST IDX files)"),
@@ -530,12 +531,30 @@ def register(app) -> None:
                    rho_grid: Optional[str] = typer.Option(None, help="rho experiment: comma-separated radii"),
                    fab_scale: Optional[float] = typer.Option(None, help="scale the virtual chips' fabrication "
                                                              "spread (phase offsets, couplers); 1 = default"),
-                   out: Path = typer.Option(Path("runs/experiments"), help="output root (one folder per experiment)")):
+                   out: Path = typer.Option(Path("runs/experiments"), help="output root (one folder per experiment)"),
+                   settings: Optional[list[str]] = typer.Option(None, "--set", help="paper-*: override a setting, "
+                                                                "KEY=VALUE (repeatable), e.g. --set readout=scale"),
+                   scheduler: str = typer.Option("serial", help="paper-*: serial | local (Dask LocalCluster) | tcp://HOST:PORT"),
+                   workers: Optional[int] = typer.Option(None, help="paper-*: Dask workers of a local cluster")):
         """Measure one of the SAT paper's claims on the virtual lab; writes a table and a plot."""
         from labsat.calibration import CalibrationError
         from labsat.config import ConfigError
 
         torch.set_num_threads(1)
+        if name.startswith("paper-"):  # the paper's own protocols: labsat.paper
+            from labsat import paper
+
+            try:
+                result = paper.run(name, full=full, seeds=seeds, chips=chips, data=data, out=out, settings=settings,
+                                   scheduler=None if scheduler == "local" else scheduler, n_workers=workers,
+                                   log=lambda msg: console.print(f"[dim]{msg}[/]"))
+            except (ValueError, FileNotFoundError) as exc:
+                console.print(f"[bold red]error:[/] {exc}")
+                raise typer.Exit(2)
+            console.print(Markdown(result["table"]))
+            console.print(f"wrote {result['directory']}/(table.md, results.csv, results.json, plot.png) "
+                          f"in {result['seconds']:.0f} s")
+            return
         try:
             grid = None if rho_grid is None else tuple(float(r) for r in rho_grid.split(","))
         except ValueError:

@@ -59,28 +59,16 @@ def transfer_chip(point: int, k: int) -> int:
     return TRANSFER_BASE + 100 * point + k
 
 
-def map_tasks(fn: Callable[[dict], dict | list[dict]], tasks: list[dict], log: Callable[[str], None] = print,
-              label: str = "runs") -> list[dict]:
-    """Run ``fn`` on each task dict; flatten the returned rows. Uses the project's sweep engine
-    (``labsat.sweeps.run_sweep``) where it exists, else a serial loop with a progress bar."""
-    try:
-        from labsat.sweeps import run_sweep  # branch dask's engine
-    except ImportError:
-        run_sweep = None
-    results: list = []
-    if run_sweep is not None:
-        results = list(run_sweep(fn, tasks))
-    else:
-        from rich.progress import Progress
+def map_tasks(fn: Callable[[dict], dict | list[dict]], tasks: list[dict], *, name: str, store: Path | str,
+              scheduler: Optional[str] = "serial", n_workers: Optional[int] = None,
+              log: Callable[[str], None] = print) -> list[dict]:
+    """Run ``fn`` on each task dict on the project's sweep engine (:func:`labsat.sweeps.run_sweep`: each
+    result stored in ``store`` as its task ends, a re-run computes only what is missing, a progress bar);
+    flatten the returned row lists."""
+    from labsat.sweeps import run_sweep
 
-        with Progress(transient=True) as bar:
-            job = bar.add_task(label, total=len(tasks))
-            for task in tasks:
-                t0 = time.perf_counter()
-                out = fn(task)
-                results.append(out)
-                bar.advance(job)
-                log(f"{label}: {_short(task)} done in {time.perf_counter() - t0:.0f} s")
+    results = run_sweep(fn, tasks, name=name, store=store, scheduler=scheduler, n_workers=n_workers,
+                        progress=True, log=log)
     rows: list[dict] = []
     for out in results:
         rows.extend(out if isinstance(out, list) else [out])

@@ -217,10 +217,10 @@ def report(rows: list[dict]) -> tuple[str, object]:
             cells = [m.upper()]
             for r in D2NN_ROT:
                 paper = PAPER_D2NN[m].get(r, "–")
-                cells.append(f"{paper} | {common.fmt([x['accuracy'] for x in d if x['method'] == m and x['value'] == r])}")
+                cells.append(f"{paper} / {common.fmt([x['accuracy'] for x in d if x['method'] == m and x['value'] == r])}")
             body.append(cells)
         parts.append(f"**Diffractive network (D2NN), masks rotated; {d[0]['data']}; {d[0]['epochs']} epochs** "
-                     "(% accuracy, paper | ours mean ± std (n seeds))\n\n"
+                     "(% accuracy, paper / ours mean ± std (n seeds))\n\n"
                      + common.md_table(["method"] + [f"{r:g}°" for r in D2NN_ROT], body))
     f = [r for r in rows if r["network"] == "fsnn"]
     if f:
@@ -230,11 +230,11 @@ def report(rows: list[dict]) -> tuple[str, object]:
             for m in ("bp", "sat"):
                 paper = PAPER_FSNN[m].get((kind, v), "–")
                 acc = [x["accuracy"] for x in f if x["method"] == m and x["kind"] == kind and x["value"] == str(v)]
-                cells.append(f"{paper} | {common.fmt(acc)}")
+                cells.append(f"{paper} / {common.fmt(acc)}")
             body.append(cells)
         parts.append(f"**Free-space PNN 784-144-10, input misaligned on the weight display; {f[0]['data']}; "
-                     f"{f[0]['epochs']} epochs** (% accuracy, paper | ours mean ± std (n seeds); grid = (angle °, y shift px))\n\n"
-                     + common.md_table(["misalignment", "BP: paper | ours", "SAT: paper | ours"], body))
+                     f"{f[0]['epochs']} epochs** (% accuracy, paper / ours mean ± std (n seeds); grid = (angle °, y shift px))\n\n"
+                     + common.md_table(["misalignment", "BP: paper / ours", "SAT: paper / ours"], body))
     fig, axes = common.plt().subplots(1, 2, figsize=(10, 3.6))
     for m in ("bp", "sat"):
         ms = [common.mean_std([x["accuracy"] for x in d if x["method"] == m and x["value"] == r]) for r in D2NN_ROT]

@@ -197,14 +197,14 @@ def report(rows: list[dict], settings: Settings) -> tuple[str, object]:
     lines = []
     for o in dict.fromkeys(r["offset_sigma"] for r in rows):
         sub = [r for r in rows if r["offset_sigma"] == o]
-        header = ["method"] + [f"ΔT {dk:g} K: paper | ours" for dk in settings.drifts]
+        header = ["method"] + [f"ΔT {dk:g} K: paper / ours" for dk in settings.drifts]
         body = []
         for m in dict.fromkeys(r["method"] for r in sub):
             cells = [LABELS[m]]
             for i, dk in enumerate(settings.drifts):
                 acc = [r["accuracy"] for r in sub if r["method"] == m and r["drift_k"] == dk]
                 paper = PAPER[m][i] if i < 3 and dk == (0.0, -1.0, -2.0)[i] else "–"
-                cells.append(f"{paper} | {common.fmt(acc)}")
+                cells.append(f"{paper} / {common.fmt(acc)}")
             body.append(cells)
         lines.append(f"**Microring bank, chip offsets N(0, {o:g} nm), {data}, {settings.epochs} epochs** "
                      f"(% test accuracy on the chip, mean ± std (n runs = chips × seeds))\n\n" + common.md_table(header, body))

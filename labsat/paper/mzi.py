@@ -62,6 +62,16 @@ class Settings:
     transfer_sigmas: tuple = ()
     transfer_chips: int = 5
 
+    def __post_init__(self):
+        if not 10 <= self.modes <= 64:
+            raise ValueError(f"modes: between 10 (the 10 logits are output ports) and 64, got {self.modes}")
+        for key, allowed in (("readout", ("paper", "scale")), ("init", ("haar", "zero", "uniform")),
+                             ("front", ("lenet", "linear"))):
+            if getattr(self, key) not in allowed:
+                raise ValueError(f"{key}: one of {' | '.join(allowed)}, got {getattr(self, key)!r}")
+        if self.epochs < 1 or self.sigma < 0:
+            raise ValueError("epochs must be at least 1 and sigma non-negative")
+
 
 class Mesh(nn.Module):
     """Trainable theta, phi, gamma of an N-mode rectangular mesh in the Bloch convention."""
@@ -294,11 +304,11 @@ def report(rows: list[dict]) -> tuple[str, object]:
             cells = [LABELS[m]]
             for sg in sigmas:
                 paper = PAPER_TRANSFER.get(sg) if m == "sat_insitu" else None
-                cells.append(f"{paper if paper is not None else '–'} | "
+                cells.append(f"{paper if paper is not None else '–'} / "
                              + common.fmt([r["accuracy"] for r in new if r["method"] == m and r["sigma"] == sg]))
             body.append(cells)
         parts.append(f"**Transfer: trained on its chip at σ {rows[0]['train_sigma']:g}, deployed unchanged on 5 new chips "
-                     f"per σ; {data}** (% accuracy, paper | ours mean ± std (n = train chips × seeds × new chips))\n\n"
+                     f"per σ; {data}** (% accuracy, paper / ours mean ± std (n = train chips × seeds × new chips))\n\n"
                      + common.md_table(["method"] + [f"σ {sg:g}" for sg in sigmas], body))
     fig, axes = common.plt().subplots(1, 2 if new else 1, figsize=(11 if new else 6, 3.8), squeeze=False)
     ax = axes[0][0]
