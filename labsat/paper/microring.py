@@ -159,10 +159,19 @@ def train(model: RingLeNet, method: str, x: torch.Tensor, y: torch.Tensor, s: Se
 
 
 @torch.no_grad()
-def accuracy(model: RingLeNet, x: torch.Tensor, y: torch.Tensor, mode: str, drift_k: float = 0.0) -> float:
-    model.eval()
-    model.set(mode=mode, drift_k=drift_k)
-    correct = sum(int((model(x[i:i + 1000]).argmax(1) == y[i:i + 1000]).sum()) for i in range(0, len(x), 1000))
+def accuracy(model: RingLeNet, x: torch.Tensor, y: torch.Tensor, mode: str, drift_k: float = 0.0,
+             bn: str = "eval", batch: int = 1000) -> float:
+    """Test accuracy with batch norm in eval mode (running statistics, ``bn="eval"``) or normalising each
+    test batch by its own statistics (``bn="batch"``, what a network left in training mode does)."""
+    import copy
+
+    if bn == "batch":
+        model = copy.deepcopy(model)  # the batch statistics must not touch the model's running ones
+        model.train()
+    else:
+        model.eval()
+    model.set(mode=mode, drift_k=drift_k, noise=0.0)
+    correct = sum(int((model(x[i:i + batch]).argmax(1) == y[i:i + batch]).sum()) for i in range(0, len(x), batch))
     return correct / len(x)
 
 
@@ -182,8 +191,12 @@ def run_task(task: dict) -> list[dict]:
         rows.append({"platform": "microring", "method": task["method"], "seed": task["seed"], "chip": task["chip"],
                      "offset_sigma": task["offset_sigma"], "drift_k": dk,
                      "accuracy": accuracy(model, xte, yte, "chip", dk), "twin_accuracy": twin,
+                     "accuracy_bn_batch": accuracy(model, xte, yte, "chip", dk, bn="batch", batch=100),
                      "final_loss": final_loss, "train_s": seconds, "epochs": s.epochs, "data": name})
     return rows
+
+
+run_task.sweep_version = "2"  # 2: rows carry accuracy_bn_batch
 
 
 def tasks(protocol: common.Protocol, settings: Settings, offset_sigmas=(0.08,), methods=METHODS) -> list[dict]:
@@ -208,6 +221,12 @@ def report(rows: list[dict], settings: Settings) -> tuple[str, object]:
             body.append(cells)
         lines.append(f"**Microring bank, chip offsets N(0, {o:g} nm), {data}, {settings.epochs} epochs** "
                      f"(% test accuracy on the chip, mean ± std (n runs = chips × seeds))\n\n" + common.md_table(header, body))
+        if all("accuracy_bn_batch" in r for r in sub):
+            body = [[LABELS[m]] + [common.fmt([r["accuracy_bn_batch"] for r in sub if r["method"] == m and r["drift_k"] == dk])
+                                   for dk in settings.drifts] for m in dict.fromkeys(r["method"] for r in sub)]
+            lines.append(f"Same runs, batch norm normalising each 100-image test batch by its own statistics "
+                         f"(a network evaluated in training mode):\n\n"
+                         + common.md_table(["method"] + [f"ΔT {dk:g} K" for dk in settings.drifts], body))
     fig, axes = common.plt().subplots(1, max(1, len(lines)), figsize=(5 * max(1, len(lines)), 3.6), squeeze=False)
     for ax, o in zip(axes[0], dict.fromkeys(r["offset_sigma"] for r in rows)):
         for m in dict.fromkeys(r["method"] for r in rows):
