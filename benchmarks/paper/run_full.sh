@@ -10,7 +10,7 @@ run() {
   /usr/bin/time -f "$name wall %e s" .venv/bin/labsat experiment $name --full "$@" --scheduler local --workers 2 \
     --out $OUT > benchmarks/paper/logs/$name.log 2>&1
 }
-run paper-microring --set epochs=10
 run paper-transfer --set epochs=10
 run paper-mzi --set epochs=10            # the same trained models (cache), own-chip table only
+run paper-microring --set epochs=10
 run paper-freespace --seeds 3 --set epochs=5 --set d2nn_train=200 --set d2nn_test=200
