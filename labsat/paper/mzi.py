@@ -279,7 +279,7 @@ def tasks(protocol: common.Protocol, settings: Settings, out: Path | None, metho
     st["transfer_sigmas"] = list(TRANSFER_SIGMAS) if transfer else list(st["transfer_sigmas"])
     return [{"method": m, "seed": seed, "chip": chip, "data": protocol.data, "n_train": protocol.n_train,
              "n_test": protocol.n_test, "settings": st, "out": str(out) if out else None}
-            for chip in protocol.eval_chips for seed in protocol.seeds for m in methods]
+            for seed in protocol.seeds for chip in protocol.eval_chips for m in methods]  # seed-major: more seeds extend a run
 
 
 def report(rows: list[dict]) -> tuple[str, object]:
