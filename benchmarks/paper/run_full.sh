@@ -15,4 +15,5 @@ run() {
 run paper-microring --chips 2 --seeds 1 --set epochs=10 --set offset_sigmas=0.08,0
 run paper-transfer --chips 5 --seeds 1 --set epochs=10
 run paper-mzi --chips 5 --seeds 1 --set epochs=10   # the same trained models (cache): own-chip table only
-run paper-freespace --seeds 1 --set epochs=5 --set d2nn_train=200 --set d2nn_test=200
+# free space ran beside the MZI runs, serially, into its own store:
+# OMP_NUM_THREADS=1 .venv/bin/labsat experiment paper-freespace --seeds 1 --set epochs=5 --set d2nn_train=200 --set d2nn_test=200 --out benchmarks/paper/results/freespace
