@@ -3,8 +3,8 @@
 - :class:`Protocol`: which chips may be used to tune hyper-parameters (``tuning_chips``) and which report
   results (``eval_chips``, disjoint, declared before any run), the training seeds, and the sizes. Every
   experiment is a list of independent task dicts and one top-level task function, so a sweep engine
-  can map them (:func:`map_tasks`: ``labsat.sweeps.run_sweep`` where that module exists, else a serial
-  loop with a progress bar).
+  can map them (:func:`map_tasks` on ``labsat.sweeps.run_sweep``: serial, a Dask LocalCluster or a
+  lab's cluster; each result stored as its task ends).
 - :func:`summarise` / :func:`write_results`: mean ± std (n) per group, every run kept in
   ``results.csv`` / ``results.json``, the table in ``table.md`` and a plot in ``plot.png``.
 """
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import csv
 import json
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Optional
