@@ -509,7 +509,8 @@ def register(app) -> None:
         def render(self, task) -> Text:
             return Text(str(task.fields.get("info", "")), style="dim", no_wrap=True, overflow="ellipsis")
 
-    def experiment(name: str = typer.Argument(..., help="imprecise | transfer | perturbation | sharpness | rho"),
+    def experiment(name: str = typer.Argument(..., help="imprecise | transfer | perturbation | sharpness | rho | "
+                                                         "paper-mzi | paper-transfer | paper-microring | paper-freespace"),
                    full: bool = typer.Option(False, "--full", help="paper-scale sizes (minutes to hours)"),
                    seeds: Optional[int] = typer.Option(None, help="seeds (mean ± std over them); default 3, --full 5"),
                    data: str = typer.Option("digits", help="digits | mnist:DIR | npz:FILE | csv:FILE (see labsat.data)"),
@@ -531,6 +532,8 @@ def register(app) -> None:
                        "names another)"),
                    workers: Optional[int] = typer.Option(None, min=1, help="embedded LocalCluster: worker processes "
                                                          "(1 thread each); default: the CPUs available"),
+                   settings: Optional[list[str]] = typer.Option(None, "--set", help="paper-*: override a setting, "
+                                                                "KEY=VALUE (repeatable), e.g. --set readout=scale"),
                    as_json: bool = typer.Option(False, "--json", help="print the rows as JSON (progress on stderr)")):
         """Measure one of the SAT paper's claims on the virtual lab; writes a table and a plot."""
         from labsat.calibration import CalibrationError
@@ -539,6 +542,20 @@ def register(app) -> None:
         from labsat.sweeps import SweepError
 
         torch.set_num_threads(1)
+        if name.startswith("paper-"):  # the paper's own protocols: labsat.paper
+            from labsat import paper
+
+            try:
+                result = paper.run(name, full=full, seeds=seeds, chips=chips, data=data, out=out, settings=settings,
+                                   scheduler=None if scheduler == "local" else scheduler, n_workers=workers,
+                                   log=lambda msg: console.print(f"[dim]{msg}[/]"))
+            except (ValueError, FileNotFoundError) as exc:
+                console.print(f"[bold red]error:[/] {exc}")
+                raise typer.Exit(2)
+            console.print(Markdown(result["table"]))
+            console.print(f"wrote {result['directory']}/(table.md, results.csv, results.json, plot.png) "
+                          f"in {result['seconds']:.0f} s")
+            return
         try:
             grid = None if rho_grid is None else tuple(float(r) for r in rho_grid.split(","))
         except ValueError:

@@ -1,0 +1,329 @@
+"""The SAT paper's MZI-mesh protocol (``research/sat-paper.md`` §2b) and its transfer grid.
+
+Network: a digital LeNet front end (conv-BN-ReLU-pool x2, fc 400 -> 120, BN, fc 120 -> 64) whose 64 real
+outputs are the input amplitudes of a 64-mode rectangular mesh (2016 MZIs, :mod:`labsat.twins.clements`,
+neurophox's Bloch convention, input phase screen gamma). Readout ``paper``: the 64 output intensities
+divided by their per-sample L2 norm, the first 10 as logits, no scale; ``scale``: the same times a
+learnable scale (the ablation). Init: theta Haar-random (``haar_rect_theta``), phi and gamma uniform.
+
+A chip (one seed) is the paper's error model: N(0, sigma) added to every theta and phi, and two couplers
+per MZI with independent errors e ~ N(0, sigma), amplitudes sqrt(1 +- e) (nothing clipped: |e| > 1
+makes the output NaN and every prediction class 0, as in the authors' code). It is the same mesh core
+the virtual chip uses; through-the-instruments runs at 64 modes are branch scale's.
+
+Methods: ``bp`` (ideal mesh), ``pat`` (chip forward substituted into the ideal model's 10 logits, ideal
+backward), ``nat`` (fresh N(0, 0.01) on theta, phi and couplers every forward; the authors' notebook
+never adds its phase noise, we do), all SGD lr 0.1 momentum 0.5 with conv/fc weights clamped to
+[-1, 1]; ``sat`` (SAM rho 0.3 over Adam lr 0.1, ideal mesh) and ``sat_insitu`` (SAT with the PAT
+substitution in both SAM passes). One task = one (method, seed, chip): trained once (cached under
+``<out>/cache``), evaluated on its own chip (whole test set) and, for the transfer grid, on new chips.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+from labsat.twins import clements
+from labsat.twins.layout import MeshLayout
+
+from . import common
+
+METHODS = ("bp", "pat", "nat", "sat", "sat_insitu")
+LABELS = {"bp": "BP", "pat": "PAT", "nat": "NAT (σ 0.01)", "sat": "SAT in silico", "sat_insitu": "SAT in situ"}
+PAPER_OWN = {"bp": 68.6, "pat": 70.2, "nat": 79.8, "sat": 92.3, "sat_insitu": 97.1}  # σ = 0.15, MNIST, %
+PAPER_TRANSFER = {0.0: 98.5, 0.1: 98.2, 0.15: 95.2, 0.2: 61.3, 0.3: 9.8}  # SAT in situ, mean of 5 new chips
+TRANSFER_SIGMAS = (0.0, 0.1, 0.15, 0.2, 0.3)
+
+
+@dataclass
+class Settings:
+    modes: int = 64
+    sigma: float = 0.15  # the chip's phase and splitter error (the paper's phaseE = bsE)
+    epochs: int = 40
+    batch_size: int = 128  # ~10 steps per epoch on the digits, as batch 6000 gives on MNIST
+    readout: str = "paper"  # paper | scale
+    init: str = "haar"  # haar | zero (theta = 0) | uniform
+    sgd_lr: float = 0.1
+    momentum: float = 0.5
+    sat_lr: float = 0.1
+    rho: float = 0.3
+    nat_sigma: float = 0.01
+    front: str = "lenet"  # lenet | linear (a 784 -> 64 linear front end, an ablation)
+    transfer_sigmas: tuple = ()
+    transfer_chips: int = 5
+
+    def __post_init__(self):
+        if not 10 <= self.modes <= 64:
+            raise ValueError(f"modes: between 10 (the 10 logits are output ports) and 64, got {self.modes}")
+        for key, allowed in (("readout", ("paper", "scale")), ("init", ("haar", "zero", "uniform")),
+                             ("front", ("lenet", "linear"))):
+            if getattr(self, key) not in allowed:
+                raise ValueError(f"{key}: one of {' | '.join(allowed)}, got {getattr(self, key)!r}")
+        if self.epochs < 1 or self.sigma < 0:
+            raise ValueError("epochs must be at least 1 and sigma non-negative")
+
+
+class Mesh(nn.Module):
+    """Trainable theta, phi, gamma of an N-mode rectangular mesh in the Bloch convention."""
+
+    def __init__(self, modes: int, init: str, seed: int):
+        super().__init__()
+        self.layout = MeshLayout(modes)
+        rng = np.random.default_rng(seed)
+        m = self.layout.n_mzi
+        if init == "haar":
+            theta = clements.haar_rect_theta(self.layout, rng)
+        elif init == "zero":
+            theta = np.zeros(m)
+        elif init == "uniform":
+            theta = rng.uniform(0, 2 * np.pi, m)
+        else:
+            raise ValueError(f"unknown init {init!r}: haar | zero | uniform")
+        self.theta = nn.Parameter(torch.as_tensor(theta, dtype=torch.float64))
+        self.phi = nn.Parameter(torch.as_tensor(rng.uniform(0, 2 * np.pi, m), dtype=torch.float64))
+        self.gamma = nn.Parameter(torch.as_tensor(rng.uniform(0, 2 * np.pi, modes), dtype=torch.float64))
+
+    def matrix(self, errors: dict | None = None) -> torch.Tensor:
+        th, ph, bs = self.theta, self.phi, None
+        if errors is not None:
+            th, ph, bs = th + errors["theta"], ph + errors["phi"], errors["bs"]
+        return clements.mesh_matrix(th, ph, self.layout, convention="bloch", bs_error=bs, gamma=self.gamma)
+
+
+def chip_errors(layout: MeshLayout, chip: int, sigma: float, splitter_sigma: float | None = None) -> dict:
+    """The fabrication errors of chip ``chip`` (a seed): phase N(0, sigma), couplers N(0, splitter_sigma)."""
+    g = torch.Generator().manual_seed(int(chip))
+    m = layout.n_mzi
+    bs_sigma = sigma if splitter_sigma is None else splitter_sigma
+    return {"theta": torch.randn(m, generator=g, dtype=torch.float64) * sigma,
+            "phi": torch.randn(m, generator=g, dtype=torch.float64) * sigma,
+            "bs": torch.randn(m, 2, generator=g, dtype=torch.float64) * bs_sigma}
+
+
+class LeNetFront(nn.Module):
+    def __init__(self, out: int = 64):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv2d(1, 6, 5, padding=2), nn.BatchNorm2d(6), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(6, 16, 5), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+            nn.Linear(400, 120), nn.BatchNorm1d(120), nn.ReLU(), nn.Linear(120, out))
+
+    def forward(self, x):
+        return self.net(x)
+
+
+class MeshNet(nn.Module):
+    """Front end -> 64 real amplitudes -> mesh -> normalised intensities -> 10 logits."""
+
+    def __init__(self, s: Settings, seed: int):
+        super().__init__()
+        torch.manual_seed(seed)
+        self.front = LeNetFront(s.modes) if s.front == "lenet" else nn.Sequential(nn.Flatten(), nn.Linear(784, s.modes))
+        self.mesh = Mesh(s.modes, s.init, seed)
+        self.readout = s.readout
+        if s.readout == "scale":
+            self.log_scale = nn.Parameter(torch.tensor(math.log(10.0), dtype=torch.float64))
+        elif s.readout != "paper":
+            raise ValueError(f"unknown readout {s.readout!r}: paper | scale")
+        self.errors: dict | None = None  # the chip's errors when deployed
+        self.mode = "ideal"  # ideal | chip | pat | nat
+        self.nat_sigma = 0.0
+
+    def digital(self) -> list[nn.Parameter]:
+        return list(self.front.parameters())
+
+    def _logits(self, z: torch.Tensor, errors: dict | None) -> torch.Tensor:
+        p = clements.powers(self.mesh.matrix(errors), z.to(torch.float64))
+        p = p / p.norm(dim=-1, keepdim=True)
+        out = p[..., :10]
+        if self.readout == "scale":
+            out = out * self.log_scale.exp()
+        return out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = self.front(x)
+        if self.mode == "ideal":
+            return self._logits(z, None)
+        if self.mode == "chip":
+            return self._logits(z, self.errors)
+        if self.mode == "nat":
+            m = self.mesh.layout.n_mzi
+            n = {"theta": torch.randn(m, dtype=torch.float64) * self.nat_sigma,
+                 "phi": torch.randn(m, dtype=torch.float64) * self.nat_sigma,
+                 "bs": torch.randn(m, 2, dtype=torch.float64) * self.nat_sigma}
+            return self._logits(z, n)
+        ideal = self._logits(z, None)  # pat: the chip's values, the ideal model's gradient
+        with torch.no_grad():
+            chip = self._logits(z, self.errors)
+        return ideal + (chip - ideal).detach()
+
+
+@functools.lru_cache(maxsize=2)
+def _data(spec: str, n_train, n_test):
+    xtr, ytr, xte, yte, name = common.load_images(spec, seed=0, n_train=n_train, n_test=n_test)
+    norm = lambda a: (a - 0.1307) / 0.3081  # noqa: E731  the authors' MNIST normalisation
+    return norm(xtr), ytr, norm(xte), yte, name
+
+
+def train(model: MeshNet, method: str, x, y, s: Settings, seed: int) -> list[float]:
+    from labsat.sat import SAM
+
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
+    model.mode = {"bp": "ideal", "sat": "ideal", "pat": "pat", "sat_insitu": "pat", "nat": "nat"}[method]
+    model.nat_sigma = s.nat_sigma
+    sam = method in ("sat", "sat_insitu")
+    params = list(model.parameters())
+    opt = SAM(params, torch.optim.Adam, rho=s.rho, lr=s.sat_lr) if sam else \
+        torch.optim.SGD(params, lr=s.sgd_lr, momentum=s.momentum)
+    g = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    model.train()
+    losses = []
+    for _ in range(s.epochs):
+        order = torch.randperm(len(x), generator=g)
+        total = 0.0
+        for i in range(0, len(x), s.batch_size):
+            idx = order[i:i + s.batch_size]
+            if len(idx) < 2:
+                continue
+            xb, yb = x[idx], y[idx]
+
+            def closure():
+                opt.zero_grad()
+                out = F.cross_entropy(model(xb), yb)
+                out.backward()
+                return out
+
+            if sam:
+                loss = opt.step(closure)
+            else:
+                loss = closure()
+                opt.step()
+                with torch.no_grad():  # the authors clamp the digital weights of the SGD methods
+                    for p in model.digital():
+                        if p.dim() > 1:
+                            p.clamp_(-1.0, 1.0)
+            total += float(loss.detach()) * len(idx)
+        losses.append(total / len(x))
+    model.mode = "ideal"
+    return losses
+
+
+@torch.no_grad()
+def accuracy(model: MeshNet, x, y, errors: dict | None) -> float:
+    model.eval()
+    model.errors, model.mode = errors, ("ideal" if errors is None else "chip")
+    correct = 0
+    for i in range(0, len(x), 1000):
+        out = model(x[i:i + 1000])
+        pred = torch.where(torch.isnan(out).any(-1), torch.zeros_like(out[:, 0], dtype=torch.long), out.argmax(-1))
+        correct += int((pred == y[i:i + 1000]).sum())
+    model.mode = "ideal"
+    return correct / len(x)
+
+
+def _key(task: dict) -> str:
+    keep = {k: v for k, v in task.items() if k not in ("out", "transfer_sigmas", "transfer_chips")}
+    keep["settings"] = {k: v for k, v in task["settings"].items() if k not in ("transfer_sigmas", "transfer_chips")}
+    return hashlib.sha1(json.dumps(keep, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def run_task(task: dict) -> list[dict]:
+    """Train (or load from the cache) one (method, seed, chip); rows for the own chip and each new chip."""
+    torch.set_num_threads(1)
+    s = Settings(**task["settings"])
+    xtr, ytr, xte, yte, name = _data(task["data"], task.get("n_train"), task.get("n_test"))
+    model = MeshNet(s, task["seed"])
+    own = chip_errors(model.mesh.layout, task["chip"], s.sigma)
+    model.errors = own
+    cache = Path(task["out"]) / "cache" / f"mzi-{_key(task)}.pt" if task.get("out") else None
+    t0 = time.perf_counter()
+    if cache is not None and cache.exists():
+        saved = torch.load(cache, weights_only=False)
+        model.load_state_dict(saved["state"])
+        losses, seconds = saved["losses"], saved["train_s"]
+    else:
+        losses = train(model, task["method"], xtr, ytr, s, task["seed"])
+        seconds = time.perf_counter() - t0
+        if cache is not None:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            torch.save({"state": model.state_dict(), "losses": losses, "train_s": seconds}, cache)
+    base = {"platform": "mzi", "method": task["method"], "seed": task["seed"], "train_chip": task["chip"],
+            "readout": s.readout, "init": s.init, "front": s.front, "modes": s.modes, "train_sigma": s.sigma,
+            "epochs": s.epochs, "final_loss": losses[-1] if losses else float("nan"), "train_s": seconds,
+            "data": name, "twin_accuracy": accuracy(model, xte, yte, None)}
+    rows = [{**base, "deploy": "own chip", "chip": task["chip"], "sigma": s.sigma,
+             "accuracy": accuracy(model, xte, yte, own)}]
+    for point, sig in enumerate(task.get("transfer_sigmas") or s.transfer_sigmas):
+        for k in range(task.get("transfer_chips", s.transfer_chips)):
+            chip = common.transfer_chip(point, k)
+            rows.append({**base, "deploy": "new chip", "chip": chip, "sigma": sig,
+                         "accuracy": accuracy(model, xte, yte, chip_errors(model.mesh.layout, chip, sig))})
+    return rows
+
+
+def tasks(protocol: common.Protocol, settings: Settings, out: Path | None, methods=METHODS,
+          transfer: bool = False) -> list[dict]:
+    st = asdict(settings)
+    st["transfer_sigmas"] = list(TRANSFER_SIGMAS) if transfer else list(st["transfer_sigmas"])
+    return [{"method": m, "seed": seed, "chip": chip, "data": protocol.data, "n_train": protocol.n_train,
+             "n_test": protocol.n_test, "settings": st, "out": str(out) if out else None}
+            for seed in protocol.seeds for chip in protocol.eval_chips for m in methods]  # seed-major: more seeds extend a run
+
+
+def report(rows: list[dict]) -> tuple[str, object]:
+    own = [r for r in rows if r["deploy"] == "own chip"]
+    new = [r for r in rows if r["deploy"] == "new chip"]
+    parts = []
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    variants = list(dict.fromkeys((r["readout"], r["init"], r["front"], r["modes"], r["train_sigma"]) for r in rows))
+    data = rows[0]["data"] if rows else "?"
+    for v in variants:
+        sub = [r for r in own if (r["readout"], r["init"], r["front"], r["modes"], r["train_sigma"]) == v]
+        body = [[LABELS[m], f"{PAPER_OWN[m]}" if v == ("paper", "haar", "lenet", 64, 0.15) else "–",
+                 common.fmt([r["accuracy"] for r in sub if r["method"] == m]),
+                 common.fmt([r["twin_accuracy"] for r in sub if r["method"] == m])] for m in methods]
+        parts.append(f"**MZI mesh {v[3]}×{v[3]}, readout {v[0]}, init {v[1]}, front end {v[2]}, chip σ {v[4]:g} "
+                     f"(phase = splitter); {data}; {rows[0]['epochs']} epochs** (% test accuracy, mean ± std (n = chips × seeds))\n\n"
+                     + common.md_table(["method", "paper (MNIST)", "ours on its chip", "ours on the ideal mesh"], body))
+    if new:
+        sigmas = list(dict.fromkeys(r["sigma"] for r in new))
+        body = []
+        for m in methods:
+            cells = [LABELS[m]]
+            for sg in sigmas:
+                paper = PAPER_TRANSFER.get(sg) if m == "sat_insitu" else None
+                cells.append(f"{paper if paper is not None else '–'} / "
+                             + common.fmt([r["accuracy"] for r in new if r["method"] == m and r["sigma"] == sg]))
+            body.append(cells)
+        parts.append(f"**Transfer: trained on its chip at σ {rows[0]['train_sigma']:g}, deployed unchanged on 5 new chips "
+                     f"per σ; {data}** (% accuracy, paper / ours mean ± std (n = train chips × seeds × new chips))\n\n"
+                     + common.md_table(["method"] + [f"σ {sg:g}" for sg in sigmas], body))
+    fig, axes = common.plt().subplots(1, 2 if new else 1, figsize=(11 if new else 6, 3.8), squeeze=False)
+    ax = axes[0][0]
+    for i, m in enumerate(methods):
+        vals = [100 * r["accuracy"] for r in own if r["method"] == m]
+        ax.scatter(np.full(len(vals), i) + np.linspace(-0.15, 0.15, len(vals)), vals, s=12)
+        ax.bar(i, np.mean(vals) if vals else 0, alpha=0.3)
+    ax.set_xticks(range(len(methods)), [LABELS[m] for m in methods], rotation=20, fontsize=8)
+    ax.set(ylabel="accuracy on its chip (%)", ylim=(0, 100), title="MZI mesh, own chip")
+    if new:
+        ax = axes[0][1]
+        for m in methods:
+            ms = [common.mean_std([r["accuracy"] for r in new if r["method"] == m and r["sigma"] == sg]) for sg in sigmas]
+            ax.errorbar(sigmas, [100 * a[0] for a in ms], [100 * a[1] for a in ms], marker="o", capsize=3, label=LABELS[m])
+        ax.plot(list(PAPER_TRANSFER), list(PAPER_TRANSFER.values()), "k--", label="paper SAT in situ")
+        ax.set(xlabel="σ of the new chips", ylabel="accuracy (%)", ylim=(0, 100), title="transfer to new chips")
+        ax.legend(fontsize=7)
+    return "\n".join(parts), fig

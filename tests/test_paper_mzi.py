@@ -1,0 +1,109 @@
+"""labsat.paper.mzi: the paper's MZI-mesh protocol at CI size (plumbing, not accuracy)."""
+import pytest
+import torch
+
+from labsat import paper
+from labsat.paper import common, mzi
+from labsat.twins import clements
+
+
+def small(**kw):
+    return mzi.Settings(**{"modes": 16, "epochs": 1, **kw})
+
+
+def test_chip_errors_are_fixed_per_chip_and_scale_with_sigma():
+    net = mzi.MeshNet(small(), seed=0)
+    a, b = mzi.chip_errors(net.mesh.layout, 201, 0.15), mzi.chip_errors(net.mesh.layout, 201, 0.15)
+    c = mzi.chip_errors(net.mesh.layout, 202, 0.15)
+    assert all(torch.equal(a[k], b[k]) for k in a) and not torch.equal(a["theta"], c["theta"])
+    assert a["bs"].shape == (net.mesh.layout.n_mzi, 2)  # two couplers per MZI, independent errors
+    assert float(a["theta"].std()) == pytest.approx(0.15, rel=0.3)
+    zero = mzi.chip_errors(net.mesh.layout, 201, 0.0)
+    assert torch.allclose(net.mesh.matrix(zero), net.mesh.matrix(None))
+
+
+def test_ideal_mesh_is_unitary_and_the_chip_differs():
+    net = mzi.MeshNet(small(), seed=0)
+    u = net.mesh.matrix(None).detach()
+    assert torch.allclose(u @ u.conj().T, torch.eye(16, dtype=u.dtype), atol=1e-10)
+    chip = net.mesh.matrix(mzi.chip_errors(net.mesh.layout, 201, 0.15)).detach()
+    assert (chip - u).abs().max() > 0.05
+
+
+def test_haar_init_and_paper_readout():
+    net = mzi.MeshNet(small(), seed=0)
+    theta = net.mesh.theta.detach().numpy()
+    assert (theta >= 0).all() and (theta <= torch.pi).all()
+    x = torch.randn(5, 1, 28, 28)
+    net.eval()
+    out = net(x).detach()
+    assert out.shape == (5, 10) and float(out.min()) >= 0 and float(out.max()) <= 1  # no scale
+    z = net.front(x).double()
+    p = clements.powers(net.mesh.matrix(None), z)
+    assert torch.allclose(out, (p / p.norm(dim=-1, keepdim=True))[:, :10])
+    scaled = mzi.MeshNet(small(readout="scale"), seed=0)
+    scaled.eval()
+    assert torch.allclose(scaled(x).detach(), out * 10.0)  # learnable scale, starting at 10
+
+
+def test_pat_forward_is_the_chip_and_backward_the_ideal_mesh():
+    net = mzi.MeshNet(small(), seed=0)
+    net.eval()
+    net.errors = mzi.chip_errors(net.mesh.layout, 201, 0.15)
+    x = torch.randn(4, 1, 28, 28)
+    net.mode = "chip"
+    chip = net(x).detach()
+    net.mode = "pat"
+    out = net(x)
+    assert torch.allclose(out, chip)
+    out.sum().backward()
+    g_pat = net.mesh.theta.grad.clone()
+    net.zero_grad()
+    net.mode = "ideal"
+    net(x).sum().backward()
+    assert torch.allclose(g_pat, net.mesh.theta.grad)
+
+
+def test_broken_couplers_give_nan_and_class_zero_like_the_authors():
+    net = mzi.MeshNet(small(), seed=0)
+    x, y = torch.randn(30, 1, 28, 28), torch.randint(0, 10, (30,))
+    errors = mzi.chip_errors(net.mesh.layout, 201, 0.0)
+    errors["bs"][0, 0] = 1.5  # |e| > 1: sqrt(1 - e) is NaN, nothing clipped
+    assert mzi.accuracy(net, x, y, errors) == pytest.approx(float((y == 0).float().mean()))
+
+
+def test_run_task_rows_transfer_and_model_cache(tmp_path):
+    s = small(transfer_sigmas=(0.0, 0.2), transfer_chips=2)
+    protocol = common.Protocol(eval_chips=(201,), seeds=(0,), n_train=64, n_test=32)
+    (task,) = mzi.tasks(protocol, s, tmp_path, methods=("sat_insitu",))
+    rows = mzi.run_task(task)
+    assert [r["deploy"] for r in rows] == ["own chip"] + ["new chip"] * 4
+    assert [r["sigma"] for r in rows] == [0.15, 0.0, 0.0, 0.2, 0.2]
+    assert len({r["chip"] for r in rows}) == 5
+    assert all(0.0 <= r["accuracy"] <= 1.0 for r in rows)
+    assert len(list((tmp_path / "cache").glob("mzi-*.pt"))) == 1
+    again = mzi.run_task(task)  # loaded from the cache: the same model, the same numbers
+    assert [r["accuracy"] for r in again] == [r["accuracy"] for r in rows]
+    assert again[0]["train_s"] == rows[0]["train_s"]
+
+
+def test_unknown_method_and_bad_settings():
+    with pytest.raises(ValueError, match="modes"):
+        mzi.Settings(modes=8)
+    with pytest.raises(ValueError, match="readout"):
+        mzi.Settings(readout="softmax")
+    with pytest.raises(ValueError, match="unknown method"):
+        mzi.train(mzi.MeshNet(small(), 0), "dat", torch.zeros(2, 1, 28, 28), torch.zeros(2, dtype=torch.long),
+                  small(), 0)
+
+
+def test_paper_transfer_end_to_end_writes_the_tables(tmp_path):
+    result = paper.run("paper-transfer", settings=["modes=12", "epochs=1", "transfer_chips=1"], chips=1,
+                       n_train=40, n_test=20, out=tmp_path, log=lambda m: None)
+    d = result["directory"]
+    assert d.name == "paper-transfer+modes=12+epochs=1+transfer_chips=1"
+    for f in ("table.md", "results.csv", "results.json", "plot.png"):
+        assert (d / f).stat().st_size > 0
+    table = (d / "table.md").read_text()
+    assert "SAT in situ" in table and "Transfer" in table and "(1)" in table
+    assert len(result["rows"]) == 5 * (1 + 5)  # 5 methods x (own chip + 5 sigmas x 1 new chip)
