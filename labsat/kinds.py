@@ -184,10 +184,9 @@ register_kind(Kind("freespace", "freespace",
 
 # --- kind 3: pulse shaper + second-harmonic generation + spectrometer, physics treated as unknown ---
 def _pulse_twin(config, layer: str):
-    from labsat.twins.pulse_learned import LearnedTwin
+    from labsat.twins.pulse_learned import twin_for_layer
 
-    cfg = config.layers[layer]
-    return LearnedTwin(cfg.n_inputs, cfg.n_controls, len(cfg.outputs.channels))
+    return twin_for_layer(config.layers[layer])
 
 
 def _pulse_hardware(station, layer: str):

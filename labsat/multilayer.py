@@ -26,18 +26,25 @@ class _ChainHardware:
     def __init__(self, layers):
         self._layers = layers
 
+    def _distinct(self) -> list:
+        """Each hardware object once (layers may share one device, used in turn, as in the paper)."""
+        seen: dict[int, object] = {}
+        for layer in self._layers:
+            if layer.hardware is not None:
+                seen.setdefault(id(layer.hardware), layer.hardware)
+        return list(seen.values())
+
     @property
     def batches(self) -> int:
-        return sum(layer.hardware.batches for layer in self._layers if layer.hardware is not None)
+        return sum(hw.batches for hw in self._distinct())
 
     @property
     def samples(self) -> int:
-        return sum(layer.hardware.samples for layer in self._layers if layer.hardware is not None)
+        return sum(hw.samples for hw in self._distinct())
 
     def forget_controls(self) -> None:
-        for layer in self._layers:
-            if layer.hardware is not None:
-                layer.hardware.forget_controls()
+        for hw in self._distinct():
+            hw.forget_controls()
 
 
 class PhysicalChain(nn.Module):
@@ -82,16 +89,37 @@ class Electronics(nn.Module):
         return torch.sigmoid(self.gain * (y - self.offset))
 
 
-class DeepClassifier(nn.Module):
-    def __init__(self, layers: list[PhysicalLayer], n_classes: int, seed: int = 0):
+class DigitalLayer(nn.Module):
+    """A trainable linear map, then a sigmoid: one layer's detector signals -> the next layer's drive in [0, 1]
+    (the digital layers between physical layers in Wright et al. 2022's multi-layer networks)."""
+
+    def __init__(self, n_in: int, n_out: int):
         super().__init__()
+        self.linear = nn.Linear(n_in, n_out, dtype=torch.float64)
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.linear(y))
+
+
+class DeepClassifier(nn.Module):
+    """``between='electronics'``: per-channel gain/offset (layer sizes must chain); ``'linear'``: a digital
+    linear layer + sigmoid, so a layer with M outputs can feed one with any number of inputs."""
+
+    def __init__(self, layers: list[PhysicalLayer], n_classes: int, seed: int = 0, between: str = "electronics"):
+        super().__init__()
+        if between not in ("electronics", "linear"):
+            raise ValueError(f"between must be 'electronics' or 'linear', got {between!r}")
         for a, b in zip(layers, layers[1:]):
-            if a.twin.n_outputs != b.twin.n_inputs:
+            if between == "electronics" and a.twin.n_outputs != b.twin.n_inputs:
                 raise ValueError(f"a layer with {a.twin.n_outputs} outputs cannot feed one with "
                                  f"{b.twin.n_inputs} inputs")
         torch.manual_seed(seed)
         self.physical = PhysicalChain(layers)
-        self.electronics = nn.ModuleList(Electronics(layer.twin.n_outputs) for layer in layers[:-1])
+        if between == "linear":
+            self.electronics = nn.ModuleList(DigitalLayer(a.twin.n_outputs, b.twin.n_inputs)
+                                             for a, b in zip(layers, layers[1:]))
+        else:
+            self.electronics = nn.ModuleList(Electronics(layer.twin.n_outputs) for layer in layers[:-1])
         self.readout = nn.Linear(layers[-1].twin.n_outputs, n_classes, dtype=torch.float64)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:

@@ -44,8 +44,10 @@ class _HardwareForwardTwinBackward(torch.autograd.Function):
     def forward(ctx, x, u, twin, hardware):
         ctx.save_for_backward(x, u)
         ctx.twin = twin
-        y = hardware.forward(x.detach().cpu().numpy(), u.detach().cpu().numpy())
-        return torch.as_tensor(y, dtype=torch.float64)
+        y = torch.as_tensor(hardware.forward(x.detach().cpu().numpy(), u.detach().cpu().numpy()), dtype=torch.float64)
+        if ctx.needs_input_grad[1] and hasattr(twin, "observe"):  # a learned twin refreshes itself online
+            twin.observe(x, u, y)
+        return y
 
     @staticmethod
     def backward(ctx, grad_y):
