@@ -185,7 +185,8 @@ def run_training(st, cfg, twin_state, calibration_name: str, out: Path, data=Non
             "layer": layer.model_dump(), "layer_name": lname, "kind": layer.kind,
             "n_classes": data.n_classes, "dataset": data.name,
             "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(),
-            "hardware_batches": hw.batches if hw else 0}
+            "hardware_batches": hw.batches if hw else 0,
+            "twin_refreshes": getattr(getattr(model.physical.twin, "online", None), "refreshes", 0)}
     if recorder is not None:
         meta["run"] = recorder.run
     save_model(out, model, data.encoder, meta)

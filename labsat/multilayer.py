@@ -89,16 +89,32 @@ class Electronics(nn.Module):
         return torch.sigmoid(self.gain * (y - self.offset))
 
 
+class Standardise(nn.Module):
+    """Fixed ``(y - mean) / std`` of a physical layer's outputs, from its twin's output statistics
+    (a learned twin's ``y_mean``/``y_std``; identity if the twin has none)."""
+
+    def __init__(self, twin, n: int):
+        super().__init__()
+        mean, std = getattr(twin, "y_mean", None), getattr(twin, "y_std", None)
+        self.register_buffer("mean", torch.zeros(n, dtype=torch.float64) if mean is None else mean.detach().clone())
+        self.register_buffer("std", torch.ones(n, dtype=torch.float64) if std is None else std.detach().clone())
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        return (y - self.mean) / self.std
+
+
 class DigitalLayer(nn.Module):
     """A trainable linear map, then a sigmoid: one layer's detector signals -> the next layer's drive in [0, 1]
-    (the digital layers between physical layers in Wright et al. 2022's multi-layer networks)."""
+    (the digital layers between physical layers in Wright et al. 2022's multi-layer networks). The signals
+    are standardised first with the layer's twin statistics so that the default initialisation fits them."""
 
-    def __init__(self, n_in: int, n_out: int):
+    def __init__(self, n_in: int, n_out: int, twin=None):
         super().__init__()
+        self.standardise = Standardise(twin, n_in)
         self.linear = nn.Linear(n_in, n_out, dtype=torch.float64)
 
     def forward(self, y: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.linear(y))
+        return torch.sigmoid(self.linear(self.standardise(y)))
 
 
 class DeepClassifier(nn.Module):
@@ -116,11 +132,12 @@ class DeepClassifier(nn.Module):
         torch.manual_seed(seed)
         self.physical = PhysicalChain(layers)
         if between == "linear":
-            self.electronics = nn.ModuleList(DigitalLayer(a.twin.n_outputs, b.twin.n_inputs)
+            self.electronics = nn.ModuleList(DigitalLayer(a.twin.n_outputs, b.twin.n_inputs, a.twin)
                                              for a, b in zip(layers, layers[1:]))
         else:
             self.electronics = nn.ModuleList(Electronics(layer.twin.n_outputs) for layer in layers[:-1])
         self.readout = nn.Linear(layers[-1].twin.n_outputs, n_classes, dtype=torch.float64)
+        self.standardise = Standardise(layers[-1].twin if between == "linear" else None, layers[-1].twin.n_outputs)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         h = x
@@ -131,4 +148,4 @@ class DeepClassifier(nn.Module):
         return h
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.readout(self.features(x))
+        return self.readout(self.standardise(self.features(x)))

@@ -44,10 +44,8 @@ class _HardwareForwardTwinBackward(torch.autograd.Function):
     def forward(ctx, x, u, twin, hardware):
         ctx.save_for_backward(x, u)
         ctx.twin = twin
-        y = torch.as_tensor(hardware.forward(x.detach().cpu().numpy(), u.detach().cpu().numpy()), dtype=torch.float64)
-        if ctx.needs_input_grad[1] and hasattr(twin, "observe"):  # a learned twin refreshes itself online
-            twin.observe(x, u, y)
-        return y
+        y = hardware.forward(x.detach().cpu().numpy(), u.detach().cpu().numpy())
+        return torch.as_tensor(y, dtype=torch.float64)
 
     @staticmethod
     def backward(ctx, grad_y):
@@ -85,7 +83,10 @@ class PhysicalLayer(nn.Module):
         if self.use_hardware:
             if self.hardware is None:
                 raise RuntimeError("this physical layer has no hardware attached (offline only)")
-            return _HardwareForwardTwinBackward.apply(x, u, self.twin, self.hardware)
+            y = _HardwareForwardTwinBackward.apply(x, u, self.twin, self.hardware)
+            if self.training and hasattr(self.twin, "observe"):  # a learned twin refreshes itself online
+                self.twin.observe(x.detach(), u.detach(), y.detach())
+            return y
         return self.twin(x, u)
 
     @torch.no_grad()
