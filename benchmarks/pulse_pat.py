@@ -35,7 +35,9 @@ import torch
 import yaml
 
 from labsat.calibration import measure
+from labsat.calibration.learned import collect
 from labsat.calibration.measure import Measurements
+from labsat.calibration.sweeps import concat
 from labsat.config import parse_config
 from labsat.multilayer import DeepClassifier
 from labsat.physical import PhysicalLayer
@@ -56,9 +58,21 @@ def station_config(path: Path, n_controls: int | None, tmp: Path):
     return parse_config(d)
 
 
-def build(twin, hw, seed: int, n_classes: int) -> DeepClassifier:
+def initial_controls(n: int, seed: int, init: str) -> torch.Tensor:
+    """'flat': every parameter pixel near phase pi (a flat spectral phase: a bright, input-sensitive SH
+    signal); 'random': uniform in [0.1, 0.8] (PhysicalLayer's default: a dim, speckle-like SH signal)."""
+    g = torch.Generator().manual_seed(seed)
+    if init == "flat":
+        return 0.5 + 0.02 * torch.randn(n, generator=g, dtype=torch.float64)
+    return 0.1 + 0.7 * torch.rand(n, generator=g, dtype=torch.float64)
+
+
+def build(twin, hw, seed: int, n_classes: int, init: str = "flat") -> DeepClassifier:
     """Two physical layers on the same device (own parameters, the device's shared twin)."""
     layers = [PhysicalLayer(twin, hw, seed=seed), PhysicalLayer(twin, hw, seed=seed + 101)]
+    with torch.no_grad():
+        for k, layer in enumerate(layers):
+            layer.u.copy_(initial_controls(twin.n_controls, seed + 101 * k, init))
     return DeepClassifier(layers, n_classes, seed=seed, between="linear")
 
 
@@ -90,11 +104,15 @@ def main() -> None:
     ap.add_argument("--devices", type=int, nargs="+", default=[2, 3, 4, 5, 6])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--cal-settings", type=int, default=1500)
+    ap.add_argument("--cal-near", type=float, default=0.5, help="fraction of calibration settings near the start")
+    ap.add_argument("--cal-sigma", type=float, default=0.05)
+    ap.add_argument("--init", default="flat", choices=("flat", "random"))
     ap.add_argument("--twin-epochs", type=int, default=60)
     ap.add_argument("--insilico-epochs", type=int, default=30)
     ap.add_argument("--pat-epochs", type=int, default=4)
     ap.add_argument("--lr", type=float, default=0.02)
     ap.add_argument("--pat-lr", type=float, default=0.01)
+    ap.add_argument("--pat-batch", type=int, default=32)
     ap.add_argument("--near", type=float, default=0.02)
     ap.add_argument("--near-settings", type=int, default=40)
     ap.add_argument("--methods", nargs="+", default=["in silico", "PAT", "PAT cautious"])
@@ -113,15 +131,25 @@ def main() -> None:
         with Station(cfg, chip_seed=device) as st:
             hw = st.layer()
             t0 = time.time()
-            cal = measure(hw, args.cal_settings, 4, seed=device)
-            fit_set, held = cal.split(0.2, seed=device)
+            n_near = int(round(args.cal_near * args.cal_settings))
+            glob = measure(hw, args.cal_settings - n_near, 4, seed=device)
+            fit_set, held = glob.split(0.2, seed=device)
+            near_held = None
+            if n_near:  # active sampling: around the parameters training starts from
+                centre = initial_controls(layer_cfg.n_controls, 0, args.init).numpy()
+                near = collect(hw, n_near, 4, seed=device + 500, center=centre, sigma=args.cal_sigma)
+                near_fit, near_held = near.split(0.2, seed=device)
+                fit_set = concat(fit_set, near_fit)
             t_measure = time.time() - t0
             twin = twin_for_layer(layer_cfg)
             fit_learned(twin, fit_set, epochs=args.twin_epochs)
-            devices[device] = {"held_out": prediction_error(twin, held), "queries": int(cal.p.shape[0] * 4),
+            devices[device] = {"held_out": prediction_error(twin, held),
+                               "held_out_near_start": None if near_held is None else prediction_error(twin, near_held),
+                               "queries": int(args.cal_settings * 4),
                                "measure_s": t_measure, "fit_s": time.time() - t0 - t_measure,
                                "reference_spread": float(twin.reference_spread)}
-            print(f"device {device}: twin R² {devices[device]['held_out']['r2']:.3f} "
+            print(f"device {device}: twin R² {devices[device]['held_out']['r2']:.3f} global, "
+                  f"{(devices[device]['held_out_near_start'] or {}).get('r2', float('nan')):.3f} near the start "
                   f"({time.time() - t0:.0f} s)", flush=True)
             for seed in args.seeds:
                 insilico = None
@@ -130,7 +158,7 @@ def main() -> None:
                     own = copy.deepcopy(twin)
                     own.refresh_online = method != "PAT frozen twin"
                     own.cautious = method == "PAT cautious"
-                    model = build(own, hw, seed, data.n_classes)
+                    model = build(own, hw, seed, data.n_classes, args.init)
                     online = method != "in silico"
                     if online:  # PAT continues from the in-silico network (same seed), on the device
                         state = {k: v for k, v in insilico.state_dict().items() if ".twin." not in k}
@@ -138,7 +166,8 @@ def main() -> None:
                     q0 = hw.samples
                     tc = TrainConfig(mode="online" if online else "offline", optimizer="adam",
                                      epochs=args.pat_epochs if online else args.insilico_epochs,
-                                     lr=args.pat_lr if online else args.lr, seed=seed)
+                                     lr=args.pat_lr if online else args.lr, seed=seed,
+                                     batch_size=args.pat_batch if online else 64)
                     history = train(model, data, tc)
                     if not online:
                         insilico = model
