@@ -117,7 +117,15 @@ def main() -> None:
     ap.add_argument("--near-settings", type=int, default=40)
     ap.add_argument("--methods", nargs="+", default=["in silico", "PAT", "PAT cautious"])
     ap.add_argument("--out", default=str(REPO / "runs" / "bench" / "pulse-pat"))
+    ap.add_argument("--merge", nargs="+", default=None,
+                    help="only summarise the results.json files of these output folders (runs split over processes)")
     args = ap.parse_args()
+    if args.merge:
+        blobs = [json.loads((Path(m) / "results.json").read_text()) for m in args.merge]
+        devices = {k: v for b in blobs for k, v in b["devices"].items()}
+        args.seeds = sorted({r["seed"] for b in blobs for r in b["runs"]})
+        print(summarise([r for b in blobs for r in b["runs"]], devices, args))
+        return
     torch.set_num_threads(1)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -200,9 +208,10 @@ def main() -> None:
 def summarise(runs: list[dict], devices: dict, args) -> str:
     ms = lambda v: f"{100 * np.mean(v):.1f} ± {100 * np.std(v):.1f}"  # noqa: E731
     r2 = [d["held_out"]["r2"] for d in devices.values()]
-    lines = [f"devices {list(devices)}, seeds {args.seeds}; twin held-out R² (global) "
-             f"{np.mean(r2):.3f} ± {np.std(r2):.3f} from {np.mean([d['queries'] for d in devices.values()]):.0f} "
-             "calibration queries", "",
+    r2n = [d["held_out_near_start"]["r2"] for d in devices.values() if d.get("held_out_near_start")]
+    lines = [f"devices {list(devices)}, seeds {args.seeds}; twin held-out R² global "
+             f"{np.mean(r2):.3f} ± {np.std(r2):.3f}, near the start {np.mean(r2n):.3f} ± {np.std(r2n):.3f}, from "
+             f"{np.mean([d['queries'] for d in devices.values()]):.0f} calibration queries per device", "",
              "| method | test accuracy on the device (%) | on the twin (%) | training queries | R² near final "
              "parameters (refreshed / calibration twin) | wall s per run |",
              "|---|---|---|---|---|---|"]
@@ -214,6 +223,16 @@ def summarise(runs: list[dict], devices: dict, args) -> str:
                 f"{np.mean([r['r2_near_final_calibration_twin'] for r in rs]):.3f}") if "r2_near_final" in rs[0] else "—"
         lines.append(f"| {method} | {ms([r['device_test'] for r in rs])} | {ms([r['twin_test'] for r in rs])} | "
                      f"{np.mean([r['queries'] for r in rs]):.0f} | {near} | {np.mean([r['train_s'] for r in rs]):.0f} |")
+    lines += ["", "Every run (test accuracy on the device, %; in brackets: on the twin):", "",
+              "| device | seed | " + " | ".join(args.methods) + " |", "|---|---|" + "---|" * len(args.methods)]
+    for device in sorted({r["device"] for r in runs}):
+        for seed in sorted({r["seed"] for r in runs}):
+            cells = []
+            for method in args.methods:
+                rs = [r for r in runs if (r["device"], r["seed"], r["method"]) == (device, seed, method)]
+                cells.append(f"{100 * rs[0]['device_test']:.1f} ({100 * rs[0]['twin_test']:.1f})" if rs else "—")
+            if any(c != "—" for c in cells):
+                lines.append(f"| {device} | {seed} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
