@@ -89,24 +89,19 @@ class Electronics(nn.Module):
         return torch.sigmoid(self.gain * (y - self.offset))
 
 
-class Standardise(nn.Module):
-    """Fixed ``(y - mean) / std`` of a physical layer's outputs, from its twin's output statistics
-    (a learned twin's ``y_mean``/``y_std``; identity if the twin has none)."""
-
-    def __init__(self, twin, n: int):
-        super().__init__()
-        mean, std = getattr(twin, "y_mean", None), getattr(twin, "y_std", None)
-        self.register_buffer("mean", torch.zeros(n, dtype=torch.float64) if mean is None else mean.detach().clone())
-        self.register_buffer("std", torch.ones(n, dtype=torch.float64) if std is None else std.detach().clone())
-
-    def forward(self, y: torch.Tensor) -> torch.Tensor:
-        return (y - self.mean) / self.std
+def Standardise(twin, n: int) -> nn.Module:  # noqa: N802 (a layer factory)
+    """Batch normalisation (no affine part) of a physical layer's outputs: the part of the detector signals
+    that varies with the input can be small next to their level (the pulse kind's SHG spectra), and a
+    linear layer after it learns slowly unless it is brought to unit scale. Identity when ``twin`` is None."""
+    if twin is None:
+        return nn.Identity()
+    return nn.BatchNorm1d(n, affine=False, dtype=torch.float64)
 
 
 class DigitalLayer(nn.Module):
     """A trainable linear map, then a sigmoid: one layer's detector signals -> the next layer's drive in [0, 1]
     (the digital layers between physical layers in Wright et al. 2022's multi-layer networks). The signals
-    are standardised first with the layer's twin statistics so that the default initialisation fits them."""
+    are batch-normalised first so that the default initialisation fits them."""
 
     def __init__(self, n_in: int, n_out: int, twin=None):
         super().__init__()
