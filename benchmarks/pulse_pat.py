@@ -113,6 +113,7 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=0.02)
     ap.add_argument("--pat-lr", type=float, default=0.01)
     ap.add_argument("--pat-batch", type=int, default=32)
+    ap.add_argument("--norm-inputs", type=int, default=256)
     ap.add_argument("--near", type=float, default=0.02)
     ap.add_argument("--near-settings", type=int, default=40)
     ap.add_argument("--methods", nargs="+", default=["in silico", "PAT", "PAT cautious"])
@@ -177,6 +178,10 @@ def main() -> None:
                                      lr=args.pat_lr if online else args.lr, seed=seed,
                                      batch_size=args.pat_batch if online else 64)
                     history = train(model, data, tc)
+                    # batch-norm statistics at the final parameters: on the twin for in silico (what it
+                    # believes), on the device for PAT (--norm-inputs training inputs, counted as queries)
+                    model.recalibrate_norms(data.x_train[:args.norm_inputs] if online else data.x_train,
+                                            on_hardware=online)
                     if not online:
                         insilico = model
                     queries = hw.samples - q0

@@ -144,3 +144,28 @@ class DeepClassifier(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.readout(self.standardise(self.features(x)))
+
+    @torch.no_grad()
+    def recalibrate_norms(self, x: torch.Tensor, on_hardware: bool, batch_size: int = 512) -> None:
+        """Re-estimate the batch-norm statistics at the final parameters from inputs ``x`` (training data).
+
+        The running averages gathered during training lag behind the parameters, and the physical outputs'
+        level moves with the parameters far more than it varies with the input, so stale statistics put
+        every input in the same place. One pass (on the hardware or on the twin) fixes them for evaluation."""
+        norms = [m for m in self.modules() if isinstance(m, nn.BatchNorm1d)]
+        if not norms:
+            return
+        physical, previous, mode = self.physical, self.physical.use_hardware, self.training
+        for m in norms:
+            m.reset_running_stats()
+            m.momentum = None  # a cumulative average over this pass
+        physical.use_hardware = on_hardware
+        self.train()
+        try:
+            for start in range(0, len(x), batch_size):
+                self(x[start:start + batch_size])
+        finally:
+            physical.use_hardware = previous
+            self.train(mode)
+            for m in norms:
+                m.momentum = 0.1
