@@ -114,6 +114,8 @@ def main() -> None:
     ap.add_argument("--pat-lr", type=float, default=0.01)
     ap.add_argument("--pat-batch", type=int, default=32)
     ap.add_argument("--norm-inputs", type=int, default=256)
+    ap.add_argument("--pat-from", default="insilico", choices=("insilico", "scratch"),
+                    help="PAT starts from the in-silico network (same seed) or from the same initial network")
     ap.add_argument("--near", type=float, default=0.02)
     ap.add_argument("--near-settings", type=int, default=40)
     ap.add_argument("--methods", nargs="+", default=["in silico", "PAT", "PAT cautious"])
@@ -169,7 +171,7 @@ def main() -> None:
                     own.cautious = method == "PAT cautious"
                     model = build(own, hw, seed, data.n_classes, args.init)
                     online = method != "in silico"
-                    if online:  # PAT continues from the in-silico network (same seed), on the device
+                    if online and args.pat_from == "insilico":  # PAT continues from the in-silico network
                         state = {k: v for k, v in insilico.state_dict().items() if ".twin." not in k}
                         model.load_state_dict(state, strict=False)
                     q0 = hw.samples
