@@ -26,18 +26,25 @@ class _ChainHardware:
     def __init__(self, layers):
         self._layers = layers
 
+    def _distinct(self) -> list:
+        """Each hardware object once (layers may share one device, used in turn, as in the paper)."""
+        seen: dict[int, object] = {}
+        for layer in self._layers:
+            if layer.hardware is not None:
+                seen.setdefault(id(layer.hardware), layer.hardware)
+        return list(seen.values())
+
     @property
     def batches(self) -> int:
-        return sum(layer.hardware.batches for layer in self._layers if layer.hardware is not None)
+        return sum(hw.batches for hw in self._distinct())
 
     @property
     def samples(self) -> int:
-        return sum(layer.hardware.samples for layer in self._layers if layer.hardware is not None)
+        return sum(hw.samples for hw in self._distinct())
 
     def forget_controls(self) -> None:
-        for layer in self._layers:
-            if layer.hardware is not None:
-                layer.hardware.forget_controls()
+        for hw in self._distinct():
+            hw.forget_controls()
 
 
 class PhysicalChain(nn.Module):
@@ -82,17 +89,50 @@ class Electronics(nn.Module):
         return torch.sigmoid(self.gain * (y - self.offset))
 
 
-class DeepClassifier(nn.Module):
-    def __init__(self, layers: list[PhysicalLayer], n_classes: int, seed: int = 0):
+def Standardise(twin, n: int) -> nn.Module:  # noqa: N802 (a layer factory)
+    """Batch normalisation (no affine part) of a physical layer's outputs: the part of the detector signals
+    that varies with the input can be small next to their level (the pulse kind's SHG spectra), and a
+    linear layer after it learns slowly unless it is brought to unit scale. Identity when ``twin`` is None."""
+    if twin is None:
+        return nn.Identity()
+    return nn.BatchNorm1d(n, affine=False, dtype=torch.float64)
+
+
+class DigitalLayer(nn.Module):
+    """A trainable linear map, then a sigmoid: one layer's detector signals -> the next layer's drive in [0, 1]
+    (the digital layers between physical layers in Wright et al. 2022's multi-layer networks). The signals
+    are batch-normalised first so that the default initialisation fits them."""
+
+    def __init__(self, n_in: int, n_out: int, twin=None):
         super().__init__()
+        self.standardise = Standardise(twin, n_in)
+        self.linear = nn.Linear(n_in, n_out, dtype=torch.float64)
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.linear(self.standardise(y)))
+
+
+class DeepClassifier(nn.Module):
+    """``between='electronics'``: per-channel gain/offset (layer sizes must chain); ``'linear'``: a digital
+    linear layer + sigmoid, so a layer with M outputs can feed one with any number of inputs."""
+
+    def __init__(self, layers: list[PhysicalLayer], n_classes: int, seed: int = 0, between: str = "electronics"):
+        super().__init__()
+        if between not in ("electronics", "linear"):
+            raise ValueError(f"between must be 'electronics' or 'linear', got {between!r}")
         for a, b in zip(layers, layers[1:]):
-            if a.twin.n_outputs != b.twin.n_inputs:
+            if between == "electronics" and a.twin.n_outputs != b.twin.n_inputs:
                 raise ValueError(f"a layer with {a.twin.n_outputs} outputs cannot feed one with "
                                  f"{b.twin.n_inputs} inputs")
         torch.manual_seed(seed)
         self.physical = PhysicalChain(layers)
-        self.electronics = nn.ModuleList(Electronics(layer.twin.n_outputs) for layer in layers[:-1])
+        if between == "linear":
+            self.electronics = nn.ModuleList(DigitalLayer(a.twin.n_outputs, b.twin.n_inputs, a.twin)
+                                             for a, b in zip(layers, layers[1:]))
+        else:
+            self.electronics = nn.ModuleList(Electronics(layer.twin.n_outputs) for layer in layers[:-1])
         self.readout = nn.Linear(layers[-1].twin.n_outputs, n_classes, dtype=torch.float64)
+        self.standardise = Standardise(layers[-1].twin if between == "linear" else None, layers[-1].twin.n_outputs)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         h = x
@@ -103,4 +143,29 @@ class DeepClassifier(nn.Module):
         return h
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.readout(self.features(x))
+        return self.readout(self.standardise(self.features(x)))
+
+    @torch.no_grad()
+    def recalibrate_norms(self, x: torch.Tensor, on_hardware: bool, batch_size: int = 512) -> None:
+        """Re-estimate the batch-norm statistics at the final parameters from inputs ``x`` (training data).
+
+        The running averages gathered during training lag behind the parameters, and the physical outputs'
+        level moves with the parameters far more than it varies with the input, so stale statistics put
+        every input in the same place. One pass (on the hardware or on the twin) fixes them for evaluation."""
+        norms = [m for m in self.modules() if isinstance(m, nn.BatchNorm1d)]
+        if not norms:
+            return
+        physical, previous, mode = self.physical, self.physical.use_hardware, self.training
+        for m in norms:
+            m.reset_running_stats()
+            m.momentum = None  # a cumulative average over this pass
+        physical.use_hardware = on_hardware
+        self.train()
+        try:
+            for start in range(0, len(x), batch_size):
+                self(x[start:start + batch_size])
+        finally:
+            physical.use_hardware = previous
+            self.train(mode)
+            for m in norms:
+                m.momentum = 0.1

@@ -55,7 +55,10 @@ class PhysicalLayer(nn.Module):
         if self.use_hardware:
             if self.hardware is None:
                 raise RuntimeError("this physical layer has no hardware attached (offline only)")
-            return _HardwareForwardTwinBackward.apply(x, u, self.twin, self.hardware)
+            y = _HardwareForwardTwinBackward.apply(x, u, self.twin, self.hardware)
+            if self.training and hasattr(self.twin, "observe"):  # a learned twin refreshes itself online
+                self.twin.observe(x.detach(), u.detach(), y.detach())
+            return y
         return self.twin(x, u)
 
     @torch.no_grad()

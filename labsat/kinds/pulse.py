@@ -6,10 +6,9 @@ from labsat.kinds.registry import Kind, layer_seed, register_kind
 
 
 def _pulse_twin(config, layer: str):
-    from labsat.twins.pulse_learned import LearnedTwin
+    from labsat.twins.pulse_learned import twin_for_layer
 
-    cfg = config.layers[layer]
-    return LearnedTwin(cfg.n_inputs, cfg.n_controls, len(cfg.outputs.channels))
+    return twin_for_layer(config.layers[layer])
 
 
 def _pulse_hardware(station, layer: str):

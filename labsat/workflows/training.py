@@ -148,7 +148,8 @@ def train(station, request: TrainingRequest, hooks: Hooks = QUIET, *, layer: str
                 "calibration": cal, "layer": layer_cfg.model_dump(), "layer_name": layer, "kind": layer_cfg.kind,
                 "n_classes": data.n_classes, "dataset": data.name, "data": getattr(data, "source", "") or data.name,
                 "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(),
-                "hardware_batches": batches, "status": status, "run": rec.run}
+                "hardware_batches": batches, "status": status, "run": rec.run,
+                "twin_refreshes": getattr(getattr(model.physical.twin, "online", None), "refreshes", 0)}
         if reason:
             meta["abort_reason"] = reason
         save_model(out, model, data.encoder, meta)

@@ -1,0 +1,247 @@
+"""Physics-aware training (PAT) vs in-silico training on the pulse shaper + SHG kind, two physical layers.
+
+The network (as in Wright et al., Nature 2022, Fig. 4): vowel features -> SHG layer 1 -> digital linear
+layer + sigmoid -> SHG layer 2 -> digital linear readout. Both physical layers run on the same device in
+turn (stations/pulse.yaml: 8 input macro-pixels, 40 parameter macro-pixels each, 20 spectrometer pixels),
+each with its own 40 parameters; they share the device's learned twin (an ensemble,
+labsat.twins.pulse_learned).
+
+Per device: calibrate (random parameters and inputs, ``--cal-settings`` x 4 queries) and fit the twin;
+report its held-out R². Per device and seed, from the same initial network:
+
+- **in silico**: trained on the twin alone, then deployed on the device;
+- **PAT**: continues from the in-silico network, forward on the device, backward through the twin, the
+  twin refreshed online from the training's own measurements (the pulse kind's default, labsat.twins.pulse_learned.OnlineRefresh);
+- **PAT, cautious**: the same, with gradients through the twin scaled by the ensemble's trust factor
+  (smaller steps where the members disagree): the uncertainty ablation.
+
+After PAT, the twin's R² near the final parameters (fresh queries at the inputs the layers really receive,
+parameters within ``--near`` of the final ones) is measured for the refreshed twin and for the
+calibration-only twin. Devices and seeds are declared: tune on ``--tune`` (device 1, seed 0), report on
+the others; every run is written to results.json.
+
+    .venv/bin/python benchmarks/pulse_pat.py --devices 2 3 4 5 6 --seeds 0 1 2 --out runs/bench/pulse-pat
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+from labsat.calibration import measure
+from labsat.calibration.learned import collect
+from labsat.calibration.measure import Measurements
+from labsat.calibration.sweeps import concat
+from labsat.config import parse_config
+from labsat.multilayer import DeepClassifier
+from labsat.physical import PhysicalLayer
+from labsat.station import Station
+from labsat.train import TrainConfig, accuracy, train
+from labsat.twins.pulse_learned import fit_learned, prediction_error, twin_for_layer
+from labsat.vowels import load_vowels
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def station_config(path: Path, n_controls: int | None, tmp: Path):
+    d = yaml.safe_load(path.read_text())
+    d["station"]["calibration_dir"] = str(tmp / "cal")
+    d["station"]["runs_dir"] = str(tmp / "runs")
+    if n_controls:
+        next(iter(d["layers"].values()))["n_controls"] = n_controls
+    return parse_config(d)
+
+
+def initial_controls(n: int, seed: int, init: str) -> torch.Tensor:
+    """'flat': every parameter pixel near phase pi (a flat spectral phase: a bright, input-sensitive SH
+    signal); 'random': uniform in [0.1, 0.8] (PhysicalLayer's default: a dim, speckle-like SH signal)."""
+    g = torch.Generator().manual_seed(seed)
+    if init == "flat":
+        return 0.5 + 0.02 * torch.randn(n, generator=g, dtype=torch.float64)
+    return 0.1 + 0.7 * torch.rand(n, generator=g, dtype=torch.float64)
+
+
+def build(twin, hw, seed: int, n_classes: int, init: str = "flat") -> DeepClassifier:
+    """Two physical layers on the same device (own parameters, the device's shared twin)."""
+    layers = [PhysicalLayer(twin, hw, seed=seed), PhysicalLayer(twin, hw, seed=seed + 101)]
+    with torch.no_grad():
+        for k, layer in enumerate(layers):
+            layer.u.copy_(initial_controls(twin.n_controls, seed + 101 * k, init))
+    return DeepClassifier(layers, n_classes, seed=seed, between="linear")
+
+
+def layer_inputs(model: DeepClassifier, x: torch.Tensor) -> list[np.ndarray]:
+    """The inputs each physical layer receives for data ``x`` (on the twin; for local-accuracy queries)."""
+    with torch.no_grad():
+        first = x.numpy()
+        second = model.electronics[0](model.physical.layers[0].twin(x, model.physical.layers[0].controls()))
+    return [first, second.numpy()]
+
+
+def near_queries(hw, model, x: torch.Tensor, near: float, settings: int, seed: int) -> Measurements:
+    """Fresh queries near each layer's final parameters, at the inputs that layer really receives."""
+    rng = np.random.default_rng(seed)
+    us, xs, ps = [], [], []
+    for layer, inputs in zip(model.physical.layers, layer_inputs(model, x)):
+        u = layer.controls().detach().numpy()
+        for _ in range(settings):
+            uk = np.clip(u + near * rng.uniform(-1, 1, u.shape), 0, 1)
+            xk = inputs[rng.choice(len(inputs), 4, replace=False)]
+            us.append(uk), xs.append(xk), ps.append(hw.forward(xk, uk))
+    return Measurements(np.array(us), np.array(xs), np.array(ps))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--station", default=str(REPO / "stations" / "pulse.yaml"))
+    ap.add_argument("--n-controls", type=int, default=None, help="override the station's parameter pixels")
+    ap.add_argument("--devices", type=int, nargs="+", default=[2, 3, 4, 5, 6])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--cal-settings", type=int, default=1500)
+    ap.add_argument("--cal-near", type=float, default=0.5, help="fraction of calibration settings near the start")
+    ap.add_argument("--cal-sigma", type=float, default=0.05)
+    ap.add_argument("--init", default="flat", choices=("flat", "random"))
+    ap.add_argument("--twin-epochs", type=int, default=60)
+    ap.add_argument("--insilico-epochs", type=int, default=30)
+    ap.add_argument("--pat-epochs", type=int, default=4)
+    ap.add_argument("--lr", type=float, default=0.02)
+    ap.add_argument("--pat-lr", type=float, default=0.01)
+    ap.add_argument("--pat-batch", type=int, default=32)
+    ap.add_argument("--norm-inputs", type=int, default=256)
+    ap.add_argument("--pat-from", default="insilico", choices=("insilico", "scratch"),
+                    help="PAT starts from the in-silico network (same seed) or from the same initial network")
+    ap.add_argument("--near", type=float, default=0.02)
+    ap.add_argument("--near-settings", type=int, default=40)
+    ap.add_argument("--methods", nargs="+", default=["in silico", "PAT", "PAT cautious"])
+    ap.add_argument("--out", default=str(REPO / "runs" / "bench" / "pulse-pat"))
+    ap.add_argument("--merge", nargs="+", default=None,
+                    help="only summarise the results.json files of these output folders (runs split over processes)")
+    args = ap.parse_args()
+    if args.merge:
+        blobs = [json.loads((Path(m) / "results.json").read_text()) for m in args.merge]
+        devices = {k: v for b in blobs for k, v in b["devices"].items()}
+        args.seeds = sorted({r["seed"] for b in blobs for r in b["runs"]})
+        print(summarise([r for b in blobs for r in b["runs"]], devices, args))
+        return
+    torch.set_num_threads(1)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    cfg = station_config(Path(args.station), args.n_controls, out)
+    lname = next(iter(cfg.layers))
+    layer_cfg = cfg.layers[lname]
+    data = load_vowels(layer_cfg.n_inputs, seed=0)
+    runs, devices = [], {}
+    t_all = time.time()
+    for device in args.devices:
+        with Station(cfg, chip_seed=device) as st:
+            hw = st.layer()
+            t0 = time.time()
+            n_near = int(round(args.cal_near * args.cal_settings))
+            glob = measure(hw, args.cal_settings - n_near, 4, seed=device)
+            fit_set, held = glob.split(0.2, seed=device)
+            near_held = None
+            if n_near:  # active sampling: around the parameters training starts from
+                centre = initial_controls(layer_cfg.n_controls, 0, args.init).numpy()
+                near = collect(hw, n_near, 4, seed=device + 500, center=centre, sigma=args.cal_sigma)
+                near_fit, near_held = near.split(0.2, seed=device)
+                fit_set = concat(fit_set, near_fit)
+            t_measure = time.time() - t0
+            twin = twin_for_layer(layer_cfg)
+            fit_learned(twin, fit_set, epochs=args.twin_epochs)
+            devices[device] = {"held_out": prediction_error(twin, held),
+                               "held_out_near_start": None if near_held is None else prediction_error(twin, near_held),
+                               "queries": int(args.cal_settings * 4),
+                               "measure_s": t_measure, "fit_s": time.time() - t0 - t_measure,
+                               "reference_spread": float(twin.reference_spread)}
+            print(f"device {device}: twin R² {devices[device]['held_out']['r2']:.3f} global, "
+                  f"{(devices[device]['held_out_near_start'] or {}).get('r2', float('nan')):.3f} near the start "
+                  f"({time.time() - t0:.0f} s)", flush=True)
+            for seed in args.seeds:
+                insilico = None
+                for method in args.methods:
+                    t1 = time.time()
+                    own = copy.deepcopy(twin)
+                    own.refresh_online = method != "PAT frozen twin"
+                    own.cautious = method == "PAT cautious"
+                    model = build(own, hw, seed, data.n_classes, args.init)
+                    online = method != "in silico"
+                    if online and args.pat_from == "insilico":  # PAT continues from the in-silico network
+                        state = {k: v for k, v in insilico.state_dict().items() if ".twin." not in k}
+                        model.load_state_dict(state, strict=False)
+                    q0 = hw.samples
+                    tc = TrainConfig(mode="online" if online else "offline", optimizer="adam",
+                                     epochs=args.pat_epochs if online else args.insilico_epochs,
+                                     lr=args.pat_lr if online else args.lr, seed=seed,
+                                     batch_size=args.pat_batch if online else 64)
+                    history = train(model, data, tc)
+                    # batch-norm statistics at the final parameters: on the twin for in silico (what it
+                    # believes), on the device for PAT (--norm-inputs training inputs, counted as queries)
+                    model.recalibrate_norms(data.x_train[:args.norm_inputs] if online else data.x_train,
+                                            on_hardware=online)
+                    if not online:
+                        insilico = model
+                    queries = hw.samples - q0
+                    run = {"device": device, "seed": seed, "method": method, "queries": queries,
+                           "train_s": time.time() - t1,
+                           "twin_test": accuracy(model, data.x_test, data.y_test, on_hardware=False),
+                           "device_test": accuracy(model, data.x_test, data.y_test, on_hardware=True),
+                           "train_loss": [e.loss for e in history.epochs]}
+                    if online:
+                        r = own.online
+                        run["refreshes"] = 0 if r is None else r.refreshes
+                        run["refresh_errors"] = [] if r is None else r.errors
+                        near = near_queries(hw, model, data.x_train, args.near, args.near_settings, seed + 17)
+                        run["r2_near_final"] = prediction_error(own, near)["r2"]
+                        run["r2_near_final_calibration_twin"] = prediction_error(twin, near)["r2"]
+                    runs.append(run)
+                    print(f"  seed {seed} {method:>14}: device {100 * run['device_test']:.1f} %, twin "
+                          f"{100 * run['twin_test']:.1f} %, {queries} queries, {run['train_s']:.0f} s"
+                          + (f", R² near final {run['r2_near_final']:.3f} (calibration twin "
+                             f"{run['r2_near_final_calibration_twin']:.3f})" if online else ""), flush=True)
+                    (out / "results.json").write_text(json.dumps({"args": vars(args), "devices": devices,
+                                                                  "runs": runs}, indent=1))
+    table = summarise(runs, devices, args)
+    (out / "table.md").write_text(table + "\n")
+    print(table)
+    print(f"total {time.time() - t_all:.0f} s")
+
+
+def summarise(runs: list[dict], devices: dict, args) -> str:
+    ms = lambda v: f"{100 * np.mean(v):.1f} ± {100 * np.std(v):.1f}"  # noqa: E731
+    r2 = [d["held_out"]["r2"] for d in devices.values()]
+    r2n = [d["held_out_near_start"]["r2"] for d in devices.values() if d.get("held_out_near_start")]
+    lines = [f"devices {list(devices)}, seeds {args.seeds}; twin held-out R² global "
+             f"{np.mean(r2):.3f} ± {np.std(r2):.3f}, near the start {np.mean(r2n):.3f} ± {np.std(r2n):.3f}, from "
+             f"{np.mean([d['queries'] for d in devices.values()]):.0f} calibration queries per device", "",
+             "| method | test accuracy on the device (%) | on the twin (%) | training queries | R² near final "
+             "parameters (refreshed / calibration twin) | wall s per run |",
+             "|---|---|---|---|---|---|"]
+    for method in args.methods:
+        rs = [r for r in runs if r["method"] == method]
+        if not rs:
+            continue
+        near = (f"{np.mean([r['r2_near_final'] for r in rs]):.3f} / "
+                f"{np.mean([r['r2_near_final_calibration_twin'] for r in rs]):.3f}") if "r2_near_final" in rs[0] else "—"
+        lines.append(f"| {method} | {ms([r['device_test'] for r in rs])} | {ms([r['twin_test'] for r in rs])} | "
+                     f"{np.mean([r['queries'] for r in rs]):.0f} | {near} | {np.mean([r['train_s'] for r in rs]):.0f} |")
+    lines += ["", "Every run (test accuracy on the device, %; in brackets: on the twin):", "",
+              "| device | seed | " + " | ".join(args.methods) + " |", "|---|---|" + "---|" * len(args.methods)]
+    for device in sorted({r["device"] for r in runs}):
+        for seed in sorted({r["seed"] for r in runs}):
+            cells = []
+            for method in args.methods:
+                rs = [r for r in runs if (r["device"], r["seed"], r["method"]) == (device, seed, method)]
+                cells.append(f"{100 * rs[0]['device_test']:.1f} ({100 * rs[0]['twin_test']:.1f})" if rs else "—")
+            if any(c != "—" for c in cells):
+                lines.append(f"| {device} | {seed} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
