@@ -161,6 +161,13 @@ def _compare(value, ref, key: str, problems: list[str]) -> None:
             if k in value:
                 _compare(value[k], ref[k], f"{key}.{k}", problems)
         return
+    if isinstance(ref, (list, tuple)) and any(isinstance(r, dict) for r in ref):  # e.g. an ensemble's members
+        if not isinstance(value, (list, tuple)) or len(value) != len(ref):
+            problems.append(f"{key} must be a list of {len(ref)} entries, got {_short(value)}")
+            return
+        for i, (v, r) in enumerate(zip(value, ref)):
+            _compare(v, r, f"{key}[{i}]", problems)
+        return
     want = np.shape(np.asarray(ref, dtype=float))
     try:
         arr = np.asarray(value, dtype=float)
