@@ -26,16 +26,16 @@ only what is missing.
 """
 from __future__ import annotations
 
-import csv
 import functools
-import json
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Optional
 
 import numpy as np
 import torch
+
+from labsat.paper.common import write_results
 
 if TYPE_CHECKING:
     from rich.progress import Progress
@@ -240,18 +240,6 @@ def _fmt(values, pct: bool = True, digits: int = 1) -> str:
     m, s = mean_std(values)
     k = 100.0 if pct else 1.0
     return f"{k * m:.{digits}f} ± {k * s:.{digits}f}"
-
-
-def write_outputs(directory: Path, rows: list[dict], table_md: str, meta: dict) -> None:
-    directory.mkdir(parents=True, exist_ok=True)
-    if rows:
-        keys = list(dict.fromkeys(k for r in rows for k in r))
-        with open(directory / "results.csv", "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=keys)
-            w.writeheader()
-            w.writerows(rows)
-    (directory / "table.md").write_text(table_md)
-    (directory / "results.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1, default=str))
 
 
 def _plt():
@@ -479,7 +467,7 @@ def run_experiment(name: str, setup: Setup, log: Callable[[str], None] = print, 
     directory = Path(setup.out) / name
     meta = {"experiment": name, "setup": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(setup).items()},
             "seconds": time.perf_counter() - t0}
-    write_outputs(directory, result["rows"], result["table"], meta)
+    write_results(directory, result["rows"], result["table"], meta)
     result["figure"].savefig(directory / "plot.png", dpi=120)
     _plt().close(result["figure"])
     result.update(directory=directory, seconds=meta["seconds"])
