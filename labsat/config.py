@@ -334,7 +334,8 @@ class HeaterBankLayer(LayerBase):
 class MeshLayerConfig(HeaterBankLayer):
     kind: Literal["mzi_mesh"]
     modes: int = Field(ge=2, le=64)
-    v2pi: float = Field(gt=0, le=1e3, description="nominal heater voltage for a 2 pi phase shift")
+    v2pi: float = Field(ge=1e-3, le=1e3,  # below a millivolt, v2pi² underflows the twin's phase per watt
+                        description="nominal heater voltage for a 2 pi phase shift")
     laser_power_w: float = Field(gt=0, le=10)
 
     @model_validator(mode="after")

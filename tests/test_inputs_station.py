@@ -183,6 +183,8 @@ BATTERY = [
     ("modulator beyond full scale", ("instruments", "modulator", "limits", "v_max"), 11,
      "instruments.modulator.limits.v_max", "less than or equal to 10"),
     ("NaN", ("layers", "mesh", "v2pi"), float("nan"), "layers.mesh.v2pi", "finite"),
+    ("v2pi that underflows the twin", ("layers", "mesh", "v2pi"), 2.2250738585072014e-308, "layers.mesh.v2pi",
+     "greater than or equal to 0.001"),
     ("negative chip seed", ("station", "sim", "chip_seed"), -3, "station.sim.chip_seed", "greater than or equal to 0"),
     ("malformed VISA address", ("instruments", "modulator", "address"), "garbage",
      "instruments.modulator.address", "not a valid address"),
