@@ -186,13 +186,77 @@ class SplitTwin(_Member):
         return self.fc_out(h)
 
 
+class ShgTwin(_Member):
+    """A learned twin with the form of second-harmonic generation after a pulse shaper, nothing device-specific.
+
+    Assumed (the defining physics of a shaper + SHG crystal + spectrometer, e.g. Weiner, *Ultrafast
+    Optics*, ch. 8-9): the shaper writes phase ``input_phase_rad * x`` or ``2 pi u`` on each macro-pixel of
+    ``pixel_bins`` bins (where, from :func:`labsat.hardware.pulse.input_pixels`); the field is the
+    pulse's complex spectrum times that mask after neighbouring bins leak into each other; the SH field is
+    its autoconvolution; each detector pixel sees a linear combination of the SH power per bin. Learned
+    from the measurements: the complex spectrum per bin (one extra bin each side, where leakage puts
+    light), the leakage, and the detector map (phase matching, slit, resolution, gains and offset). The
+    twin fits *measured* outputs only: a device whose physics departs from this form shows as a floor in
+    the held-out R², which :func:`prediction_error` reports.
+    """
+
+    arch_doc = "'shg', inputs, controls, outputs, pixel_bins, input layout (0 first, 1 interleaved)"
+
+    def __init__(self, n_inputs: int, n_controls: int, n_outputs: int, pixel_bins: int = 4,
+                 layout: str = "interleaved", input_phase_rad: float = math.pi, seed: int = 0):
+        from labsat.hardware.pulse import input_pixels
+
+        super().__init__(n_inputs, n_controls, n_outputs)
+        self.pixel_bins, self.layout, self.input_phase_rad = int(pixel_bins), str(layout), float(input_phase_rad)
+        n_pix = self._n_in + self._n_ctrl
+        ins = input_pixels(self._n_in, self._n_ctrl, self.layout)
+        self.register_buffer("in_pix", torch.as_tensor(ins))
+        self.register_buffer("ctrl_pix", torch.as_tensor(np.setdiff1d(np.arange(n_pix), ins)))
+        self.n_bins = n_pix * self.pixel_bins + 2  # the band and one bin of leaked light on each side
+        n_sh = 2 * self.n_bins - 1
+        self.nfft = int(2 ** math.ceil(math.log2(n_sh)))
+        g = torch.Generator().manual_seed(seed)
+        self.env_re = nn.Parameter(torch.ones(self.n_bins, dtype=torch.float64))
+        self.env_im = nn.Parameter(0.01 * torch.randn(self.n_bins, generator=g, dtype=torch.float64))
+        self.leak = nn.Parameter(torch.tensor(0.1, dtype=torch.float64))
+        self.detector = nn.Linear(n_sh, self._n_out, dtype=torch.float64)
+        with torch.no_grad():
+            self.detector.weight.uniform_(0.0, 2.0 / n_sh, generator=g)
+            self.detector.bias.zero_()
+        self.requires_grad_(False)
+
+    def sizes(self) -> list[int]:
+        return [1, self._n_in, self._n_ctrl, self._n_out, self.pixel_bins, int(self.layout == "interleaved")]
+
+    def sh_power(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        """SH power per SH bin (..., 2 n_bins - 1), in units where a random-phase pulse gives about 1."""
+        x, u = self._rows(x, u)
+        pix = torch.zeros(*x.shape[:-1], self._n_in + self._n_ctrl, dtype=torch.float64)
+        pix[..., self.in_pix] = self.input_phase_rad * x.clamp(0.0, 1.0)
+        pix[..., self.ctrl_pix] = 2 * math.pi * u.clamp(0.0, 1.0)
+        phase = torch.repeat_interleave(pix, self.pixel_bins, dim=-1)
+        mask = torch.polar(torch.ones_like(phase), phase)
+        mask = torch.nn.functional.pad(mask, (1, 1))  # blocked outside the band
+        leaked = (1 - 2 * self.leak) * mask + self.leak * (torch.nn.functional.pad(mask[..., :-1], (1, 0))
+                                                          + torch.nn.functional.pad(mask[..., 1:], (0, 1)))
+        field = torch.complex(self.env_re, self.env_im) * leaked
+        spec = torch.fft.fft(field, self.nfft)
+        sh = torch.fft.ifft(spec * spec)[..., :2 * self.n_bins - 1] / math.sqrt(self.n_bins)  # autoconvolution
+        return sh.real ** 2 + sh.imag ** 2
+
+    def standardised(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        return self.detector(self.sh_power(x, u))
+
+
 def make_member(n_inputs: int, n_controls: int, n_outputs: int, arch: str = "mlp", seed: int = 0,
                 **sizes) -> _Member:
     if arch == "split":
         return SplitTwin(n_inputs, n_controls, n_outputs, seed=seed, **sizes)
     if arch == "mlp":
         return LearnedTwin(n_inputs, n_controls, n_outputs, seed=seed, **sizes)
-    raise ValueError(f"learned twin architecture must be 'split' or 'mlp', got {arch!r}")
+    if arch == "shg":
+        return ShgTwin(n_inputs, n_controls, n_outputs, seed=seed, **sizes)
+    raise ValueError(f"learned twin architecture must be 'split', 'mlp' or 'shg', got {arch!r}")
 
 
 class _Cautious(torch.autograd.Function):
