@@ -4,9 +4,10 @@ The layer's band on the shaper (from ``start_thz``) is cut into macro-pixels of 
 ``n_inputs`` carry the input (spectral phase ``input_phase_rad * x``), the others the trainable
 parameters (phase ``2 pi u``); every bin of the band transmits at 0 dB. Where the inputs sit is
 ``input_layout`` (:func:`input_pixels`): ``first`` puts them in a block at the band's edge, where a
-Gaussian pulse has little light (on the virtual bench their effect on the SH spectrum is then ~1.6x the
-detector noise's variance and 1/90 of the parameters'; benchmarks/pulse_visibility.py), ``interleaved``
-spreads them evenly across the band (34x the noise; stations/pulse.yaml).
+Gaussian pulse has little light (on the virtual bench, at random parameters, the variance the input
+causes in the SH spectrum is then 1.0-1.7x the detector noise's and 1/56-1/69 of the parameters'; a
+logistic readout of the vowels from it gets 30-41 %: benchmarks/pulse_visibility.py), ``interleaved``
+spreads them evenly across the band (23-46x the noise, 63-73 %; stations/pulse.yaml).
 Each sample is one profile upload (read back and checked by the driver) and one acquisition; the
 outputs are the chosen spectrometer pixels' counts over ``output_scale``.
 
