@@ -137,3 +137,14 @@ def test_refresh_fits_the_window_without_forgetting_the_rest(measured):
     train_twin(twin, x[:96], u[:96], y[:96], epochs=4, renormalise=False)  # an online refresh's call
     assert prediction_error(twin, near)["rmse"] < 0.8 * before_near  # 0.0088 -> 0.0056 when written
     assert prediction_error(twin, held)["r2"] > before_global - 0.05
+
+
+def test_a_saved_models_encoder_reaches_the_pulse_data(tmp_path):
+    """`labsat evaluate` rebuilds the data set with the model's saved encoder (it crashed on the pulse kind)."""
+    from labsat.workflows.training import dataset_for
+
+    twin = twin_for_layer(parse_config(small_station(tmp_path, n_in=4)).layers["shg"], members=1)
+    data = twin.load_data(seed=0)
+    again = dataset_for(twin, encoder_state=data.encoder.state())
+    assert again.name == "vowels"
+    torch.testing.assert_close(again.x_test, data.x_test)

@@ -661,9 +661,11 @@ def twin_for_layer(cfg, members: int | None = None, arch: str | None = None) -> 
 
 def _vowels_for(n_inputs: int):
     """The pulse kind's data set (the physics-aware training paper's task): vowels, n_inputs features."""
-    def load_data(seed: int = 0):
-        from labsat.data import load_digits
+    def load_data(seed: int = 0, encoder_state: dict | None = None):
+        from labsat.data import Encoder, load_digits
         from labsat.vowels import load_vowels
 
-        return load_vowels(n_inputs, seed=seed) if n_inputs <= 8 else load_digits(n_inputs, seed=seed)
+        encoder = None if encoder_state is None else Encoder.from_state(encoder_state)  # a saved model's
+        return (load_vowels(n_inputs, seed=seed, encoder=encoder) if n_inputs <= 8
+                else load_digits(n_inputs, seed=seed, encoder=encoder))
     return load_data
