@@ -119,6 +119,8 @@ def main() -> None:
     ap.add_argument("--near", type=float, default=0.02)
     ap.add_argument("--near-settings", type=int, default=40)
     ap.add_argument("--methods", nargs="+", default=["in silico", "PAT", "PAT cautious"])
+    ap.add_argument("--near-insilico", action="store_true",
+                    help="also measure the twin's R² near the in-silico network's final parameters")
     ap.add_argument("--out", default=str(REPO / "runs" / "bench" / "pulse-pat"))
     ap.add_argument("--merge", nargs="+", default=None,
                     help="only summarise the results.json files of these output folders (runs split over processes)")
@@ -196,6 +198,7 @@ def main() -> None:
                         r = own.online
                         run["refreshes"] = 0 if r is None else r.refreshes
                         run["refresh_errors"] = [] if r is None else r.errors
+                    if online or args.near_insilico:
                         near = near_queries(hw, model, data.x_train, args.near, args.near_settings, seed + 17)
                         run["r2_near_final"] = prediction_error(own, near)["r2"]
                         run["r2_near_final_calibration_twin"] = prediction_error(twin, near)["r2"]
@@ -203,7 +206,8 @@ def main() -> None:
                     print(f"  seed {seed} {method:>14}: device {100 * run['device_test']:.1f} %, twin "
                           f"{100 * run['twin_test']:.1f} %, {queries} queries, {run['train_s']:.0f} s"
                           + (f", R² near final {run['r2_near_final']:.3f} (calibration twin "
-                             f"{run['r2_near_final_calibration_twin']:.3f})" if online else ""), flush=True)
+                             f"{run['r2_near_final_calibration_twin']:.3f})" if "r2_near_final" in run else ""),
+                          flush=True)
                     (out / "results.json").write_text(json.dumps({"args": vars(args), "devices": devices,
                                                                   "runs": runs}, indent=1))
     table = summarise(runs, devices, args)

@@ -1,6 +1,6 @@
-"""Learned (neural network) twins for a physical system whose physics is treated as unknown.
+"""Learned twins for a physical system whose device-specific physics is unknown.
 
-As in physics-aware training (Wright et al., Nature 2022), a twin is a network fitted to measured
+As in physics-aware training (Wright et al., Nature 2022), a twin is a model fitted to measured
 ``(input x, parameters u) -> output y`` triples; it has to give useful gradients near the parameters in
 use, and is refreshed online from the measurements that training makes anyway (:class:`OnlineRefresh`).
 
@@ -10,7 +10,7 @@ Four pieces, compared in benchmarks/pulse_twin.py (table in benchmarks/README.md
 - :class:`SplitTwin`: the PAT authors' split input/parameter network (their ``SplitInputParameterNet``):
   an auxiliary network of the parameters predicts the weights and biases of a small main network that
   carries the inputs, so each parameter setting gets its own input -> output map (on the SHG bench it
-  fitted no better near a setting, 0.85 vs 0.89 R², at 5x the time, so the kind uses the MLP);
+  fitted no better near a setting, 0.85 vs 0.89 R², at 5x the time);
 - :class:`ShgTwin`: the form of SHG after a pulse shaper (autoconvolution of the shaped spectrum, read by
   a linear detector), with the pulse's spectrum, the shaper's leakage and the detector map learned from
   the measurements (variable projection); the pulse kind's twin: it generalises over all parameters where
@@ -20,7 +20,7 @@ Four pieces, compared in benchmarks/pulse_twin.py (table in benchmarks/README.md
   through the ensemble is scaled down where the members disagree more than they did on the calibration
   data (smaller steps where the twin is unsure).
 
-Features: ``x``, ``cos/sin(pi x)`` for the inputs and ``cos/sin(2 pi u)`` for the parameters (they are
+Network features: ``x``, ``cos/sin(pi x)`` for the inputs and ``cos/sin(2 pi u)`` for the parameters (they are
 spectral phases, so a period of one control unit is the one thing assumed); outputs are standardised with
 the measured mean and spread. Works with any hardware object offering ``forward(x, u) -> y`` (numpy).
 """
