@@ -214,26 +214,6 @@ def _read_termination(instrument) -> str:
     return "\n"
 
 
-class ScpiErrorMixin:
-    """Drains ``SYST:ERR?`` after a command and raises on any queued error."""
-
-    def check_scpi_errors(self) -> None:
-        errors = []
-        with self.transaction(hold_signals=False):
-            for _ in range(16):
-                reply = self.ask("SYST:ERR?").strip()
-                code, _, msg = reply.partition(",")
-                try:
-                    code_i = int(code)
-                except ValueError:
-                    raise InstrumentError(f"{self.name}: garbled reply to SYST:ERR?: {reply!r}")
-                if code_i == 0:
-                    break
-                errors.append(f"{code_i}: {msg.strip(chr(34))}")
-        if errors:
-            raise InstrumentError(f"{self.name} reported: " + "; ".join(errors))
-
-
 def parse_floats(reply: str, expected: int, what: str) -> np.ndarray:
     """Parse a comma-separated reply of ``expected`` numbers, or raise a clear error."""
     parts = reply.strip().split(",")
@@ -318,10 +298,7 @@ def checked_control(get_command: str, set_command: str, docs: str, *, validator,
             try:
                 with self.transaction():  # the set and its error check: one exchange
                     inner_set(self, value, **kwargs)
-                    if hasattr(self, "raise_scpi_errors"):
-                        self.raise_scpi_errors(what)
-                    else:
-                        self.check_scpi_errors()
+                    self.raise_scpi_errors(what)
             except LimitError as exc:
                 raise LimitError(f"{self.name}: {exc}") from None
             if readback is None:

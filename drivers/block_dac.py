@@ -34,10 +34,9 @@ import time
 import numpy as np
 from pymeasure.instruments import Instrument
 
-from .base import InstrumentError, ScpiErrorMixin, decode_block, encode_block, \
-    read_block
+from .base import InstrumentError, decode_block, encode_block, read_block
 from .heater_limits import HeaterLimitsMixin
-from .transport import TransportMixin
+from .transport import ScpiErrorMixin, TransportMixin
 
 
 

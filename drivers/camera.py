@@ -25,9 +25,8 @@ from __future__ import annotations
 import numpy as np
 from pymeasure.instruments import Instrument
 
-from .base import (ControlsMixin, InstrumentError, ScpiErrorMixin, checked_control, in_range,
-                   parse_floats, read_block)
-from .transport import TransportMixin
+from .base import ControlsMixin, InstrumentError, checked_control, in_range, parse_floats, read_block
+from .transport import ScpiErrorMixin, TransportMixin
 
 FULL_SCALE = 65535
 

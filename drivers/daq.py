@@ -23,9 +23,9 @@ from __future__ import annotations
 import numpy as np
 from pymeasure.instruments import Instrument
 
-from .base import (ControlsMixin, InstrumentError, ScpiErrorMixin, checked_control, decode_block, 
-                   parse_floats, positive, read_block)
-from .transport import TransportMixin
+from .base import (ControlsMixin, InstrumentError, checked_control, decode_block, parse_floats, positive,
+                   read_block)
+from .transport import ScpiErrorMixin, TransportMixin
 
 OVERRANGE = 1e37
 

@@ -25,8 +25,8 @@ from __future__ import annotations
 import numpy as np
 from pymeasure.instruments import Instrument
 
-from .base import InstrumentError, LimitError, ScpiErrorMixin, encode_block, parse_floats
-from .transport import TransportMixin
+from .base import InstrumentError, LimitError, encode_block, parse_floats
+from .transport import ScpiErrorMixin, TransportMixin
 
 
 class ModulatorDAC(TransportMixin, ScpiErrorMixin, Instrument):

@@ -38,12 +38,12 @@ import numpy as np
 from pymeasure.instruments import Instrument
 
 from .base import ControlsMixin, InstrumentError, checked_control, in_range, positive
-from .transport import ScpiErrorQueueMixin, TransportMixin, one_float
+from .transport import ScpiErrorMixin, TransportMixin, one_float
 
 OVERRANGE = 1e37
 
 
-class OpticalPowerMeter(ControlsMixin, TransportMixin, ScpiErrorQueueMixin, Instrument):
+class OpticalPowerMeter(ControlsMixin, TransportMixin, ScpiErrorMixin, Instrument):
     AVERAGES_MAX = 10000
 
     wavelength_nm = checked_control(

@@ -31,8 +31,8 @@ from __future__ import annotations
 import numpy as np
 from pymeasure.instruments import Instrument
 
-from .base import InstrumentError, LimitError, ScpiErrorMixin, read_block
-from .transport import TransportMixin
+from .base import InstrumentError, LimitError, read_block
+from .transport import ScpiErrorMixin, TransportMixin
 
 
 def _block(values: np.ndarray) -> bytes:

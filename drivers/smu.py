@@ -48,12 +48,12 @@ import numpy as np
 from pymeasure.instruments import Instrument
 
 from .base import InstrumentError, LimitError
-from .transport import ScpiErrorQueueMixin, TransportMixin, floats, one_float, scpi_bool
+from .transport import ScpiErrorMixin, TransportMixin, floats, one_float, scpi_bool
 
 log = logging.getLogger(__name__)
 
 
-class SourceMeterHeater(TransportMixin, ScpiErrorQueueMixin, Instrument):
+class SourceMeterHeater(TransportMixin, ScpiErrorMixin, Instrument):
     FULL_SCALE_V = 210.0
     FULL_SCALE_A = 1.05
 

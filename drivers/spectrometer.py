@@ -24,9 +24,8 @@ from __future__ import annotations
 import numpy as np
 from pymeasure.instruments import Instrument
 
-from .base import (ControlsMixin, InstrumentError, ScpiErrorMixin, checked_control, decode_block, in_range,
-                   read_block)
-from .transport import TransportMixin
+from .base import ControlsMixin, InstrumentError, checked_control, decode_block, in_range, read_block
+from .transport import ScpiErrorMixin, TransportMixin
 
 FULL_SCALE = 65535.0
 

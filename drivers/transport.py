@@ -333,13 +333,16 @@ def scpi_bool(reply: str) -> bool:
     raise ValueError(reply)
 
 
-class ScpiErrorQueueMixin:
-    """Drain ``SYST:ERR?`` (read once per entry, never retried: it pops) and raise on any entry."""
+class ScpiErrorMixin:
+    """The SCPI error queue: drain ``SYST:ERR?`` (each entry read once, never retried: it pops) and raise
+    one :class:`InstrumentError` listing every entry. The one error-queue mechanism of the SCPI drivers."""
+
+    ERROR_QUEUE_DEPTH = 32  # at most this many entries read per drain
 
     def scpi_errors(self) -> list[tuple[int, str]]:
         errors = []
         with self.transaction(hold_signals=False):  # no other thread's command between the reads
-            for _ in range(32):
+            for _ in range(self.ERROR_QUEUE_DEPTH):
                 reply = self.ask("SYST:ERR?").strip()
                 code, _, msg = reply.partition(",")
                 try:
@@ -352,10 +355,14 @@ class ScpiErrorQueueMixin:
         return errors
 
     def raise_scpi_errors(self, context: str = "") -> None:
+        """Raise on any queued error; ``context`` (the command) is named in the message."""
         errors = self.scpi_errors()
         if errors:
             text = "; ".join(f"{c}: {m}" for c, m in errors)
             raise InstrumentError(f"{self.name} reported{' after ' + context if context else ''}: {text}")
+
+    def check_scpi_errors(self) -> None:
+        self.raise_scpi_errors()
 
     def check_set_errors(self) -> list:  # PyMeasure's hook for check_set_errors=True
         self.raise_scpi_errors()
