@@ -17,7 +17,7 @@ import numpy as np
 
 from ..base import encode_block
 from .chip import ChipSpec, VirtualChip
-from .scpi import ScpiErrorQueue
+from .scpi import UNDEFINED, SimScpiInstrument
 
 log = logging.getLogger(__name__)
 
@@ -196,13 +196,13 @@ class SimHeaterDAC:
                 self.watchdog_trips = getattr(self, "watchdog_trips", 0) + 1
 
 
-class SimModulatorDAC:
+class SimModulatorDAC(SimScpiInstrument):
     def __init__(self, chip: VirtualChip, channels: int, bus: "TriggerBus"):
+        super().__init__()
         self.chip, self.channels, self.bus = chip, channels, bus
         self.levels = np.zeros(channels)
         self.sequence = np.zeros((0, channels))
         self.output_on = False
-        self.errors = ScpiErrorQueue()
 
     def _mesh_inputs(self, v: np.ndarray) -> np.ndarray:
         out = np.zeros((len(v), self.chip.n_inputs))
@@ -210,24 +210,20 @@ class SimModulatorDAC:
         out[:, :n] = v[:, :n] if self.output_on else 0.0
         return out
 
-    def handle(self, cmd: str, block: bytes | None):
-        head = cmd.upper()
-        if head == "*IDN?":
-            return "labsat,SIM-MOD8,0001,1.0"
+    def identity(self) -> str:
+        return "labsat,SIM-MOD8,0001,1.0"
+
+    def answer(self, head: str, arg: str, block: bytes | None):
         if head == "*RST":
             self.levels[:] = 0
             self.output_on = False
             self.chip.set_modulators(self._mesh_inputs(self.levels[None])[0])
             return None
-        if head == "SYST:ERR?":
-            return self.errors.pop()
-        if head == "*OPC?":
-            return "1"
-        if head.startswith("SOUR:VOLT:ALL?"):
+        if head == "SOUR:VOLT:ALL?":
             return ",".join(f"{v:.5f}" for v in self.levels)
-        if head.startswith("SOUR:VOLT:ALL "):
+        if head == "SOUR:VOLT:ALL":
             try:
-                v = np.array([float(x) for x in cmd.split(None, 1)[1].split(",")])
+                v = np.array([float(x) for x in arg.split(",")])
             except ValueError:
                 self.errors.push(-104, "Data type error")
                 return None
@@ -237,7 +233,7 @@ class SimModulatorDAC:
             self.levels = v
             self.chip.set_modulators(self._mesh_inputs(v[None])[0])
             return None
-        if head.startswith("SOUR:LIST:VOLT"):
+        if head == "SOUR:LIST:VOLT":
             if block is None:
                 self.errors.push(-161, "Invalid block data")
                 return None
@@ -251,8 +247,8 @@ class SimModulatorDAC:
             return None
         if head == "SOUR:LIST:POIN?":
             return str(len(self.sequence))
-        if head in ("OUTP ON", "OUTP 1", "OUTP OFF", "OUTP 0"):
-            self.output_on = head in ("OUTP ON", "OUTP 1")
+        if head == "OUTP" and arg.upper() in ("ON", "1", "OFF", "0"):
+            self.output_on = arg.upper() in ("ON", "1")
             self.chip.set_modulators(self._mesh_inputs(self.levels[None])[0])  # the relay drives the chip
             return None
         if head == "OUTP?":
@@ -260,14 +256,13 @@ class SimModulatorDAC:
         if head in ("INIT", "INIT:IMM"):
             self.bus.fire(self._mesh_inputs(self.sequence))
             return None
-        self.errors.push(-113, "Undefined header")
-        return None
+        return UNDEFINED
 
 
-class SimPhotodetectorDAQ:
+class SimPhotodetectorDAQ(SimScpiInstrument):
     def __init__(self, chip: VirtualChip, channels: int, bus: "TriggerBus"):
+        super().__init__()
         self.chip, self.channels, self.bus = chip, channels, bus
-        self.errors = ScpiErrorQueue()
         self.armed = 0
         self.data: np.ndarray | None = None
         bus.daq = self
@@ -284,29 +279,25 @@ class SimPhotodetectorDAQ:
             return
         self.data, self.armed = self._channels(powers), 0
 
-    def handle(self, cmd: str, block: bytes | None):
-        head = cmd.upper()
-        if head == "*IDN?":
-            return "labsat,SIM-PD8,0001,1.0"
-        if head == "SYST:ERR?":
-            return self.errors.pop()
-        if head == "*OPC?":
-            return "1"
-        if head.startswith("SENS:POW:RANG?"):
+    def identity(self) -> str:
+        return "labsat,SIM-PD8,0001,1.0"
+
+    def answer(self, head: str, arg: str, block: bytes | None):
+        if head == "SENS:POW:RANG?":
             return f"{self.chip.detector_range_w:.6g}"
-        if head.startswith("SENS:POW:RANG "):
+        if head == "SENS:POW:RANG":
             try:
-                self.chip.detector_range_w = float(cmd.split()[1])
-            except ValueError:
+                self.chip.detector_range_w = float(arg.split()[0])
+            except (ValueError, IndexError):
                 self.errors.push(-104, "Data type error")
             return None
         if head == "MEAS:POW:ALL?":
             p = self.chip.output_powers(self.chip.modulator_v[None])
             return ",".join(f"{x:.6e}" for x in self._channels(p)[0])
-        if head.startswith("ACQ:POIN "):
+        if head == "ACQ:POIN":
             try:
-                self.armed = int(cmd.split()[1])
-            except ValueError:
+                self.armed = int(arg.split()[0])
+            except (ValueError, IndexError):
                 self.errors.push(-104, "Data type error")
             self.data = None
             return None
@@ -316,8 +307,7 @@ class SimPhotodetectorDAQ:
                 return None
             data, self.data = self.data, None
             return encode_block(data)
-        self.errors.push(-113, "Undefined header")
-        return None
+        return UNDEFINED
 
 
 class TriggerBus:

@@ -9,15 +9,16 @@ from __future__ import annotations
 import numpy as np
 
 from ..base import encode_block
-from .servers import SIM_INSTRUMENTS, ScpiErrorQueue, line_server
+from .scpi import UNDEFINED, SimScpiInstrument
+from .servers import SIM_INSTRUMENTS, line_server
 
 
-class SimSpectrometer:
+class SimSpectrometer(SimScpiInstrument):
     def __init__(self, scene, channels: int, serial: str = "SIM-SPEC"):
+        super().__init__()
         self.scene, self.channels, self.serial = scene, channels, serial
         self.integration_s = 1e-3
         self.data: np.ndarray | None = None
-        self.errors = ScpiErrorQueue()
 
     def _pixels(self, values: np.ndarray) -> np.ndarray:
         out = np.zeros(self.channels)
@@ -25,26 +26,18 @@ class SimSpectrometer:
         out[:n] = values[:n]
         return out
 
-    def handle(self, cmd: str, block: bytes | None):
-        head = cmd.upper()
-        if head == "*IDN?":
-            return f"labsat,SIM-SPEC{self.channels},{self.serial},1.0"
-        if head == "SYST:ERR?":
-            return self.errors.pop()
-        if head == "*OPC?":
-            return "1"
+    def identity(self) -> str:
+        return f"labsat,SIM-SPEC{self.channels},{self.serial},1.0"
+
+    def answer(self, head: str, arg: str, block: bytes | None):
         if head == "SENS:INT?":
             return f"{self.integration_s:.6g}"
-        if head.startswith("SENS:INT "):
-            try:
-                value = float(cmd.split()[1])
-            except (ValueError, IndexError):
-                self.errors.push(-104, "Data type error")
-                return None
-            if not 0 < value <= 10:
+        if head == "SENS:INT":
+            value = self.number(arg, 0.0, 10.0)
+            if value is not None and value <= 0:
                 self.errors.push(-222, "Data out of range")
-                return None
-            self.integration_s = value
+            elif value is not None:
+                self.integration_s = value
             return None
         if head == "SENS:WAV?":
             return encode_block(self._pixels(self.scene.wavelengths_nm()))
@@ -57,8 +50,7 @@ class SimSpectrometer:
                 return None
             data, self.data = self.data, None
             return encode_block(data)
-        self.errors.push(-113, "Undefined header")
-        return None
+        return UNDEFINED
 
 
 def _make(lab, scene, name, channels):
