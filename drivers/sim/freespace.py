@@ -26,7 +26,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from .scpi import UNDEFINED, SimScpiInstrument
-from .servers import InstrumentServer
+from .wire import InstrumentServer
 
 
 # --- optics, shared by the scene (and mirrored in torch by labsat.twins.freespace) ---
@@ -349,9 +349,9 @@ class FreeSpaceTrigger:
             self.camera.receive(images)
 
 
-def serve(lab, name: str, cfg) -> str:
-    """Start the simulated ``slm`` or ``camera`` ``name`` on its scene in ``lab``; return its address."""
-    scene = lab.instrument_scenes.get(name)
+def start(lab, name: str, cfg, scene):
+    """The simulated ``slm`` or ``camera`` ``name`` on its free-space ``scene``: ``(instrument, server,
+    address)`` (the counterpart drivers/registry.py names for both kinds)."""
     if not isinstance(scene, FreeSpaceScene):
         raise ValueError(f"instruments.{name}: a simulated {cfg.kind} needs a free-space layer that uses it")
     trigger = getattr(scene, "trigger", None)
@@ -370,9 +370,8 @@ def serve(lab, name: str, cfg) -> str:
     else:
         raise ValueError(f"no simulated free-space instrument of kind {cfg.kind!r}")
     server = InstrumentServer(inst)
-    lab.servers[name], lab.instruments[name] = server, inst
-    return f"TCPIP0::127.0.0.1::{server.port}::SOCKET"
+    return inst, server, f"TCPIP0::127.0.0.1::{server.port}::SOCKET"
 
 
-__all__ = ["FreeSpaceSpec", "FreeSpaceTruth", "FreeSpaceScene", "SimSLM", "SimCamera", "serve",
+__all__ = ["FreeSpaceSpec", "FreeSpaceTruth", "FreeSpaceScene", "SimSLM", "SimCamera", "start",
            "angular_spectrum_kernel", "propagate", "crosstalk_blur", "misalign", "array_block", "block_array"]

@@ -2,8 +2,8 @@
 and a Thorlabs PM100-style power meter on one output port. Both speak SCPI over a loopback socket.
 
 :func:`serve` starts one on a :class:`~labsat.drivers.sim.servers.VirtualLab` and returns the VISA
-address (``TCPIP0::127.0.0.1::<port>::SOCKET``); :func:`register` lets ``VirtualLab.serve`` start them
-by kind (``smu``, ``power_meter``, ``pulse_shaper``).
+address (``TCPIP0::127.0.0.1::<port>::SOCKET``); ``start_smu``, ``start_power_meter`` and
+``start_pulse_shaper`` are the counterparts drivers/registry.py names for ``VirtualLab.serve``.
 """
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from .scpi import _LONG, UNDEFINED, SimScpiInstrument, normalise  # noqa: F401 (normalise: public here too)
-from .servers import InstrumentServer
+from .wire import InstrumentServer
 
 class HeaterWiring:
     """Which chip heaters are wired to an SMU instead of the heater DAC.
@@ -263,8 +263,8 @@ class SimPowerMeter(SimScpiInstrument):
         return UNDEFINED
 
 
-def serve(lab, name: str, kind: str, heater: int | None = None, port: int = 0, **options) -> str:
-    """Start a simulated ``smu`` / ``power_meter`` / ``pulse_shaper`` on ``lab``; return its address."""
+def _start(lab, name: str, kind: str, heater: int | None = None, port: int = 0, **options):
+    """``(instrument, server, address)`` of a simulated ``smu`` / ``power_meter`` / ``pulse_shaper``."""
     chip = lab.chip
     if kind == "smu":
         inst = SimSourceMeter(chip, heater=heater, serial=f"SIM{abs(hash(name)) % 10000:04d}", **options)
@@ -274,29 +274,28 @@ def serve(lab, name: str, kind: str, heater: int | None = None, port: int = 0, *
         from .waveshaper import WaveShaperServer
 
         server = WaveShaperServer(name=name, **options)
-        lab.servers[name], lab.instruments[name] = server, server.device
-        return server.url
+        return server.device, server, server.url
     else:
         raise ValueError(f"no simulated instrument of kind {kind!r}")
     server = InstrumentServer(inst)
+    return inst, server, f"TCPIP0::127.0.0.1::{server.port}::SOCKET"
+
+
+def serve(lab, name: str, kind: str, heater: int | None = None, port: int = 0, **options) -> str:
+    """Start a simulated ``smu`` / ``power_meter`` / ``pulse_shaper`` on ``lab``; return its address."""
+    inst, server, address = _start(lab, name, kind, heater=heater, port=port, **options)
     lab.servers[name], lab.instruments[name] = server, inst
-    return f"TCPIP0::127.0.0.1::{server.port}::SOCKET"
+    return address
 
 
-def register() -> None:
-    """Let ``VirtualLab.serve(name, kind, channels)`` start these kinds (when it has a kind registry)."""
-    from . import servers
+# the start functions that drivers/registry.py names for these kinds (``simulated="instruments:..."``)
+def start_smu(lab, name: str, cfg, scene):
+    return _start(lab, name, "smu", heater=getattr(cfg, "sim_heater", None))
 
-    registry = getattr(servers, "SIM_INSTRUMENTS", None)
-    if registry is None:
-        return
 
-    def starter(kind):
-        def start(lab, scene, name, channels):
-            address = serve(lab, name, kind)
-            server, inst = lab.servers.pop(name), lab.instruments.pop(name)
-            return inst, server, address
-        return start
+def start_power_meter(lab, name: str, cfg, scene):
+    return _start(lab, name, "power_meter", port=getattr(cfg, "sim_port", 0))
 
-    for kind in ("smu", "power_meter", "pulse_shaper"):
-        registry.setdefault(kind, starter(kind))
+
+def start_pulse_shaper(lab, name: str, cfg, scene):
+    return _start(lab, name, "pulse_shaper")

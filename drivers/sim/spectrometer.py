@@ -1,8 +1,8 @@
 """A simulated spectrometer (SCPI on loopback) reading a scene's output spectrum.
 
 The scene offers ``spectrum(integration_s) -> counts per pixel`` and ``wavelengths_nm()``; see
-:class:`labsat.drivers.sim.shg.ShgScene`. Importing this module adds the ``spectrometer`` kind to the
-virtual lab's instruments (``VirtualLab.serve``).
+:class:`labsat.drivers.sim.shg.ShgScene`. :data:`start` is the simulated counterpart that the
+``spectrometer`` driver's registration names (drivers/registry.py).
 """
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 
 from ..base import encode_block
 from .scpi import UNDEFINED, SimScpiInstrument
-from .servers import SIM_INSTRUMENTS, line_server
+from .wire import line_server
 
 
 class SimSpectrometer(SimScpiInstrument):
@@ -53,10 +53,10 @@ class SimSpectrometer(SimScpiInstrument):
         return UNDEFINED
 
 
-def _make(lab, scene, name, channels):
+def _make(lab, scene, name, cfg):
     if hasattr(scene, "attach_lab"):
         scene.attach_lab(lab)
-    return SimSpectrometer(scene, channels, serial=f"SIM{lab.seed:04d}")
+    return SimSpectrometer(scene, cfg.channels, serial=f"SIM{lab.seed:04d}")
 
 
-SIM_INSTRUMENTS.setdefault("spectrometer", line_server("scpi", _make))
+start = line_server("scpi", _make)  # the counterpart drivers/registry.py names for ``spectrometer``
