@@ -22,6 +22,15 @@ class Kind:
     # optional, for kinds written outside labsat: the pydantic model of the layer's own keys
     config_model: type | None = None
 
+    def fit(self, twin, data, progress=None, **steps):
+        """Fit ``twin`` to calibration ``data``: the kind's own fit, else the MZI mesh's
+        (:func:`labsat.calibration.fit_twin`, which takes ``adam_steps`` / ``lbfgs_steps``)."""
+        if self.fit_twin is not None:
+            return self.fit_twin(twin, data, progress=progress)
+        from labsat.calibration import fit_twin
+
+        return fit_twin(twin, data, progress=progress, **steps)
+
 
 KINDS: dict[str, Kind] = {}
 

@@ -95,11 +95,8 @@ def measure_and_fit(station, p: CalibrationParams, hooks: Hooks = QUIET, *, laye
         hooks.emit("fit", (i, total, loss))
         hooks.tick()
 
-    if kind.fit_twin is not None:  # a kind may bring its own fit (with its own step counts)
-        history = kind.fit_twin(twin, train_set, progress=on_fit)
-    else:
-        steps = {k: v for k, v in (("adam_steps", p.adam_steps), ("lbfgs_steps", p.lbfgs_steps)) if v is not None}
-        history = calibration.fit_twin(twin, train_set, progress=on_fit, **steps)
+    steps = {k: v for k, v in (("adam_steps", p.adam_steps), ("lbfgs_steps", p.lbfgs_steps)) if v is not None}
+    history = kind.fit(twin, train_set, progress=on_fit, **steps)  # a kind may bring its own fit (own steps)
     with torch.no_grad():
         fitted_pred = predict(twin, held).numpy()
     meta = {"instruments": station.identities(), "station": station.config.station.name,
