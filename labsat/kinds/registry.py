@@ -125,6 +125,22 @@ def layer_for_kind(config, name: str | None) -> str:
     return matches[0]
 
 
+def calibration_for(config, layer: str, device: str, calibration=None, force: bool = False) -> tuple[dict, str]:
+    """The checked calibration record of ``layer`` (its twin state in ``record['twin']``) and its file: the
+    file given, else the latest of this device and this layer's kind; checked against the kind's twin
+    (finite values, shapes, known parameters) and, unless ``force``, for this device and kind."""
+    from pathlib import Path
+
+    from labsat.calibration.store import check_calibration, latest_calibration, load_calibration
+
+    k = kind_of(config, layer)
+    directory = config.resolve(config.station.calibration_dir)
+    path = Path(calibration) if calibration else latest_calibration(directory, device, k.name)
+    record = load_calibration(path)
+    check_calibration(record, k.make_twin(config, layer), device=device, kind=k.name, force=force)
+    return record, str(path)
+
+
 def layer_seed(seed: int, layer: str, first: str) -> int:
     """The first layer of a station gets the station's chip seed; others a different, fixed one."""
     import zlib
