@@ -97,6 +97,22 @@ def near_queries(hw, model, x: torch.Tensor, near: float, settings: int, seed: i
     return Measurements(np.array(us), np.array(xs), np.array(ps))
 
 
+def noisy_twin_accuracy(model, twin, data, seed: int) -> float:
+    """Test accuracy on the twin with the detector's noise added to its outputs (a diagnostic: shot noise
+    of the counts plus 15 counts of read noise, outputs in 10^4 counts as stations/pulse.yaml; no queries)."""
+    g = torch.Generator().manual_seed(seed + 4242)
+
+    def add_noise(module, inputs, out):
+        counts = (out.detach() * 1e4).clamp_min(0.0)
+        return out + torch.sqrt(counts + 15.0 ** 2) / 1e4 * torch.randn(out.shape, generator=g, dtype=out.dtype)
+
+    hook = twin.register_forward_hook(add_noise)
+    try:
+        return accuracy(model, data.x_test, data.y_test, on_hardware=False)
+    finally:
+        hook.remove()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--station", default=str(REPO / "stations" / "pulse.yaml"))
@@ -192,6 +208,7 @@ def main() -> None:
                     run = {"device": device, "seed": seed, "method": method, "queries": queries,
                            "train_s": time.time() - t1,
                            "twin_test": accuracy(model, data.x_test, data.y_test, on_hardware=False),
+                           "twin_noisy_test": noisy_twin_accuracy(model, own, data, seed),
                            "device_test": accuracy(model, data.x_test, data.y_test, on_hardware=True),
                            "train_loss": [e.loss for e in history.epochs]}
                     if online:
@@ -204,7 +221,8 @@ def main() -> None:
                         run["r2_near_final_calibration_twin"] = prediction_error(twin, near)["r2"]
                     runs.append(run)
                     print(f"  seed {seed} {method:>14}: device {100 * run['device_test']:.1f} %, twin "
-                          f"{100 * run['twin_test']:.1f} %, {queries} queries, {run['train_s']:.0f} s"
+                          f"{100 * run['twin_test']:.1f} % (with detector noise {100 * run['twin_noisy_test']:.1f} %), "
+                          f"{queries} queries, {run['train_s']:.0f} s"
                           + (f", R² near final {run['r2_near_final']:.3f} (calibration twin "
                              f"{run['r2_near_final_calibration_twin']:.3f})" if "r2_near_final" in run else ""),
                           flush=True)
