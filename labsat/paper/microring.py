@@ -224,10 +224,11 @@ def choose_rho(rows: list[dict], drift_k: float) -> float:
 
 def tasks(protocol: common.Protocol, settings: Settings, offset_sigmas=(0.08,), methods=METHODS) -> list[dict]:
     """One task per (offset spread, chip, seed, method); with no offsets every chip is the same bank, so
-    only the first evaluation chip is run."""
+    only the first evaluation chip is run. Only SAT's tasks carry rho (the others do not use it, so a
+    re-tuned rho recomputes only SAT)."""
     return [{"method": m, "seed": seed, "chip": chip, "offset_sigma": o, "data": protocol.data,
              "n_train": protocol.n_train, "n_test": protocol.n_test, "set": "evaluation",
-             "settings": {**settings.__dict__, "rho_grid": ()}}
+             "settings": {**settings.__dict__, "rho_grid": (), **({} if m == "sat" else {"rho": None})}}
             for o in offset_sigmas for chip in (protocol.eval_chips if o else protocol.eval_chips[:1])
             for seed in protocol.seeds for m in methods]
 
