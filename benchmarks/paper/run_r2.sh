@@ -22,7 +22,7 @@ run freespace paper-freespace --seeds 15 --set epochs=20 --set d2nn_train=200 --
 # 4. why BP does not collapse: one factor at a time, 3 evaluation chips x 2 seeds, BP vs SAT in situ
 for f in "" "--set init=uniform" "--set init=zero" "--set front=linear" "--set epochs=40"; do
   name=ablation${f// /}; name=${name//--set/_}
-  run "$name" paper-mzi --chips 3 --seeds 2 --set epochs=10 --set methods=bp,sat_insitu $f --out $OUT/ablation
+  run "$name" paper-mzi --chips 3 --seeds 2 --set epochs=10 --set methods=bp,sat_insitu $f --out $OUT  # round 1 model cache
 done
 # 5. labsat's own error model: the spread factor up to which SAT in situ keeps >= 90 % on 5 new chips
 for sp in 0.25 0.5 1 2; do
