@@ -238,6 +238,10 @@ def report(rows: list[dict], settings: Settings) -> tuple[str, object]:
     lines = []
     tuning = [r for r in rows if r.get("set") == "tuning"]
     rows = [r for r in rows if r.get("set", "evaluation") == "evaluation"]
+
+    def label(m: str) -> str:
+        return f"SAT (ρ {settings.rho:g} adaptive)" if m == "sat" else LABELS[m]
+
     if tuning:
         chips = sorted({r["chip"] for r in tuning})
         seeds = sorted({r["seed"] for r in tuning})
@@ -254,7 +258,7 @@ def report(rows: list[dict], settings: Settings) -> tuple[str, object]:
         header = ["method"] + [f"ΔT {dk:g} K: paper / ours" for dk in settings.drifts]
         body = []
         for m in dict.fromkeys(r["method"] for r in sub):
-            cells = [LABELS[m] if m != "sat" else f"SAT (ρ {settings.rho:g} adaptive)"]
+            cells = [label(m)]
             for i, dk in enumerate(settings.drifts):
                 acc = [r["accuracy"] for r in sub if r["method"] == m and r["drift_k"] == dk]
                 paper = PAPER[m][i] if i < 3 and dk == (0.0, -1.0, -2.0)[i] else "–"
@@ -263,7 +267,7 @@ def report(rows: list[dict], settings: Settings) -> tuple[str, object]:
         lines.append(f"**Microring bank, chip offsets N(0, {o:g} nm), {data}, {settings.epochs} epochs** "
                      f"(% test accuracy on the chip, mean ± std (n runs = chips × seeds))\n\n" + common.md_table(header, body))
         if all("accuracy_bn_batch" in r for r in sub):
-            body = [[LABELS[m]] + [common.fmt([r["accuracy_bn_batch"] for r in sub if r["method"] == m and r["drift_k"] == dk])
+            body = [[label(m)] + [common.fmt([r["accuracy_bn_batch"] for r in sub if r["method"] == m and r["drift_k"] == dk])
                                    for dk in settings.drifts] for m in dict.fromkeys(r["method"] for r in sub)]
             lines.append(f"Same runs, batch norm normalising each 100-image test batch by its own statistics "
                          f"(a network evaluated in training mode):\n\n"
@@ -275,7 +279,7 @@ def report(rows: list[dict], settings: Settings) -> tuple[str, object]:
             ms = [common.mean_std([r["accuracy"] for r in rows if r["method"] == m and r["offset_sigma"] == o
                                    and r["drift_k"] == dk]) for dk in settings.drifts]
             ax.errorbar(settings.drifts, [100 * a[0] for a in ms], [100 * a[1] for a in ms], marker="o", capsize=3,
-                        label=LABELS[m])
+                        label=label(m))
         ax.set(xlabel="ΔT (K)", ylabel="accuracy on chip (%)", title=f"microring, offsets σ {o:g} nm", ylim=(0, 100))
         ax.legend(fontsize=7)
     return "\n".join(lines), fig
