@@ -29,3 +29,8 @@ for sp in 0.25 0.5 1 2; do
   run labsat-$sp paper-mzi --chips 3 --seeds 1 --set epochs=10 --set methods=bp,pat,sat_insitu \
     --set error_model=labsat --set sigma=$sp --set transfer_sigmas=$sp --out $OUT/labsat-model
 done
+# 4b. the factor that moved BP (uniform θ) with the paper's 40 epochs: does SAT in situ then recover?
+run ablation_init=uniform_epochs=40 paper-mzi --chips 3 --seeds 2 --set epochs=10 --set methods=bp,sat_insitu \
+  --set init=uniform --set epochs=40 --out $OUT
+# 2b. microring at the paper's 20 epochs (rho re-tuned on the tuning chips at 20 epochs)
+run microring-20 paper-microring --full --set epochs=20 --set offset_sigmas=0.08 --set rho_grid=0.1,0.5,1,2,4,8 --out $OUT
