@@ -20,7 +20,7 @@ run microring paper-microring --full --set epochs=10 --set offset_sigmas=0.08 --
 run freespace paper-freespace --seeds 15 --set epochs=20 --set d2nn_train=200 --set d2nn_test=200 --set d2nn_lr=0.1 \
   --out $OUT/freespace
 # 4. why BP does not collapse: one factor at a time, 3 evaluation chips x 2 seeds, BP vs SAT in situ
-for f in "" "--set init=uniform" "--set init=zero" "--set front=linear" "--set epochs=40"; do
+for f in "" "--set init=uniform" "--set init=zero" "--set front=linear"; do
   name=ablation${f// /}; name=${name//--set/_}
   run "$name" paper-mzi --chips 3 --seeds 2 --set epochs=10 --set methods=bp,sat_insitu $f --out $OUT  # round 1 model cache
 done
@@ -32,5 +32,7 @@ done
 # 4b. the factor that moved BP (uniform θ) with the paper's 40 epochs: does SAT in situ then recover?
 run ablation_init=uniform_epochs=40 paper-mzi --chips 3 --seeds 2 --set epochs=10 --set methods=bp,sat_insitu \
   --set init=uniform --set epochs=40 --out $OUT
+# 4c. the paper's 40 epochs alone (Haar θ): BP only
+run ablation_epochs=40 paper-mzi --chips 3 --seeds 2 --set epochs=10 --set methods=bp --set epochs=40 --out $OUT
 # 2b. microring at the paper's 20 epochs (rho re-tuned on the tuning chips at 20 epochs)
 run microring-20 paper-microring --full --set epochs=20 --set offset_sigmas=0.08 --set rho_grid=0.1,0.5,1,2,4,8 --out $OUT
