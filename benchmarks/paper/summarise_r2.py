@@ -30,8 +30,8 @@ def rows_of(pattern: str) -> dict[str, list[dict]]:
 def ablation() -> None:
     print("| factor (one at a time) | BP on its chip | BP on the ideal mesh | SAT in situ on its chip | SAT in situ − BP, paired |")
     print("|---|---|---|---|---|")
-    for name, rows in rows_of("paper-mzi+epochs=10+methods=bp,sat_insitu*/results.csv").items():
-        factor = name.split("methods=bp,sat_insitu")[1].lstrip("+") or "none (Haar θ, LeNet, 10 epochs)"
+    for name, rows in rows_of("paper-mzi+epochs=10+methods=*/results.csv").items():
+        factor = name.split("+", 3)[3] if name.count("+") >= 3 else "none (Haar θ, LeNet, 10 epochs)"
         own = {(r["method"], r["train_chip"], r["seed"]): float(r["accuracy"]) for r in rows if r["deploy"] == "own chip"}
         pairs = [own[("sat_insitu", c, s)] - own[("bp", c, s)] for (m, c, s) in own if m == "bp" and ("sat_insitu", c, s) in own]
         ideal = [float(r["twin_accuracy"]) for r in rows if r["method"] == "bp" and r["deploy"] == "own chip"]

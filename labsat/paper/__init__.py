@@ -4,7 +4,9 @@ paper-microring | paper-freespace`` (each with a CI-size default and ``--full``)
 One module per platform (:mod:`.mzi`, :mod:`.microring`, :mod:`.freespace`) and :mod:`.common` for the
 discipline (declared tuning chips vs evaluation chips, seeds, tables). Every experiment is a list of
 task dicts mapped by :func:`labsat.sweeps.run_sweep`, so results land in the run database as each task
-ends and a re-run computes only what is missing.
+ends and a re-run computes only what is missing. The front door (``labsat experiment paper-*``) calls
+:func:`run` through :func:`labsat.workflows.paper_experiment`, which records it as an ``experiment`` run
+(``labsat runs list``) with its options, folder, table and files.
 """
 from __future__ import annotations
 
