@@ -30,7 +30,8 @@ def rows_of(pattern: str) -> dict[str, list[dict]]:
 def ablation() -> None:
     print("| factor (one at a time) | BP on its chip | BP on the ideal mesh | SAT in situ on its chip | SAT in situ − BP, paired |")
     print("|---|---|---|---|---|")
-    for name, rows in rows_of("paper-mzi+epochs=10+methods=*/results.csv").items():
+    found = rows_of("paper-mzi+epochs=10+methods=*/results.csv")
+    for name, rows in sorted(found.items(), key=lambda kv: (kv[0].count("+") > 2, kv[0])):  # the baseline first
         factor = name.split("+", 3)[3] if name.count("+") >= 3 else "none (Haar θ, LeNet, 10 epochs)"
         own = {(r["method"], r["train_chip"], r["seed"]): float(r["accuracy"]) for r in rows if r["deploy"] == "own chip"}
         pairs = [own[("sat_insitu", c, s)] - own[("bp", c, s)] for (m, c, s) in own if m == "bp" and ("sat_insitu", c, s) in own]
@@ -45,7 +46,8 @@ def labsat_model() -> None:
         for r in rows:
             data.setdefault(float(r["train_sigma"]), []).append(r)
     methods = ("bp", "pat", "sat_insitu")
-    print("| spread × | " + " | ".join(f"{m} own chip | {m} new chips" for m in methods) + " |")
+    labels = {"bp": "BP", "pat": "PAT", "sat_insitu": "SAT in situ"}
+    print("| spread × | " + " | ".join(f"{labels[m]} own chip | {labels[m]} new chips" for m in methods) + " |")
     print("|---" * (1 + 2 * len(methods)) + "|")
     keeps = {m: [] for m in methods}
     for sp in sorted(data):
