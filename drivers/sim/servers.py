@@ -7,7 +7,6 @@ pyvisa-py's ``TCPIP0::127.0.0.1::<port>::SOCKET``). All of them act on one :clas
 """
 from __future__ import annotations
 
-import logging
 import re
 import threading
 from types import SimpleNamespace
@@ -16,31 +15,35 @@ import numpy as np
 
 from ..base import encode_block
 from .chip import ChipSpec, VirtualChip
+from .heaters import SimHeaterOutputs
 from .scpi import UNDEFINED, SimScpiInstrument
 from .wire import InstrumentServer, line_server, split_message  # noqa: F401 (public here too)
 
-log = logging.getLogger(__name__)
-
 
 # --- the simulated instruments ---
-class SimHeaterDAC:
-    """Qontrol-style heater DAC; channel k drives chip heater k (extra channels are unconnected)."""
+class SimHeaterDAC(SimHeaterOutputs):
+    """Qontrol-style heater DAC on a serial ASCII protocol; its outputs, limits and watchdog:
+    :class:`~.heaters.SimHeaterOutputs`."""
 
-    FULL_SCALE_V, FULL_SCALE_MA = 12.0, 24.0
     _SET = re.compile(r"^V(\d+)=(\S+)$")
     _GET = re.compile(r"^([VI])(\d+)\?$")
+    _REFUSED = {"voltage": "E01", "current": "E02"}
 
     def __init__(self, chip: VirtualChip, channels: int, serial: str = "Q64iv-SIM"):
-        self.chip, self.channels, self.serial = chip, channels, serial
-        self.volts = np.zeros(channels)
-        self.resistance = chip.heater_resistance_ohm
+        super().__init__(chip, channels, serial)
         self._lock = threading.Lock()
 
-    def _apply(self) -> None:
-        n = min(self.channels, self.chip.n_heaters)
-        v = np.zeros(self.chip.n_heaters)
-        v[:n] = self.volts[:n]
-        self.chip.set_heaters(v)
+    def _set(self, value: str, channels, ch: int) -> str:
+        """``V<ch>=`` / ``VALL=``: the value on ``channels``, or the error naming ``ch``."""
+        try:
+            v = float(value)
+        except ValueError:
+            return f"E11:{ch}"
+        why = self.refusal(v)
+        if why is not None:
+            return f"{self._REFUSED[why]}:{ch}"
+        self.output(round(v, 4), channels)
+        return "OK"
 
     def handle(self, line: str, block: bytes | None):
         with self._lock:
@@ -51,31 +54,13 @@ class SimHeaterDAC:
             if line == "VALL?":
                 return ",".join(f"{v:.4f}" for v in self.volts)
             if line.startswith("VALL="):
-                try:
-                    value = float(line[5:])
-                except ValueError:
-                    return "E11:0"
-                if not 0 <= value <= self.FULL_SCALE_V:
-                    return "E01:0"
-                self.volts[:] = value
-                self._apply()
-                return "OK"
+                return self._set(line[5:], slice(None), 0)
             m = self._SET.match(line)
             if m:
                 ch = int(m.group(1))
                 if ch >= self.channels:
                     return f"E12:{ch}"
-                try:
-                    value = float(m.group(2))
-                except ValueError:
-                    return f"E11:{ch}"
-                if not (np.isfinite(value) and 0 <= value <= self.FULL_SCALE_V):
-                    return f"E01:{ch}"
-                if 1e3 * value / self.resistance > self.FULL_SCALE_MA:
-                    return f"E02:{ch}"
-                self.volts[ch] = round(value, 4)
-                self._apply()
-                return "OK"
+                return self._set(m.group(2), ch, ch)
             m = self._GET.match(line)
             if m:
                 ch = int(m.group(2))
@@ -85,16 +70,6 @@ class SimHeaterDAC:
                     return f"{self.volts[ch]:.4f}"
                 return f"{1e3 * self.volts[ch] / self.resistance:.4f}"
             return "E10:0"
-
-    def client_gone(self) -> None:
-        """Watchdog: the last client disconnected (killed, cable pulled) with heaters still powered,
-        i.e. without its safe shutdown: zero every output, as a connection watchdog would."""
-        with self._lock:
-            if np.any(self.volts):
-                log.warning("sim heater DAC %s: client gone with heaters on; watchdog zeroes them", self.serial)
-                self.volts[:] = 0.0
-                self._apply()
-                self.watchdog_trips = getattr(self, "watchdog_trips", 0) + 1
 
 
 class SimModulatorDAC(SimScpiInstrument):
