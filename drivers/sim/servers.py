@@ -27,7 +27,6 @@ class SimHeaterDAC(SimHeaterOutputs):
 
     _SET = re.compile(r"^V(\d+)=(\S+)$")
     _GET = re.compile(r"^([VI])(\d+)\?$")
-    _REFUSED = {"voltage": "E01", "current": "E02"}
 
     def __init__(self, chip: VirtualChip, channels: int, serial: str = "Q64iv-SIM"):
         super().__init__(chip, channels, serial)
@@ -41,7 +40,7 @@ class SimHeaterDAC(SimHeaterOutputs):
             return f"E11:{ch}"
         why = self.refusal(v)
         if why is not None:
-            return f"{self._REFUSED[why]}:{ch}"
+            return f"{'E01' if why == 'voltage' else 'E02'}:{ch}"
         self.output(round(v, 4), channels)
         return "OK"
 
