@@ -22,13 +22,13 @@ import numpy as np
 import torch
 
 from labsat.calibration import measure
+from labsat.calibration.pulse import TwinRefresher, fit_learned, prediction_error
 from labsat.config import load_config
 from labsat.data import load_digits
 from labsat.kinds import KINDS
 from labsat.physical import HybridClassifier, PhysicalLayer
 from labsat.station import Station
 from labsat.train import TrainConfig, accuracy, train
-from labsat.twins.pulse_learned import TwinRefresher, fit_learned, prediction_error
 from labsat.vowels import load_vowels
 
 REPO = Path(__file__).resolve().parents[1]

@@ -11,7 +11,7 @@ report its held-out R². Per device and seed, from the same initial network:
 
 - **in silico**: trained on the twin alone, then deployed on the device;
 - **PAT**: continues from the in-silico network, forward on the device, backward through the twin, the
-  twin refreshed online from the training's own measurements (the pulse kind's default, labsat.twins.pulse_learned.OnlineRefresh);
+  twin refreshed online from the training's own measurements (the pulse kind's default, labsat.calibration.pulse.OnlineRefresh);
 - **PAT, cautious**: the same, with gradients through the twin scaled by the ensemble's trust factor
   (smaller steps where the members disagree): the uncertainty ablation.
 
@@ -37,13 +37,14 @@ import yaml
 from labsat.calibration import measure
 from labsat.calibration.learned import collect
 from labsat.calibration.measure import Measurements
+from labsat.calibration.pulse import fit_learned, prediction_error
 from labsat.calibration.sweeps import concat
 from labsat.config import parse_config
+from labsat.kinds import KINDS
 from labsat.multilayer import DeepClassifier
 from labsat.physical import PhysicalLayer
 from labsat.station import Station
 from labsat.train import TrainConfig, accuracy, train
-from labsat.twins.pulse_learned import fit_learned, prediction_error, twin_for_layer
 from labsat.vowels import load_vowels
 
 REPO = Path(__file__).resolve().parents[1]
@@ -172,7 +173,7 @@ def main() -> None:
                 near_fit, near_held = near.split(0.2, seed=device)
                 fit_set = concat(fit_set, near_fit)
             t_measure = time.time() - t0
-            twin = twin_for_layer(layer_cfg)
+            twin = KINDS["pulse_shg"].make_twin(cfg, lname)  # the kind's twin, with its online refresh
             fit_learned(twin, fit_set, epochs=args.twin_epochs)
             devices[device] = {"held_out": prediction_error(twin, held),
                                "held_out_near_start": None if near_held is None else prediction_error(twin, near_held),

@@ -32,7 +32,8 @@ from labsat.calibration import measure
 from labsat.calibration.measure import Measurements
 from labsat.config import parse_config
 from labsat.station import Station
-from labsat.twins.pulse_learned import fit_learned, make_ensemble, make_member, prediction_error
+from labsat.calibration.pulse import fit_learned, prediction_error
+from labsat.twins.pulse_learned import make_ensemble, make_member
 
 REPO = Path(__file__).resolve().parents[1]
 

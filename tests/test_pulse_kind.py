@@ -14,12 +14,13 @@ from typer.testing import CliRunner
 from conftest import REPO, write_yaml
 from labsat import cli
 from labsat.calibration import measure
+from labsat.calibration.pulse import TwinRefresher, fit_learned, prediction_error
 from labsat.config import ConfigError, parse_config
 from labsat.drivers.base import InstrumentError
 from labsat.drivers.sim.shg import ShgScene, ShgSpec
 from labsat.kinds import KINDS
 from labsat.station import Station
-from labsat.twins.pulse_learned import LearnedTwin, TwinRefresher, fit_learned, prediction_error
+from labsat.twins.pulse_learned import LearnedTwin
 from labsat.vowels import PB1952_MEANS, VOWELS, generate_vowels, load_vowels, load_vowels_csv
 
 runner = CliRunner()

@@ -17,14 +17,14 @@ from typer.testing import CliRunner
 from conftest import REPO, write_yaml
 from labsat import cli
 from labsat.calibration import measure
+from labsat.calibration.pulse import OnlineRefresh, fit_learned, prediction_error
 from labsat.config import parse_config
 from labsat.data import Dataset
 from labsat.multilayer import DeepClassifier
 from labsat.physical import HybridClassifier, PhysicalLayer
 from labsat.station import Station
 from labsat.train import TrainConfig, accuracy, train
-from labsat.twins.pulse_learned import (OnlineRefresh, SplitTwin, TwinEnsemble, fit_learned, make_ensemble,
-                                        prediction_error, twin_for_layer)
+from labsat.twins.pulse_learned import SplitTwin, TwinEnsemble, make_ensemble, twin_for_layer
 
 runner = CliRunner()
 

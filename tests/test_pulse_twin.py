@@ -13,12 +13,12 @@ import yaml
 from conftest import REPO
 from labsat.calibration import measure
 from labsat.calibration.learned import collect
+from labsat.calibration.pulse import _flatten, fit_learned, prediction_error, train_twin
 from labsat.config import parse_config
 from labsat.drivers.sim.shg import ShgScene, ShgSpec
 from labsat.hardware.pulse import PulseHardware, input_pixels
 from labsat.station import Station
-from labsat.twins.pulse_learned import (ShgTwin, TwinEnsemble, fit_learned, make_member, prediction_error,
-                                        train_twin, twin_for_layer, _flatten)
+from labsat.twins.pulse_learned import ShgTwin, TwinEnsemble, make_member, twin_for_layer
 
 
 def small_station(tmp_path, layout: str = "interleaved", n_in: int = 4, n_ctrl: int = 12) -> dict:

@@ -70,7 +70,7 @@ class CallableHardware:
 def experiment_kind(name: str, system: Callable, description: str = "",
                     settings_model: type[ExperimentSettings] = ExperimentSettings) -> Kind:
     """A :class:`Kind` for ``system(settings, seed) -> f(x, u) -> y``: learned twin
-    (:class:`labsat.twins.pulse_learned.LearnedTwin`), fitted by :func:`~labsat.twins.pulse_learned.fit_learned`."""
+    (:class:`labsat.twins.pulse_learned.LearnedTwin`), fitted by :func:`~labsat.calibration.pulse.fit_learned`."""
     from labsat.kinds.registry import settings_of
 
     def make_twin(config, layer):
@@ -87,7 +87,7 @@ def experiment_kind(name: str, system: Callable, description: str = "",
         return None  # no virtual instrument: the callable is the experiment
 
     def fit(twin, data, progress=None):
-        from labsat.twins.pulse_learned import fit_learned
+        from labsat.calibration.pulse import fit_learned
 
         return fit_learned(twin, data, progress=progress)
 

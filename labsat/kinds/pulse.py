@@ -6,9 +6,12 @@ from labsat.kinds.registry import Kind, layer_seed, register_kind
 
 
 def _pulse_twin(config, layer: str):
+    from labsat.calibration.pulse import OnlineRefresh
     from labsat.twins.pulse_learned import twin_for_layer
 
-    return twin_for_layer(config.layers[layer])
+    twin = twin_for_layer(config.layers[layer])
+    twin.refresher = OnlineRefresh  # refreshed online from training's own measurements
+    return twin
 
 
 def _pulse_hardware(station, layer: str):
@@ -30,7 +33,7 @@ def _pulse_scene(config, layer: str, seed: int):
 
 
 def _pulse_fit(twin, data, progress=None):
-    from labsat.twins.pulse_learned import fit_learned
+    from labsat.calibration.pulse import fit_learned
 
     return fit_learned(twin, data, progress=progress)
 

@@ -2,7 +2,9 @@
 
 As in physics-aware training (Wright et al., Nature 2022), a twin is a model fitted to measured
 ``(input x, parameters u) -> output y`` triples; it has to give useful gradients near the parameters in
-use, and is refreshed online from the measurements that training makes anyway (:class:`OnlineRefresh`).
+use, and is refreshed online from the measurements that training makes anyway. This module holds the twins'
+forms; their fits (training, the SHG twin's variable projection, the online refresh, the held-out error) are
+in :mod:`labsat.calibration.pulse`.
 
 Four pieces, compared in benchmarks/pulse_twin.py (table in benchmarks/README.md, issue 17):
 
@@ -201,7 +203,7 @@ class ShgTwin(_Member):
     from the measurements: the complex spectrum per bin (one extra bin each side, where leakage puts
     light), the leakage, and the detector map (phase matching, slit, resolution, gains and offset). The
     twin fits *measured* outputs only: a device whose physics departs from this form shows as a floor in
-    the held-out R², which :func:`prediction_error` reports.
+    the held-out R², which :func:`labsat.calibration.pulse.prediction_error` reports.
     """
 
     arch_doc = "'shg', inputs, controls, outputs, pixel_bins, input layout (0 first, 1 interleaved), detector bins"
@@ -260,60 +262,6 @@ class ShgTwin(_Member):
     def standardised(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         return self.detector(self.sh_power(x, u))
 
-    def _solve_detector(self, f: torch.Tensor, target: torch.Tensor, ridge: float, prior: torch.Tensor | None):
-        """Least-squares detector map (weights and bias, (S + 1, M)) for SH powers ``f``, ridge toward ``prior``."""
-        a = torch.cat([f, torch.ones(len(f), 1, dtype=f.dtype)], 1)
-        gram = a.T @ a
-        # toward a prior: relative to the data's own scale (a window near one setting has few directions)
-        lam = ridge * float(gram.diagonal().mean()) if prior is not None else ridge * len(f)
-        rhs = a.T @ target + (lam * prior if prior is not None else 0.0)
-        return torch.linalg.solve(gram + lam * torch.eye(a.shape[1], dtype=f.dtype), rhs)
-
-    def fit_rows(self, x: torch.Tensor, u: torch.Tensor, target: torch.Tensor, steps: int = 6,
-                 rows: int = 2048, ridge: float = 1e-4, keep_detector: bool = False, seed: int = 0,
-                 progress: Callable[[int, int, float], None] | None = None) -> list[float]:
-        """Fit to standardised targets by variable projection: L-BFGS on the spectrum and leakage, with the
-        detector map solved in closed form (ridge least squares) at every evaluation, on ``rows`` rows drawn
-        at random; then the detector on all rows. ``keep_detector``: ridge toward the present detector
-        instead of toward zero (an online refresh on a narrow window should not forget the rest)."""
-        g = torch.Generator().manual_seed(seed)
-        sub = torch.randperm(len(x), generator=g)[:rows]
-        xs, us, ts = x[sub], u[sub], target[sub]
-        prior = (torch.cat([self.detector.weight.T, self.detector.bias[None]]).detach().clone()
-                 if keep_detector else None)
-        params = [self.env_re, self.env_im, self.leak]
-        opt = torch.optim.LBFGS(params, lr=1, max_iter=20, history_size=20, line_search_fn="strong_wolfe")
-
-        def closure():
-            opt.zero_grad()
-            f = self.sh_power(xs, us)
-            w = self._solve_detector(f.detach(), ts, ridge, prior)  # variable projection: the optimum's gradient
-            loss = ((torch.cat([f, torch.ones(len(f), 1, dtype=f.dtype)], 1) @ w - ts) ** 2).mean()
-            loss.backward()
-            return loss
-
-        history: list[float] = []
-        for p in params:
-            p.requires_grad_(True)
-        try:
-            with torch.enable_grad():
-                for step in range(steps):
-                    history.append(float(opt.step(closure).detach()))
-                    if progress:
-                        progress(step + 1, steps, history[-1])
-        finally:
-            for p in params:
-                p.requires_grad_(False)
-                p.grad = None
-        with torch.no_grad():
-            f = torch.cat([self.sh_power(x[i:i + 4096], u[i:i + 4096]) for i in range(0, len(x), 4096)])
-            w = self._solve_detector(f, target, ridge, prior)
-            self.detector.weight.copy_(w[:-1].T)
-            self.detector.bias.copy_(w[-1])
-            history.append(float(((self.detector(f) - target) ** 2).mean()))
-        return history
-
-
 def make_member(n_inputs: int, n_controls: int, n_outputs: int, arch: str = "mlp", seed: int = 0,
                 **sizes) -> _Member:
     if arch == "split":
@@ -343,7 +291,8 @@ class TwinEnsemble(nn.Module):
     """Several learned twins; the prediction is their mean, their spread an uncertainty.
 
     ``spread(x, u)``: the members' standard deviation per sample, averaged over outputs, in units of the
-    outputs' spread. ``reference_spread`` is its median on the calibration data (set by :func:`fit_learned`).
+    outputs' spread. ``reference_spread`` is its median on the calibration data (set by
+    :func:`labsat.calibration.pulse.fit_learned`).
     With ``cautious = True`` the gradient through the twin is multiplied, per sample, by the trust factor
     ``min(1, reference_spread / spread)``: full steps where the members agree as well as they did on
     the calibration data, smaller steps where they disagree more. The forward value is unchanged.
@@ -357,8 +306,10 @@ class TwinEnsemble(nn.Module):
         self.register_buffer("reference_spread", torch.zeros((), dtype=torch.float64))
         self.cautious = False
         self.last_trust: float | None = None  # mean trust factor of the last cautious forward
-        self.online: OnlineRefresh | None = None
-        self.refresh_online = True  # the first training measurement starts an OnlineRefresh (defaults)
+        self.online = None  # the online refresh, once started
+        self.refresh_online = True  # the first training measurement starts one with ``refresher`` ...
+        # ... which the pulse kind's twin gets (labsat.calibration.pulse.OnlineRefresh; a fit, so not from here)
+        self.refresher: Callable[[TwinEnsemble], object] | None = None
 
     @property
     def n_controls(self) -> int:
@@ -402,8 +353,8 @@ class TwinEnsemble(nn.Module):
 
     def observe(self, x: torch.Tensor, u: torch.Tensor, y: torch.Tensor) -> None:
         """Measurements made by training (hardware forward): hand them to the online refresh, if on."""
-        if self.online is None and self.refresh_online:
-            self.online = OnlineRefresh(self)
+        if self.online is None and self.refresh_online and self.refresher is not None:
+            self.online = self.refresher(self)
         if self.online is not None:
             self.online.observe(x, u, y)
 
@@ -434,213 +385,6 @@ def make_ensemble(n_inputs: int, n_controls: int, n_outputs: int, members: int =
                          for k in range(members)])
 
 
-def _flatten(data) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Measurements (u (K, H), x (K, B, N), p (K, B, M)) -> per-sample rows."""
-    k, b = data.x.shape[:2]
-    x = torch.as_tensor(data.x.reshape(k * b, -1), dtype=torch.float64)
-    u = torch.as_tensor(np.repeat(data.u, b, axis=0), dtype=torch.float64)
-    y = torch.as_tensor(data.p.reshape(k * b, -1), dtype=torch.float64)
-    return x, u, y
-
-
-def train_twin(twin: nn.Module, x: torch.Tensor, u: torch.Tensor, y: torch.Tensor, epochs: int = 200,
-               lr: float = 3e-3, batch_size: int = 256, seed: int = 0, renormalise: bool = True,
-               weight_decay: float = 0.0,
-               progress: Callable[[int, int, float], None] | None = None) -> list[float]:
-    """Fit a learned twin to rows ``(x, u) -> y`` (mean squared error in standardised units).
-
-    An ensemble trains each member in turn (its own seed: initialisation differs, and so does the data
-    order); the returned history is the members' mean loss per epoch.
-    """
-    if isinstance(twin, TwinEnsemble):
-        runs = [train_twin(m, x, u, y, epochs, lr, batch_size, seed + 7919 * k, renormalise, weight_decay,
-                           None if progress is None else
-                           (lambda e, n, loss, k=k: progress(k * n + e, n * len(twin.members), loss)))
-                for k, m in enumerate(twin.members)]
-        return [float(np.mean(v)) for v in zip(*runs)]
-    if renormalise:
-        with torch.no_grad():
-            twin.y_mean.copy_(y.mean(0))
-            twin.y_std.copy_(y.std(0).clamp_min(1e-6))
-    if isinstance(twin, ShgTwin):  # few parameters of its own: variable projection, not epochs of Adam
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            target = (y - twin.y_mean) / twin.y_std
-            if renormalise:  # a calibration: the whole fit
-                return twin.fit_rows(x, u, target, steps=min(max(epochs, 1), 6), seed=seed, progress=progress)
-            # a refresh (online, on a window near the parameters in use): the detector map only, ridge toward
-            # the present one. The pulse spectrum stays: fitted to a narrow window it overfits (on the CI
-            # station one L-BFGS step on 96 rows raised the error near those parameters by 60 %); what drifts
-            # on a bench (phase matching with the crystal's temperature, detector gains) is in the detector map.
-            return twin.fit_rows(x, u, target, steps=0, ridge=1e-2, keep_detector=True, seed=seed)
-        finally:
-            torch.set_num_threads(threads)
-    params = list(twin.parameters())
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # small matrices: extra threads only fight over the cores
-    for p in params:
-        p.requires_grad_(True)
-    history: list[float] = []
-    try:
-        with torch.enable_grad():  # also when called from inside a hardware forward (no-grad mode)
-            opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
-            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(epochs, 1))
-            g = torch.Generator().manual_seed(seed)
-            target = (y - twin.y_mean) / twin.y_std
-            n = len(x)
-            for epoch in range(epochs):
-                order = torch.randperm(n, generator=g)
-                total = 0.0
-                for s in range(0, n, batch_size):
-                    idx = order[s:s + batch_size]
-                    opt.zero_grad()
-                    loss = torch.mean((twin.standardised(x[idx], u[idx]) - target[idx]) ** 2)
-                    loss.backward()
-                    opt.step()
-                    total += loss.item() * len(idx)
-                sched.step()
-                history.append(total / n)
-                if progress:
-                    progress(epoch + 1, epochs, history[-1])
-    finally:
-        torch.set_num_threads(threads)
-        for p in params:
-            p.requires_grad_(False)
-            p.grad = None
-    return history
-
-
-@torch.no_grad()
-def _median_spread(twin: "TwinEnsemble", x: torch.Tensor, u: torch.Tensor) -> float:
-    return float(torch.cat([twin.spread(x[i:i + 4096], u[i:i + 4096]) for i in range(0, len(x), 4096)]).median())
-
-
-def fit_learned(twin: nn.Module, data, epochs: int = 200, progress=None, **options) -> list[float]:
-    """Fit a learned twin (or ensemble) to calibration measurements (:class:`labsat.calibration.Measurements`).
-
-    An ensemble's ``reference_spread`` becomes the members' median disagreement on these measurements.
-    """
-    x, u, y = _flatten(data)
-    history = train_twin(twin, x, u, y, epochs=epochs, progress=progress, **options)
-    if isinstance(twin, TwinEnsemble):
-        twin.reference_spread.fill_(_median_spread(twin, x, u))
-    return history
-
-
-@torch.no_grad()
-def prediction_error(twin: nn.Module, data) -> dict[str, float]:
-    """Held-out error of the twin, and of the best constant predictor (the data's mean) for scale.
-
-    ``r2`` is pooled over all outputs: 1 - sum of squared errors / sum of squared deviations from each
-    output's mean.
-    """
-    x, u, y = _flatten(data)
-    pred = torch.cat([twin(x[i:i + 4096], u[i:i + 4096]) for i in range(0, len(x), 4096)])
-    err = pred - y
-    const = y - y.mean(0)
-    return {"rmse": float(err.pow(2).mean().sqrt()), "constant_rmse": float(const.pow(2).mean().sqrt()),
-            "r2": float(1 - err.pow(2).sum() / const.pow(2).sum())}
-
-
-class OnlineRefresh:
-    """Refresh a learned twin from the measurements online training makes anyway.
-
-    Every hardware forward of a training step hands its ``(x, u, y)`` to :meth:`observe` (through
-    :class:`labsat.physical.PhysicalLayer`); once ``every`` new rows have come in, the twin is fine-tuned
-    for ``epochs`` epochs on the newest ``window`` rows (all measured near the parameters in use), at a
-    small learning rate so it does not forget what calibration taught it. No extra queries are made.
-
-    ``errors`` records, per refresh, the twin's error on the new rows before fine-tuning (standardised
-    units); ``refreshes`` and ``rows_seen`` count.
-    """
-
-    def __init__(self, twin: nn.Module, every: int = 512, window: int = 4096, epochs: int = 4, lr: float = 3e-4,
-                 seed: int = 0):
-        if every < 1 or window < every or epochs < 1 or lr <= 0:
-            raise ValueError("online refresh: every >= 1, window >= every, epochs >= 1 and lr > 0 are required")
-        self.twin, self.every, self.window, self.epochs, self.lr = twin, int(every), int(window), int(epochs), lr
-        self.seed = seed
-        self._rows: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
-        self._pending = 0
-        self.rows_seen = 0
-        self.refreshes = 0
-        self.errors: list[float] = []
-
-    def observe(self, x: torch.Tensor, u: torch.Tensor, y: torch.Tensor) -> None:
-        x = x.detach().to(torch.float64).reshape(-1, x.shape[-1])
-        uu = u.detach().to(torch.float64)
-        uu = uu.expand(len(x), uu.shape[-1]) if uu.dim() == 1 else uu.reshape(-1, uu.shape[-1])
-        y = torch.as_tensor(y, dtype=torch.float64).detach().reshape(len(x), -1)
-        self._rows.append((x, uu.clone(), y))
-        self._pending += len(x)
-        self.rows_seen += len(x)
-        kept, total = [], 0
-        for rows in reversed(self._rows):
-            if total >= self.window:
-                break
-            kept.append(rows)
-            total += len(rows[0])
-        self._rows = kept[::-1]
-        if self._pending >= self.every:
-            self.refresh()
-
-    def refresh(self) -> None:
-        x, u, y = (torch.cat(t)[-self.window:] for t in zip(*self._rows))
-        new = slice(len(x) - self._pending, len(x))
-        with torch.no_grad():
-            std = self.twin.y_std
-            self.errors.append(float((((self.twin(x[new], u[new]) - y[new]) / std) ** 2).mean()))
-        train_twin(self.twin, x, u, y, epochs=self.epochs, lr=self.lr, batch_size=128, renormalise=False,
-                   seed=self.seed + self.refreshes)
-        self._pending = 0
-        self.refreshes += 1
-
-
-class TwinRefresher:
-    """Refresh a learned twin during online training: measure near the current parameters, fine-tune.
-
-    ``refresh(u, x_pool)``: ``settings`` parameter vectors ``u + N(0, spread)`` (clipped to [0, 1]), each
-    with ``inputs`` inputs drawn from ``x_pool``, measured on ``hardware``; the new rows join a replay
-    buffer (old calibration rows kept) and the twin is fine-tuned for ``epochs`` epochs on it.
-    """
-
-    def __init__(self, twin: nn.Module, hardware, calibration=None, settings: int = 8, inputs: int = 16,
-                 spread: float = 0.05, epochs: int = 30, max_rows: int = 20000, seed: int = 0):
-        self.twin, self.hardware = twin, hardware
-        self.settings, self.inputs, self.spread, self.epochs = settings, inputs, spread, epochs
-        self.max_rows = max_rows
-        self.rng = np.random.default_rng(seed)
-        self.rows = _flatten(calibration) if calibration is not None else None
-        self.refreshes = 0
-        self.samples = 0
-
-    def refresh(self, u: np.ndarray, x_pool: np.ndarray) -> float:
-        """One refresh; returns the twin's error on the new measurements before fine-tuning (std units)."""
-        u = np.asarray(u, dtype=float)
-        xs, us, ys = [], [], []
-        for _ in range(self.settings):
-            uk = np.clip(u + self.spread * self.rng.standard_normal(u.shape), 0.0, 1.0)
-            xk = x_pool[self.rng.choice(len(x_pool), self.inputs, replace=False)]
-            ys.append(self.hardware.forward(xk, uk))
-            xs.append(xk)
-            us.append(np.repeat(uk[None], len(xk), axis=0))
-            self.samples += len(xk)
-        x = torch.as_tensor(np.concatenate(xs), dtype=torch.float64)
-        uu = torch.as_tensor(np.concatenate(us), dtype=torch.float64)
-        y = torch.as_tensor(np.concatenate(ys), dtype=torch.float64)
-        with torch.no_grad():
-            before = float((((self.twin(x, uu) - y) / self.twin.y_std) ** 2).mean())
-        if self.rows is None:
-            self.rows = (x, uu, y)
-        else:  # new rows first, oldest dropped beyond max_rows; the new data weigh twice
-            self.rows = tuple(torch.cat([new, new, old])[:self.max_rows] for new, old in zip((x, uu, y), self.rows))
-        train_twin(self.twin, *self.rows, epochs=self.epochs, lr=1e-3, renormalise=False,
-                   seed=int(self.rng.integers(1 << 30)))
-        self.refreshes += 1
-        return before
-
-
 # the pulse kind's twin: an ensemble of 3 SHG-structured twins (ShgTwin). The black-box networks were tried
 # and lost on this system (benchmarks/pulse_twin.py, 40 parameter pixels): an MLP or the PAT authors' split
 # net does not generalise over random parameters (held-out R² < 0 with 10^4 queries) and reaches 0.89 only
@@ -649,7 +393,8 @@ PULSE_TWIN = {"members": 3, "arch": "shg"}
 
 
 def twin_for_layer(cfg, members: int | None = None, arch: str | None = None) -> TwinEnsemble:
-    """The (unfitted) learned twin of a ``pulse_shg`` layer; fitted by ``labsat calibrate --kind pulse``."""
+    """The (unfitted) learned twin of a ``pulse_shg`` layer; fitted by ``labsat calibrate --kind pulse``. The
+    pulse kind (``labsat.kinds.pulse``) gives it its online refresh."""
     arch = arch or PULSE_TWIN["arch"]
     sizes = ({"pixel_bins": cfg.pixel_bins, "layout": cfg.input_layout, "input_phase_rad": cfg.input_phase_rad}
              if arch == "shg" else {})
