@@ -20,6 +20,7 @@ from labsat.calibration import measure
 from labsat.calibration.pulse import OnlineRefresh, fit_learned, prediction_error
 from labsat.config import parse_config
 from labsat.data import Dataset
+from labsat.kinds import KINDS
 from labsat.multilayer import DeepClassifier
 from labsat.physical import HybridClassifier, PhysicalLayer
 from labsat.station import Station
@@ -193,3 +194,16 @@ def test_pulse_kind_twin_is_an_ensemble():
     with pytest.raises(ValueError, match="online refresh"):
         OnlineRefresh(twin, every=0)
     json.dumps(twin.fitted_state())  # JSON-able (the calibration store writes JSON)
+
+
+def test_the_kinds_twin_starts_its_online_refresh_a_bare_ensemble_does_not():
+    """The refresh is a fit (calibration/pulse.py), so the twin (core) does not start one itself: the pulse
+    kind's twin gets it, through ``refresher``, at its first training measurement."""
+    config = parse_config(pulse_station(REPO / "runs" / "unused"))
+    x, u, y = torch.rand(8, 4, dtype=torch.float64), torch.rand(4, dtype=torch.float64), torch.rand(8, 10)
+    kind_twin = KINDS["pulse_shg"].make_twin(config, "shg")
+    kind_twin.observe(x, u, y)
+    assert isinstance(kind_twin.online, OnlineRefresh) and kind_twin.online.rows_seen == 8
+    bare = twin_for_layer(config.layers["shg"])
+    bare.observe(x, u, y)
+    assert bare.online is None
