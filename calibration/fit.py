@@ -5,6 +5,7 @@ between predicted and measured normalised powers, with Adam then L-BFGS.
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from typing import Callable
 
 import numpy as np
@@ -26,6 +27,26 @@ def rmse(twin: MZIMeshTwin, data: Measurements) -> float:
         return float(torch.sqrt(torch.mean((predict(twin, data) - torch.as_tensor(data.p)) ** 2)))
 
 
+@contextmanager
+def fitting(params: list[torch.Tensor]):
+    """While a fit runs: ``params`` trainable, gradients on (also inside a hardware forward's no-grad mode), torch
+    on one thread (small tensors: extra threads only fight over the cores). Afterwards the parameters are
+    frozen again without gradients, as the twins keep them (fitted by calibration, not by training), and the
+    thread count is restored. Every fit in calibration/ runs inside it."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    for p in params:
+        p.requires_grad_(True)
+    try:
+        with torch.enable_grad():
+            yield
+    finally:
+        torch.set_num_threads(threads)
+        for p in params:
+            p.requires_grad_(False)
+            p.grad = None
+
+
 def least_squares(params: list[torch.Tensor], loss_fn: Callable[[], torch.Tensor], adam_steps: int = 300,
                   lbfgs_steps: int = 100, lr: float = 0.02,
                   progress: Callable[[int, int, float], None] | None = None) -> list[float]:
@@ -36,11 +57,7 @@ def least_squares(params: list[torch.Tensor], loss_fn: Callable[[], torch.Tensor
     """
     history: list[float] = []
     total = adam_steps + (1 if lbfgs_steps else 0)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny tensors: extra threads only fight over the cores
-    for p in params:
-        p.requires_grad_(True)
-    try:
+    with fitting(params):
         opt = torch.optim.Adam(params, lr=lr)
         for i in range(adam_steps):
             opt.zero_grad()
@@ -64,11 +81,6 @@ def least_squares(params: list[torch.Tensor], loss_fn: Callable[[], torch.Tensor
                 history.append(loss_fn().item())
             if progress:
                 progress(total, total, history[-1])
-    finally:
-        torch.set_num_threads(threads)
-        for p in params:
-            p.requires_grad_(False)
-            p.grad = None
     return history
 
 

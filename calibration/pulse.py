@@ -15,6 +15,8 @@ from torch import nn
 
 from labsat.twins.pulse_learned import ShgTwin, TwinEnsemble
 
+from .fit import fitting
+
 
 def _flatten(data) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Measurements (u (K, H), x (K, B, N), p (K, B, M)) -> per-sample rows."""
@@ -44,52 +46,36 @@ def train_twin(twin: nn.Module, x: torch.Tensor, u: torch.Tensor, y: torch.Tenso
         with torch.no_grad():
             twin.y_mean.copy_(y.mean(0))
             twin.y_std.copy_(y.std(0).clamp_min(1e-6))
+    target = (y - twin.y_mean) / twin.y_std
     if isinstance(twin, ShgTwin):  # few parameters of its own: variable projection, not epochs of Adam
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            target = (y - twin.y_mean) / twin.y_std
-            if renormalise:  # a calibration: the whole fit
-                return fit_shg(twin, x, u, target, steps=min(max(epochs, 1), 6), seed=seed, progress=progress)
-            # a refresh (online, on a window near the parameters in use): the detector map only, ridge toward
-            # the present one. The pulse spectrum stays: fitted to a narrow window it overfits (on the CI
-            # station one L-BFGS step on 96 rows raised the error near those parameters by 60 %); what drifts
-            # on a bench (phase matching with the crystal's temperature, detector gains) is in the detector map.
-            return fit_shg(twin, x, u, target, steps=0, ridge=1e-2, keep_detector=True, seed=seed)
-        finally:
-            torch.set_num_threads(threads)
+        if renormalise:  # a calibration: the whole fit
+            return fit_shg(twin, x, u, target, steps=min(max(epochs, 1), 6), seed=seed, progress=progress)
+        # a refresh (online, on a window near the parameters in use): the detector map only, ridge toward
+        # the present one. The pulse spectrum stays: fitted to a narrow window it overfits (on the CI
+        # station one L-BFGS step on 96 rows raised the error near those parameters by 60 %); what drifts
+        # on a bench (phase matching with the crystal's temperature, detector gains) is in the detector map.
+        return fit_shg(twin, x, u, target, steps=0, ridge=1e-2, keep_detector=True, seed=seed)
     params = list(twin.parameters())
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # small matrices: extra threads only fight over the cores
-    for p in params:
-        p.requires_grad_(True)
     history: list[float] = []
-    try:
-        with torch.enable_grad():  # also when called from inside a hardware forward (no-grad mode)
-            opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
-            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(epochs, 1))
-            g = torch.Generator().manual_seed(seed)
-            target = (y - twin.y_mean) / twin.y_std
-            n = len(x)
-            for epoch in range(epochs):
-                order = torch.randperm(n, generator=g)
-                total = 0.0
-                for s in range(0, n, batch_size):
-                    idx = order[s:s + batch_size]
-                    opt.zero_grad()
-                    loss = torch.mean((twin.standardised(x[idx], u[idx]) - target[idx]) ** 2)
-                    loss.backward()
-                    opt.step()
-                    total += loss.item() * len(idx)
-                sched.step()
-                history.append(total / n)
-                if progress:
-                    progress(epoch + 1, epochs, history[-1])
-    finally:
-        torch.set_num_threads(threads)
-        for p in params:
-            p.requires_grad_(False)
-            p.grad = None
+    with fitting(params):
+        opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(epochs, 1))
+        g = torch.Generator().manual_seed(seed)
+        n = len(x)
+        for epoch in range(epochs):
+            order = torch.randperm(n, generator=g)
+            total = 0.0
+            for s in range(0, n, batch_size):
+                idx = order[s:s + batch_size]
+                opt.zero_grad()
+                loss = torch.mean((twin.standardised(x[idx], u[idx]) - target[idx]) ** 2)
+                loss.backward()
+                opt.step()
+                total += loss.item() * len(idx)
+            sched.step()
+            history.append(total / n)
+            if progress:
+                progress(epoch + 1, epochs, history[-1])
     return history
 
 
@@ -257,22 +243,15 @@ def fit_shg(twin: ShgTwin, x: torch.Tensor, u: torch.Tensor, target: torch.Tenso
         return loss
 
     history: list[float] = []
-    for p in params:
-        p.requires_grad_(True)
-    try:
-        with torch.enable_grad():
-            for step in range(steps):
-                history.append(float(opt.step(closure).detach()))
-                if progress:
-                    progress(step + 1, steps, history[-1])
-    finally:
-        for p in params:
-            p.requires_grad_(False)
-            p.grad = None
-    with torch.no_grad():
-        f = torch.cat([twin.sh_power(x[i:i + 4096], u[i:i + 4096]) for i in range(0, len(x), 4096)])
-        w = _solve_detector(f, target, ridge, prior)
-        twin.detector.weight.copy_(w[:-1].T)
-        twin.detector.bias.copy_(w[-1])
-        history.append(float(((twin.detector(f) - target) ** 2).mean()))
+    with fitting(params):
+        for step in range(steps):
+            history.append(float(opt.step(closure).detach()))
+            if progress:
+                progress(step + 1, steps, history[-1])
+        with torch.no_grad():  # the detector on all rows
+            f = torch.cat([twin.sh_power(x[i:i + 4096], u[i:i + 4096]) for i in range(0, len(x), 4096)])
+            w = _solve_detector(f, target, ridge, prior)
+            twin.detector.weight.copy_(w[:-1].T)
+            twin.detector.bias.copy_(w[-1])
+            history.append(float(((twin.detector(f) - target) ** 2).mean()))
     return history
