@@ -38,6 +38,7 @@ def main() -> None:
     ap.add_argument("--models", nargs="+", default=["paper", "labsat"])
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--plain", action="store_true")
+    ap.add_argument("--dtype", choices=["float32", "float64"], default="float32", help="precision of the fit's mesh")
     args = ap.parse_args()
     torch.set_num_threads(1)
     for model in args.models:
@@ -47,8 +48,9 @@ def main() -> None:
             held = measure(hw, 16, 16, seed=10_000 + args.seed, schedule=(1.0,))
             floor = hw.noise_floor(held)
             twin = MZIMeshTwin(n, hw.phase_per_u)
-            row = {"model": model, "modes": n, "seed": args.seed, "floor": floor, "nominal_rmse": rmse(twin, held)}
+            row = {"model": model, "modes": n, "seed": args.seed, "dtype": args.dtype, "floor": floor, "nominal_rmse": rmse(twin, held)}
             plan = ProgressivePlan.for_modes(n)
+            plan.dtype = args.dtype
             t0 = time.process_time()
             res = calibrate_progressive(hw, twin, plan, seed=args.seed, held=held,
                                         on_stage=lambda r: print(model, n, r, flush=True))
