@@ -214,25 +214,6 @@ def _read_termination(instrument) -> str:
     return "\n"
 
 
-class ScpiErrorMixin:
-    """Drains ``SYST:ERR?`` after a command and raises on any queued error."""
-
-    def check_scpi_errors(self) -> None:
-        errors = []
-        for _ in range(16):
-            reply = self.ask("SYST:ERR?").strip()
-            code, _, msg = reply.partition(",")
-            try:
-                code_i = int(code)
-            except ValueError:
-                raise InstrumentError(f"{self.name}: garbled reply to SYST:ERR?: {reply!r}")
-            if code_i == 0:
-                break
-            errors.append(f"{code_i}: {msg.strip(chr(34))}")
-        if errors:
-            raise InstrumentError(f"{self.name} reported: " + "; ".join(errors))
-
-
 def parse_floats(reply: str, expected: int, what: str) -> np.ndarray:
     """Parse a comma-separated reply of ``expected`` numbers, or raise a clear error."""
     parts = reply.strip().split(",")
@@ -249,7 +230,7 @@ def parse_floats(reply: str, expected: int, what: str) -> np.ndarray:
 class ControlsMixin:
     """Makes PyMeasure's declarative ``Instrument.control`` / ``measurement`` getters read through the
     transport's retried :meth:`~labsat.drivers.transport.TransportMixin.query` (a timeout or a garbled
-    reply is retried, then one clear error), under the driver's lock."""
+    reply is retried, then one clear error), which holds the instrument's lock."""
 
     def values(self, command, separator=",", cast=float, preprocess_reply=None, maxsplit=-1, **kwargs):
         def parse(reply: str) -> list:
@@ -259,8 +240,7 @@ class ControlsMixin:
             return [item.strip() if cast is str else cast(item.strip())
                     for item in reply.split(separator, maxsplit)]
 
-        with self._lock:
-            return self.query(command, parse)
+        return self.query(command, parse)
 
 
 def in_range(what: str, unit: str = "", integer: bool = False, where: str = ""):
@@ -314,14 +294,11 @@ def checked_control(get_command: str, set_command: str, docs: str, *, validator,
     inner_get, inner_set = prop.fget, prop.fset
 
     def fset(self, value, **kwargs):
-        with self._lock:
+        with self.transaction(hold_signals=False):
             try:
-                with deferred_sigint():
+                with self.transaction():  # the set and its error check: one exchange
                     inner_set(self, value, **kwargs)
-                    if hasattr(self, "raise_scpi_errors"):
-                        self.raise_scpi_errors(what)
-                    else:
-                        self.check_scpi_errors()
+                    self.raise_scpi_errors(what)
             except LimitError as exc:
                 raise LimitError(f"{self.name}: {exc}") from None
             if readback is None:

@@ -29,16 +29,14 @@ read-back before and after), whatever the channel count.
 """
 from __future__ import annotations
 
-import threading
 import time
 
 import numpy as np
 from pymeasure.instruments import Instrument
 
-from .base import InstrumentError, ScpiErrorMixin, decode_block, deferred_sigint, encode_block, \
-    read_block
+from .base import InstrumentError, decode_block, encode_block, read_block
 from .heater_limits import HeaterLimitsMixin
-from .transport import TransportMixin
+from .transport import ScpiErrorMixin, TransportMixin
 
 
 
@@ -52,18 +50,16 @@ class BlockHeaterDAC(HeaterLimitsMixin, TransportMixin, ScpiErrorMixin, Instrume
         self.channels = int(channels)
         self._init_limits(v_max, i_max_ma, resistance_ohm, power_max_w, total_power_max_w, max_step_v,
                           step_delay_s, readback_tolerance_v)
-        self._lock = threading.RLock()
         self.writes = 0
 
     # --- protocol ---
     @property
     def identity(self) -> str:
-        with self._lock, deferred_sigint():
-            return self.query("*IDN?").strip()
+        return self.query("*IDN?").strip()
 
     def voltages(self) -> np.ndarray:
         """Fresh read-back of every channel's voltage (V), one binary block."""
-        with self._lock, deferred_sigint():
+        with self.transaction():
             self.write("SOUR:VOLT:BLOC?")
             values = decode_block(read_block(self))
         if len(values) != self.channels:
@@ -73,7 +69,7 @@ class BlockHeaterDAC(HeaterLimitsMixin, TransportMixin, ScpiErrorMixin, Instrume
 
     def command(self, command: str) -> None:
         """Send one set command, then read the error queue."""
-        with self._lock, deferred_sigint():
+        with self.transaction():
             self.write(command)
             self.writes += 1
             self._setpoint = None  # unknown after a raw command: the next ramp trusts the read-back alone
@@ -84,7 +80,7 @@ class BlockHeaterDAC(HeaterLimitsMixin, TransportMixin, ScpiErrorMixin, Instrume
         """Ramp ``channels`` (default: all) to ``volts`` in whole-vector steps, each validated first."""
         ch, target = self._target(volts, channels)
         self.validate(target, ch)  # per-channel limits (and total, others at 0 V) before anything is sent
-        with self._lock:
+        with self.transaction(hold_signals=False):
             present = self.voltages()
             self._check_readback(present)
             self.validate(target, ch, present)
@@ -108,7 +104,7 @@ class BlockHeaterDAC(HeaterLimitsMixin, TransportMixin, ScpiErrorMixin, Instrume
     def _write_block(self, volts: np.ndarray) -> None:
         """One transfer: the whole vector."""
         try:
-            with deferred_sigint():
+            with self.transaction():
                 self.write_bytes(b"SOUR:VOLT:BLOC " + encode_block(volts) + b"\n")
         finally:
             self.writes += 1

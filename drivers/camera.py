@@ -21,14 +21,12 @@ safe state is only disarmed (``ABOR``).
 """
 from __future__ import annotations
 
-import threading
 
 import numpy as np
 from pymeasure.instruments import Instrument
 
-from .base import (ControlsMixin, InstrumentError, ScpiErrorMixin, checked_control, deferred_sigint, in_range,
-                   parse_floats, read_block)
-from .transport import TransportMixin
+from .base import ControlsMixin, InstrumentError, checked_control, in_range, parse_floats, read_block
+from .transport import ScpiErrorMixin, TransportMixin
 
 FULL_SCALE = 65535
 
@@ -39,15 +37,13 @@ class Camera(ControlsMixin, TransportMixin, ScpiErrorMixin, Instrument):
     def __init__(self, adapter, name: str = "camera", width: int = 32, height: int = 32, **kwargs):
         super().__init__(adapter, name, includeSCPI=False, **kwargs)
         self.width, self.height = int(width), int(height)
-        self._lock = threading.RLock()
 
     @property
     def identity(self) -> str:
-        with self._lock, deferred_sigint():
-            return self.ask("*IDN?").strip()
+        return self.ask("*IDN?").strip()
 
     def check_size(self) -> None:
-        with self._lock, deferred_sigint():
+        with self.transaction():
             w, h = parse_floats(self.ask("SENS:SIZE?"), 2, f"{self.name} SENS:SIZE?")
         if (int(w), int(h)) != (self.width, self.height):
             raise InstrumentError(f"{self.name}: sensor is {int(w)}x{int(h)}, configured {self.width}x{self.height}")
@@ -57,22 +53,21 @@ class Camera(ControlsMixin, TransportMixin, ScpiErrorMixin, Instrument):
         what="exposure", readback=None)
 
     def arm(self, frames: int) -> None:
-        with self._lock, deferred_sigint():
+        with self.transaction():
             self.write(f"ACQ:FRAM {int(frames)}")
             if self.ask("*OPC?").strip() != "1":
                 raise InstrumentError(f"{self.name}: did not confirm ACQ:FRAM")
 
     def fetch(self, frames: int) -> np.ndarray:
         """The armed acquisition, (frames, height, width) counts as float."""
-        with self._lock, deferred_sigint():
+        with self.transaction():
             self.write("FETC:FRAM?")
             raw = read_block(self)
         nd = int(raw[1:2])
         body = raw[2 + nd:]
         expected = frames * self.height * self.width * 2
         if len(body) != expected:
-            with self._lock:
-                self.check_scpi_errors()
+            self.check_scpi_errors()
             raise InstrumentError(f"{self.name}: fetched {len(body)} bytes, expected {frames} frames "
                                   f"of {self.width}x{self.height} (16 bit)")
         data = np.frombuffer(body, dtype="<u2").reshape(frames, self.height, self.width)
@@ -81,10 +76,9 @@ class Camera(ControlsMixin, TransportMixin, ScpiErrorMixin, Instrument):
         return data.astype(float)
 
     def abort(self) -> None:
-        with self._lock, deferred_sigint():
-            self.write("ABOR")
+        self.write("ABOR")
 
     def shutdown(self) -> None:
-        with self._lock:
+        with self.transaction(hold_signals=False):
             self.abort()
             super().shutdown()

@@ -19,14 +19,13 @@ here rather than clipped, so an out-of-range detector never trains a model silen
 """
 from __future__ import annotations
 
-import threading
 
 import numpy as np
 from pymeasure.instruments import Instrument
 
-from .base import (ControlsMixin, InstrumentError, ScpiErrorMixin, checked_control, decode_block, deferred_sigint,
-                   parse_floats, positive, read_block)
-from .transport import TransportMixin
+from .base import (ControlsMixin, InstrumentError, checked_control, decode_block, parse_floats, positive,
+                   read_block)
+from .transport import ScpiErrorMixin, TransportMixin
 
 OVERRANGE = 1e37
 
@@ -35,12 +34,10 @@ class PhotodetectorDAQ(ControlsMixin, TransportMixin, ScpiErrorMixin, Instrument
     def __init__(self, adapter, name: str = "photodetector DAQ", channels: int = 8, **kwargs):
         super().__init__(adapter, name, includeSCPI=False, **kwargs)
         self.channels = int(channels)
-        self._lock = threading.RLock()
 
     @property
     def identity(self) -> str:
-        with self._lock, deferred_sigint():
-            return self.query("*IDN?").strip()  # read-backs: retried on timeout (transport.py)
+        return self.query("*IDN?").strip()  # read-backs: retried on timeout (transport.py)
 
     power_range_w = checked_control(
         "SENS:POW:RANG?", "SENS:POW:RANG %.6g", "Detector power range (W); a reading at or above it is over range.",
@@ -53,19 +50,19 @@ class PhotodetectorDAQ(ControlsMixin, TransportMixin, ScpiErrorMixin, Instrument
 
     def measure(self) -> np.ndarray:
         """One reading of every channel (W)."""
-        with self._lock, deferred_sigint():
+        with self.transaction():
             return self._checked(self.query("MEAS:POW:ALL?", lambda r: parse_floats(r, self.channels,
                                                                              f"{self.name} MEAS:POW:ALL?")))
 
     def arm(self, points: int) -> None:
-        with self._lock, deferred_sigint():
+        with self.transaction():
             self.write(f"ACQ:POIN {int(points)}")
             if self.ask("*OPC?").strip() != "1":  # armed before anyone triggers
                 raise InstrumentError(f"{self.name}: did not confirm ACQ:POIN")
 
     def fetch(self, points: int) -> np.ndarray:
         """The armed acquisition, (points, channels) in W."""
-        with self._lock, deferred_sigint():
+        with self.transaction():
             self.write("FETC:ARR?")
             values = decode_block(read_block(self))
         if values.size != points * self.channels:

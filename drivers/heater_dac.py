@@ -26,13 +26,12 @@ read-back that disagrees with the last set-point is a fault. :meth:`shutdown` ra
 from __future__ import annotations
 
 import re
-import threading
 import time
 
 import numpy as np
 from pymeasure.instruments import Instrument
 
-from .base import InstrumentError, deferred_sigint, parse_floats
+from .base import InstrumentError, parse_floats
 from .heater_limits import HeaterLimitsMixin
 from .transport import TransportMixin
 
@@ -53,7 +52,6 @@ class HeaterDAC(HeaterLimitsMixin, TransportMixin, Instrument):
         self.channels = int(channels)
         self._init_limits(v_max, i_max_ma, resistance_ohm, power_max_w, total_power_max_w, max_step_v,
                           step_delay_s, readback_tolerance_v)
-        self._lock = threading.RLock()
         self.writes = 0
 
     # --- protocol ---
@@ -79,7 +77,7 @@ class HeaterDAC(HeaterLimitsMixin, TransportMixin, Instrument):
 
     def command(self, command: str) -> None:
         """Send one set command and check its ``OK``."""
-        with self._lock, deferred_sigint():
+        with self.transaction():
             self.write(command)
             self.writes += 1
             self._setpoint = None  # unknown after a raw command: the next ramp trusts the read-back alone
@@ -87,25 +85,24 @@ class HeaterDAC(HeaterLimitsMixin, TransportMixin, Instrument):
 
     @property
     def identity(self) -> str:
-        with self._lock, deferred_sigint():
-            return self.ask("id?").strip()
+        return self.ask("id?").strip()
 
     def voltages(self) -> np.ndarray:
         """Fresh read-back of every channel's voltage (V)."""
-        with self._lock, deferred_sigint():
+        with self.transaction():
             # read-back: retried (connection reopened) on a timeout or lost connection
             return self.query("VALL?", lambda r: parse_floats(r, self.channels, f"{self.name} VALL?"))
 
     def current_ma(self, channel: int) -> float:
         self._check_channels([channel])
-        with self._lock, deferred_sigint():
+        with self.transaction():
             return parse_floats(self.ask(f"I{channel}?"), 1, f"{self.name} I{channel}?")[0]
 
     # --- setting ---
     def set_voltages(self, volts, channels=None) -> None:
         """Ramp ``channels`` (default: all) to ``volts``, validating the target and every step."""
         ch, target = self._target(volts, channels)
-        with self._lock:
+        with self.transaction(hold_signals=False):
             present = self.voltages()
             self._check_readback(present)
             self.validate(target, ch, present)
@@ -131,10 +128,10 @@ class HeaterDAC(HeaterLimitsMixin, TransportMixin, Instrument):
         if len(channels) == 0:
             return
         commands = [f"V{c}={v:.4f}" for c, v in zip(channels, volts)]
-        with deferred_sigint():
+        with self.transaction():
             self.write_bytes(("\n".join(commands) + "\n").encode())
+            self.writes += 1  # counted when sent (a Ctrl-C held meanwhile is raised after the replies)
             replies = self._read_lines(len(commands))
-        self.writes += 1
         for reply, cmd in zip(replies, commands):
             self._check_reply(reply, cmd)
 

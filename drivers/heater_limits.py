@@ -117,7 +117,7 @@ class HeaterLimitsMixin:
     def _shutdown_with(self, zero_all: str) -> None:
         """Safe state: ramp every channel to 0 V; if that fails, the one command ``zero_all`` that zeroes
         every channel. Raises only if both fail."""
-        with self._lock:
+        with self.transaction(hold_signals=False):
             try:
                 self.set_voltages(np.zeros(self.channels))
             except Exception as exc:  # last resort: one command that zeroes everything

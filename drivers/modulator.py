@@ -21,13 +21,12 @@ Safe state: all channels 0 V, output off.
 """
 from __future__ import annotations
 
-import threading
 
 import numpy as np
 from pymeasure.instruments import Instrument
 
-from .base import InstrumentError, LimitError, ScpiErrorMixin, deferred_sigint, encode_block, parse_floats
-from .transport import TransportMixin
+from .base import InstrumentError, LimitError, encode_block, parse_floats
+from .transport import ScpiErrorMixin, TransportMixin
 
 
 class ModulatorDAC(TransportMixin, ScpiErrorMixin, Instrument):
@@ -39,12 +38,10 @@ class ModulatorDAC(TransportMixin, ScpiErrorMixin, Instrument):
         if not 0 < v_max <= self.FULL_SCALE_V:
             raise ValueError(f"{name}: v_max must be in (0, {self.FULL_SCALE_V}] V")
         self.channels, self.v_max = int(channels), float(v_max)
-        self._lock = threading.RLock()
 
     @property
     def identity(self) -> str:
-        with self._lock, deferred_sigint():
-            return self.query("*IDN?").strip()  # read-backs: retried on timeout (transport.py)
+        return self.query("*IDN?").strip()  # read-backs: retried on timeout (transport.py)
 
     def _validate(self, volts: np.ndarray) -> np.ndarray:
         v = np.asarray(volts, dtype=float)
@@ -60,38 +57,36 @@ class ModulatorDAC(TransportMixin, ScpiErrorMixin, Instrument):
 
     def set_levels(self, volts) -> None:
         v = self._validate(np.asarray(volts, dtype=float).ravel())
-        with self._lock, deferred_sigint():
+        with self.transaction():
             self.write("SOUR:VOLT:ALL " + ",".join(f"{x:.5f}" for x in v))
             self.check_scpi_errors()
 
     def levels(self) -> np.ndarray:
-        with self._lock, deferred_sigint():
-            return self.query("SOUR:VOLT:ALL?", lambda r: parse_floats(r, self.channels, f"{self.name} SOUR:VOLT:ALL?"))
+        return self.query("SOUR:VOLT:ALL?", lambda r: parse_floats(r, self.channels, f"{self.name} SOUR:VOLT:ALL?"))
 
     def output(self, on: bool) -> None:
-        with self._lock, deferred_sigint():
+        with self.transaction():
             self.write(f"OUTP {'ON' if on else 'OFF'}")
             self.check_scpi_errors()
 
     def load_sequence(self, volts: np.ndarray) -> None:
         """Upload a (B, N) sequence in one binary block, then confirm its length."""
         v = self._validate(np.atleast_2d(volts))
-        with self._lock, deferred_sigint():
+        with self.transaction():
             self.write_bytes(b"SOUR:LIST:VOLT " + encode_block(v) + b"\n")
             n = self.ask("SOUR:LIST:POIN?").strip()
         if n != str(len(v)):
-            with self._lock:
-                self.check_scpi_errors()
+            self.check_scpi_errors()
             raise InstrumentError(f"{self.name}: uploaded {len(v)} points, instrument holds {n!r}")
 
     def play(self) -> None:
-        with self._lock, deferred_sigint():
+        with self.transaction():
             self.write("INIT")
             if self.ask("*OPC?").strip() != "1":  # the sequence has played
                 raise InstrumentError(f"{self.name}: did not confirm INIT")
 
     def shutdown(self) -> None:
-        with self._lock:
+        with self.transaction(hold_signals=False):
             try:
                 self.set_levels(np.zeros(self.channels))
             finally:

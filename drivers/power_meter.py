@@ -33,18 +33,17 @@ rejects it, it reads nothing back, it has no averaging or range controls, and it
 """
 from __future__ import annotations
 
-import threading
 
 import numpy as np
 from pymeasure.instruments import Instrument
 
-from .base import ControlsMixin, InstrumentError, checked_control, deferred_sigint, in_range, positive
-from .transport import ScpiErrorQueueMixin, TransportMixin, one_float
+from .base import ControlsMixin, InstrumentError, checked_control, in_range, positive
+from .transport import ScpiErrorMixin, TransportMixin, one_float
 
 OVERRANGE = 1e37
 
 
-class OpticalPowerMeter(ControlsMixin, TransportMixin, ScpiErrorQueueMixin, Instrument):
+class OpticalPowerMeter(ControlsMixin, TransportMixin, ScpiErrorMixin, Instrument):
     AVERAGES_MAX = 10000
 
     wavelength_nm = checked_control(
@@ -65,7 +64,6 @@ class OpticalPowerMeter(ControlsMixin, TransportMixin, ScpiErrorQueueMixin, Inst
 
     def __init__(self, adapter, name: str = "power meter", wavelength_range_nm=(400.0, 1700.0), **kwargs):
         super().__init__(adapter, name, includeSCPI=False, **kwargs)
-        self._lock = threading.RLock()
         self.wavelength_range_nm = wavelength_range_nm
 
     @property
@@ -80,14 +78,13 @@ class OpticalPowerMeter(ControlsMixin, TransportMixin, ScpiErrorQueueMixin, Inst
 
     @property
     def identity(self) -> str:
-        with self._lock:
-            return self.query("*IDN?").strip()
+        return self.query("*IDN?").strip()
 
     def configure(self, wavelength_nm: float | None = None, averages: int | None = None,
                   auto_range: bool | None = True, range_w: float | None = None) -> None:
         """Power mode; learn the sensor's wavelength range; then apply the given settings."""
-        with self._lock:
-            with deferred_sigint():
+        with self.transaction(hold_signals=False):
+            with self.transaction():
                 self.write("CONF:POW")
                 self.raise_scpi_errors("CONF:POW")
             lo = self.query("SENS:CORR:WAV? MIN", one_float)
@@ -106,7 +103,7 @@ class OpticalPowerMeter(ControlsMixin, TransportMixin, ScpiErrorQueueMixin, Inst
 
     def power(self) -> float:
         """One measurement (W), averaged over :attr:`averages` readings."""
-        with self._lock:
+        with self.transaction(hold_signals=False):
             p = self.query("MEAS:POW?", one_float)
         if p >= OVERRANGE:
             raise InstrumentError(f"{self.name}: over range; raise SENS:POW:RANG or enable auto range")

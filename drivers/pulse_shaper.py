@@ -30,16 +30,15 @@ import http.client
 import json
 import logging
 import socket
-import threading
 import time
 import urllib.error
 import urllib.request
 
 import numpy as np
 
-from .base import InstrumentError, LimitError, deferred_sigint
+from .base import InstrumentError, LimitError
 from .trace import trace
-from .transport import ConnectionLost, GarbledReply, InstrumentTimeout, RETRYABLE
+from .transport import ConnectionLost, GarbledReply, InstrumentTimeout, RETRYABLE, TransactionMixin
 
 log = logging.getLogger(__name__)
 
@@ -57,13 +56,14 @@ class _HttpAdapter:
         pass
 
 
-class PulseShaper:
+class PulseShaper(TransactionMixin):
     BIN_THZ = 0.001
     ATTN_MAX_DB = 40.0
 
     def __init__(self, address: str, name: str = "pulse shaper", timeout_s: float = 2.0,
                  attn_max_db: float = ATTN_MAX_DB, safe_state: str = "block", safe_port: int = 1,
                  retries: int = 2, verify: bool = True):
+        super().__init__()  # the instrument's lock (TransactionMixin)
         if not address.startswith(("http://", "https://")):
             raise ValueError(f"{name}: address must be an http:// URL, got {address!r}")
         if not 0 < attn_max_db <= self.ATTN_MAX_DB:
@@ -76,7 +76,6 @@ class PulseShaper:
         self.safe_state, self.safe_port = safe_state, int(safe_port)
         self.retries, self.verify = int(retries), verify
         self._info: dict | None = None
-        self._lock = threading.RLock()
         self.uploads = 0
 
     # --- transport ---
@@ -87,7 +86,7 @@ class PulseShaper:
         what = f"{req.get_method()} {path}"
         trace(self.name, ">", what if data is None else f"{what} {data.decode(errors='replace')}")
         try:
-            with deferred_sigint(), urllib.request.urlopen(req, timeout=self.timeout_s) as resp:
+            with self.transaction(), urllib.request.urlopen(req, timeout=self.timeout_s) as resp:
                 reply = resp.read()
                 trace(self.name, "<", reply)
                 return reply
@@ -123,7 +122,7 @@ class PulseShaper:
 
     # --- device information ---
     def devinfo(self, refresh: bool = False) -> dict:
-        with self._lock:
+        with self.transaction(hold_signals=False):
             if self._info is None or refresh:
                 def get():
                     info = self._json(self._request("/waveshaper/devinfo"), "devinfo")
@@ -208,7 +207,7 @@ class PulseShaper:
             if len(prof[0]) == 0:
                 raise GarbledReply(f"{self.name}: empty profile read-back")
             return prof
-        with self._lock:
+        with self.transaction(hold_signals=False):
             return self._retry(get, "getprofile")
 
     def _post(self, body: dict) -> None:
@@ -224,7 +223,7 @@ class PulseShaper:
     def load_profile(self, freq_thz, attn_db, phase_rad, port=1) -> None:
         """Upload a whole mask in one request; bins not given are blocked. Read back and compared."""
         f, a, p, q = self.validate(freq_thz, attn_db, phase_rad, port)
-        with self._lock:
+        with self.transaction(hold_signals=False):
             try:
                 self._post({"type": "wsp", "wsp": self.wsp_text(f, a, p, q)})
                 if self.verify:
@@ -267,7 +266,7 @@ class PulseShaper:
             raise InstrumentError(f"{self.name}: read-back passes light in bins that were not set")
 
     def block_all(self) -> None:
-        with self._lock:
+        with self.transaction(hold_signals=False):
             self._post({"type": "blockall"})
             if self.verify and np.any(self.profile()[3] != 0):
                 raise InstrumentError(f"{self.name}: still passes light after blockall")
@@ -276,7 +275,7 @@ class PulseShaper:
         """Flat: every bin to ``port`` at 0 dB, zero phase."""
         if not 1 <= port <= self.portcount:
             raise LimitError(f"{self.name}: port {port} does not exist (1..{self.portcount})")
-        with self._lock:
+        with self.transaction(hold_signals=False):
             self._post({"type": "transmit", "port": int(port), "attn": 0.0})
 
     def _fault(self, exc: Exception) -> None:
@@ -288,7 +287,7 @@ class PulseShaper:
 
     def shutdown(self) -> None:
         """Safe state (``block``: nothing passes; ``transmit``: flat to ``safe_port``), retried."""
-        with self._lock:
+        with self.transaction(hold_signals=False):
             last = None
             for attempt in range(3):
                 try:

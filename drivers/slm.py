@@ -27,13 +27,12 @@ an exception and on Ctrl-C. A failed upload also clears the display and raises.
 """
 from __future__ import annotations
 
-import threading
 
 import numpy as np
 from pymeasure.instruments import Instrument
 
-from .base import InstrumentError, LimitError, ScpiErrorMixin, deferred_sigint, read_block
-from .transport import TransportMixin
+from .base import InstrumentError, LimitError, read_block
+from .transport import ScpiErrorMixin, TransportMixin
 
 
 def _block(values: np.ndarray) -> bytes:
@@ -52,17 +51,15 @@ class SpatialLightModulator(TransportMixin, ScpiErrorMixin, Instrument):
             raise ValueError(f"{name}: modulation must be 'phase' or 'amplitude', got {modulation!r}")
         self.width, self.height, self.modulation = int(width), int(height), modulation
         self.max_sequence, self.verify = int(max_sequence), verify
-        self._lock = threading.RLock()
         self.uploads = 0
 
     @property
     def identity(self) -> str:
-        with self._lock, deferred_sigint():
-            return self.ask("*IDN?").strip()
+        return self.ask("*IDN?").strip()
 
     def check_size(self) -> None:
         """Compare the display's size with the configured one (a wrong SLM would show garbage)."""
-        with self._lock, deferred_sigint():
+        with self.transaction():
             reply = self.ask("DISP:SIZE?").strip()
         try:
             w, h = (int(v) for v in reply.split(","))
@@ -103,9 +100,9 @@ class SpatialLightModulator(TransportMixin, ScpiErrorMixin, Instrument):
     def show(self, gray) -> None:
         """Display one frame (H x W gray levels); read back and compared when ``verify``."""
         g = self._validate(gray, frames=False)
-        with self._lock:
+        with self.transaction(hold_signals=False):
             try:
-                with deferred_sigint():
+                with self.transaction():
                     self.write_bytes(b"DISP:DATA " + _block(g) + b"\n")
                     self.check_scpi_errors()
                     if self.verify:
@@ -127,29 +124,28 @@ class SpatialLightModulator(TransportMixin, ScpiErrorMixin, Instrument):
         return np.frombuffer(body, np.uint8).reshape(self.height, self.width)
 
     def displayed(self) -> np.ndarray:
-        with self._lock, deferred_sigint():
+        with self.transaction():
             self.write("DISP:DATA?")
             return self._read_frame()
 
     def load_sequence(self, gray) -> None:
         """Upload a sequence of B frames in one binary block, then confirm its length."""
         g = self._validate(gray, frames=True)
-        with self._lock, deferred_sigint():
+        with self.transaction():
             self.write_bytes(b"SEQ:DATA " + _block(g) + b"\n")
             n = self.ask("SEQ:POIN?").strip()
         if n != str(len(g)):
-            with self._lock:
-                self.check_scpi_errors()
+            self.check_scpi_errors()
             raise InstrumentError(f"{self.name}: uploaded {len(g)} frames, the SLM holds {n!r}")
 
     def play(self) -> None:
-        with self._lock, deferred_sigint():
+        with self.transaction():
             self.write("INIT")
             if self.ask("*OPC?").strip() != "1":
                 raise InstrumentError(f"{self.name}: did not confirm INIT")
 
     def clear(self) -> None:
-        with self._lock, deferred_sigint():
+        with self.transaction():
             self.write("DISP:CLE")
             self.check_scpi_errors()
 
@@ -161,6 +157,6 @@ class SpatialLightModulator(TransportMixin, ScpiErrorMixin, Instrument):
 
     def shutdown(self) -> None:
         """Safe state: the flat frame."""
-        with self._lock:
+        with self.transaction(hold_signals=False):
             self.clear()
             super().shutdown()

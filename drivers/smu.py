@@ -42,19 +42,18 @@ output, so none is a plain declarative control (the read-only ones are, through 
 from __future__ import annotations
 
 import logging
-import threading
 import time
 
 import numpy as np
 from pymeasure.instruments import Instrument
 
-from .base import InstrumentError, LimitError, deferred_sigint
-from .transport import ScpiErrorQueueMixin, TransportMixin, floats, one_float, scpi_bool
+from .base import InstrumentError, LimitError
+from .transport import ScpiErrorMixin, TransportMixin, floats, one_float, scpi_bool
 
 log = logging.getLogger(__name__)
 
 
-class SourceMeterHeater(TransportMixin, ScpiErrorQueueMixin, Instrument):
+class SourceMeterHeater(TransportMixin, ScpiErrorMixin, Instrument):
     FULL_SCALE_V = 210.0
     FULL_SCALE_A = 1.05
 
@@ -78,18 +77,16 @@ class SourceMeterHeater(TransportMixin, ScpiErrorQueueMixin, Instrument):
         self.readback_tolerance_v = float(readback_tolerance_v)
         self._setpoint: float | None = None
         self._output_on: bool | None = None
-        self._lock = threading.RLock()
         self.faulted: str | None = None  # latched fault message; cleared by configure()
 
     # --- identity and configuration ---
     @property
     def identity(self) -> str:
-        with self._lock:
-            return self.query("*IDN?").strip()
+        return self.query("*IDN?").strip()
 
     def configure(self) -> None:
         """Voltage source, readings ``volts,amps``, hardware compliance = ``i_max_a``; verified."""
-        with self._lock, deferred_sigint():
+        with self.transaction():
             self.write(":SOUR:FUNC VOLT")
             self.write(":FORM:ELEM VOLT,CURR")
             self.write(f":SENS:CURR:PROT {self.i_max_a:.6g}")
@@ -106,28 +103,25 @@ class SourceMeterHeater(TransportMixin, ScpiErrorQueueMixin, Instrument):
     @property
     def source_voltage(self) -> float:
         """Fresh read-back of the source level (V)."""
-        with self._lock:
-            return self.query(":SOUR:VOLT?", one_float)
+        return self.query(":SOUR:VOLT?", one_float)
 
     @property
     def compliance_current(self) -> float:
-        with self._lock:
-            return self.query(":SENS:CURR:PROT?", one_float)
+        return self.query(":SENS:CURR:PROT?", one_float)
 
     @property
     def output_enabled(self) -> bool:
-        with self._lock:
+        with self.transaction(hold_signals=False):
             self._output_on = self.query(":OUTP?", scpi_bool)
             return self._output_on
 
     @property
     def in_compliance(self) -> bool:
-        with self._lock:
-            return self.query(":SENS:CURR:PROT:TRIP?", scpi_bool)
+        return self.query(":SENS:CURR:PROT:TRIP?", scpi_bool)
 
     def measure(self) -> tuple[float, float]:
         """One ``(volts, amps)`` reading at the terminals; the output must be on."""
-        with self._lock:
+        with self.transaction(hold_signals=False):
             if not self.output_enabled:
                 raise InstrumentError(f"{self.name}: output is off; nothing to measure")
             v, i = self.query(":READ?", floats(2))
@@ -135,7 +129,7 @@ class SourceMeterHeater(TransportMixin, ScpiErrorQueueMixin, Instrument):
 
     def measure_current(self) -> float:
         """Current (A) through the heater (``:MEAS:CURR?``); the output must be on."""
-        with self._lock:
+        with self.transaction(hold_signals=False):
             if not self.output_enabled:
                 raise InstrumentError(f"{self.name}: output is off; nothing to measure")
             return self.query(":MEAS:CURR?", floats(2))[1]
@@ -162,7 +156,7 @@ class SourceMeterHeater(TransportMixin, ScpiErrorQueueMixin, Instrument):
     def set_voltage(self, volts: float) -> None:
         """Ramp to ``volts`` from a fresh read-back; any fault goes safe and raises."""
         self.validate(volts)
-        with self._lock:
+        with self.transaction(hold_signals=False):
             if self.faulted:
                 raise InstrumentError(f"{self.name}: latched fault ({self.faulted}); call configure() first")
             try:
@@ -191,7 +185,7 @@ class SourceMeterHeater(TransportMixin, ScpiErrorQueueMixin, Instrument):
             level = present + (target - present) * k / n_steps
             if check:
                 self.validate(level)
-            with deferred_sigint():
+            with self.transaction():
                 self.write(f":SOUR:VOLT {level:.6g}")
                 self._setpoint = level
                 self.raise_scpi_errors(f":SOUR:VOLT {level:.6g}")
@@ -200,14 +194,14 @@ class SourceMeterHeater(TransportMixin, ScpiErrorQueueMixin, Instrument):
 
     def output(self, on: bool) -> None:
         """Switch the output relay; switching on needs a verified level inside the limits."""
-        with self._lock:
+        with self.transaction(hold_signals=False):
             if on:
                 if self.faulted:
                     raise InstrumentError(f"{self.name}: latched fault ({self.faulted}); call configure() first")
                 level = self.source_voltage
                 self.validate(level)
                 self._setpoint = level
-            with deferred_sigint():
+            with self.transaction():
                 self.write(f":OUTP {'ON' if on else 'OFF'}")
                 self.raise_scpi_errors(f":OUTP {'ON' if on else 'OFF'}")
             state = self.output_enabled
@@ -225,7 +219,7 @@ class SourceMeterHeater(TransportMixin, ScpiErrorQueueMixin, Instrument):
 
     def shutdown(self) -> None:
         """Safe state: ramp to 0 V, then output off (verified). Raises only if the output stays on."""
-        with self._lock:
+        with self.transaction(hold_signals=False):
             ramped = False
             try:
                 self._setpoint = None  # a fault may have left the set-point unknown: ramp from read-back
@@ -241,8 +235,7 @@ class SourceMeterHeater(TransportMixin, ScpiErrorQueueMixin, Instrument):
             last: Exception | None = None
             for attempt in range(3):  # switching off is idempotent: safe to repeat
                 try:
-                    with deferred_sigint():
-                        self.write(":OUTP OFF")
+                    self.write(":OUTP OFF")
                     if not self.output_enabled:
                         self._setpoint = 0.0 if ramped else None
                         break

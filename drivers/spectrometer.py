@@ -20,14 +20,12 @@ simply not acquiring; :meth:`shutdown` only marks it shut.
 """
 from __future__ import annotations
 
-import threading
 
 import numpy as np
 from pymeasure.instruments import Instrument
 
-from .base import (ControlsMixin, InstrumentError, ScpiErrorMixin, checked_control, decode_block, deferred_sigint, in_range,
-                   read_block)
-from .transport import TransportMixin
+from .base import ControlsMixin, InstrumentError, checked_control, decode_block, in_range, read_block
+from .transport import ScpiErrorMixin, TransportMixin
 
 FULL_SCALE = 65535.0
 
@@ -36,20 +34,18 @@ class Spectrometer(ControlsMixin, TransportMixin, ScpiErrorMixin, Instrument):
     def __init__(self, adapter, name: str = "spectrometer", channels: int = 64, **kwargs):
         super().__init__(adapter, name, includeSCPI=False, **kwargs)
         self.channels = int(channels)
-        self._lock = threading.RLock()
         self.acquisitions = 0
 
     @property
     def identity(self) -> str:
-        with self._lock, deferred_sigint():
-            return self.ask("*IDN?").strip()
+        return self.ask("*IDN?").strip()
 
     integration_s = checked_control(
         "SENS:INT?", "SENS:INT %.6g", "Integration time (s) of one acquisition.",
         validator=in_range("integration time", "s"), values=(1e-9, 10.0), what="integration time", readback=None)
 
     def wavelengths_nm(self) -> np.ndarray:
-        with self._lock, deferred_sigint():
+        with self.transaction():
             self.write("SENS:WAV?")
             values = decode_block(read_block(self))
         if values.size != self.channels:
@@ -58,7 +54,7 @@ class Spectrometer(ControlsMixin, TransportMixin, ScpiErrorMixin, Instrument):
 
     def acquire(self) -> np.ndarray:
         """One spectrum (counts per pixel), acquired now."""
-        with self._lock, deferred_sigint():
+        with self.transaction():
             self.write("INIT")
             if self.ask("*OPC?").strip() != "1":
                 raise InstrumentError(f"{self.name}: did not confirm the acquisition")

@@ -2,6 +2,11 @@
 
 A driver that mixes in :class:`TransportMixin` (before PyMeasure's ``Instrument``) gets:
 
+- every message atomic: ``write``, ``write_bytes``, ``read``, ``read_bytes`` and ``ask`` each hold the
+  instrument's one lock (no other thread's message interleaves) and hold a Ctrl-C or SIGTERM until the
+  message is complete (:func:`~labsat.drivers.base.deferred_sigint`); an exchange of several messages
+  (a command and its reply, a block and its error-queue check, a whole ramp) is one
+  :meth:`~TransactionMixin.transaction`. This is the only place drivers take a lock or defer a signal;
 - every pyvisa ``VisaIOError`` (a timeout, a lost session), pyserial ``SerialException`` and socket
   ``OSError`` raised by a transfer turned into an :class:`InstrumentError` subclass that names the
   instrument and the command: :class:`InstrumentTimeout`, :class:`ConnectionLost`; a reply that does
@@ -18,9 +23,11 @@ from __future__ import annotations
 
 import logging
 import select
+import threading
 import time
 from typing import Callable, TypeVar
 
+from . import base
 from .base import InstrumentError, deferred_sigint, is_serial_address
 from .trace import trace
 
@@ -90,8 +97,54 @@ def _close_quietly(adapter) -> None:
         pass
 
 
-class TransportMixin:
-    """Mix in before ``Instrument``: clear transport errors and safe read-back retries."""
+class TransactionMixin:
+    """One lock per instrument, and Ctrl-C / SIGTERM held while an exchange is on the wire.
+
+    ``with self.transaction():`` makes the messages inside one exchange: no other thread's message
+    interleaves, and a signal that arrives meanwhile is delivered when it ends (so no message is cut in
+    half). ``with self.transaction(hold_signals=False):`` keeps the exchange exclusive but lets a signal
+    land between its own transactions: a ramp is interruptible between steps, never inside one.
+    Transactions nest (the lock is re-entrant; signals are held until the outermost holding one ends).
+    """
+
+    def __init__(self, *args, **kwargs):
+        self._lock = threading.RLock()
+        super().__init__(*args, **kwargs)
+
+    def transaction(self, hold_signals: bool = True) -> "_Exchange":
+        return _Exchange(self._lock, hold_signals)
+
+
+class _Exchange:
+    """The context of :meth:`TransactionMixin.transaction` (a small class, not a generator: every message
+    enters one, and a nested one, the common case, costs only the re-entrant lock)."""
+
+    __slots__ = ("_lock", "_hold", "_held")
+
+    def __init__(self, lock, hold_signals: bool):
+        self._lock, self._hold, self._held = lock, hold_signals, None
+
+    def __enter__(self) -> None:
+        self._lock.acquire()
+        if self._hold and not base._sigint_depth:  # the outermost holding transaction defers the signals
+            try:
+                self._held = deferred_sigint()
+                self._held.__enter__()
+            except BaseException:
+                self._lock.release()
+                raise
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        try:
+            if self._held is not None:
+                return bool(self._held.__exit__(exc_type, exc, tb))  # delivers a held Ctrl-C / SIGTERM
+            return False
+        finally:
+            self._lock.release()
+
+
+class TransportMixin(TransactionMixin):
+    """Mix in before ``Instrument``: atomic messages, clear transport errors and safe read-back retries."""
 
     retries: int = 2  # extra attempts of a read-back query
     retry_delay_s: float = 0.0
@@ -107,21 +160,29 @@ class TransportMixin:
             raise _translate(self.name, what, exc) from exc
 
     def write(self, command: str, **kwargs) -> None:
-        self._last_command = command
-        trace(self.name, ">", command)  # the I/O trace (drivers/trace.py): every message, one place
-        self._guard(lambda: super(TransportMixin, self).write(command, **kwargs), command)
+        with self.transaction():
+            self._last_command = command
+            trace(self.name, ">", command)  # the I/O trace (drivers/trace.py): every message, one place
+            self._guard(lambda: super(TransportMixin, self).write(command, **kwargs), command)
 
     def write_bytes(self, content: bytes, **kwargs) -> None:
-        what = content[:40].decode(errors="replace").strip()
-        self._last_command = what
-        trace(self.name, ">", content)
-        self._guard(lambda: super(TransportMixin, self).write_bytes(content, **kwargs), what)
+        with self.transaction():
+            what = content[:40].decode(errors="replace").strip()
+            self._last_command = what
+            trace(self.name, ">", content)
+            self._guard(lambda: super(TransportMixin, self).write_bytes(content, **kwargs), what)
+
+    def ask(self, command: str, query_delay: float | None = None) -> str:
+        """A command and its reply, as one transaction."""
+        with self.transaction():
+            return super().ask(command, query_delay)
 
     def read(self, **kwargs) -> str:
-        if self._is_serial() and not kwargs:
-            reply = self._guard(self._serial_readline, self._last_command)
-        else:
-            reply = self._guard(lambda: super(TransportMixin, self).read(**kwargs), self._last_command)
+        with self.transaction():
+            if self._is_serial() and not kwargs:
+                reply = self._guard(self._serial_readline, self._last_command)
+            else:
+                reply = self._guard(lambda: super(TransportMixin, self).read(**kwargs), self._last_command)
         trace(self.name, "<", reply)
         if reply == "" and self._is_serial():  # pyserial returns what it has when the timeout expires
             raise InstrumentTimeout(f"{self.name}: no reply (timeout) to {self._last_command!r}")
@@ -163,6 +224,10 @@ class TransportMixin:
         return line.decode(errors="replace")
 
     def read_bytes(self, count: int, **kwargs) -> bytes:
+        with self.transaction():
+            return self._read_bytes(count, **kwargs)
+
+    def _read_bytes(self, count: int, **kwargs) -> bytes:
         if self._rx and self._is_serial():
             if count < 0:
                 head, self._rx = self._rx, b""
@@ -170,7 +235,7 @@ class TransportMixin:
             head, self._rx = self._rx[:count], self._rx[count:]
             if len(head) == count:
                 return head
-            return head + self.read_bytes(count - len(head), **kwargs)
+            return head + self._read_bytes(count - len(head), **kwargs)
         # (not traced here: a binary block is read in pieces and traced whole by base.read_block)
         data = self._guard(lambda: super(TransportMixin, self).read_bytes(count, **kwargs), self._last_command)
         if count > 0 and len(data) < count:
@@ -215,12 +280,14 @@ class TransportMixin:
 
     def query(self, command: str, parse: Callable[[str], T] = str, retries: int | None = None) -> T:
         """A read-back query without side effects: retried on timeout, lost connection or garbage."""
-        attempts = 1 + (self.retries if retries is None else retries)
+        with self.transaction(hold_signals=False):  # retries and reconnects: no other thread in between
+            return self._query(command, parse, 1 + (self.retries if retries is None else retries))
+
+    def _query(self, command: str, parse: Callable[[str], T], attempts: int) -> T:
         last: InstrumentError | None = None
         for attempt in range(attempts):
             try:
-                with deferred_sigint():
-                    reply = self.ask(command)
+                reply = self.ask(command)
                 self.close_stale()
                 try:
                     return parse(reply)
@@ -266,29 +333,36 @@ def scpi_bool(reply: str) -> bool:
     raise ValueError(reply)
 
 
-class ScpiErrorQueueMixin:
-    """Drain ``SYST:ERR?`` (read once per entry, never retried: it pops) and raise on any entry."""
+class ScpiErrorMixin:
+    """The SCPI error queue: drain ``SYST:ERR?`` (each entry read once, never retried: it pops) and raise
+    one :class:`InstrumentError` listing every entry. The one error-queue mechanism of the SCPI drivers."""
+
+    ERROR_QUEUE_DEPTH = 32  # at most this many entries read per drain
 
     def scpi_errors(self) -> list[tuple[int, str]]:
         errors = []
-        for _ in range(32):
-            with deferred_sigint():
+        with self.transaction(hold_signals=False):  # no other thread's command between the reads
+            for _ in range(self.ERROR_QUEUE_DEPTH):
                 reply = self.ask("SYST:ERR?").strip()
-            code, _, msg = reply.partition(",")
-            try:
-                code_i = int(code)
-            except ValueError:
-                raise GarbledReply(f"{self.name}: garbled reply to SYST:ERR?: {reply[:60]!r}") from None
-            if code_i == 0:
-                break
-            errors.append((code_i, msg.strip().strip('"')))
+                code, _, msg = reply.partition(",")
+                try:
+                    code_i = int(code)
+                except ValueError:
+                    raise GarbledReply(f"{self.name}: garbled reply to SYST:ERR?: {reply[:60]!r}") from None
+                if code_i == 0:
+                    break
+                errors.append((code_i, msg.strip().strip('"')))
         return errors
 
     def raise_scpi_errors(self, context: str = "") -> None:
+        """Raise on any queued error; ``context`` (the command) is named in the message."""
         errors = self.scpi_errors()
         if errors:
             text = "; ".join(f"{c}: {m}" for c, m in errors)
             raise InstrumentError(f"{self.name} reported{' after ' + context if context else ''}: {text}")
+
+    def check_scpi_errors(self) -> None:
+        self.raise_scpi_errors()
 
     def check_set_errors(self) -> list:  # PyMeasure's hook for check_set_errors=True
         self.raise_scpi_errors()
