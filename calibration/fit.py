@@ -38,16 +38,22 @@ def rmse(twin: MZIMeshTwin, data: Measurements) -> float:
 
 def least_squares(params: list[torch.Tensor], loss_fn: Callable[[], torch.Tensor], adam_steps: int = 300,
                   lbfgs_steps: int = 100, lr: float = 0.02,
-                  progress: Callable[[int, int, float], None] | None = None) -> list[float]:
+                  progress: Callable[[int, int, float], None] | None = None,
+                  elements_per_op: int = 0) -> list[float]:
     """Minimise ``loss_fn()`` over ``params`` in place: Adam from their present values, then L-BFGS.
 
     The fit every analytic twin uses; returns the loss history. The parameters are left without
     gradients, as the twins keep them (twins are fitted by calibration, not by training).
+    ``elements_per_op``: the size of the loss's largest tensors; the intra-op thread count follows it
+    (:func:`labsat.defaults.torch_threads`: 1 for small tensors, where extra threads only fight over the
+    cores; every core for a 64-mode mesh's K × N × N transfer matrices).
     """
+    from labsat.defaults import torch_threads
+
     history: list[float] = []
     total = adam_steps + (1 if lbfgs_steps else 0)
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny tensors: extra threads only fight over the cores
+    torch.set_num_threads(torch_threads(elements_per_op))
     for p in params:
         p.requires_grad_(True)
     try:
@@ -103,7 +109,8 @@ def fit_twin(twin: MZIMeshTwin, data: Measurements, adam_steps: int = 300, lbfgs
                             progress=progress, parameters=parameters,
                             dtype=dtype or torch.float32)
     history = least_squares([getattr(twin, k) for k in parameters], _loss(twin, data, dtype or torch.float64),
-                            adam_steps, lbfgs_steps, lr, progress)
+                            adam_steps, lbfgs_steps, lr, progress,
+                            elements_per_op=len(data.u) * twin.modes * twin.modes)
     with torch.no_grad():
         twin.crosstalk.clamp_(min=0.0)
     return history

@@ -173,13 +173,14 @@ def deferred_sigint():
 
 def encode_block(values: np.ndarray) -> bytes:
     """IEEE 488.2 definite-length block of little-endian float32."""
-    return bytes(to_ieee_block(np.asarray(values, dtype=np.float32).ravel().tolist(), "f", False))
+    # a numpy array, not a list: pyvisa then writes it with one tobytes() (same bytes, ~50x faster at 4096)
+    return bytes(to_ieee_block(np.ascontiguousarray(values, dtype=np.float32).ravel(), "f", False))
 
 
 def decode_block(raw: bytes) -> np.ndarray:
     """Parse an IEEE 488.2 definite-length block of little-endian float32."""
     try:
-        return np.asarray(from_ieee_block(raw, "f", False), dtype=np.float64)
+        return np.asarray(from_ieee_block(raw, "f", False, np.array), dtype=np.float64)  # np.frombuffer inside
     except Exception as exc:
         raise InstrumentError(f"malformed binary block ({len(raw)} bytes): {exc}") from exc
 
