@@ -28,7 +28,7 @@ from labsat.multilayer import DeepClassifier
 from labsat.physical import PhysicalLayer
 from labsat.station import Station
 from labsat.train import TrainConfig, accuracy, train
-from labsat.twins.microring import fit_microring
+from labsat.calibration.microring import fit_microring
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -89,7 +89,8 @@ def run_case(st: Station, clock, case: str, batch: int, forwards: int, seed: int
     """Time ``forwards`` hardware forwards; return the row of the table."""
     import torch
 
-    from labsat.physical import PhysicalLayer, twin_for
+    from labsat.kinds.mesh import twin_for
+    from labsat.physical import PhysicalLayer
 
     rng = np.random.default_rng(seed)
     mesh = st.mesh()

@@ -59,29 +59,3 @@ def check_twin(hardware, twin, stored_rmse: float, settings: int = 8, inputs: in
     threshold = max(factor * stored_rmse, floor)
     return CheckResult(valid=bool(r["rmse"] <= threshold), rmse=r["rmse"], stored_rmse=stored_rmse,
                        threshold=threshold, factor=factor, readings=settings * inputs, max_abs=r["max_abs"])
-
-
-def check_station(station, path=None, settings: int = 8, inputs: int = 16, factor: float = 2.0,
-                  seed: int | None = None) -> tuple[CheckResult, dict]:
-    """Check the latest (or the given) calibration of the station's mesh against fresh readings."""
-    from labsat.kinds import kind_of
-
-    from .store import calibration_for
-
-    layer = station.layer_names[0]
-    record, _ = calibration_for(station.config, layer, station.device_id(), path)  # checked: device, kind, values
-    twin = kind_of(station.config, layer).make_twin(station.config, layer)
-    twin.load_fitted_state(record["twin"])
-    result = check_twin(station.layer(), twin, stored_holdout_rmse(record), settings, inputs, factor, seed=seed)
-    return result, record
-
-
-def check_command(station, calibration, factor: float = 2.0, settings: int = 8,
-                  inputs: int = 16, console=None) -> int:
-    """Print the verdict of :func:`labsat.calibration.check.check_station`; return 0 valid / 1 stale."""
-    result, record = check_station(station, calibration, settings=settings, inputs=inputs, factor=factor)
-    if console is not None:
-        style = "bold green" if result.valid else "bold red"
-        console.print(f"calibration [bold]{record['path']}[/] ({record.get('created_utc', '?')})")
-        console.print(f"[{style}]{result.summary()}[/]")
-    return 0 if result.valid else 1

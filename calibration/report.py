@@ -33,7 +33,7 @@ def _station(config, seed):
 
 
 def _twin_factory(st):
-    from labsat.physical import twin_for
+    from labsat.kinds.mesh import twin_for
 
     layer = st.config.layers["mesh"]
     resistance = st.config.instruments[layer.heaters.instrument].limits.resistance_ohm

@@ -212,20 +212,6 @@ def check_calibration(record: dict, twin, *, device: str | None, kind: str | Non
     return record
 
 
-def calibration_for(config, layer: str, device: str, calibration: str | Path | None = None,
-                    force: bool = False) -> tuple[dict, str]:
-    """The checked calibration record of ``layer`` (its twin state in ``record['twin']``) and its file:
-    the file given, else the latest of this device and this layer's kind."""
-    from labsat.kinds import kind_of
-
-    k = kind_of(config, layer)
-    directory = config.resolve(config.station.calibration_dir)
-    path = Path(calibration) if calibration else latest_calibration(directory, device, k.name)
-    record = load_calibration(path)
-    check_calibration(record, k.make_twin(config, layer), device=device, kind=k.name, force=force)
-    return record, str(path)
-
-
 def load_measurements(record: dict) -> Measurements:
     path = Path(record["path"]).with_name(record["data_file"])
     with np.load(path) as z:

@@ -1,71 +1,53 @@
 """The one driver factory: instrument kind (``kind:`` in instruments.yaml) -> the function that opens and
-configures its driver; and the virtual lab's server for an ``auto`` address, with its timing and faults.
+configures its driver, and the simulated counterpart the virtual lab serves for an ``auto`` address.
 
-The station asks two questions: :func:`serve_simulated` (start the simulated instrument for an ``auto``
-address, with the ``station.sim`` timing and faults applied) and :func:`open_driver` (open the configured
-driver of any kind). A new instrument kind adds one opener with :func:`register_driver`. Configs are
-duck-typed here (``cfg.kind`` and fields), so ``labsat.drivers`` does not import ``labsat.config``.
+A new instrument kind adds one registration, :func:`register_driver`, naming both. The station asks
+:func:`open_driver` (open the configured driver of any kind); the virtual lab
+(``drivers/sim/servers.py:VirtualLab.serve``, ``serve_simulated``) asks :func:`simulated_counterparts`.
+Configs are duck-typed here (``cfg.kind`` and fields), so ``labsat.drivers`` does not import
+``labsat.config``; nothing here imports the virtual lab (it sits above this module).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable
 
-_OPENERS: dict[str, Callable] = {}
+
+@dataclass(frozen=True)
+class Registration:
+    opener: Callable  # (name, cfg, address) -> the configured driver
+    simulated: str | None = None  # "module:start" in labsat.drivers.sim: start(lab, name, cfg, scene)
 
 
-def register_driver(kind: str):
-    """Decorator: ``opener(name, cfg, address) -> driver`` opens instruments of ``kind``."""
+_DRIVERS: dict[str, Registration] = {}
+
+
+def register_driver(kind: str, simulated: str | None = None):
+    """Decorator: ``opener(name, cfg, address) -> driver`` opens instruments of ``kind``; ``simulated``
+    names the virtual lab's counterpart, ``"module:start"`` in ``labsat.drivers.sim`` with
+    ``start(lab, name, cfg, scene) -> (instrument, server, address)``."""
     def add(opener: Callable) -> Callable:
-        _OPENERS[kind] = opener
+        _DRIVERS[kind] = Registration(opener, simulated)
         return opener
     return add
 
 
 def driver_kinds() -> list[str]:
-    return list(_OPENERS)
+    return list(_DRIVERS)
 
 
-def serve_simulated(lab, name: str, cfg, sim=None) -> str:
-    """Start instrument ``name`` in the virtual lab; return the address its driver opens."""
-    from .sim import faults as sim_faults
-    from .sim import instruments as sim_instruments
-
-    if cfg.kind == "smu":
-        address = sim_instruments.serve(lab, name, "smu", heater=cfg.sim_heater)
-    elif cfg.kind == "power_meter":
-        address = sim_instruments.serve(lab, name, "power_meter", port=cfg.sim_port)
-    elif cfg.kind == "pulse_shaper":
-        address = sim_instruments.serve(lab, name, "pulse_shaper")
-    elif cfg.kind in ("slm", "camera"):
-        from .sim import freespace as sim_freespace
-
-        address = sim_freespace.serve(lab, name, cfg)
-    else:
-        address = lab.serve(name, cfg.kind, cfg.channels)
-    if sim is not None:
-        t = getattr(sim, "timing", None)
-        timing = None
-        if t is not None:
-            timing = sim_faults.TimingModel(query_latency_s=t.query_latency_s, command_latency_s=t.command_latency_s,
-                                            baud=t.serial_baud, link_bytes_per_s=t.lan_mbit_s * 1e6 / 8,
-                                            realtime=t.realtime)
-            scenes = list(getattr(lab, "scenes", {}).values()) or [lab.chip]
-            for scene in scenes:
-                if hasattr(scene, "seconds_per_heater_update"):
-                    sim_faults.set_chip_timing(scene, settling_s=t.settling_s, sample_s=t.sample_s)
-        faults = [dict(kind=f.kind, match=f.match, after=f.after, count=f.count)
-                  for f in getattr(sim, "faults", []) if f.instrument == name]
-        sim_faults.install(lab, name, faults=faults, timing=timing, serial=address.startswith("socket://"))
-    return address
+def simulated_counterparts() -> dict[str, str]:
+    """kind -> ``"module:start"`` of its simulated instrument, for every kind that has one."""
+    return {kind: reg.simulated for kind, reg in _DRIVERS.items() if reg.simulated}
 
 
 def open_driver(name: str, cfg, address: str):
     """The configured driver of instrument ``name`` (settings applied and verified, start-up safe state)."""
     kind = getattr(cfg, "kind", None)
-    opener = _OPENERS.get(kind)
-    if opener is None:
-        raise TypeError(f"instruments.{name}.kind: no driver for {kind!r} (have: {', '.join(_OPENERS)})")
-    return opener(name, cfg, address)
+    reg = _DRIVERS.get(kind)
+    if reg is None:
+        raise TypeError(f"instruments.{name}.kind: no driver for {kind!r} (have: {', '.join(_DRIVERS)})")
+    return reg.opener(name, cfg, address)
 
 
 def _adapter(name: str, cfg, address: str):
@@ -76,7 +58,7 @@ def _adapter(name: str, cfg, address: str):
     return open_configured(address, cfg, name=name)
 
 
-@register_driver("heater_dac")
+@register_driver("heater_dac", simulated="servers:heater_dac")
 def _open_heater_dac(name: str, cfg, address: str):
     from .heater_dac import HeaterDAC
 
@@ -88,7 +70,7 @@ def _open_heater_dac(name: str, cfg, address: str):
                      step_delay_s=cfg.ramp.step_delay_s)
 
 
-@register_driver("modulator_dac")
+@register_driver("modulator_dac", simulated="servers:modulator_dac")
 def _open_modulator(name: str, cfg, address: str):
     from .modulator import ModulatorDAC
 
@@ -97,7 +79,7 @@ def _open_modulator(name: str, cfg, address: str):
     return dac
 
 
-@register_driver("photodetector_daq")
+@register_driver("photodetector_daq", simulated="servers:photodetector_daq")
 def _open_daq(name: str, cfg, address: str):
     from .daq import PhotodetectorDAQ
 
@@ -106,21 +88,21 @@ def _open_daq(name: str, cfg, address: str):
     return daq
 
 
-@register_driver("block_dac")
+@register_driver("block_dac", simulated="servers:block_dac")
 def _open_block_dac(name: str, cfg, address: str):
-    from .block_dac import open_block_dac  # issue 12: LAN heater DAC, whole vector in one binary block
+    from .block_dac import open_block_dac  # LAN heater DAC, whole vector in one binary block
 
     return open_block_dac(name, cfg, address)
 
 
-@register_driver("spectrometer")
+@register_driver("spectrometer", simulated="spectrometer:start")
 def _open_spectrometer(name: str, cfg, address: str):
     from .spectrometer import open_spectrometer
 
     return open_spectrometer(name, cfg, address)
 
 
-@register_driver("pulse_shaper")
+@register_driver("pulse_shaper", simulated="instruments:start_pulse_shaper")
 def _open_pulse_shaper(name: str, cfg, address: str):
     from .pulse_shaper import PulseShaper
 
@@ -130,7 +112,7 @@ def _open_pulse_shaper(name: str, cfg, address: str):
     return shaper
 
 
-@register_driver("smu")
+@register_driver("smu", simulated="instruments:start_smu")
 def _open_smu(name: str, cfg, address: str):
     from .smu import SourceMeterHeater
 
@@ -151,7 +133,7 @@ def _open_smu(name: str, cfg, address: str):
     return smu
 
 
-@register_driver("power_meter")
+@register_driver("power_meter", simulated="instruments:start_power_meter")
 def _open_power_meter(name: str, cfg, address: str):
     from .power_meter import OpticalPowerMeter
 
@@ -166,8 +148,8 @@ def _open_power_meter(name: str, cfg, address: str):
     return meter
 
 
-@register_driver("slm")
-@register_driver("camera")
+@register_driver("slm", simulated="freespace:start")
+@register_driver("camera", simulated="freespace:start")
 def _open_freespace(name: str, cfg, address: str):
     """An SLM (display size checked, flat frame shown) or a camera (sensor size checked, exposure set)."""
     adapter = _adapter(name, cfg, address)

@@ -121,7 +121,7 @@ def calibrate(station: Path = StationOpt, chip_seed: Optional[int] = SeedOpt, ki
     from labsat.calibration import load_calibration
 
     if check:
-        from labsat.calibration.check import check_command
+        from labsat.cli_calibration import check_command
 
         with _user_errors(), open_station(station, chip_seed, kind) as st:
             raise typer.Exit(check_command(st, calibration, factor=check_factor, console=console))
@@ -307,7 +307,7 @@ def demo(station: Path = StationOpt, kind: Optional[str] = KindOpt,
 
 
 # Feature modules add their own commands: each exposes ``register(app)``.
-for _name in ("labsat.experiments", "labsat.gui.app", "labsat.runs", "labsat.calibration.cli",
+for _name in ("labsat.experiments", "labsat.gui.app", "labsat.cli_runs", "labsat.cli_calibration",
               "labsat.freespace_experiment"):
     try:
         importlib.import_module(_name).register(app)

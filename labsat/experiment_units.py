@@ -29,35 +29,54 @@ import torch
 
 
 # --- the environment every task rebuilds once per process ---
-def env_of(config, data: str, n_train, n_test) -> dict:
-    """The part of a task that names the station and the data set."""
-    return {"station": config.model_dump(mode="json"), "data": data, "n_train": n_train, "n_test": n_test}
+def env_of(config, data: str, n_train, n_test, layer: str | None = None) -> dict:
+    """The part of a task that names the station, its layer (default: the first) and the data set."""
+    env = {"station": config.model_dump(mode="json"), "data": data, "n_train": n_train, "n_test": n_test}
+    if layer is not None:
+        env["layer"] = layer
+    return env
 
 
 class _Env:
+    """A task's station config, its layer and kind, and the data set, built from the task's ``env``."""
+
     def __init__(self, env_json: str):
         from labsat.config import parse_config
-        from labsat.data import load_dataset
+        from labsat.kinds import kind_of
 
         env = json.loads(env_json)
         self.config = parse_config(env["station"], "station (from the sweep task)")
-        self.layer = self.config.layers["mesh"]
-        heaters = self.config.instruments[self.layer.heaters.instrument]
-        self.resistance = float(heaters.limits.resistance_ohm)
-        self.data = load_dataset(env["data"], self.layer.modes, seed=0, n_train=env["n_train"], n_test=env["n_test"])
+        self.layer_name = env.get("layer") or next(iter(self.config.layers))
+        self.layer = self.config.layers[self.layer_name]
+        self.kind = kind_of(self.config, self.layer_name)
+        self.data = dataset(self.kind.make_twin(self.config, self.layer_name), env["data"], env["n_train"],
+                            env["n_test"], self.kind.name)
 
     def station(self, chip: int):
+        """A fresh virtual lab of chip ``chip`` with this layer's instruments connected."""
         from labsat.station import Station
 
-        return Station(self.config, chip_seed=chip)
+        return Station(self.config, chip_seed=chip, layers=[self.layer_name])
 
     def model(self, seed: int, twin_state: dict | None = None, state: dict | None = None):
-        from labsat.train import build_model
+        from labsat.train import model_for
 
-        model = build_model(self.layer, self.resistance, self.data.n_classes, seed=seed, twin_state=twin_state)
+        model = model_for(self.config, self.layer_name, self.data.n_classes, seed=seed, twin_state=twin_state)
         if state is not None:
             model.load_state_dict(state_from_json(state))
         return model
+
+
+def dataset(twin, spec: str, n_train, n_test, kind_name: str = ""):
+    """The experiments' data set for ``twin``: ``spec`` (:func:`labsat.data.load_dataset`) sized to the twin's
+    inputs, or the images of a twin that brings its own (free space: digits only)."""
+    if hasattr(twin, "load_data"):
+        from labsat.workflows.training import dataset_for
+
+        return dataset_for(twin, spec=spec, kind_name=kind_name)
+    from labsat.data import load_dataset
+
+    return load_dataset(spec, twin.n_inputs, seed=0, n_train=n_train, n_test=n_test)
 
 
 @lru_cache(maxsize=4)
@@ -85,14 +104,13 @@ def state_from_json(blob: dict) -> dict:
 # --- the units ---
 def calibrate(task: dict) -> dict:
     """{env, chip, settings, inputs, seed} -> the fitted twin state of virtual chip ``chip``."""
-    from labsat.calibration import fit_twin, measure
-    from labsat.physical import twin_for
+    from labsat.calibration import measure
 
     e = environment(task)
     with e.station(task["chip"]) as st:
-        meas = measure(st.mesh(), task["settings"], task["inputs"], seed=1000 + task["seed"])
-    twin = twin_for(e.layer, e.resistance)
-    fit_twin(twin, meas)
+        meas = measure(st.layer(e.layer_name), task["settings"], task["inputs"], seed=1000 + task["seed"])
+    twin = e.kind.make_twin(e.config, e.layer_name)
+    e.kind.fit(twin, meas)
     return twin.fitted_state()
 
 
@@ -108,7 +126,7 @@ def train(task: dict) -> dict:
     t0 = time.perf_counter()
     if cfg.mode == "online":
         with e.station(task["chip"]) as st:
-            hw = st.mesh()
+            hw = st.layer(e.layer_name)
             model.physical.hardware = hw
             try:
                 history = train_model(model, e.data, cfg)
@@ -138,8 +156,9 @@ def evaluate(task: dict) -> dict:
     x, y = e.data.x_test, e.data.y_test
     out = {"device": None, "twin": accuracy(model, x, y, on_hardware=False) if task.get("twin") else None}
     with e.station(task["chip"]) as st:
-        st.lab.chip.extra_kelvin = float(task.get("delta_kelvin", 0.0))  # the environment, not the hidden truth
-        model.physical.hardware = st.mesh()
+        if task.get("delta_kelvin"):  # the environment, not the hidden truth (a scene with a temperature)
+            st.lab.scenes[e.layer_name].extra_kelvin = float(task["delta_kelvin"])
+        model.physical.hardware = st.layer(e.layer_name)
         try:
             out["device"] = accuracy(model, x, y, on_hardware=True)
         finally:

@@ -48,6 +48,7 @@ class Setup:
     """Sizes and knobs of a run; :meth:`small` for CI, :meth:`full` for the paper-scale run."""
 
     station: Path = Path("instruments.yaml")
+    kind: Optional[str] = None  # the station's layer of this kind (mesh, microring, ...); None: its first layer
     chip: int = 1
     data: str = "digits"
     seeds: int = 3
@@ -127,39 +128,27 @@ def method_config(method: str, setup: Setup, seed: int):
     return TrainConfig(**table[method])
 
 
-def _resistance(config) -> float:
-    layer = config.layers["mesh"]
-    return float(config.instruments[layer.heaters.instrument].limits.resistance_ohm)
-
-
 class Lab:
-    """Chip A's station config, the data, and the experiment's units run as sweeps (:mod:`labsat.sweeps`):
-    calibrations per seed, trainings per (method, seed), evaluations per (model, chip, drift)."""
+    """Chip A's station config, the layer the experiment runs on (any kind with a virtual device), the data,
+    and the experiment's units run as sweeps (:mod:`labsat.sweeps`): calibrations per seed, trainings per
+    (method, seed), evaluations per (model, chip, drift)."""
 
     def __init__(self, setup: Setup, sweeps, name: str = "experiment", log: Callable[[str], None] = print):
-        from labsat.config import load_config
-        from labsat.data import load_dataset
-        from labsat.experiment_units import env_of
+        from labsat.experiment_units import env_of, environment
 
         self.setup, self.sweeps, self.name, self.log = setup, sweeps, name, log
-        self.config = load_config(setup.station)
-        if self.config.station.backend != "sim":
-            # units are distributed: only virtual-lab and twin work may leave the process that owns a bench
-            raise ValueError("station.backend: the experiments run on the virtual lab (backend: sim)")
+        self.config, self.layer_name, self.kind = resolve(name, setup)
         if setup.fab_scale is not None:
-            if setup.fab_scale < 0:
-                raise ValueError("--fab-scale must be non-negative")
             from labsat.drivers.sim.chip import ChipSpec
 
             self.config = self.config.model_copy(deep=True)
             self.config.station.sim.phase_offset_sigma = ChipSpec.phase_offset_sigma * setup.fab_scale
             self.config.station.sim.coupler_sigma = ChipSpec.coupler_sigma * setup.fab_scale
-        self.layer = self.config.layers["mesh"]
         data = setup.data
         if data.startswith("mnist:") and data[6:]:
             data = "mnist:" + str(Path(data[6:]).resolve())  # workers elsewhere find it on a shared path
-        self.data = load_dataset(data, self.layer.modes, seed=0, n_train=setup.n_train, n_test=setup.n_test)
-        self.env = env_of(self.config, data, setup.n_train, setup.n_test)
+        self.env = env_of(self.config, data, setup.n_train, setup.n_test, layer=self.layer_name)
+        self.data = environment({"env": self.env}).data  # the data set every unit builds (checked here)
 
     def run(self, fn, tasks: list[dict], what: str) -> list:
         return self.sweeps.run(fn, tasks, name=f"{self.name}: {what}")
@@ -208,14 +197,6 @@ class Lab:
                         if meta["hardware_queries"] else ""))
         return out
 
-    def model(self, trained: dict, seed: int):
-        """A torch model from a trained result of :meth:`models`."""
-        from labsat.train import build_model
-
-        model = build_model(self.layer, _resistance(self.config), self.data.n_classes, seed=seed)
-        model.load_state_dict(trained["state"])
-        return model
-
     # --- evaluations, one fresh virtual lab each ---
     def evaluate(self, models: dict[tuple[str, int], dict], chips=None, drifts=(0.0,),
                  twin: bool = False) -> dict[tuple, dict]:
@@ -228,6 +209,41 @@ class Lab:
         tasks = [{"env": self.env, "chip": chip, "delta_kelvin": dk, "model": specs[(m, seed)], "twin": twin}
                  for m, seed, chip, dk in keys]
         return dict(zip(keys, self.run(units.evaluate, tasks, "evaluations")))
+
+
+def resolve(name: str, setup: Setup):
+    """``(station config, layer, kind)`` of experiment ``name`` with ``setup``, or one line (ValueError, a
+    ConfigError) saying why it cannot run: an unknown experiment, a station that is not the virtual lab,
+    no layer of ``setup.kind``, or an experiment that makes no sense for the layer's kind (every one
+    measures on a virtual device; ``perturbation`` drifts the device's environment temperature;
+    ``--fab-scale`` scales the MZI mesh's fabrication spread)."""
+    from labsat.config import load_config
+    from labsat.kinds import kind_of, layer_for_kind
+
+    if name not in RUNNERS:
+        raise ValueError(f"unknown experiment {name!r}; choose from {', '.join(RUNNERS)}")
+    if setup.seeds < 1:
+        raise ValueError("--seeds must be at least 1")
+    config = load_config(setup.station)
+    if config.station.backend != "sim":
+        # units are distributed: only virtual-lab and twin work may leave the process that owns a bench
+        raise ValueError("station.backend: the experiments run on the virtual lab (backend: sim)")
+    layer = layer_for_kind(config, setup.kind)
+    kind = kind_of(config, layer)
+    scene = kind.make_scene(config, layer, config.station.sim.chip_seed)
+    if scene is None:
+        raise ValueError(f"experiment {name}: the {kind.name} kind (layer {layer}) has no virtual device to "
+                         "measure on")
+    if name == "perturbation" and not hasattr(scene, "extra_kelvin"):
+        raise ValueError(f"experiment perturbation: the {kind.name} kind (layer {layer}) has no environment "
+                         "temperature to drift; it applies to heater-tuned kinds (mesh, microring, pulse)")
+    if setup.fab_scale is not None:
+        if kind.name != "mesh":
+            raise ValueError(f"--fab-scale: scales the MZI mesh's fabrication spread; layer {layer} is a "
+                             f"{kind.name}")
+        if setup.fab_scale < 0:
+            raise ValueError("--fab-scale must be non-negative")
+    return config, layer, kind
 
 
 # --- aggregation and output ---
@@ -263,7 +279,7 @@ def _md_table(header: list[str], body: list[list[str]]) -> str:
 
 
 def _describe(setup: Setup) -> str:
-    return (f"data {setup.data}, chip A = vchip-{setup.chip}, {setup.seeds} seeds, offline {setup.offline_epochs} "
+    return (f"{'' if setup.kind is None else setup.kind + ', '}data {setup.data}, chip A = vchip-{setup.chip}, {setup.seeds} seeds, offline {setup.offline_epochs} "
             f"epochs, online {setup.online_epochs} epochs (fine-tuning the plain offline model), twin calibrated from {setup.cal_settings}x"
             f"{setup.cal_inputs} measurements, rho {setup.rho}, ASAM rho {setup.asam_rho}, noise sigma {setup.sigma} "
             f"(perturbing the {setup.perturb})"
@@ -379,7 +395,7 @@ def run_sharpness(lab: Lab) -> dict:
     from labsat import experiment_units as units
 
     s = lab.setup
-    n = min(s.sharp_samples, len(lab.data.x_test))
+    n = min(s.sharp_samples, len(lab.data.x_test))  # as the sharpness unit takes them
     models = lab.models(s.methods, range(s.seeds))
     keys = [(m, seed) for seed in range(s.seeds) for m in s.methods]
     tasks = [{"env": lab.env, "model": {"seed": seed, "state": units.state_json(models[(m, seed)]["state"])},
@@ -452,16 +468,12 @@ def run_experiment(name: str, setup: Setup, log: Callable[[str], None] = print, 
     ``"tcp://HOST:8786"`` or ``"serial"``; results are stored in ``setup.store`` (default: the station's run
     database) as each task ends, and a re-run computes only what is missing. ``progress``: a bar per sweep
     (``True``: its own display; a running ``rich.progress.Progress``: added to the caller's display)."""
-    from labsat.config import load_config
     from labsat.runs import db_path_for
     from labsat.sweeps import Sweeps
 
-    if name not in RUNNERS:
-        raise ValueError(f"unknown experiment {name!r}; choose from {', '.join(RUNNERS)}")
-    if setup.seeds < 1:
-        raise ValueError("--seeds must be at least 1")
+    config = resolve(name, setup)[0]  # checked before anything starts
     t0 = time.perf_counter()
-    store = setup.store if setup.store is not None else db_path_for(load_config(setup.station))
+    store = setup.store if setup.store is not None else db_path_for(config)
     with Sweeps(store, scheduler=setup.scheduler, n_workers=setup.workers, progress=progress, log=log) as sweeps:
         result = RUNNERS[name](Lab(setup, sweeps, name=name, log=log))
     directory = Path(setup.out) / name
@@ -503,6 +515,8 @@ def register(app) -> None:
                    seeds: Optional[int] = typer.Option(None, help="seeds (mean ± std over them); default 3, --full 5"),
                    data: str = typer.Option("digits", help="digits | mnist:DIR | npz:FILE | csv:FILE (see labsat.data)"),
                    station: Path = typer.Option(Path("instruments.yaml"), "--station", "-s"),
+                   kind: Optional[str] = typer.Option(None, help="the station's layer of this kind (mesh, microring, "
+                                                      "freespace, pulse, ...); default: its first layer"),
                    chip: int = typer.Option(1, help="chip A: the virtual chip models are trained for"),
                    rho: Optional[float] = typer.Option(None, help="SAM radius (control units)"),
                    sigma: Optional[float] = typer.Option(None, help="noise-injection std (control units)"),
@@ -549,7 +563,7 @@ def register(app) -> None:
         except ValueError:
             console.print(f"[bold red]error:[/] --rho-grid: comma-separated numbers, got {rho_grid!r}")
             raise typer.Exit(2)
-        kw = {k: v for k, v in dict(seeds=seeds, data=data, station=station, chip=chip, rho=rho, sigma=sigma,
+        kw = {k: v for k, v in dict(seeds=seeds, data=data, station=station, kind=kind, chip=chip, rho=rho, sigma=sigma,
                                     offline_epochs=offline_epochs, online_epochs=online_epochs,
                                     cal_settings=cal_settings, cal_inputs=cal_inputs, n_chips=chips, fab_scale=fab_scale,
                                     rho_grid=grid, out=out, scheduler=scheduler, workers=workers).items()
@@ -560,6 +574,7 @@ def register(app) -> None:
 
         try:
             setup = Setup.make_full(**kw) if full else Setup.small(**kw)
+            resolve(name, setup)  # bad input is one line before a run is recorded
             from labsat.workflows import Hooks, experiment as recorded_experiment
 
             # progress: a line for the experiment (every calibration and training it reports) and a bar per

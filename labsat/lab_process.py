@@ -22,7 +22,7 @@ import multiprocessing as mp
 
 def _serve(config_data: dict, conn) -> None:  # pragma: no cover - runs in the child
     from labsat.config import parse_config
-    from labsat.drivers.registry import serve_simulated
+    from labsat.drivers.sim.servers import serve_simulated
     from labsat.station import Station
 
     try:

@@ -112,12 +112,3 @@ class HybridClassifier(nn.Module):
 
 
 MeshClassifier = HybridClassifier  # the skeleton's name
-
-
-def __getattr__(name: str):
-    """The mesh's twin and bench adapter moved to their kind (:mod:`labsat.kinds.mesh`); old imports work."""
-    if name in ("twin_for", "MeshHardware"):
-        from labsat.kinds import mesh
-
-        return getattr(mesh, name)
-    raise AttributeError(f"module 'labsat.physical' has no attribute {name!r}")

@@ -14,7 +14,7 @@ import weakref
 from pathlib import Path
 
 from labsat.config import ConfigError, StationConfig, load_config, with_chip_seed
-from labsat.drivers.registry import open_driver, serve_simulated
+from labsat.drivers.registry import open_driver
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +107,8 @@ class Station:
                 if address == "auto":
                     if not self.simulated:
                         raise ConfigError(f"instruments.{name}.address: 'auto' only works with backend: sim")
+                    from labsat.drivers.sim.servers import serve_simulated
+
                     address = serve_simulated(self.lab, name, cfg, self.config.station.sim)
                 self.addresses[name] = address
                 self.instruments[name] = self._open(name, cfg, address)

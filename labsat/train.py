@@ -12,7 +12,8 @@ from torch import nn
 from labsat import defaults
 from labsat.data import Dataset, Encoder
 from labsat.guards import check_finite_loss
-from labsat.physical import HybridClassifier, MeshClassifier, PhysicalLayer, twin_for
+from labsat.kinds.mesh import twin_for
+from labsat.physical import HybridClassifier, MeshClassifier, PhysicalLayer
 from labsat.sat import MESA, SAF, SAM, NoiseInjection, PartialSAM
 from labsat.sat.step import Batch, step_batch
 

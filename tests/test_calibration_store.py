@@ -12,7 +12,7 @@ from labsat.calibration import (CalibrationError, fit_twin, latest_calibration, 
                                 rmse, save_calibration)
 from labsat.calibration.store import SCHEMA_VERSION, load_measurements
 from labsat.config import parse_config
-from labsat.physical import twin_for
+from labsat.kinds.mesh import twin_for
 from labsat.twins.mzi import FIT_PARAMETERS
 from test_physical import twin_from_truth
 

@@ -152,3 +152,68 @@ def test_drivers_import_without_torch(module):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "False"
+
+
+# --- folders: one way, bottom to top ---
+# Each group may import only from the groups before it (and within itself, one way: no module cycles).
+LAYERS = [
+    ("foundation", {"labsat", "labsat.geometry", "labsat.defaults", "labsat.data", "labsat.vowels"}),
+    ("drivers and the virtual lab", {"labsat.drivers"}),
+    ("core: twins, bench adapters, optimizers, the physical layer",
+     {"labsat.twins", "labsat.hardware", "labsat.sat", "labsat.physical", "labsat.multilayer"}),
+    ("the station file's schema", {"labsat.config"}),
+    ("calibration: measure, fit, store, check", {"labsat.calibration"}),
+    ("network kinds", {"labsat.kinds"}),
+    ("station, training, run database, sweeps",
+     {"labsat.station", "labsat.train", "labsat.guards", "labsat.runs", "labsat.sweeps", "labsat.qcodes",
+      "labsat.lab_process"}),
+    ("workflows", {"labsat.workflows"}),
+    ("front doors", {"labsat.cli", "labsat.cli_common", "labsat.cli_format", "labsat.cli_calibration",
+                     "labsat.cli_runs", "labsat.logs", "labsat.gui", "labsat.experiments", "labsat.experiment_units",
+                     "labsat.freespace_experiment", "labsat.paper"}),
+]
+# scripts run with `python -m` that live beside what they report on: front doors wherever they are
+SCRIPTS = {"labsat.calibration.report"}
+
+
+def folder_of(module: str) -> str:
+    """``labsat.kinds.mesh`` -> ``labsat.kinds``; a top-level module is its own folder."""
+    return ".".join(module.split(".")[:2])
+
+
+def layer_of(module: str) -> int:
+    if module in SCRIPTS:
+        return len(LAYERS) - 1
+    folder = folder_of(module)
+    for rank, (_, members) in enumerate(LAYERS):
+        if folder in members:
+            return rank
+    raise AssertionError(f"{folder}: not placed in tests/test_import_graph.py LAYERS; put the new folder in its "
+                         "layer (what it imports must sit below it)")
+
+
+def layering_violations(g: dict[str, set[str]]) -> list[str]:
+    out = []
+    for a, targets in sorted(g.items()):
+        for b in sorted(targets):
+            if layer_of(b) > layer_of(a):
+                out.append(f"{a} ({LAYERS[layer_of(a)][0]}) imports {b} ({LAYERS[layer_of(b)][0]})")
+    return out
+
+
+def test_folders_import_one_way():
+    """drivers < core (twins, hardware, sat) < config < calibration < kinds < station/training < workflows <
+    front doors: nothing imports from a layer above its own."""
+    found = layering_violations(graph())
+    assert found == [], "imports against the layering:\n" + "\n".join(found)
+
+
+def test_the_layering_check_fails_on_a_violation():
+    g = graph()
+    g["labsat.calibration.fit"] = g["labsat.calibration.fit"] | {"labsat.kinds.registry"}  # calibration -> kinds
+    g["labsat.drivers.base"] = g["labsat.drivers.base"] | {"labsat.train"}
+    found = layering_violations(g)
+    assert any(v.startswith("labsat.calibration.fit (calibration") and "labsat.kinds.registry" in v for v in found)
+    assert any(v.startswith("labsat.drivers.base") and "labsat.train" in v for v in found)
+    with pytest.raises(AssertionError, match="not placed"):
+        layer_of("labsat.brand_new_folder.x")

@@ -15,8 +15,9 @@ import torch
 from typer.testing import CliRunner
 
 from conftest import minimal_config, write_yaml
-from labsat.calibration import (CalibrationError, calibration_for, check_calibration, latest_calibration,
-                                load_calibration, save_calibration)
+from labsat.calibration import (CalibrationError, check_calibration, latest_calibration, load_calibration,
+                                save_calibration)
+from labsat.kinds import calibration_for
 from labsat.config import parse_config
 from labsat.guards import NonFiniteLossError, check_finite_loss, resumable
 from labsat.kinds import kind_of

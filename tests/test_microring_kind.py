@@ -18,7 +18,7 @@ from labsat.config import ConfigError, load_config, parse_config
 from labsat.drivers.sim.microring import MicroringBank, MicroringSpec, balanced_weight
 from labsat.kinds import KINDS
 from labsat.station import Station
-from labsat.twins.microring import fit_microring
+from labsat.calibration.microring import fit_microring
 
 runner = CliRunner()
 

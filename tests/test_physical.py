@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from labsat.physical import PhysicalLayer, _HardwareForwardTwinBackward, twin_for
+from labsat.kinds.mesh import twin_for
+from labsat.physical import PhysicalLayer, _HardwareForwardTwinBackward
 from labsat.twins.mzi import MZIMeshTwin
 
 

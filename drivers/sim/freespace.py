@@ -25,7 +25,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from .servers import InstrumentServer, ScpiErrorQueue
+from .scpi import UNDEFINED, SimScpiInstrument
+from .wire import InstrumentServer
 
 
 # --- optics, shared by the scene (and mirrored in torch by labsat.twins.freespace) ---
@@ -202,13 +203,10 @@ def block_array(block: bytes, dtype) -> np.ndarray:
 
 
 # --- simulated instruments ---
-class _ScpiBase:
-    IDN = "labsat,SIM,0,1.0"
-
+class _ScpiBase(SimScpiInstrument):
     def __init__(self, scene: FreeSpaceScene):
+        super().__init__()
         self.scene = scene
-        self.errors = ScpiErrorQueue()
-        self._lock = threading.Lock()
 
     @property
     def chip(self):  # the fault/timing front accounts time on the scene
@@ -249,48 +247,42 @@ class SimSLM(_ScpiBase):
             return None
         return v.reshape(-1, self.height, self.width)
 
-    def handle(self, cmd: str, block: bytes | None):
-        head = cmd.upper().strip()
-        with self._lock:
-            if head == "*IDN?":
-                return f"labsat,SIM-SLM-{self.width}x{self.height},{self.serial},1.0"
-            if head == "*RST" or head == "DISP:CLE":
-                self.frame[:] = 0
-                self.sequence = self.sequence[:0]
-                self._apply()
+    def identity(self) -> str:
+        return f"labsat,SIM-SLM-{self.width}x{self.height},{self.serial},1.0"
+
+    def answer(self, head: str, arg: str, block: bytes | None):
+        if head == "*RST" or head == "DISP:CLE":
+            self.frame[:] = 0
+            self.sequence = self.sequence[:0]
+            self._apply()
+            return None
+        if head == "DISP:SIZE?":
+            return f"{self.width},{self.height}"
+        if head == "DISP:DATA?":
+            return array_block(self.frame, np.uint8)
+        if head == "DISP:DATA":
+            frames = self._frames(block)
+            if frames is None:
                 return None
-            if head == "SYST:ERR?":
-                return self.errors.pop()
-            if head == "*OPC?":
-                return "1"
-            if head == "DISP:SIZE?":
-                return f"{self.width},{self.height}"
-            if head.startswith("DISP:DATA?"):
-                return array_block(self.frame, np.uint8)
-            if head.startswith("DISP:DATA"):
-                frames = self._frames(block)
-                if frames is None:
-                    return None
-                if len(frames) != 1:
-                    self.errors.push(-161, "Invalid block data: one frame expected")
-                    return None
-                self.frame = frames[0].copy()
-                self._apply()
+            if len(frames) != 1:
+                self.errors.push(-161, "Invalid block data: one frame expected")
                 return None
-            if head.startswith("SEQ:DATA"):
-                frames = self._frames(block)
-                if frames is not None:
-                    self.sequence = frames.copy()
-                return None
-            if head == "SEQ:POIN?":
-                return str(len(self.sequence))
-            if head in ("INIT", "INIT:IMM"):
-                if self.role == "input" and len(self.sequence):
-                    g = self.scene.spec.grid
-                    self.trigger.fire(self.sequence[:, :g, :g].astype(float) / 255.0)
-                return None
-        self.errors.push(-113, "Undefined header")
-        return None
+            self.frame = frames[0].copy()
+            self._apply()
+            return None
+        if head == "SEQ:DATA":
+            frames = self._frames(block)
+            if frames is not None:
+                self.sequence = frames.copy()
+            return None
+        if head == "SEQ:POIN?":
+            return str(len(self.sequence))
+        if head in ("INIT", "INIT:IMM"):
+            if self.role == "input" and len(self.sequence):
+                g = self.scene.spec.grid
+                self.trigger.fire(self.sequence[:, :g, :g].astype(float) / 255.0)
+            return None
+        return UNDEFINED
 
 
 class SimCamera(_ScpiBase):
@@ -311,52 +303,39 @@ class SimCamera(_ScpiBase):
             return
         self.data, self.armed = self.scene.camera_frames(images), 0
 
-    def handle(self, cmd: str, block: bytes | None):
-        head = cmd.upper().strip()
-        with self._lock:
-            if head == "*IDN?":
-                return f"labsat,SIM-CAM16,{self.serial},1.0"
-            if head == "*RST" or head == "ABOR":
-                self.armed, self.data = 0, None
-                if head == "*RST":
-                    self.scene.exposure_us = 10.0
-                return None
-            if head == "SYST:ERR?":
-                return self.errors.pop()
-            if head == "*OPC?":
-                return "1"
-            if head == "SENS:SIZE?":
-                h, w = self.scene.spec.camera_shape
-                return f"{w},{h}"
-            if head == "EXP?":
-                return f"{self.scene.exposure_us:.6g}"
-            if head.startswith("EXP "):
-                try:
-                    value = float(cmd.split()[1])
-                except (ValueError, IndexError):
-                    self.errors.push(-104, "Data type error")
-                    return None
-                lo, hi = self.EXPOSURE_US
-                if not (np.isfinite(value) and lo <= value <= hi):
-                    self.errors.push(-222, "Data out of range")
-                    return None
+    def identity(self) -> str:
+        return f"labsat,SIM-CAM16,{self.serial},1.0"
+
+    def answer(self, head: str, arg: str, block: bytes | None):
+        if head == "*RST" or head == "ABOR":
+            self.armed, self.data = 0, None
+            if head == "*RST":
+                self.scene.exposure_us = 10.0
+            return None
+        if head == "SENS:SIZE?":
+            h, w = self.scene.spec.camera_shape
+            return f"{w},{h}"
+        if head == "EXP?":
+            return f"{self.scene.exposure_us:.6g}"
+        if head == "EXP":
+            value = self.number(arg, *self.EXPOSURE_US)
+            if value is not None:
                 self.scene.exposure_us = value
+            return None
+        if head == "ACQ:FRAM":
+            try:
+                self.armed = int(arg.split()[0])
+            except (ValueError, IndexError):
+                self.errors.push(-104, "Data type error")
+            self.data = None
+            return None
+        if head == "FETC:FRAM?":
+            if self.data is None:
+                self.errors.push(-230, "Data stale: no acquisition")
                 return None
-            if head.startswith("ACQ:FRAM "):
-                try:
-                    self.armed = int(cmd.split()[1])
-                except ValueError:
-                    self.errors.push(-104, "Data type error")
-                self.data = None
-                return None
-            if head == "FETC:FRAM?":
-                if self.data is None:
-                    self.errors.push(-230, "Data stale: no acquisition")
-                    return None
-                data, self.data = self.data, None
-                return array_block(data, np.uint16)
-        self.errors.push(-113, "Undefined header")
-        return None
+            data, self.data = self.data, None
+            return array_block(data, np.uint16)
+        return UNDEFINED
 
 
 class FreeSpaceTrigger:
@@ -370,9 +349,9 @@ class FreeSpaceTrigger:
             self.camera.receive(images)
 
 
-def serve(lab, name: str, cfg) -> str:
-    """Start the simulated ``slm`` or ``camera`` ``name`` on its scene in ``lab``; return its address."""
-    scene = lab.instrument_scenes.get(name)
+def start(lab, name: str, cfg, scene):
+    """The simulated ``slm`` or ``camera`` ``name`` on its free-space ``scene``: ``(instrument, server,
+    address)`` (the counterpart drivers/registry.py names for both kinds)."""
     if not isinstance(scene, FreeSpaceScene):
         raise ValueError(f"instruments.{name}: a simulated {cfg.kind} needs a free-space layer that uses it")
     trigger = getattr(scene, "trigger", None)
@@ -391,9 +370,8 @@ def serve(lab, name: str, cfg) -> str:
     else:
         raise ValueError(f"no simulated free-space instrument of kind {cfg.kind!r}")
     server = InstrumentServer(inst)
-    lab.servers[name], lab.instruments[name] = server, inst
-    return f"TCPIP0::127.0.0.1::{server.port}::SOCKET"
+    return inst, server, f"TCPIP0::127.0.0.1::{server.port}::SOCKET"
 
 
-__all__ = ["FreeSpaceSpec", "FreeSpaceTruth", "FreeSpaceScene", "SimSLM", "SimCamera", "serve",
+__all__ = ["FreeSpaceSpec", "FreeSpaceTruth", "FreeSpaceScene", "SimSLM", "SimCamera", "start",
            "angular_spectrum_kernel", "propagate", "crosstalk_blur", "misalign", "array_block", "block_array"]

@@ -2,32 +2,16 @@
 and a Thorlabs PM100-style power meter on one output port. Both speak SCPI over a loopback socket.
 
 :func:`serve` starts one on a :class:`~labsat.drivers.sim.servers.VirtualLab` and returns the VISA
-address (``TCPIP0::127.0.0.1::<port>::SOCKET``); :func:`register` lets ``VirtualLab.serve`` start them
-by kind (``smu``, ``power_meter``, ``pulse_shaper``).
+address (``TCPIP0::127.0.0.1::<port>::SOCKET``); ``start_smu``, ``start_power_meter`` and
+``start_pulse_shaper`` are the counterparts drivers/registry.py names for ``VirtualLab.serve``.
 """
 from __future__ import annotations
 
-import threading
 
 import numpy as np
 
-from .servers import InstrumentServer, ScpiErrorQueue
-
-_LONG = {
-    "SOURCE": "SOUR", "SENSE": "SENS", "CURRENT": "CURR", "VOLTAGE": "VOLT", "PROTECTION": "PROT",
-    "OUTPUT": "OUTP", "FUNCTION": "FUNC", "MEASURE": "MEAS", "FORMAT": "FORM", "ELEMENTS": "ELEM",
-    "SYSTEM": "SYST", "ERROR": "ERR", "TRIPPED": "TRIP", "CORRECTION": "CORR", "WAVELENGTH": "WAV",
-    "AVERAGE": "AVER", "COUNT": "COUN", "POWER": "POW", "RANGE": "RANG", "CONFIGURE": "CONF",
-    "INITIATE": "INIT", "FETCH": "FETC", "IMMEDIATE": "IMM", "RESISTANCE": "RES",
-}
-
-
-def normalise(command: str) -> tuple[str, str]:
-    """SCPI header in short upper-case form without the leading colon, and the argument text."""
-    head, _, arg = command.strip().partition(" ")
-    parts = [_LONG.get(p, p) for p in head.upper().lstrip(":").split(":")]
-    return ":".join(parts), arg.strip()
-
+from .scpi import _LONG, UNDEFINED, SimScpiInstrument, normalise  # noqa: F401 (normalise: public here too)
+from .wire import InstrumentServer
 
 class HeaterWiring:
     """Which chip heaters are wired to an SMU instead of the heater DAC.
@@ -58,7 +42,7 @@ class HeaterWiring:
         self.set_heaters(self.chip.heater_v)
 
 
-class SimSourceMeter:
+class SimSourceMeter(SimScpiInstrument):
     """Keithley 2400-style SMU sourcing voltage into one heater (resistance from the chip)."""
 
     FULL_SCALE_V, FULL_SCALE_A = 210.0, 1.05
@@ -66,11 +50,10 @@ class SimSourceMeter:
 
     def __init__(self, chip, heater: int | None = None, load_ohm: float | None = None,
                  seconds_per_reading: float = 1e-3, serial: str = "SIM0001"):
+        super().__init__()
         self.chip, self.heater, self.serial = chip, heater, serial
         self.load_ohm = float(load_ohm or chip.spec.heater_resistance_ohm)
         self.seconds_per_reading = seconds_per_reading
-        self.errors = ScpiErrorQueue()
-        self._lock = threading.Lock()
         if heater is not None:
             if not 0 <= heater < len(chip.heater_v):
                 raise ValueError(f"SMU wired to heater {heater}: the chip has {len(chip.heater_v)}")
@@ -106,97 +89,77 @@ class SimSourceMeter:
                   "TIME": self.chip.virtual_time_s, "STAT": 0x8 if tripped else 0}
         return ",".join(f"{values[e]:.6E}" for e in self.elements)
 
-    def _float(self, arg: str) -> float | None:
-        try:
-            value = float(arg)
-        except ValueError:
-            self.errors.push(-104, "Data type error")
-            return None
-        if not np.isfinite(value):
-            self.errors.push(-104, "Data type error")
-            return None
-        return value
+    def identity(self) -> str:
+        return f"KEITHLEY INSTRUMENTS INC.,MODEL 2400,{self.serial},C32 (labsat sim)"
 
-    def handle(self, command: str, block: bytes | None):
-        with self._lock:
-            head, arg = normalise(command)
-            if head == "*IDN?":
-                return f"KEITHLEY INSTRUMENTS INC.,MODEL 2400,{self.serial},C32 (labsat sim)"
-            if head == "*RST":
-                self.reset()
-                return None
-            if head == "*OPC?":
-                return "1"
-            if head == "SYST:ERR?" or head == "SYST:ERR:NEXT?":
-                return self.errors.pop()
-            if head == "SOUR:FUNC":
-                mode = arg.upper().strip('"')
-                if mode.startswith("VOLT"):
-                    self.func = "VOLT"
-                elif mode.startswith("CURR"):
-                    self.errors.push(-221, "Settings conflict: this heater SMU sources voltage only")
-                else:
-                    self.errors.push(-224, "Illegal parameter value")
-                return None
-            if head == "SOUR:FUNC?":
-                return self.func
-            if head == "SOUR:VOLT" or head == "SOUR:VOLT:LEV" or head == "SOUR:VOLT:LEV:IMM":
-                value = self._float(arg)
-                if value is None:
-                    return None
-                if abs(value) > self.FULL_SCALE_V:
-                    self.errors.push(-222, "Data out of range")
-                    return None
-                self.level = value
-                self._apply()
-                return None
-            if head in ("SOUR:VOLT?", "SOUR:VOLT:LEV?", "SOUR:VOLT:LEV:IMM?"):
-                return f"{self.level:.6E}"
-            if head == "SENS:CURR:PROT":
-                value = self._float(arg)
-                if value is None:
-                    return None
-                if not 0 < value <= self.FULL_SCALE_A:
-                    self.errors.push(-222, "Data out of range")
-                    return None
-                self.compliance = value
-                self._apply()
-                return None
-            if head == "SENS:CURR:PROT?":
-                return f"{self.compliance:.6E}"
-            if head == "SENS:CURR:PROT:TRIP?":
-                return "1" if self.terminals()[2] else "0"
-            if head == "FORM:ELEM":
-                elems = [e.strip().upper() for e in arg.split(",") if e.strip()]
-                elems = [_LONG.get(e, e) for e in elems]
-                if not elems or any(e not in self.ELEMENTS for e in elems):
-                    self.errors.push(-224, "Illegal parameter value")
-                    return None
-                self.elements = elems
-                return None
-            if head == "OUTP":
-                state = arg.upper()
-                if state in ("ON", "1"):
-                    self.output_on = True
-                elif state in ("OFF", "0"):
-                    self.output_on = False
-                else:
-                    self.errors.push(-224, "Illegal parameter value")
-                    return None
-                self._apply()
-                return None
-            if head == "OUTP?":
-                return "1" if self.output_on else "0"
-            if head in ("READ?", "MEAS:CURR?", "MEAS?", "MEAS:VOLT?"):
-                if not self.output_on:
-                    self.errors.push(-221, "Settings conflict: output off")  # auto-on disabled
-                    return None
-                return self._reading()
-            self.errors.push(-113, "Undefined header")
+    def answer(self, head: str, arg: str, block: bytes | None):
+        if head == "*RST":
+            self.reset()
             return None
+        if head == "SOUR:FUNC":
+            mode = arg.upper().strip('"')
+            if mode.startswith("VOLT"):
+                self.func = "VOLT"
+            elif mode.startswith("CURR"):
+                self.errors.push(-221, "Settings conflict: this heater SMU sources voltage only")
+            else:
+                self.errors.push(-224, "Illegal parameter value")
+            return None
+        if head == "SOUR:FUNC?":
+            return self.func
+        if head == "SOUR:VOLT" or head == "SOUR:VOLT:LEV" or head == "SOUR:VOLT:LEV:IMM":
+            value = self.number(arg, -self.FULL_SCALE_V, self.FULL_SCALE_V)
+            if value is None:
+                return None
+            self.level = value
+            self._apply()
+            return None
+        if head in ("SOUR:VOLT?", "SOUR:VOLT:LEV?", "SOUR:VOLT:LEV:IMM?"):
+            return f"{self.level:.6E}"
+        if head == "SENS:CURR:PROT":
+            value = self.number(arg, 0.0, self.FULL_SCALE_A)
+            if value is None:
+                return None
+            if not 0 < value:
+                self.errors.push(-222, "Data out of range")
+                return None
+            self.compliance = value
+            self._apply()
+            return None
+        if head == "SENS:CURR:PROT?":
+            return f"{self.compliance:.6E}"
+        if head == "SENS:CURR:PROT:TRIP?":
+            return "1" if self.terminals()[2] else "0"
+        if head == "FORM:ELEM":
+            elems = [e.strip().upper() for e in arg.split(",") if e.strip()]
+            elems = [_LONG.get(e, e) for e in elems]
+            if not elems or any(e not in self.ELEMENTS for e in elems):
+                self.errors.push(-224, "Illegal parameter value")
+                return None
+            self.elements = elems
+            return None
+        if head == "OUTP":
+            state = arg.upper()
+            if state in ("ON", "1"):
+                self.output_on = True
+            elif state in ("OFF", "0"):
+                self.output_on = False
+            else:
+                self.errors.push(-224, "Illegal parameter value")
+                return None
+            self._apply()
+            return None
+        if head == "OUTP?":
+            return "1" if self.output_on else "0"
+        if head in ("READ?", "MEAS:CURR?", "MEAS?", "MEAS:VOLT?"):
+            if not self.output_on:
+                self.errors.push(-221, "Settings conflict: output off")  # auto-on disabled
+                return None
+            return self._reading()
+        return UNDEFINED
 
 
-class SimPowerMeter:
+class SimPowerMeter(SimScpiInstrument):
     """Thorlabs PM100-style optical power meter on one output port of the chip.
 
     The meter reports ``P * R(1550 nm) / R(set wavelength)``: set to a wrong wavelength it converts
@@ -213,11 +176,10 @@ class SimPowerMeter:
                  serial: str = "P2000001", seed: int = 0):
         if not 0 <= port < chip.spec.modes:
             raise ValueError(f"power meter on port {port}: the chip has {chip.spec.modes}")
+        super().__init__()
         self.chip, self.port, self.serial = chip, port, serial
         self.seconds_per_average = seconds_per_average
-        self.errors = ScpiErrorQueue()
         self._rng = np.random.default_rng(seed + 7919)
-        self._lock = threading.Lock()
         self.reset()
 
     def reset(self) -> None:
@@ -240,91 +202,69 @@ class SimPowerMeter:
         noise = self.chip.spec.noise_rel * self.range_w / np.sqrt(self.averages)
         return max(0.0, p + self._rng.normal(0.0, noise))
 
-    def _number(self, arg: str, lo: float, hi: float) -> float | None:
-        word = arg.upper()
-        if word in ("MIN", "MINIMUM"):
-            return lo
-        if word in ("MAX", "MAXIMUM"):
-            return hi
-        try:
-            value = float(arg)
-        except ValueError:
-            self.errors.push(-104, "Data type error")
-            return None
-        if not (np.isfinite(value) and lo <= value <= hi):
-            self.errors.push(-222, "Data out of range")
-            return None
-        return value
+    def identity(self) -> str:
+        return f"Thorlabs,PM100USB,{self.serial},1.6.0 (labsat sim)"
 
-    def handle(self, command: str, block: bytes | None):
-        with self._lock:
-            head, arg = normalise(command)
-            if head == "*IDN?":
-                return f"Thorlabs,PM100USB,{self.serial},1.6.0 (labsat sim)"
-            if head == "*RST":
-                self.reset()
-                return None
-            if head == "*OPC?":
-                return "1"
-            if head in ("SYST:ERR?", "SYST:ERR:NEXT?"):
-                return self.errors.pop()
-            if head == "SENS:CORR:WAV":
-                v = self._number(arg, self.WAV_MIN_NM, self.WAV_MAX_NM)
-                if v is not None:
-                    self.wavelength_nm = v
-                return None
-            if head == "SENS:CORR:WAV?":
-                word = arg.upper()
-                value = {"MIN": self.WAV_MIN_NM, "MAX": self.WAV_MAX_NM}.get(word[:3], self.wavelength_nm)
-                return f"{value:.6g}"
-            if head == "SENS:AVER:COUN":
-                v = self._number(arg, 1, 10000)
-                if v is not None:
-                    if v != int(v):
-                        self.errors.push(-104, "Data type error")
-                    else:
-                        self.averages = int(v)
-                return None
-            if head == "SENS:AVER:COUN?":
-                return str(self.averages)
-            if head == "SENS:POW:RANG:AUTO":
-                word = arg.upper()
-                if word in ("1", "ON"):
-                    self.auto_range = True
-                elif word in ("0", "OFF"):
-                    self.auto_range = False
+    def answer(self, head: str, arg: str, block: bytes | None):
+        if head == "*RST":
+            self.reset()
+            return None
+        if head == "SENS:CORR:WAV":
+            v = self.number(arg, self.WAV_MIN_NM, self.WAV_MAX_NM)
+            if v is not None:
+                self.wavelength_nm = v
+            return None
+        if head == "SENS:CORR:WAV?":
+            word = arg.upper()
+            value = {"MIN": self.WAV_MIN_NM, "MAX": self.WAV_MAX_NM}.get(word[:3], self.wavelength_nm)
+            return f"{value:.6g}"
+        if head == "SENS:AVER:COUN":
+            v = self.number(arg, 1, 10000)
+            if v is not None:
+                if v != int(v):
+                    self.errors.push(-104, "Data type error")
                 else:
-                    self.errors.push(-224, "Illegal parameter value")
-                return None
-            if head == "SENS:POW:RANG:AUTO?":
-                return "1" if self.auto_range else "0"
-            if head in ("SENS:POW:RANG", "SENS:POW:RANG:UPP"):
-                v = self._number(arg, self.RANGES_W[0], self.RANGES_W[-1])
-                if v is not None:
-                    self.auto_range = False
-                    self.range_w = next((r for r in self.RANGES_W if r >= v * (1 - 1e-9)), self.RANGES_W[-1])
-                return None
-            if head in ("SENS:POW:RANG?", "SENS:POW:RANG:UPP?"):
-                return f"{self.range_w:.6E}"
-            if head in ("CONF:POW", "CONF"):
-                return None
-            if head in ("INIT", "INIT:IMM"):
-                self.last = self._measure()
-                return None
-            if head == "FETC?":
-                if self.last is None:
-                    self.errors.push(-230, "Data corrupt or stale")
-                    return None
-                return f"{self.last:.6E}"
-            if head in ("MEAS:POW?", "MEAS?", "READ?"):
-                self.last = self._measure()
-                return f"{self.last:.6E}"
-            self.errors.push(-113, "Undefined header")
+                    self.averages = int(v)
             return None
+        if head == "SENS:AVER:COUN?":
+            return str(self.averages)
+        if head == "SENS:POW:RANG:AUTO":
+            word = arg.upper()
+            if word in ("1", "ON"):
+                self.auto_range = True
+            elif word in ("0", "OFF"):
+                self.auto_range = False
+            else:
+                self.errors.push(-224, "Illegal parameter value")
+            return None
+        if head == "SENS:POW:RANG:AUTO?":
+            return "1" if self.auto_range else "0"
+        if head in ("SENS:POW:RANG", "SENS:POW:RANG:UPP"):
+            v = self.number(arg, self.RANGES_W[0], self.RANGES_W[-1])
+            if v is not None:
+                self.auto_range = False
+                self.range_w = next((r for r in self.RANGES_W if r >= v * (1 - 1e-9)), self.RANGES_W[-1])
+            return None
+        if head in ("SENS:POW:RANG?", "SENS:POW:RANG:UPP?"):
+            return f"{self.range_w:.6E}"
+        if head in ("CONF:POW", "CONF"):
+            return None
+        if head in ("INIT", "INIT:IMM"):
+            self.last = self._measure()
+            return None
+        if head == "FETC?":
+            if self.last is None:
+                self.errors.push(-230, "Data corrupt or stale")
+                return None
+            return f"{self.last:.6E}"
+        if head in ("MEAS:POW?", "MEAS?", "READ?"):
+            self.last = self._measure()
+            return f"{self.last:.6E}"
+        return UNDEFINED
 
 
-def serve(lab, name: str, kind: str, heater: int | None = None, port: int = 0, **options) -> str:
-    """Start a simulated ``smu`` / ``power_meter`` / ``pulse_shaper`` on ``lab``; return its address."""
+def _start(lab, name: str, kind: str, heater: int | None = None, port: int = 0, **options):
+    """``(instrument, server, address)`` of a simulated ``smu`` / ``power_meter`` / ``pulse_shaper``."""
     chip = lab.chip
     if kind == "smu":
         inst = SimSourceMeter(chip, heater=heater, serial=f"SIM{abs(hash(name)) % 10000:04d}", **options)
@@ -334,29 +274,28 @@ def serve(lab, name: str, kind: str, heater: int | None = None, port: int = 0, *
         from .waveshaper import WaveShaperServer
 
         server = WaveShaperServer(name=name, **options)
-        lab.servers[name], lab.instruments[name] = server, server.device
-        return server.url
+        return server.device, server, server.url
     else:
         raise ValueError(f"no simulated instrument of kind {kind!r}")
     server = InstrumentServer(inst)
+    return inst, server, f"TCPIP0::127.0.0.1::{server.port}::SOCKET"
+
+
+def serve(lab, name: str, kind: str, heater: int | None = None, port: int = 0, **options) -> str:
+    """Start a simulated ``smu`` / ``power_meter`` / ``pulse_shaper`` on ``lab``; return its address."""
+    inst, server, address = _start(lab, name, kind, heater=heater, port=port, **options)
     lab.servers[name], lab.instruments[name] = server, inst
-    return f"TCPIP0::127.0.0.1::{server.port}::SOCKET"
+    return address
 
 
-def register() -> None:
-    """Let ``VirtualLab.serve(name, kind, channels)`` start these kinds (when it has a kind registry)."""
-    from . import servers
+# the start functions that drivers/registry.py names for these kinds (``simulated="instruments:..."``)
+def start_smu(lab, name: str, cfg, scene):
+    return _start(lab, name, "smu", heater=getattr(cfg, "sim_heater", None))
 
-    registry = getattr(servers, "SIM_INSTRUMENTS", None)
-    if registry is None:
-        return
 
-    def starter(kind):
-        def start(lab, scene, name, channels):
-            address = serve(lab, name, kind)
-            server, inst = lab.servers.pop(name), lab.instruments.pop(name)
-            return inst, server, address
-        return start
+def start_power_meter(lab, name: str, cfg, scene):
+    return _start(lab, name, "power_meter", port=getattr(cfg, "sim_port", 0))
 
-    for kind in ("smu", "power_meter", "pulse_shaper"):
-        registry.setdefault(kind, starter(kind))
+
+def start_pulse_shaper(lab, name: str, cfg, scene):
+    return _start(lab, name, "pulse_shaper")

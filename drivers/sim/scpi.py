@@ -1,7 +1,31 @@
-"""The SCPI error queue of the simulated instruments (``SYST:ERR?``), below every simulated instrument
-module so that an instrument module that ``servers.SIM_INSTRUMENTS`` names (the block DAC) need not
-import :mod:`.servers` back (imports run one way: tests/test_import_graph.py)."""
+"""What every simulated SCPI instrument shares: the error queue (``SYST:ERR?``), one lock, SCPI headers in
+their short form, the common queries (``*IDN?``, ``*OPC?``, ``SYST:ERR?``), "Undefined header" for
+anything else, and number parsing that queues the instrument's error instead of raising.
+
+:class:`SimScpiInstrument` is the base; a simulated instrument gives :meth:`~SimScpiInstrument.identity`
+and :meth:`~SimScpiInstrument.answer`. This module sits below every simulated instrument module, so
+none of them imports another for it (imports run one way: tests/test_import_graph.py).
+"""
 from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+_LONG = {
+    "SOURCE": "SOUR", "SENSE": "SENS", "CURRENT": "CURR", "VOLTAGE": "VOLT", "PROTECTION": "PROT",
+    "OUTPUT": "OUTP", "FUNCTION": "FUNC", "MEASURE": "MEAS", "FORMAT": "FORM", "ELEMENTS": "ELEM",
+    "SYSTEM": "SYST", "ERROR": "ERR", "TRIPPED": "TRIP", "CORRECTION": "CORR", "WAVELENGTH": "WAV",
+    "AVERAGE": "AVER", "COUNT": "COUN", "POWER": "POW", "RANGE": "RANG", "CONFIGURE": "CONF",
+    "INITIATE": "INIT", "FETCH": "FETC", "IMMEDIATE": "IMM", "RESISTANCE": "RES",
+}
+
+
+def normalise(command: str) -> tuple[str, str]:
+    """SCPI header in short upper-case form without the leading colon, and the argument text."""
+    head, _, arg = command.strip().partition(" ")
+    parts = [_LONG.get(p, p) for p in head.upper().lstrip(":").split(":")]
+    return ":".join(parts), arg.strip()
 
 
 class ScpiErrorQueue:
@@ -13,3 +37,59 @@ class ScpiErrorQueue:
 
     def pop(self) -> str:
         return self.errors.pop(0) if self.errors else '0,"No error"'
+
+
+UNDEFINED = object()  # what answer() returns for a header the instrument does not know
+
+
+class SimScpiInstrument:
+    """Base of the simulated SCPI instruments. :meth:`handle` (called by the protocol server with each
+    message) answers the common queries and hands the rest, as ``(head, arg, block)`` with ``head`` in
+    short upper-case form, to :meth:`answer` under the instrument's lock. ``answer`` returns the reply,
+    ``None`` for a command without one, or :data:`UNDEFINED` (queued as ``-113,"Undefined header"``)."""
+
+    def __init__(self):
+        self.errors = ScpiErrorQueue()
+        self._lock = threading.RLock()
+
+    def identity(self) -> str:  # pragma: no cover - every instrument says who it is
+        raise NotImplementedError
+
+    def answer(self, head: str, arg: str, block: bytes | None):  # pragma: no cover
+        return UNDEFINED
+
+    def handle(self, command: str, block: bytes | None):
+        head, arg = normalise(command)
+        with self._lock:
+            if head == "*IDN?":
+                return self.identity()
+            if head == "*OPC?":
+                return "1"
+            if head in ("SYST:ERR?", "SYST:ERR:NEXT?"):
+                return self.errors.pop()
+            reply = self.answer(head, arg, block)
+            if reply is UNDEFINED:
+                self.errors.push(-113, "Undefined header")
+                return None
+            return reply
+
+    def number(self, arg: str, lo: float = -np.inf, hi: float = np.inf) -> float | None:
+        """``arg`` as a finite number in ``[lo, hi]`` (``MIN`` / ``MAX`` name the ends), or ``None`` with
+        the error queued: ``-104 Data type error`` (not a finite number), ``-222 Data out of range``."""
+        word = arg.strip().upper()
+        if word in ("MIN", "MINIMUM") and np.isfinite(lo):
+            return float(lo)
+        if word in ("MAX", "MAXIMUM") and np.isfinite(hi):
+            return float(hi)
+        try:
+            value = float(arg)
+        except ValueError:
+            self.errors.push(-104, "Data type error")
+            return None
+        if not np.isfinite(value):
+            self.errors.push(-104, "Data type error")
+            return None
+        if not lo <= value <= hi:
+            self.errors.push(-222, "Data out of range")
+            return None
+        return value

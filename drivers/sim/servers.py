@@ -9,116 +9,17 @@ from __future__ import annotations
 
 import logging
 import re
-import socket
-import socketserver
 import threading
+from types import SimpleNamespace
 
 import numpy as np
 
 from ..base import encode_block
 from .chip import ChipSpec, VirtualChip
-from .scpi import ScpiErrorQueue
+from .scpi import UNDEFINED, SimScpiInstrument
+from .wire import InstrumentServer, line_server, split_message  # noqa: F401 (public here too)
 
 log = logging.getLogger(__name__)
-
-
-_clients_lock = threading.Lock()
-
-
-def split_message(buf: bytearray):
-    """Take one complete message off ``buf``: ``(command, block_or_None)``, or ``None`` if incomplete.
-
-    A message is a line, or a command followed by an IEEE 488.2 definite-length block and ``\\n``.
-    """
-    nl = buf.find(b"\n")
-    h = buf.find(b"#")
-    if h != -1 and (nl == -1 or h < nl):
-        if len(buf) < h + 2:
-            return None
-        ndig = buf[h + 1] - 48
-        if not 1 <= ndig <= 9:
-            raise ValueError("bad block header")
-        if len(buf) < h + 2 + ndig:
-            return None
-        length = int(buf[h + 2:h + 2 + ndig])
-        end = h + 2 + ndig + length
-        if len(buf) < end + 1:
-            return None
-        command, block = bytes(buf[:h]).decode(errors="replace").strip(), bytes(buf[h:end])
-        del buf[:end + 1]
-        return command, block
-    if nl == -1:
-        return None
-    line = bytes(buf[:nl]).decode(errors="replace").strip()
-    del buf[:nl + 1]
-    return line, None
-
-
-class _Handler(socketserver.BaseRequestHandler):
-    def setup(self):
-        with _clients_lock:
-            self.server.clients = getattr(self.server, "clients", 0) + 1
-
-    def finish(self):  # runs however handle() ended: client closed, killed, dropped, server stopped
-        with _clients_lock:
-            self.server.clients -= 1
-            last = self.server.clients == 0
-        gone = getattr(self.server.instrument, "client_gone", None)
-        if last and gone is not None:
-            gone()
-
-    def handle(self):
-        server: InstrumentServer = self.server  # type: ignore[assignment]
-        sock: socket.socket = self.request
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        buf = bytearray()
-        while not server.stopping:
-            try:
-                data = sock.recv(1 << 16)
-            except OSError:
-                return
-            if not data:
-                return
-            buf += data
-            out = bytearray()
-            while True:
-                try:
-                    msg = split_message(buf)
-                except ValueError:
-                    buf.clear()
-                    break
-                if msg is None:
-                    break
-                if not msg[0] and msg[1] is None:
-                    continue
-                reply = server.instrument.handle(*msg)
-                if reply is None:
-                    continue
-                out += (reply.encode() if isinstance(reply, str) else reply) + b"\n"
-            if out:
-                sock.sendall(out)
-
-
-class InstrumentServer(socketserver.ThreadingTCPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-    def __init__(self, instrument, port: int = 0):
-        self.instrument = instrument
-        self.stopping = False
-        super().__init__(("127.0.0.1", port), _Handler)
-        self.thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.05},
-                                       name=f"sim-{type(instrument).__name__}", daemon=True)
-        self.thread.start()
-
-    @property
-    def port(self) -> int:
-        return self.server_address[1]
-
-    def stop(self) -> None:
-        self.stopping = True
-        self.shutdown()
-        self.server_close()
 
 
 # --- the simulated instruments ---
@@ -196,13 +97,13 @@ class SimHeaterDAC:
                 self.watchdog_trips = getattr(self, "watchdog_trips", 0) + 1
 
 
-class SimModulatorDAC:
+class SimModulatorDAC(SimScpiInstrument):
     def __init__(self, chip: VirtualChip, channels: int, bus: "TriggerBus"):
+        super().__init__()
         self.chip, self.channels, self.bus = chip, channels, bus
         self.levels = np.zeros(channels)
         self.sequence = np.zeros((0, channels))
         self.output_on = False
-        self.errors = ScpiErrorQueue()
 
     def _mesh_inputs(self, v: np.ndarray) -> np.ndarray:
         out = np.zeros((len(v), self.chip.n_inputs))
@@ -210,24 +111,20 @@ class SimModulatorDAC:
         out[:, :n] = v[:, :n] if self.output_on else 0.0
         return out
 
-    def handle(self, cmd: str, block: bytes | None):
-        head = cmd.upper()
-        if head == "*IDN?":
-            return "labsat,SIM-MOD8,0001,1.0"
+    def identity(self) -> str:
+        return "labsat,SIM-MOD8,0001,1.0"
+
+    def answer(self, head: str, arg: str, block: bytes | None):
         if head == "*RST":
             self.levels[:] = 0
             self.output_on = False
             self.chip.set_modulators(self._mesh_inputs(self.levels[None])[0])
             return None
-        if head == "SYST:ERR?":
-            return self.errors.pop()
-        if head == "*OPC?":
-            return "1"
-        if head.startswith("SOUR:VOLT:ALL?"):
+        if head == "SOUR:VOLT:ALL?":
             return ",".join(f"{v:.5f}" for v in self.levels)
-        if head.startswith("SOUR:VOLT:ALL "):
+        if head == "SOUR:VOLT:ALL":
             try:
-                v = np.array([float(x) for x in cmd.split(None, 1)[1].split(",")])
+                v = np.array([float(x) for x in arg.split(",")])
             except ValueError:
                 self.errors.push(-104, "Data type error")
                 return None
@@ -237,7 +134,7 @@ class SimModulatorDAC:
             self.levels = v
             self.chip.set_modulators(self._mesh_inputs(v[None])[0])
             return None
-        if head.startswith("SOUR:LIST:VOLT"):
+        if head == "SOUR:LIST:VOLT":
             if block is None:
                 self.errors.push(-161, "Invalid block data")
                 return None
@@ -251,8 +148,8 @@ class SimModulatorDAC:
             return None
         if head == "SOUR:LIST:POIN?":
             return str(len(self.sequence))
-        if head in ("OUTP ON", "OUTP 1", "OUTP OFF", "OUTP 0"):
-            self.output_on = head in ("OUTP ON", "OUTP 1")
+        if head == "OUTP" and arg.upper() in ("ON", "1", "OFF", "0"):
+            self.output_on = arg.upper() in ("ON", "1")
             self.chip.set_modulators(self._mesh_inputs(self.levels[None])[0])  # the relay drives the chip
             return None
         if head == "OUTP?":
@@ -260,14 +157,13 @@ class SimModulatorDAC:
         if head in ("INIT", "INIT:IMM"):
             self.bus.fire(self._mesh_inputs(self.sequence))
             return None
-        self.errors.push(-113, "Undefined header")
-        return None
+        return UNDEFINED
 
 
-class SimPhotodetectorDAQ:
+class SimPhotodetectorDAQ(SimScpiInstrument):
     def __init__(self, chip: VirtualChip, channels: int, bus: "TriggerBus"):
+        super().__init__()
         self.chip, self.channels, self.bus = chip, channels, bus
-        self.errors = ScpiErrorQueue()
         self.armed = 0
         self.data: np.ndarray | None = None
         bus.daq = self
@@ -284,29 +180,25 @@ class SimPhotodetectorDAQ:
             return
         self.data, self.armed = self._channels(powers), 0
 
-    def handle(self, cmd: str, block: bytes | None):
-        head = cmd.upper()
-        if head == "*IDN?":
-            return "labsat,SIM-PD8,0001,1.0"
-        if head == "SYST:ERR?":
-            return self.errors.pop()
-        if head == "*OPC?":
-            return "1"
-        if head.startswith("SENS:POW:RANG?"):
+    def identity(self) -> str:
+        return "labsat,SIM-PD8,0001,1.0"
+
+    def answer(self, head: str, arg: str, block: bytes | None):
+        if head == "SENS:POW:RANG?":
             return f"{self.chip.detector_range_w:.6g}"
-        if head.startswith("SENS:POW:RANG "):
+        if head == "SENS:POW:RANG":
             try:
-                self.chip.detector_range_w = float(cmd.split()[1])
-            except ValueError:
+                self.chip.detector_range_w = float(arg.split()[0])
+            except (ValueError, IndexError):
                 self.errors.push(-104, "Data type error")
             return None
         if head == "MEAS:POW:ALL?":
             p = self.chip.output_powers(self.chip.modulator_v[None])
             return ",".join(f"{x:.6e}" for x in self._channels(p)[0])
-        if head.startswith("ACQ:POIN "):
+        if head == "ACQ:POIN":
             try:
-                self.armed = int(cmd.split()[1])
-            except ValueError:
+                self.armed = int(arg.split()[0])
+            except (ValueError, IndexError):
                 self.errors.push(-104, "Data type error")
             self.data = None
             return None
@@ -316,8 +208,7 @@ class SimPhotodetectorDAQ:
                 return None
             data, self.data = self.data, None
             return encode_block(data)
-        self.errors.push(-113, "Undefined header")
-        return None
+        return UNDEFINED
 
 
 class TriggerBus:
@@ -335,36 +226,21 @@ class TriggerBus:
             self.daq.receive(powers)
 
 
-def line_server(transport: str, make):
-    """A simulated instrument served over a line protocol: ``transport`` is ``serial`` (reached through
-    pyserial's ``socket://`` URL) or ``scpi`` (reached through pyvisa-py's ``TCPIP0::...::SOCKET``).
-    ``make(lab, scene, name, channels)`` builds the instrument object that answers each message."""
-
-    def start(lab: "VirtualLab", scene, name: str, channels: int):
-        inst = make(lab, scene, name, channels)
-        server = InstrumentServer(inst)
-        if transport == "serial":
-            return inst, server, f"socket://127.0.0.1:{server.port}"
-        return inst, server, f"TCPIP0::127.0.0.1::{server.port}::SOCKET"
-
-    return start
+# the start functions that drivers/registry.py names for these kinds (``simulated="servers:..."``)
+heater_dac = line_server("serial", lambda lab, scene, name, cfg: SimHeaterDAC(
+    scene, cfg.channels, serial=f"Q{cfg.channels}iv-SIM{lab.seed:04d}"))
+modulator_dac = line_server("scpi", lambda lab, scene, name, cfg: SimModulatorDAC(scene, cfg.channels, lab.bus(scene)))
+photodetector_daq = line_server("scpi", lambda lab, scene, name, cfg: SimPhotodetectorDAQ(
+    scene, cfg.channels, lab.bus(scene)))
 
 
-# instrument kind (as in instruments.yaml) -> start(lab, scene, name, channels) -> (instrument, server, address)
-SIM_INSTRUMENTS = {
-    "heater_dac": line_server("serial", lambda lab, scene, name, ch: SimHeaterDAC(
-        scene, ch, serial=f"Q{ch}iv-SIM{lab.seed:04d}")),
-    "modulator_dac": line_server("scpi", lambda lab, scene, name, ch: SimModulatorDAC(scene, ch, lab.bus(scene))),
-    "photodetector_daq": line_server("scpi", lambda lab, scene, name, ch: SimPhotodetectorDAQ(
-        scene, ch, lab.bus(scene))),
-    "block_dac": line_server("scpi", lambda lab, scene, name, ch: _sim_block_dac(lab, scene, ch)),
-}
+def _block_dac(lab, scene, name, cfg):
+    from .block_dac import SimBlockDAC  # LAN heater DAC, whole vector per block
+
+    return SimBlockDAC(scene, cfg.channels, serial=f"BDAC-SIM{lab.seed:04d}")
 
 
-def _sim_block_dac(lab, scene, channels):
-    from .block_dac import SimBlockDAC  # LAN heater DAC, whole vector per block (issue 12)
-
-    return SimBlockDAC(scene, channels, serial=f"BDAC-SIM{lab.seed:04d}")
+block_dac = line_server("scpi", _block_dac)
 
 
 class VirtualLab:
@@ -402,12 +278,24 @@ class VirtualLab:
             self._buses[id(scene)] = TriggerBus(scene)
         return self._buses[id(scene)]
 
-    def serve(self, name: str, kind: str, channels: int, scene=None) -> str:
-        """Start the simulated ``kind`` instrument on ``scene`` and return the address a driver opens."""
-        if kind not in SIM_INSTRUMENTS:
-            raise ValueError(f"the virtual lab has no '{kind}' instrument (has: {', '.join(SIM_INSTRUMENTS)})")
+    def serve(self, name: str, kind: str, channels: int = 0, scene=None, cfg=None) -> str:
+        """Start the simulated ``kind`` instrument on ``scene`` and return the address a driver opens.
+
+        The instrument is the simulated counterpart its driver's registration names
+        (``register_driver(kind, simulated="module:start")`` in drivers/registry.py); ``cfg`` is the
+        instrument's instruments.yaml entry when there is one (its fields set the counterpart up)."""
+        import importlib
+
+        from ..registry import simulated_counterparts
+
+        counterparts = simulated_counterparts()
+        if kind not in counterparts:
+            raise ValueError(f"the virtual lab has no '{kind}' instrument (has: {', '.join(counterparts)})")
+        module, _, function = counterparts[kind].partition(":")
+        start = getattr(importlib.import_module(f"{__package__}.{module}"), function)
+        cfg = cfg if cfg is not None else SimpleNamespace(kind=kind, channels=channels)
         scene = scene if scene is not None else self.instrument_scenes.get(name, None)
-        inst, server, address = SIM_INSTRUMENTS[kind](self, self.chip if scene is None else scene, name, channels)
+        inst, server, address = start(self, name, cfg, scene)
         self.servers[name], self.instruments[name] = server, inst
         return address
 
@@ -415,3 +303,26 @@ class VirtualLab:
         for server in self.servers.values():
             server.stop()
         self.servers.clear()
+
+
+def serve_simulated(lab: VirtualLab, name: str, cfg, sim=None) -> str:
+    """Start instrument ``name`` (its instruments.yaml entry ``cfg``) in the virtual lab, with the station's
+    ``station.sim`` timing and faults applied; return the address its driver opens."""
+    from . import faults as sim_faults
+
+    address = lab.serve(name, cfg.kind, getattr(cfg, "channels", 0) or 0, cfg=cfg)
+    if sim is not None:
+        t = getattr(sim, "timing", None)
+        timing = None
+        if t is not None:
+            timing = sim_faults.TimingModel(query_latency_s=t.query_latency_s, command_latency_s=t.command_latency_s,
+                                            baud=t.serial_baud, link_bytes_per_s=t.lan_mbit_s * 1e6 / 8,
+                                            realtime=t.realtime)
+            scenes = list(getattr(lab, "scenes", {}).values()) or [lab.chip]
+            for scene in scenes:
+                if hasattr(scene, "seconds_per_heater_update"):
+                    sim_faults.set_chip_timing(scene, settling_s=t.settling_s, sample_s=t.sample_s)
+        faults = [dict(kind=f.kind, match=f.match, after=f.after, count=f.count)
+                  for f in getattr(sim, "faults", []) if f.instrument == name]
+        sim_faults.install(lab, name, faults=faults, timing=timing, serial=address.startswith("socket://"))
+    return address

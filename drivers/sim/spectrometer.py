@@ -1,23 +1,24 @@
 """A simulated spectrometer (SCPI on loopback) reading a scene's output spectrum.
 
 The scene offers ``spectrum(integration_s) -> counts per pixel`` and ``wavelengths_nm()``; see
-:class:`labsat.drivers.sim.shg.ShgScene`. Importing this module adds the ``spectrometer`` kind to the
-virtual lab's instruments (``VirtualLab.serve``).
+:class:`labsat.drivers.sim.shg.ShgScene`. :data:`start` is the simulated counterpart that the
+``spectrometer`` driver's registration names (drivers/registry.py).
 """
 from __future__ import annotations
 
 import numpy as np
 
 from ..base import encode_block
-from .servers import SIM_INSTRUMENTS, ScpiErrorQueue, line_server
+from .scpi import UNDEFINED, SimScpiInstrument
+from .wire import line_server
 
 
-class SimSpectrometer:
+class SimSpectrometer(SimScpiInstrument):
     def __init__(self, scene, channels: int, serial: str = "SIM-SPEC"):
+        super().__init__()
         self.scene, self.channels, self.serial = scene, channels, serial
         self.integration_s = 1e-3
         self.data: np.ndarray | None = None
-        self.errors = ScpiErrorQueue()
 
     def _pixels(self, values: np.ndarray) -> np.ndarray:
         out = np.zeros(self.channels)
@@ -25,26 +26,18 @@ class SimSpectrometer:
         out[:n] = values[:n]
         return out
 
-    def handle(self, cmd: str, block: bytes | None):
-        head = cmd.upper()
-        if head == "*IDN?":
-            return f"labsat,SIM-SPEC{self.channels},{self.serial},1.0"
-        if head == "SYST:ERR?":
-            return self.errors.pop()
-        if head == "*OPC?":
-            return "1"
+    def identity(self) -> str:
+        return f"labsat,SIM-SPEC{self.channels},{self.serial},1.0"
+
+    def answer(self, head: str, arg: str, block: bytes | None):
         if head == "SENS:INT?":
             return f"{self.integration_s:.6g}"
-        if head.startswith("SENS:INT "):
-            try:
-                value = float(cmd.split()[1])
-            except (ValueError, IndexError):
-                self.errors.push(-104, "Data type error")
-                return None
-            if not 0 < value <= 10:
+        if head == "SENS:INT":
+            value = self.number(arg, 0.0, 10.0)
+            if value is not None and value <= 0:
                 self.errors.push(-222, "Data out of range")
-                return None
-            self.integration_s = value
+            elif value is not None:
+                self.integration_s = value
             return None
         if head == "SENS:WAV?":
             return encode_block(self._pixels(self.scene.wavelengths_nm()))
@@ -57,14 +50,13 @@ class SimSpectrometer:
                 return None
             data, self.data = self.data, None
             return encode_block(data)
-        self.errors.push(-113, "Undefined header")
-        return None
+        return UNDEFINED
 
 
-def _make(lab, scene, name, channels):
+def _make(lab, scene, name, cfg):
     if hasattr(scene, "attach_lab"):
         scene.attach_lab(lab)
-    return SimSpectrometer(scene, channels, serial=f"SIM{lab.seed:04d}")
+    return SimSpectrometer(scene, cfg.channels, serial=f"SIM{lab.seed:04d}")
 
 
-SIM_INSTRUMENTS.setdefault("spectrometer", line_server("scpi", _make))
+start = line_server("scpi", _make)  # the counterpart drivers/registry.py names for ``spectrometer``

@@ -1,2 +1,2 @@
 """Bench adapters: the hardware side of each physical layer kind (controls and inputs -> instruments ->
-outputs), built only from drivers. The MZI mesh's adapter is labsat.physical.MeshHardware."""
+outputs), built only from drivers. The MZI mesh's adapter is labsat.kinds.mesh.MeshHardware."""

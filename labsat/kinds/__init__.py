@@ -23,8 +23,8 @@ with a learned twin (the PAT code's ExpModule idea).
 """
 from __future__ import annotations
 
-from labsat.kinds.registry import (ENTRY_POINT_GROUP, KINDS, Kind, KindError, kind_of, layer_for_kind,  # noqa: F401
-                                   layer_seed, load_kind, register_kind, settings_of)
+from labsat.kinds.registry import (ENTRY_POINT_GROUP, KINDS, Kind, KindError, calibration_for,  # noqa: F401
+                                   kind_of, layer_for_kind, layer_seed, load_kind, register_kind, settings_of)
 
 # the built-in kinds, one module each (each registers itself; this order is the CLI's listing order)
 from labsat.kinds import mesh  # noqa: E402,F401,I001

@@ -1,6 +1,6 @@
 """Kind 2: microring weight bank (add-drop rings, heaters, balanced detectors); analytic twin with a fitted
 thermal crosstalk matrix. Config: :class:`labsat.config.MicroringLayerConfig`; control law
-:func:`labsat.hardware.heater_bank.heater_voltages`; fit :func:`labsat.twins.microring.fit_microring`."""
+:func:`labsat.hardware.heater_bank.heater_voltages`; fit :func:`labsat.calibration.microring.fit_microring`."""
 from __future__ import annotations
 
 from labsat.kinds.registry import Kind, layer_seed, register_kind
@@ -36,7 +36,7 @@ def _ring_scene(config, layer: str, seed: int):
 
 
 def _ring_fit(twin, data, progress=None):
-    from labsat.twins.microring import fit_microring
+    from labsat.calibration.microring import fit_microring
 
     return fit_microring(twin, data, progress=progress)
 

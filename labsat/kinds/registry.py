@@ -22,6 +22,15 @@ class Kind:
     # optional, for kinds written outside labsat: the pydantic model of the layer's own keys
     config_model: type | None = None
 
+    def fit(self, twin, data, progress=None, **steps):
+        """Fit ``twin`` to calibration ``data``: the kind's own fit, else the MZI mesh's
+        (:func:`labsat.calibration.fit_twin`, which takes ``adam_steps`` / ``lbfgs_steps``)."""
+        if self.fit_twin is not None:
+            return self.fit_twin(twin, data, progress=progress)
+        from labsat.calibration import fit_twin
+
+        return fit_twin(twin, data, progress=progress, **steps)
+
 
 KINDS: dict[str, Kind] = {}
 
@@ -114,6 +123,22 @@ def layer_for_kind(config, name: str | None) -> str:
         known = ", ".join(k.name for k in KINDS.values())
         raise ValueError(f"--kind {name}: the station has no such layer (has: {have}; kinds: {known})")
     return matches[0]
+
+
+def calibration_for(config, layer: str, device: str, calibration=None, force: bool = False) -> tuple[dict, str]:
+    """The checked calibration record of ``layer`` (its twin state in ``record['twin']``) and its file: the
+    file given, else the latest of this device and this layer's kind; checked against the kind's twin
+    (finite values, shapes, known parameters) and, unless ``force``, for this device and kind."""
+    from pathlib import Path
+
+    from labsat.calibration.store import check_calibration, latest_calibration, load_calibration
+
+    k = kind_of(config, layer)
+    directory = config.resolve(config.station.calibration_dir)
+    path = Path(calibration) if calibration else latest_calibration(directory, device, k.name)
+    record = load_calibration(path)
+    check_calibration(record, k.make_twin(config, layer), device=device, kind=k.name, force=force)
+    return record, str(path)
 
 
 def layer_seed(seed: int, layer: str, first: str) -> int:

@@ -37,16 +37,16 @@ continues any run that is not completed from its last checkpoint, with the run's
 
 One module per idea: :mod:`~labsat.runs.db` (schema, transactions, stale runs, export),
 :mod:`~labsat.runs.checkpoints` (checkpoint files, the per-epoch recorder), :mod:`~labsat.runs.recording`
-(starting a run, ending it whatever stops it) and :mod:`~labsat.runs.cli` (``labsat runs``).
+(starting a run, ending it whatever stops it); the ``labsat runs`` commands are a front door over it,
+:mod:`labsat.cli_runs`.
 """
 from __future__ import annotations
 
 from labsat.runs.checkpoints import TrainRecorder, atomic_save, load_checkpoint
-from labsat.runs.cli import register
 from labsat.runs.db import (DB_NAME, EPOCH_COLUMNS, KINDS, SCHEMA_VERSION, STATUSES, RunDB, RunError, _RUNS_TABLE,
                             _SCHEMA, db_path_for, disk_error, git_revision, now_utc)
 from labsat.runs.recording import _kept, kept, recording, start_config_run, start_station_run
 
 __all__ = ["DB_NAME", "EPOCH_COLUMNS", "KINDS", "SCHEMA_VERSION", "STATUSES", "RunDB", "RunError", "TrainRecorder",
            "atomic_save", "db_path_for", "disk_error", "git_revision", "kept", "load_checkpoint", "now_utc",
-           "recording", "register", "start_config_run", "start_station_run"]
+           "recording", "start_config_run", "start_station_run"]

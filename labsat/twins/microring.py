@@ -7,7 +7,7 @@ crosstalk matrix, ``X`` nonzero only between neighbouring rings (:func:`crosstal
 photodetector reads drop minus through power, so each weight is ``contrast_k / (1 + d_k^2) - 1`` in
 ``[-1, 1]``; output ``i = g_i * sum_j w_ij * l_j * x_j`` for input powers ``x`` in [0, 1] per wavelength.
 
-Fitted by calibration (``FIT_PARAMETERS``): resonance offsets, heater efficiencies, the crosstalk
+Fitted by calibration (``FIT_PARAMETERS``; :func:`labsat.calibration.microring.fit_microring`): resonance offsets, heater efficiencies, the crosstalk
 entries, contrasts, output gains (detector responsivity) and line gains (laser power per channel).
 A fresh twin is the datasheet bank: no offsets, no crosstalk, nominal contrast.
 """
@@ -105,16 +105,3 @@ def twin_for_layer(cfg, heater_resistance_ohm: float) -> MicroringTwin:
     return MicroringTwin(cfg.n_inputs, cfg.n_outputs, bias_hwhm=cfg.bias_pm / cfg.hwhm_pm,
                          tune_hwhm=cfg.shift_pm_per_mw * p_max_mw / cfg.hwhm_pm, contrast=cfg.contrast,
                          crosstalk_design=tuple(cfg.crosstalk_design))
-
-
-def fit_microring(twin: MicroringTwin, data, adam_steps: int = 400, lbfgs_steps: int = 150, lr: float = 0.03,
-                  progress=None) -> list[float]:
-    """Global least-squares fit of all the twin's imperfections to measurements (``calibration.measure``):
-    Adam from the twin's present values, then L-BFGS; returns the loss history."""
-    from labsat.calibration.fit import least_squares
-
-    x = torch.as_tensor(data.x, dtype=torch.float64)
-    u = torch.as_tensor(data.u, dtype=torch.float64)
-    target = torch.as_tensor(data.p, dtype=torch.float64)
-    return least_squares([getattr(twin, k) for k in FIT_PARAMETERS],
-                         lambda: torch.mean((twin(x, u) - target) ** 2), adam_steps, lbfgs_steps, lr, progress)

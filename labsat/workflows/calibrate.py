@@ -95,11 +95,8 @@ def measure_and_fit(station, p: CalibrationParams, hooks: Hooks = QUIET, *, laye
         hooks.emit("fit", (i, total, loss))
         hooks.tick()
 
-    if kind.fit_twin is not None:  # a kind may bring its own fit (with its own step counts)
-        history = kind.fit_twin(twin, train_set, progress=on_fit)
-    else:
-        steps = {k: v for k, v in (("adam_steps", p.adam_steps), ("lbfgs_steps", p.lbfgs_steps)) if v is not None}
-        history = calibration.fit_twin(twin, train_set, progress=on_fit, **steps)
+    steps = {k: v for k, v in (("adam_steps", p.adam_steps), ("lbfgs_steps", p.lbfgs_steps)) if v is not None}
+    history = kind.fit(twin, train_set, progress=on_fit, **steps)  # a kind may bring its own fit (own steps)
     with torch.no_grad():
         fitted_pred = predict(twin, held).numpy()
     meta = {"instruments": station.identities(), "station": station.config.station.name,
@@ -162,3 +159,18 @@ def _kind_name(station, layer: str) -> str:
     from labsat.kinds import kind_of
 
     return kind_of(station.config, layer).name
+
+
+def check_station(station, path=None, settings: int = 8, inputs: int = 16, factor: float = 2.0,
+                  seed: int | None = None, layer: str | None = None):
+    """Is the latest (or the given) calibration of the station's layer still valid? ``(CheckResult, record)``
+    from a few fresh readings (:func:`labsat.calibration.check.check_twin`, the drift rule)."""
+    from labsat.calibration.check import check_twin, stored_holdout_rmse
+    from labsat.kinds import calibration_for, kind_of
+
+    layer = layer or station.layer_names[0]
+    record, _ = calibration_for(station.config, layer, station.device_id(layer), path)  # checked: device, kind
+    twin = kind_of(station.config, layer).make_twin(station.config, layer)
+    twin.load_fitted_state(record["twin"])
+    result = check_twin(station.layer(layer), twin, stored_holdout_rmse(record), settings, inputs, factor, seed=seed)
+    return result, record

@@ -41,8 +41,8 @@ class TrainingResult:
 def twin_state(station, layer: str, calibration: str | Path | None, force: bool = False):
     """``(fitted twin state or None, its name)`` for ``calibration`` (a file, None = latest of the layer's
     kind, 'nominal'). The file is checked for this layer (finite values, shapes, known parameters) and,
-    unless ``force``, for this device and kind (:func:`labsat.calibration.calibration_for`, issue 14)."""
-    from labsat.calibration import calibration_for
+    unless ``force``, for this device and kind (:func:`labsat.kinds.calibration_for`)."""
+    from labsat.kinds import calibration_for
 
     if calibration == "nominal":
         return None, "nominal"

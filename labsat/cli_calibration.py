@@ -1,4 +1,5 @@
-"""Calibration commands (registered on the labsat CLI): drift check, plots, learned twin.
+"""Calibration commands (registered on the labsat CLI): drift check, plots, learned twin; a front door
+over :mod:`labsat.calibration` (which sits below the kinds and imports no front door).
 
 ``labsat calibrate --check`` (in labsat/cli.py) calls :func:`check_command`.
 """
@@ -9,7 +10,19 @@ from typing import Optional
 
 import typer
 
-from .check import check_command  # noqa: F401  (`labsat calibrate --check` lives in check.py)
+
+
+def check_command(station, calibration, factor: float = 2.0, settings: int = 8, inputs: int = 16,
+                  console=None) -> int:
+    """Print the verdict of :func:`labsat.workflows.calibrate.check_station`; return 0 valid / 1 stale."""
+    from labsat.workflows.calibrate import check_station
+
+    result, record = check_station(station, calibration, settings=settings, inputs=inputs, factor=factor)
+    if console is not None:
+        style = "bold green" if result.valid else "bold red"
+        console.print(f"calibration [bold]{record['path']}[/] ({record.get('created_utc', '?')})")
+        console.print(f"[{style}]{result.summary()}[/]")
+    return 0 if result.valid else 1
 
 
 def register(app: typer.Typer) -> None:
@@ -24,11 +37,9 @@ def register(app: typer.Typer) -> None:
                          inputs: int = typer.Option(16, help="inputs per setting"),
                          out: Path = typer.Option(Path("calibration/plots"), help="folder for the PNGs")):
         """Measured vs predicted on fresh held-out settings, and the residual histogram (PNG)."""
-        from labsat.kinds import kind_of
-
-        from .measure import measure
-        from .plots import plot_fit
-        from .store import calibration_for
+        from labsat.calibration.measure import measure
+        from labsat.calibration.plots import plot_fit
+        from labsat.kinds import calibration_for, kind_of
 
         with _user_errors(), open_station(station, chip_seed, kind) as st:
             layer = st.layer_names[0]
@@ -51,7 +62,7 @@ def register(app: typer.Typer) -> None:
         """Train a neural twin (MLP) of the station's layer from random control/input readings."""
         import numpy as np
 
-        from .learned import collect, fit_learned_twin
+        from labsat.calibration.learned import collect, fit_learned_twin
 
         with _user_errors(), open_station(station, chip_seed, kind) as st:
             hw = st.layer()
