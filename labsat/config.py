@@ -391,9 +391,12 @@ class MicroringLayerConfig(HeaterBankLayer):
 
 class PulseLayerConfig(LayerBase):
     """Pulse shaper + second-harmonic generation + spectrometer (labsat/hardware/pulse.py). The shaper's
-    band from ``start_thz`` is cut into macro-pixels of ``pixel_bins`` 0.001 THz bins: first
-    ``n_inputs`` pixels carry the input (phase ``input_phase_rad * x``), then ``n_controls`` pixels the
-    trainable parameters (phase ``2 pi u``); the spectrometer's ``outputs`` pixels are the outputs."""
+    band from ``start_thz`` is cut into macro-pixels of ``pixel_bins`` 0.001 THz bins: ``n_inputs``
+    pixels carry the input (phase ``input_phase_rad * x``), ``n_controls`` pixels the trainable
+    parameters (phase ``2 pi u``); ``input_layout`` says where the input pixels sit: ``first`` (a block at
+    the band's low-frequency edge, then the parameters) or ``interleaved`` (spread evenly across the
+    band, so every input sees a comparable share of the pulse's light). The spectrometer's ``outputs``
+    pixels are the outputs."""
 
     kind: Literal["pulse_shg"]
     shaper: ChannelMap
@@ -403,6 +406,7 @@ class PulseLayerConfig(LayerBase):
     start_thz: float = Field(gt=0, le=1e4)
     pixel_bins: int = Field(4, ge=1, le=200)
     input_phase_rad: float = Field(3.141592653589793, gt=0, le=6.283185307179586)
+    input_layout: Literal["first", "interleaved"] = "first"
     output_scale: float = Field(1.0, gt=0, le=1e12, description="outputs are spectrometer counts / this")
 
     def roles(self):

@@ -546,17 +546,21 @@ def register(app) -> None:
         torch.set_num_threads(1)
         if name.startswith("paper-"):  # the paper's own protocols: labsat.paper
             from labsat import paper
+            from labsat.config import ConfigError as _ConfigError
+            from labsat.workflows import Hooks, paper_experiment
 
-            try:
-                result = paper.run(name, full=full, seeds=seeds, chips=chips, data=data, out=out, settings=settings,
-                                   scheduler=None if scheduler == "local" else scheduler, n_workers=workers,
-                                   log=lambda msg: console.print(f"[dim]{msg}[/]"))
-            except (ValueError, FileNotFoundError) as exc:
-                console.print(f"[bold red]error:[/] {exc}")
+            try:  # recorded as an experiment run in the station's run database (labsat runs list)
+                result = paper_experiment(name, station, paper.run,
+                                          Hooks(note=lambda msg: console.print(f"[dim]{msg}[/]", soft_wrap=True)),
+                                          full=full, seeds=seeds, chips=chips, data=data, out=out,
+                                          settings=settings, scheduler=None if scheduler == "local" else scheduler,
+                                          n_workers=workers)
+            except (ValueError, FileNotFoundError, _ConfigError, OSError) as exc:
+                console.print(f"[bold red]error:[/] {exc}", soft_wrap=True)
                 raise typer.Exit(2)
             console.print(Markdown(result["table"]))
             console.print(f"wrote {result['directory']}/(table.md, results.csv, results.json, plot.png) "
-                          f"in {result['seconds']:.0f} s")
+                          f"in {result['seconds']:.0f} s (run {result['run']})", soft_wrap=True)
             return
         try:
             grid = None if rho_grid is None else tuple(float(r) for r in rho_grid.split(","))

@@ -73,3 +73,17 @@ def test_number_queues_the_scpi_errors():
     assert inst.number("11", 0, 10) is None
     assert [inst.errors.pop() for _ in range(4)] == ['-104,"Data type error"', '-104,"Data type error"',
                                                      '-222,"Data out of range"', '0,"No error"']
+
+
+def test_the_acquisition_buffer_records_one_armed_trigger_and_fetches_it_once():
+    inst = scpi.SimScpiInstrument()
+    inst.arm("x")  # not a count
+    assert inst.triggered(3) is False  # not armed for 3: ignored, nothing recorded
+    inst.arm("3")
+    assert inst.triggered(2) is False and inst.armed == 3
+    assert inst.triggered(3) is True and inst.armed == 0
+    inst.data = "frames"
+    assert inst.fetch() == "frames" and inst.fetch() is None  # once
+    assert [inst.errors.pop() for _ in range(5)] == ['-104,"Data type error"', '-211,"Trigger ignored: armed for 0, got 3"',
+                                                     '-211,"Trigger ignored: armed for 3, got 2"',
+                                                     '-230,"Data stale: no acquisition"', '0,"No error"']

@@ -54,16 +54,27 @@ def test_run_task_rows(network):
 
 
 def test_cli_paper_experiment_end_to_end_and_bad_setting(tmp_path):
+    from conftest import minimal_config, write_yaml
     from labsat.cli import app
 
+    d = minimal_config()
+    d["station"]["runs_dir"] = str(tmp_path / "runs")
+    station = str(write_yaml(tmp_path / "station.yaml", d))  # the run database of this station records the runs
     runner = CliRunner()
-    bad = runner.invoke(app, ["experiment", "paper-microring", "--set", "colour=red", "--out", str(tmp_path)])
+    bad = runner.invoke(app, ["experiment", "paper-microring", "--set", "colour=red", "--out", str(tmp_path),
+                              "-s", station])
     assert bad.exit_code == 2 and "colour=red" in bad.output
     ok = runner.invoke(app, ["experiment", "paper-microring", "--chips", "1", "--set", "epochs=1",
-                             "--set", "drifts=0", "--out", str(tmp_path)])
+                             "--set", "drifts=0", "--out", str(tmp_path), "-s", station])
     assert ok.exit_code == 0, ok.output
     d = tmp_path / "paper-microring+epochs=1+drifts=0"
     assert (d / "plot.png").exists() and "SAT" in (d / "table.md").read_text()
     again = runner.invoke(app, ["experiment", "paper-microring", "--chips", "1", "--set", "epochs=1",
-                                "--set", "drifts=0", "--out", str(tmp_path)])
+                                "--set", "drifts=0", "--out", str(tmp_path), "-s", station])
     assert again.exit_code == 0  # every run is stored in the sweep database; a re-run computes nothing
+    listed = runner.invoke(app, ["runs", "list", "-s", station, "--kind", "experiment", "--json"])
+    assert listed.exit_code == 0, listed.output
+    import json
+
+    runs = json.loads(listed.stdout)["runs"]
+    assert [r["status"] for r in runs] == ["failed", "completed", "completed"]  # the bad --set, then both runs

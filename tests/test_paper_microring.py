@@ -66,3 +66,30 @@ def test_run_task_rows_per_drift(method):
 def test_unknown_method():
     with pytest.raises(ValueError, match="unknown method"):
         mr.train(mr.RingLeNet(0), "dat", torch.zeros(4, 1, 28, 28), torch.zeros(4, dtype=torch.long), mr.Settings(), 0)
+
+
+def test_choose_rho_reads_only_tuning_rows_at_the_criterion_drift():
+    rows = [{"set": "tuning", "rho": 0.1, "drift_k": -2.0, "accuracy": 0.4},
+            {"set": "tuning", "rho": 0.5, "drift_k": -2.0, "accuracy": 0.6},
+            {"set": "tuning", "rho": 1.0, "drift_k": -2.0, "accuracy": 0.6},  # a tie: the smaller rho
+            {"set": "tuning", "rho": 0.1, "drift_k": 0.0, "accuracy": 0.99},
+            {"set": "evaluation", "rho": 2.0, "drift_k": -2.0, "accuracy": 0.9}]  # never read
+    assert mr.choose_rho(rows, -2.0) == 0.5
+    assert mr.choose_rho(rows, 0.0) == 0.1
+    with pytest.raises(ValueError, match="no tuning runs"):
+        mr.choose_rho(rows, -1.0)
+
+
+def test_rho_is_tuned_on_the_tuning_chips_then_used_on_the_evaluation_chips(tmp_path):
+    from labsat import paper
+
+    out = paper.run("paper-microring", chips=1, seeds=1, n_train=48, n_test=24, out=tmp_path, scheduler="serial",
+                    settings=["epochs=1", "drifts=0,-2", "rho_grid=0.05,2"], log=lambda m: None)
+    tuning = [r for r in out["rows"] if r["set"] == "tuning"]
+    evaluation = [r for r in out["rows"] if r["set"] == "evaluation"]
+    assert {r["chip"] for r in tuning} == set(common.TUNING_CHIPS) and {r["rho"] for r in tuning} == {0.05, 2.0}
+    assert {r["chip"] for r in evaluation} == {common.EVAL_CHIPS[0]}
+    chosen = mr.choose_rho(tuning, -2.0)
+    assert {r["rho"] for r in evaluation if r["method"] == "sat"} == {chosen}
+    assert "Tuning SAT's ρ" in out["table"] and f"{chosen:g} (chosen)" in out["table"]
+    assert "tuning" in (out["directory"] / "results.csv").read_text()  # every run kept

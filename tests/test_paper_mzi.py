@@ -107,3 +107,40 @@ def test_paper_transfer_end_to_end_writes_the_tables(tmp_path):
     table = (d / "table.md").read_text()
     assert "SAT in situ" in table and "Transfer" in table and "(1)" in table
     assert len(result["rows"]) == 5 * (1 + 5)  # 5 methods x (own chip + 5 sigmas x 1 new chip)
+
+
+def test_labsat_error_model_is_the_virtual_chips_own_physics():
+    """Spread x1: the heater phases the mesh sees are those VirtualChip computes for the same chip seed
+    with the heaters driven to the model's programmed phases; spread 0 is the ideal mesh."""
+    import numpy as np
+
+    from labsat.drivers.sim.chip import ChipSpec, VirtualChip
+
+    net = mzi.MeshNet(small(), seed=0)
+    layout = net.mesh.layout
+    errors = mzi.chip_errors(layout, 203, 1.0, model="labsat")
+    d = mzi.heater_phase_errors(net.mesh.theta, net.mesh.phi, errors).numpy()
+    p = np.stack([net.mesh.theta.detach().numpy(), net.mesh.phi.detach().numpy()], -1).reshape(-1) % (2 * np.pi)
+    spec = ChipSpec(modes=layout.modes)
+    chip = VirtualChip(spec, seed=203)
+    chip.set_heaters(np.sqrt(p / spec.eta_nominal * spec.heater_resistance_ohm))
+    assert chip.temperature_change_k == 0.0
+    assert np.allclose(chip.heater_phases(), p + d, atol=1e-9)
+    assert np.allclose(errors["split"].numpy(), chip.truth.coupler - np.pi / 4)
+    zero = mzi.chip_errors(layout, 203, 0.0, model="labsat")
+    assert torch.allclose(net.mesh.matrix(zero), net.mesh.matrix(None), atol=1e-12)
+    assert (net.mesh.matrix(errors) - net.mesh.matrix(None)).abs().max() > 0.05
+    x, y = torch.randn(20, 1, 28, 28), torch.randint(0, 10, (20,))
+    assert 0 <= mzi.accuracy(net, x, y, errors) <= 1
+
+
+def test_methods_subset_and_error_model_setting_through_paper_run(tmp_path):
+    out = paper.run("paper-mzi", chips=1, seeds=1, n_train=40, n_test=20, out=tmp_path, scheduler="serial",
+                    settings=["modes=10", "epochs=1", "methods=bp,sat_insitu", "error_model=labsat", "sigma=0.5",
+                              "transfer_sigmas=0.5", "transfer_chips=2"], log=lambda m: None)
+    rows = out["rows"]
+    assert {r["method"] for r in rows} == {"bp", "sat_insitu"} and {r["error_model"] for r in rows} == {"labsat"}
+    assert sorted(r["deploy"] for r in rows) == ["new chip"] * 4 + ["own chip"] * 2
+    assert "labsat's error model, spread × 0.5" in out["table"]
+    with pytest.raises(ValueError, match="methods"):
+        paper.run("paper-mzi", chips=1, seeds=1, out=tmp_path, settings=["methods=bp,dat"], log=lambda m: None)

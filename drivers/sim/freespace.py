@@ -293,15 +293,11 @@ class SimCamera(_ScpiBase):
     def __init__(self, scene: FreeSpaceScene, trigger: "FreeSpaceTrigger", serial: str = "CAM-SIM"):
         super().__init__(scene)
         self.serial = serial
-        self.armed = 0
-        self.data: np.ndarray | None = None
         trigger.camera = self
 
     def receive(self, images: np.ndarray) -> None:
-        if self.armed != len(images):
-            self.errors.push(-211, f"Trigger ignored: armed for {self.armed}, got {len(images)}")
-            return
-        self.data, self.armed = self.scene.camera_frames(images), 0
+        if self.triggered(len(images)):
+            self.data = self.scene.camera_frames(images)
 
     def identity(self) -> str:
         return f"labsat,SIM-CAM16,{self.serial},1.0"
@@ -323,18 +319,10 @@ class SimCamera(_ScpiBase):
                 self.scene.exposure_us = value
             return None
         if head == "ACQ:FRAM":
-            try:
-                self.armed = int(arg.split()[0])
-            except (ValueError, IndexError):
-                self.errors.push(-104, "Data type error")
-            self.data = None
-            return None
+            return self.arm(arg)
         if head == "FETC:FRAM?":
-            if self.data is None:
-                self.errors.push(-230, "Data stale: no acquisition")
-                return None
-            data, self.data = self.data, None
-            return array_block(data, np.uint16)
+            data = self.fetch()
+            return None if data is None else array_block(data, np.uint16)
         return UNDEFINED
 
 

@@ -1,6 +1,7 @@
 """What every simulated SCPI instrument shares: the error queue (``SYST:ERR?``), one lock, SCPI headers in
 their short form, the common queries (``*IDN?``, ``*OPC?``, ``SYST:ERR?``), "Undefined header" for
-anything else, and number parsing that queues the instrument's error instead of raising.
+anything else, number parsing that queues the instrument's error instead of raising, and the
+arm / fetch-once buffer of an acquiring instrument.
 
 :class:`SimScpiInstrument` is the base; a simulated instrument gives :meth:`~SimScpiInstrument.identity`
 and :meth:`~SimScpiInstrument.answer`. This module sits below every simulated instrument module, so
@@ -51,6 +52,8 @@ class SimScpiInstrument:
     def __init__(self):
         self.errors = ScpiErrorQueue()
         self._lock = threading.RLock()
+        self.armed = 0  # an acquiring instrument: points armed for (:meth:`arm`) ...
+        self.data = None  # ... and the last acquisition, fetched once (:meth:`fetch`)
 
     def identity(self) -> str:  # pragma: no cover - every instrument says who it is
         raise NotImplementedError
@@ -72,6 +75,31 @@ class SimScpiInstrument:
                 self.errors.push(-113, "Undefined header")
                 return None
             return reply
+
+    def arm(self, arg: str) -> None:
+        """``ACQ:... <n>``: armed for ``n`` points; the previous acquisition is dropped."""
+        try:
+            self.armed = int(arg.split()[0])
+        except (ValueError, IndexError):
+            self.errors.push(-104, "Data type error")
+        self.data = None
+
+    def triggered(self, points: int) -> bool:
+        """A trigger carrying ``points`` arrived: True (and disarmed) when armed for exactly that many, else
+        ``-211 Trigger ignored`` queued and nothing recorded."""
+        if self.armed != points:
+            self.errors.push(-211, f"Trigger ignored: armed for {self.armed}, got {points}")
+            return False
+        self.armed = 0
+        return True
+
+    def fetch(self):
+        """The last acquisition, once; ``None`` with ``-230 Data stale`` queued when there is none."""
+        if self.data is None:
+            self.errors.push(-230, "Data stale: no acquisition")
+            return None
+        data, self.data = self.data, None
+        return data
 
     def number(self, arg: str, lo: float = -np.inf, hi: float = np.inf) -> float | None:
         """``arg`` as a finite number in ``[lo, hi]`` (``MIN`` / ``MAX`` name the ends), or ``None`` with

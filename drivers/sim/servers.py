@@ -164,8 +164,6 @@ class SimPhotodetectorDAQ(SimScpiInstrument):
     def __init__(self, chip: VirtualChip, channels: int, bus: "TriggerBus"):
         super().__init__()
         self.chip, self.channels, self.bus = chip, channels, bus
-        self.armed = 0
-        self.data: np.ndarray | None = None
         bus.daq = self
 
     def _channels(self, p: np.ndarray) -> np.ndarray:
@@ -175,10 +173,8 @@ class SimPhotodetectorDAQ(SimScpiInstrument):
         return out
 
     def receive(self, powers: np.ndarray) -> None:
-        if self.armed != len(powers):
-            self.errors.push(-211, f"Trigger ignored: armed for {self.armed}, got {len(powers)}")
-            return
-        self.data, self.armed = self._channels(powers), 0
+        if self.triggered(len(powers)):
+            self.data = self._channels(powers)
 
     def identity(self) -> str:
         return "labsat,SIM-PD8,0001,1.0"
@@ -196,18 +192,10 @@ class SimPhotodetectorDAQ(SimScpiInstrument):
             p = self.chip.output_powers(self.chip.modulator_v[None])
             return ",".join(f"{x:.6e}" for x in self._channels(p)[0])
         if head == "ACQ:POIN":
-            try:
-                self.armed = int(arg.split()[0])
-            except (ValueError, IndexError):
-                self.errors.push(-104, "Data type error")
-            self.data = None
-            return None
+            return self.arm(arg)
         if head == "FETC:ARR?":
-            if self.data is None:
-                self.errors.push(-230, "Data stale: no acquisition")
-                return None
-            data, self.data = self.data, None
-            return encode_block(data)
+            data = self.fetch()
+            return None if data is None else encode_block(data)
         return UNDEFINED
 
 

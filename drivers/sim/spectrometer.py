@@ -18,7 +18,6 @@ class SimSpectrometer(SimScpiInstrument):
         super().__init__()
         self.scene, self.channels, self.serial = scene, channels, serial
         self.integration_s = 1e-3
-        self.data: np.ndarray | None = None
 
     def _pixels(self, values: np.ndarray) -> np.ndarray:
         out = np.zeros(self.channels)
@@ -45,11 +44,8 @@ class SimSpectrometer(SimScpiInstrument):
             self.data = self._pixels(self.scene.spectrum(self.integration_s))
             return None
         if head == "FETC:SPEC?":
-            if self.data is None:
-                self.errors.push(-230, "Data stale: no acquisition")
-                return None
-            data, self.data = self.data, None
-            return encode_block(data)
+            data = self.fetch()
+            return None if data is None else encode_block(data)
         return UNDEFINED
 
 

@@ -4,7 +4,9 @@ paper-microring | paper-freespace`` (each with a CI-size default and ``--full``)
 One module per platform (:mod:`.mzi`, :mod:`.microring`, :mod:`.freespace`) and :mod:`.common` for the
 discipline (declared tuning chips vs evaluation chips, seeds, tables). Every experiment is a list of
 task dicts mapped by :func:`labsat.sweeps.run_sweep`, so results land in the run database as each task
-ends and a re-run computes only what is missing.
+ends and a re-run computes only what is missing. The front door (``labsat experiment paper-*``) calls
+:func:`run` through :func:`labsat.workflows.paper_experiment`, which records it as an ``experiment`` run
+(``labsat runs list``) with its options, folder, table and files.
 """
 from __future__ import annotations
 
@@ -66,10 +68,17 @@ def run(name: str, *, full: bool = False, seeds: Optional[int] = None, chips: Op
     suffix = "".join(f"+{p}" for p in settings or [])
     directory = out / (name + suffix)
     t0 = time.perf_counter()
+    tuned: list[dict] = []  # tuning runs (on the declared tuning chips), kept in the results beside the rest
     if name in ("paper-mzi", "paper-transfer"):
         base = asdict(mzi.Settings()) if full else asdict(mzi.Settings(epochs=5))
-        s = mzi.Settings(**{**base, **parse_settings(settings, base)})
-        task_list = mzi.tasks(protocol, s, out, transfer=name == "paper-transfer")
+        base["methods"] = ",".join(mzi.METHODS)  # a subset: --set methods=bp,sat_insitu
+        over = {**base, **parse_settings(settings, base)}
+        methods = tuple(m.strip() for m in over.pop("methods").split(",") if m.strip())
+        unknown = [m for m in methods if m not in mzi.METHODS]
+        if unknown or not methods:
+            raise ValueError(f"--set methods: one or more of {','.join(mzi.METHODS)}, got {unknown or 'none'}")
+        s = mzi.Settings(**over)
+        task_list = mzi.tasks(protocol, s, out, methods=methods, transfer=name == "paper-transfer")
         fn, report = mzi.run_task, mzi.report
     elif name == "paper-microring":
         base = asdict(microring.Settings()) if full else asdict(microring.Settings(epochs=3))
@@ -77,6 +86,15 @@ def run(name: str, *, full: bool = False, seeds: Optional[int] = None, chips: Op
         over = {**base, **parse_settings(settings, base)}
         sigmas = over.pop("offset_sigmas")
         s = microring.Settings(**over)
+        if s.rho_grid:  # rho chosen on the declared tuning chips before any evaluation chip is run
+            tuning = microring.tuning_tasks(protocol, s, offset_sigma=max(sigmas))
+            log(f"{name}: tuning rho over {list(s.rho_grid)} for ΔT {min(s.drifts):g} K on tuning chips "
+                f"{list(protocol.tuning_chips)}: {len(tuning)} runs")
+            tuned = common.map_tasks(microring.run_task, tuning, name=name + suffix + "+tuning",
+                                     store=out / "paper-sweeps.sqlite", scheduler=scheduler, n_workers=n_workers,
+                                     log=log)
+            s = microring.Settings(**{**s.__dict__, "rho": microring.choose_rho(tuned, min(s.drifts))})
+            log(f"{name}: chose rho {s.rho:g} on the tuning chips")
         task_list = microring.tasks(protocol, s, offset_sigmas=sigmas)
         fn, report = microring.run_task, (lambda rows, s=s: microring.report(rows, s))
     else:
@@ -90,8 +108,8 @@ def run(name: str, *, full: bool = False, seeds: Optional[int] = None, chips: Op
         task_list = freespace.tasks(protocol, over, d2nn_sizes=sizes)
         fn, report = freespace.run_task, freespace.report
     log(f"{name}: {len(task_list)} runs; {protocol.describe()}")
-    rows = common.map_tasks(fn, task_list, name=name + suffix, store=out / "paper-sweeps.sqlite",
-                            scheduler=scheduler, n_workers=n_workers, log=log)
+    rows = tuned + common.map_tasks(fn, task_list, name=name + suffix, store=out / "paper-sweeps.sqlite",
+                                    scheduler=scheduler, n_workers=n_workers, log=log)
     table, fig = report(rows)
     seconds = time.perf_counter() - t0
     meta = common.protocol_meta(protocol, experiment=name, overrides=settings or [], tasks=len(task_list),

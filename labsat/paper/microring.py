@@ -116,6 +116,7 @@ class Settings:
     rho: float = 0.5
     noise: float = 0.3
     drifts: tuple = (0.0, -1.0, -2.0)
+    rho_grid: tuple = ()  # non-empty: rho chosen from it on the tuning chips first (:func:`tuning_tasks`)
 
 
 @functools.lru_cache(maxsize=2)
@@ -188,22 +189,46 @@ def run_task(task: dict) -> list[dict]:
     twin = accuracy(model, xte, yte, "ideal")
     rows = []
     for dk in s.drifts:
-        rows.append({"platform": "microring", "method": task["method"], "seed": task["seed"], "chip": task["chip"],
-                     "offset_sigma": task["offset_sigma"], "drift_k": dk,
+        rows.append({"platform": "microring", "set": task.get("set", "evaluation"), "method": task["method"],
+                     "seed": task["seed"], "chip": task["chip"], "rho": s.rho, "offset_sigma": task["offset_sigma"],
+                     "drift_k": dk,
                      "accuracy": accuracy(model, xte, yte, "chip", dk), "twin_accuracy": twin,
                      "accuracy_bn_batch": accuracy(model, xte, yte, "chip", dk, bn="batch", batch=100),
                      "final_loss": final_loss, "train_s": seconds, "epochs": s.epochs, "data": name})
     return rows
 
 
-run_task.sweep_version = "2"  # 2: rows carry accuracy_bn_batch
+run_task.sweep_version = "3"  # 2: rows carry accuracy_bn_batch; 3: set (tuning | evaluation) and rho
+
+
+def tuning_tasks(protocol: common.Protocol, settings: Settings, offset_sigma: float = 0.08) -> list[dict]:
+    """SAT at each rho of ``settings.rho_grid`` on the declared tuning chips only (first training seed),
+    chip offsets ``offset_sigma``: the runs :func:`choose_rho` picks from."""
+    from dataclasses import replace
+
+    return [{"method": "sat", "seed": seed, "chip": chip, "offset_sigma": offset_sigma, "data": protocol.data,
+             "n_train": protocol.n_train, "n_test": protocol.n_test, "set": "tuning",
+             "settings": {**replace(settings, rho=float(rho), rho_grid=()).__dict__}}
+            for rho in settings.rho_grid for chip in protocol.tuning_chips for seed in protocol.seeds[:1]]
+
+
+def choose_rho(rows: list[dict], drift_k: float) -> float:
+    """The rho of the tuning rows with the best mean accuracy on the chip at ``drift_k`` (ties: smaller rho)."""
+    tuning = [r for r in rows if r.get("set") == "tuning" and r["drift_k"] == drift_k]
+    if not tuning:
+        raise ValueError(f"no tuning runs at ΔT {drift_k:g} K to choose rho from")
+    means = {rho: common.mean_std([r["accuracy"] for r in tuning if r["rho"] == rho])[0]
+             for rho in sorted({r["rho"] for r in tuning})}
+    return max(means, key=lambda rho: (means[rho], -rho))
 
 
 def tasks(protocol: common.Protocol, settings: Settings, offset_sigmas=(0.08,), methods=METHODS) -> list[dict]:
     """One task per (offset spread, chip, seed, method); with no offsets every chip is the same bank, so
-    only the first evaluation chip is run."""
+    only the first evaluation chip is run. Only SAT's tasks carry rho (the others do not use it, so a
+    re-tuned rho recomputes only SAT)."""
     return [{"method": m, "seed": seed, "chip": chip, "offset_sigma": o, "data": protocol.data,
-             "n_train": protocol.n_train, "n_test": protocol.n_test, "settings": settings.__dict__}
+             "n_train": protocol.n_train, "n_test": protocol.n_test, "set": "evaluation",
+             "settings": {**settings.__dict__, "rho_grid": (), **({} if m == "sat" else {"rho": None})}}
             for o in offset_sigmas for chip in (protocol.eval_chips if o else protocol.eval_chips[:1])
             for seed in protocol.seeds for m in methods]
 
@@ -211,12 +236,29 @@ def tasks(protocol: common.Protocol, settings: Settings, offset_sigmas=(0.08,), 
 def report(rows: list[dict], settings: Settings) -> tuple[str, object]:
     data = rows[0]["data"] if rows else "?"
     lines = []
+    tuning = [r for r in rows if r.get("set") == "tuning"]
+    rows = [r for r in rows if r.get("set", "evaluation") == "evaluation"]
+
+    def label(m: str) -> str:
+        return f"SAT (ρ {settings.rho:g} adaptive)" if m == "sat" else LABELS[m]
+
+    if tuning:
+        chips = sorted({r["chip"] for r in tuning})
+        seeds = sorted({r["seed"] for r in tuning})
+        grid = sorted({r["rho"] for r in tuning})
+        body = [[f"{rho:g}" + (" (chosen)" if rho == settings.rho else "")]
+                + [common.fmt([r["accuracy"] for r in tuning if r["rho"] == rho and r["drift_k"] == dk])
+                   for dk in settings.drifts] for rho in grid]
+        lines.append(f"**Tuning SAT's ρ (adaptive) for ΔT {min(settings.drifts):g} K on the tuning chips {chips} only "
+                     f"(seeds {seeds}, offsets σ {tuning[0]['offset_sigma']:g} nm), {data}, {settings.epochs} epochs** "
+                     f"(% on the chip; these chips report nothing below)\n\n"
+                     + common.md_table(["ρ"] + [f"ΔT {dk:g} K" for dk in settings.drifts], body))
     for o in dict.fromkeys(r["offset_sigma"] for r in rows):
         sub = [r for r in rows if r["offset_sigma"] == o]
         header = ["method"] + [f"ΔT {dk:g} K: paper / ours" for dk in settings.drifts]
         body = []
         for m in dict.fromkeys(r["method"] for r in sub):
-            cells = [LABELS[m]]
+            cells = [label(m)]
             for i, dk in enumerate(settings.drifts):
                 acc = [r["accuracy"] for r in sub if r["method"] == m and r["drift_k"] == dk]
                 paper = PAPER[m][i] if i < 3 and dk == (0.0, -1.0, -2.0)[i] else "–"
@@ -225,18 +267,19 @@ def report(rows: list[dict], settings: Settings) -> tuple[str, object]:
         lines.append(f"**Microring bank, chip offsets N(0, {o:g} nm), {data}, {settings.epochs} epochs** "
                      f"(% test accuracy on the chip, mean ± std (n runs = chips × seeds))\n\n" + common.md_table(header, body))
         if all("accuracy_bn_batch" in r for r in sub):
-            body = [[LABELS[m]] + [common.fmt([r["accuracy_bn_batch"] for r in sub if r["method"] == m and r["drift_k"] == dk])
+            body = [[label(m)] + [common.fmt([r["accuracy_bn_batch"] for r in sub if r["method"] == m and r["drift_k"] == dk])
                                    for dk in settings.drifts] for m in dict.fromkeys(r["method"] for r in sub)]
             lines.append(f"Same runs, batch norm normalising each 100-image test batch by its own statistics "
                          f"(a network evaluated in training mode):\n\n"
                          + common.md_table(["method"] + [f"ΔT {dk:g} K" for dk in settings.drifts], body))
-    fig, axes = common.plt().subplots(1, max(1, len(lines)), figsize=(5 * max(1, len(lines)), 3.6), squeeze=False)
+    n_panels = max(1, len(dict.fromkeys(r["offset_sigma"] for r in rows)))
+    fig, axes = common.plt().subplots(1, n_panels, figsize=(5 * n_panels, 3.6), squeeze=False)
     for ax, o in zip(axes[0], dict.fromkeys(r["offset_sigma"] for r in rows)):
         for m in dict.fromkeys(r["method"] for r in rows):
             ms = [common.mean_std([r["accuracy"] for r in rows if r["method"] == m and r["offset_sigma"] == o
                                    and r["drift_k"] == dk]) for dk in settings.drifts]
             ax.errorbar(settings.drifts, [100 * a[0] for a in ms], [100 * a[1] for a in ms], marker="o", capsize=3,
-                        label=LABELS[m])
+                        label=label(m))
         ax.set(xlabel="ΔT (K)", ylabel="accuracy on chip (%)", title=f"microring, offsets σ {o:g} nm", ylim=(0, 100))
         ax.legend(fontsize=7)
     return "\n".join(lines), fig

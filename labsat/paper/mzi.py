@@ -61,12 +61,13 @@ class Settings:
     front: str = "lenet"  # lenet | linear (a 784 -> 64 linear front end, an ablation)
     transfer_sigmas: tuple = ()
     transfer_chips: int = 5
+    error_model: str = "paper"  # paper | labsat (then sigma, transfer_sigmas are spread factors: see chip_errors)
 
     def __post_init__(self):
         if not 10 <= self.modes <= 64:
             raise ValueError(f"modes: between 10 (the 10 logits are output ports) and 64, got {self.modes}")
         for key, allowed in (("readout", ("paper", "scale")), ("init", ("haar", "zero", "uniform")),
-                             ("front", ("lenet", "linear"))):
+                             ("front", ("lenet", "linear")), ("error_model", ("paper", "labsat"))):
             if getattr(self, key) not in allowed:
                 raise ValueError(f"{key}: one of {' | '.join(allowed)}, got {getattr(self, key)!r}")
         if self.epochs < 1 or self.sigma < 0:
@@ -94,20 +95,57 @@ class Mesh(nn.Module):
         self.gamma = nn.Parameter(torch.as_tensor(rng.uniform(0, 2 * np.pi, modes), dtype=torch.float64))
 
     def matrix(self, errors: dict | None = None) -> torch.Tensor:
-        th, ph, bs = self.theta, self.phi, None
-        if errors is not None:
+        th, ph, bs, split = self.theta, self.phi, None, None
+        if errors is not None and "eta" in errors:  # labsat's model: errors depend on the programmed phases
+            d = heater_phase_errors(th, ph, errors)
+            th, ph, split = th + d[0::2], ph + d[1::2], errors["split"]
+        elif errors is not None:
             th, ph, bs = th + errors["theta"], ph + errors["phi"], errors["bs"]
-        return clements.mesh_matrix(th, ph, self.layout, convention="bloch", bs_error=bs, gamma=self.gamma)
+        return clements.mesh_matrix(th, ph, self.layout, convention="bloch", bs_error=bs, split_error=split,
+                                    gamma=self.gamma)
 
 
-def chip_errors(layout: MeshLayout, chip: int, sigma: float, splitter_sigma: float | None = None) -> dict:
-    """The fabrication errors of chip ``chip`` (a seed): phase N(0, sigma), couplers N(0, splitter_sigma)."""
+def heater_phase_errors(theta: torch.Tensor, phi: torch.Tensor, errors: dict) -> torch.Tensor:
+    """labsat's error model on programmed phases: each heater (θ, φ of every MZI, interleaved as on the
+    chip) set for phase p = (θ or φ) mod 2π gives ``offset + eta * (p + kappa * (p_left + p_right))`` with
+    ``eta`` its relative efficiency and ``kappa`` the heat shared with each physical neighbour
+    (:class:`labsat.drivers.sim.chip.ChipTruth`); returns the error on each heater's phase, (2M,)."""
+    p = torch.stack([theta.detach(), phi.detach()], -1).reshape(-1).remainder(2 * math.pi)
+    heat = p.clone()
+    heat[:-1] += errors["kappa"] * p[1:]
+    heat[1:] += errors["kappa"] * p[:-1]
+    return errors["offset"] + errors["eta"] * heat - p
+
+
+def chip_errors(layout: MeshLayout, chip: int, sigma: float, splitter_sigma: float | None = None,
+                model: str = "paper") -> dict:
+    """The fabrication errors of chip ``chip`` (a seed). ``paper``: phase N(0, sigma), couplers
+    N(0, splitter_sigma). ``labsat``: the virtual chip's own draw (:class:`labsat.drivers.sim.chip.ChipTruth`:
+    phase offsets, heater efficiency, thermal crosstalk to neighbours, coupler splitting angles, port loss)
+    with every spread of the default :class:`ChipSpec` times ``sigma`` (1 = the virtual lab's chip); its
+    modulator spread, drift and detector noise are left out (the paper's protocol has none)."""
+    if model == "labsat":
+        return labsat_chip_errors(layout, chip, sigma)
     g = torch.Generator().manual_seed(int(chip))
     m = layout.n_mzi
     bs_sigma = sigma if splitter_sigma is None else splitter_sigma
     return {"theta": torch.randn(m, generator=g, dtype=torch.float64) * sigma,
             "phi": torch.randn(m, generator=g, dtype=torch.float64) * sigma,
             "bs": torch.randn(m, 2, generator=g, dtype=torch.float64) * bs_sigma}
+
+
+def labsat_chip_errors(layout: MeshLayout, chip: int, spread: float) -> dict:
+    from labsat.drivers.sim.chip import ChipSpec, ChipTruth
+
+    d = ChipSpec()
+    spec = ChipSpec(modes=layout.modes, phase_offset_sigma=d.phase_offset_sigma * spread,
+                    efficiency_sigma=d.efficiency_sigma * spread, coupler_sigma=d.coupler_sigma * spread,
+                    crosstalk_mean=d.crosstalk_mean * spread, crosstalk_sigma=d.crosstalk_sigma * spread,
+                    port_loss_sigma=d.port_loss_sigma * spread)
+    t = ChipTruth.draw(spec, int(chip))
+    f64 = lambda a: torch.as_tensor(np.asarray(a, dtype=np.float64))  # noqa: E731
+    return {"offset": f64(t.offset), "eta": f64(t.eta / spec.eta_nominal), "kappa": f64(t.kappa),
+            "split": f64(t.coupler - math.pi / 4), "gain": f64(t.port_gain)}
 
 
 class LeNetFront(nn.Module):
@@ -144,6 +182,8 @@ class MeshNet(nn.Module):
 
     def _logits(self, z: torch.Tensor, errors: dict | None) -> torch.Tensor:
         p = clements.powers(self.mesh.matrix(errors), z.to(torch.float64))
+        if errors is not None and "gain" in errors:  # labsat's model: per-port loss
+            p = p * errors["gain"]
         p = p / p.norm(dim=-1, keepdim=True)
         out = p[..., :10]
         if self.readout == "scale":
@@ -234,8 +274,9 @@ def accuracy(model: MeshNet, x, y, errors: dict | None) -> float:
 
 
 def _key(task: dict) -> str:
-    keep = {k: v for k, v in task.items() if k not in ("out", "transfer_sigmas", "transfer_chips")}
-    keep["settings"] = {k: v for k, v in task["settings"].items() if k not in ("transfer_sigmas", "transfer_chips")}
+    keep = {k: v for k, v in task.items() if k not in ("out", "transfer_sigmas", "transfer_chips", "set")}
+    keep["settings"] = {k: v for k, v in task["settings"].items() if k not in ("transfer_sigmas", "transfer_chips")
+                        and not (k, v) == ("error_model", "paper")}  # models trained before it existed still found
     return hashlib.sha1(json.dumps(keep, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -245,7 +286,7 @@ def run_task(task: dict) -> list[dict]:
     s = Settings(**task["settings"])
     xtr, ytr, xte, yte, name = _data(task["data"], task.get("n_train"), task.get("n_test"))
     model = MeshNet(s, task["seed"])
-    own = chip_errors(model.mesh.layout, task["chip"], s.sigma)
+    own = chip_errors(model.mesh.layout, task["chip"], s.sigma, model=s.error_model)
     model.errors = own
     cache = Path(task["out"]) / "cache" / f"mzi-{_key(task)}.pt" if task.get("out") else None
     t0 = time.perf_counter()
@@ -261,6 +302,7 @@ def run_task(task: dict) -> list[dict]:
             torch.save({"state": model.state_dict(), "losses": losses, "train_s": seconds}, cache)
     base = {"platform": "mzi", "method": task["method"], "seed": task["seed"], "train_chip": task["chip"],
             "readout": s.readout, "init": s.init, "front": s.front, "modes": s.modes, "train_sigma": s.sigma,
+            "error_model": s.error_model,
             "epochs": s.epochs, "final_loss": losses[-1] if losses else float("nan"), "train_s": seconds,
             "data": name, "twin_accuracy": accuracy(model, xte, yte, None)}
     rows = [{**base, "deploy": "own chip", "chip": task["chip"], "sigma": s.sigma,
@@ -269,7 +311,8 @@ def run_task(task: dict) -> list[dict]:
         for k in range(task.get("transfer_chips", s.transfer_chips)):
             chip = common.transfer_chip(point, k)
             rows.append({**base, "deploy": "new chip", "chip": chip, "sigma": sig,
-                         "accuracy": accuracy(model, xte, yte, chip_errors(model.mesh.layout, chip, sig))})
+                         "accuracy": accuracy(model, xte, yte, chip_errors(model.mesh.layout, chip, sig,
+                                                                           model=s.error_model))})
     return rows
 
 
@@ -287,15 +330,18 @@ def report(rows: list[dict]) -> tuple[str, object]:
     new = [r for r in rows if r["deploy"] == "new chip"]
     parts = []
     methods = list(dict.fromkeys(r["method"] for r in rows))
-    variants = list(dict.fromkeys((r["readout"], r["init"], r["front"], r["modes"], r["train_sigma"]) for r in rows))
+    key = lambda r: (r["readout"], r["init"], r["front"], r["modes"], r["train_sigma"], r.get("error_model", "paper"))  # noqa: E731
+    variants = list(dict.fromkeys(key(r) for r in rows))
     data = rows[0]["data"] if rows else "?"
     for v in variants:
-        sub = [r for r in own if (r["readout"], r["init"], r["front"], r["modes"], r["train_sigma"]) == v]
-        body = [[LABELS[m], f"{PAPER_OWN[m]}" if v == ("paper", "haar", "lenet", 64, 0.15) else "–",
+        sub = [r for r in own if key(r) == v]
+        body = [[LABELS[m], f"{PAPER_OWN[m]}" if v == ("paper", "haar", "lenet", 64, 0.15, "paper") else "–",
                  common.fmt([r["accuracy"] for r in sub if r["method"] == m]),
                  common.fmt([r["twin_accuracy"] for r in sub if r["method"] == m])] for m in methods]
-        parts.append(f"**MZI mesh {v[3]}×{v[3]}, readout {v[0]}, init {v[1]}, front end {v[2]}, chip σ {v[4]:g} "
-                     f"(phase = splitter); {data}; {rows[0]['epochs']} epochs** (% test accuracy, mean ± std (n = chips × seeds))\n\n"
+        chip = (f"chip σ {v[4]:g} (phase = splitter)" if v[5] == "paper" else
+                f"chip: labsat's error model, spread × {v[4]:g} (offsets, efficiency, crosstalk, couplers, port loss)")
+        parts.append(f"**MZI mesh {v[3]}×{v[3]}, readout {v[0]}, init {v[1]}, front end {v[2]}, {chip}; {data}; "
+                     f"{rows[0]['epochs']} epochs** (% test accuracy, mean ± std (n = chips × seeds))\n\n"
                      + common.md_table(["method", "paper (MNIST)", "ours on its chip", "ours on the ideal mesh"], body))
     if new:
         sigmas = list(dict.fromkeys(r["sigma"] for r in new))
