@@ -1,16 +1,22 @@
 """Calibration at N = 16, 32, 64: budget, held-out RMSE vs the detector-noise floor, fit time (issue 12).
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/paper_scale_calibration.py --modes 16 32 64 \
-        --models paper labsat [--seed 1] [--plain]
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/paper_scale_calibration.py --modes 16 32 \
+        --models paper labsat --chips 2 3 4 5 6 --cal-seeds 0 1 2      # the evaluation table
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/paper_scale_calibration.py --summary   # table from the files
 
-The virtual chip's physics driven directly (calibration.simchip.DirectHardware: same physics, noise and
-ADC as the virtual lab, no protocol latency), detector range 5e-4 W at N ≤ 32 and 1e-4 W at N = 64 (as
-stations/paper-mzi.yaml). Calibration: ``calibration.progressive.calibrate_progressive`` with its
-default plan (4 bands × 32 settings × N²/8 inputs = 16 N² readings). Held-out: 16 fresh settings uniform
-over the whole control range × 16 inputs. The noise floor is the RMSE of the held-out readings against
-the noiseless chip (reads the hidden truth: a report, not the product). ``--plain`` adds the plain
-global fit (fit.fit_twin from the datasheet twin) on the same number of uniform readings.
-Writes benchmarks/results/paper_scale_calibration_<model>_<N>_s<seed>.json.
+Chips: chip 1 is the **tuning chip** (the plan's band schedule and step counts were chosen on it, round 1);
+chips 2–6 are the **evaluation chips** (never used for tuning). A run is (error model, N, chip seed,
+calibration seed): the calibration seed draws the measured settings and inputs (and the detector noise
+stream is the chip's). The virtual chip's physics driven directly (calibration.simchip.DirectHardware:
+same physics, noise and ADC as the virtual lab, no protocol latency), detector range 5e-4 W at N ≤ 32
+and 1e-4 W at N = 64 (as stations/paper-mzi.yaml). Calibration:
+``calibration.progressive.calibrate_progressive`` with its default plan (4 bands × 32 settings × N²/8
+inputs = 16 N² readings; the fit's mesh in float32). Held-out: 16 fresh settings uniform over the whole
+control range × 16 inputs (seed 10000 + chip). The noise floor is the RMSE of the held-out readings
+against the noiseless chip (reads the hidden truth: a report, not the product). ``--plain`` adds the
+plain global fit (fit.fit_twin from the datasheet twin) on the same number of uniform readings.
+Each run writes benchmarks/results/paper_scale_calibration/<model>_<N>_chip<c>_cal<s>.json as it ends
+(a cut-off sweep keeps the finished runs; finished runs are skipped when the sweep is started again).
 """
 from __future__ import annotations
 
@@ -20,6 +26,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,41 +38,88 @@ from labsat.calibration.progressive import ProgressivePlan, calibrate_progressiv
 from labsat.calibration.simchip import DirectHardware  # noqa: E402
 from labsat.twins.mzi import MZIMeshTwin  # noqa: E402
 
+RESULTS = ROOT / "benchmarks" / "results" / "paper_scale_calibration"
+TUNING_CHIPS = (1,)
+EVALUATION_CHIPS = (2, 3, 4, 5, 6)
+
+
+def run(model: str, n: int, chip: int, cal_seed: int, dtype: str = "float32", plain: bool = False) -> dict:
+    hw = DirectHardware(seed=chip, modes=n, error_model=model, detector_range_w=1e-4 if n >= 64 else 5e-4)
+    held = measure(hw, 16, 16, seed=10_000 + chip, schedule=(1.0,))
+    floor = hw.noise_floor(held)
+    twin = MZIMeshTwin(n, hw.phase_per_u)
+    row = {"model": model, "modes": n, "chip": chip, "cal_seed": cal_seed, "dtype": dtype,
+           "role": "tuning" if chip in TUNING_CHIPS else "evaluation", "floor": floor,
+           "nominal_rmse": rmse(twin, held)}
+    plan = ProgressivePlan.for_modes(n)
+    plan.dtype = dtype
+    t0, w0 = time.process_time(), time.perf_counter()
+    res = calibrate_progressive(hw, twin, plan, seed=cal_seed, held=held,
+                                on_stage=lambda r: print(model, n, chip, cal_seed, r, flush=True))
+    row.update(readings=res.readings, settings=plan.settings * len(plan.u_max), inputs=plan.inputs,
+               cpu_s=time.process_time() - t0, wall_s=time.perf_counter() - w0, measure_s=res.measure_s,
+               stages=res.stages, heldout_rmse=rmse(twin, held))
+    row["ratio"] = row["heldout_rmse"] / floor
+    if plain:
+        other = MZIMeshTwin(n, hw.phase_per_u)
+        data = measure(hw, row["settings"], plan.inputs, seed=cal_seed, schedule=(1.0,))
+        t0 = time.process_time()
+        fit_twin(other, data, adam_steps=plan.adam_steps, lbfgs_steps=plan.lbfgs_steps)
+        row.update(plain_rmse=rmse(other, held), plain_cpu_s=time.process_time() - t0)
+    return row
+
+
+def summary(rows: list[dict]) -> str:
+    """Markdown: one line per (model, N) over the evaluation chips (mean ± std of fitted / floor), then
+    every run."""
+    out = ["| model | N | chips × cal. seeds | readings | fitted / floor (mean ± std) | worst | CPU s (mean) |",
+           "|---|---:|---|---:|---:|---:|---:|"]
+    groups: dict = {}
+    for r in rows:
+        if r["role"] == "evaluation":
+            groups.setdefault((r["model"], r["modes"]), []).append(r)
+    for (model, n), g in sorted(groups.items()):
+        ratio = np.array([r["ratio"] for r in g])
+        chips = sorted({r["chip"] for r in g})
+        seeds = sorted({r["cal_seed"] for r in g})
+        out.append(f"| {model} | {n} | {len(chips)} × {len(seeds)} ({len(g)} runs) | {g[0]['readings']} | "
+                   f"{ratio.mean():.3f} ± {ratio.std(ddof=1) if len(g) > 1 else 0:.3f} | {ratio.max():.3f} | "
+                   f"{np.mean([r['cpu_s'] for r in g]):.0f} |")
+    out += ["", "| model | N | chip | cal. seed | role | nominal RMSE | floor | fitted RMSE | fitted / floor | CPU s |",
+            "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|"]
+    for r in sorted(rows, key=lambda r: (r["model"], r["modes"], r["chip"], r["cal_seed"])):
+        out.append(f"| {r['model']} | {r['modes']} | {r['chip']} | {r['cal_seed']} | {r['role']} | "
+                   f"{r['nominal_rmse']:.3f} | {r['floor']:.4f} | {r['heldout_rmse']:.4f} | {r['ratio']:.3f} | "
+                   f"{r['cpu_s']:.0f} |")
+    return "\n".join(out)
+
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--modes", type=int, nargs="+", default=[16, 32, 64])
+    ap.add_argument("--modes", type=int, nargs="+", default=[16, 32])
     ap.add_argument("--models", nargs="+", default=["paper", "labsat"])
-    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--chips", type=int, nargs="+", default=list(EVALUATION_CHIPS))
+    ap.add_argument("--cal-seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--plain", action="store_true")
+    ap.add_argument("--dtype", choices=["float32", "float64"], default="float32", help="precision of the fit's mesh")
+    ap.add_argument("--summary", action="store_true", help="only print the tables from the result files")
     args = ap.parse_args()
     torch.set_num_threads(1)
-    for model in args.models:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    if not args.summary:
         for n in args.modes:
-            hw = DirectHardware(seed=args.seed, modes=n, error_model=model,
-                                detector_range_w=1e-4 if n >= 64 else 5e-4)
-            held = measure(hw, 16, 16, seed=10_000 + args.seed, schedule=(1.0,))
-            floor = hw.noise_floor(held)
-            twin = MZIMeshTwin(n, hw.phase_per_u)
-            row = {"model": model, "modes": n, "seed": args.seed, "floor": floor, "nominal_rmse": rmse(twin, held)}
-            plan = ProgressivePlan.for_modes(n)
-            t0 = time.process_time()
-            res = calibrate_progressive(hw, twin, plan, seed=args.seed, held=held,
-                                        on_stage=lambda r: print(model, n, r, flush=True))
-            row.update(readings=res.readings, settings=plan.settings * len(plan.u_max), inputs=plan.inputs,
-                       fit_cpu_s=time.process_time() - t0 - 0.0, stages=res.stages,
-                       heldout_rmse=rmse(twin, held))
-            row["ratio"] = row["heldout_rmse"] / floor
-            if args.plain:
-                plain = MZIMeshTwin(n, hw.phase_per_u)
-                data = measure(hw, row["settings"], plan.inputs, seed=args.seed, schedule=(1.0,))
-                t0 = time.process_time()
-                fit_twin(plain, data, adam_steps=plan.adam_steps, lbfgs_steps=plan.lbfgs_steps)
-                row.update(plain_rmse=rmse(plain, held), plain_cpu_s=time.process_time() - t0)
-            print(json.dumps(row, default=float), flush=True)
-            out = ROOT / "benchmarks" / "results" / f"paper_scale_calibration_{model}_{n}_s{args.seed}.json"
-            out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_text(json.dumps(row, indent=1, default=float))
+            for model in args.models:
+                for chip in args.chips:
+                    for cal_seed in args.cal_seeds:
+                        out = RESULTS / f"{model}_{n}_chip{chip}_cal{cal_seed}.json"
+                        if out.exists():
+                            continue
+                        row = run(model, n, chip, cal_seed, args.dtype, args.plain)
+                        print(json.dumps({k: v for k, v in row.items() if k != "stages"}, default=float),
+                              flush=True)
+                        out.write_text(json.dumps(row, indent=1, default=float))
+    rows = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("*.json"))]
+    print(summary(rows))
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
+import torch
 
 from .fit import fit_in_bands, rmse  # noqa: F401  (fit_in_bands: also reached from here)
 from .measure import BANDED_ABOVE_MODES, DEFAULT_SCHEDULE, Measurements, measure, schedule_for  # noqa: F401
@@ -47,6 +48,7 @@ class ProgressivePlan:
     lbfgs_steps: int = 150
     refine_adam_steps: int = 40  # later stages start close: small Adam steps (lr 0.003), then L-BFGS
     refine_lr: float = 0.003
+    dtype: str = "float32"  # the mesh's precision in the fit (fit.fit_in_bands)
 
     @classmethod
     def for_modes(cls, modes: int) -> "ProgressivePlan":
@@ -99,6 +101,6 @@ def calibrate_progressive(hardware, twin, plan: ProgressivePlan | None = None, s
             on_stage(row)
 
     fit_in_bands(twin, data, plan.adam_steps, plan.lbfgs_steps, 0.02, plan.refine_adam_steps, plan.refine_lr,
-                 after_band=after_band)
+                 after_band=after_band, dtype=getattr(torch, plan.dtype))
     result.data, result.measure_s = data, measure_s
     return result

@@ -173,13 +173,14 @@ def deferred_sigint():
 
 def encode_block(values: np.ndarray) -> bytes:
     """IEEE 488.2 definite-length block of little-endian float32."""
-    return bytes(to_ieee_block(np.asarray(values, dtype=np.float32).ravel().tolist(), "f", False))
+    # a numpy array, not a list: pyvisa then writes it with one tobytes() (same bytes, ~50x faster at 4096)
+    return bytes(to_ieee_block(np.ascontiguousarray(values, dtype=np.float32).ravel(), "f", False))
 
 
 def decode_block(raw: bytes) -> np.ndarray:
     """Parse an IEEE 488.2 definite-length block of little-endian float32."""
     try:
-        return np.asarray(from_ieee_block(raw, "f", False), dtype=np.float64)
+        return np.asarray(from_ieee_block(raw, "f", False, np.array), dtype=np.float64)  # np.frombuffer inside
     except Exception as exc:
         raise InstrumentError(f"malformed binary block ({len(raw)} bytes): {exc}") from exc
 
@@ -198,10 +199,29 @@ def read_block(instrument) -> bytes:
     if not digits.isdigit():
         trace(name, "<", head + digits)
         raise InstrumentError(f"malformed binary block length {digits!r}")
-    body = instrument.read_bytes(int(digits))
+    with _binary_reads(instrument):
+        body = instrument.read_bytes(int(digits))
     instrument.read_bytes(len(_read_termination(instrument)))  # the terminator after the block
     trace(name, "<", head + digits + body)  # the I/O trace: one line per block
     return head + digits + body
+
+
+@contextlib.contextmanager
+def _binary_reads(instrument):
+    """The VISA session's termination character off while a block body is read: binary data holds
+    ``\n`` bytes, at each of which pyvisa-py would end a read (and copy what it has buffered), so a
+    1.5 MB block came in ~6000 pieces of ~256 bytes (issue 12: 150 ms of client CPU per forward at batch
+    6000, 64 modes). A serial or test adapter has no VISA session: nothing to switch."""
+    conn = getattr(getattr(instrument, "adapter", None), "connection", None)
+    term = getattr(conn, "read_termination", None)
+    if not term or not hasattr(conn, "set_visa_attribute"):
+        yield
+        return
+    conn.read_termination = ""
+    try:
+        yield
+    finally:
+        conn.read_termination = term
 
 
 def _read_termination(instrument) -> str:

@@ -478,6 +478,8 @@ class SimTiming(_Strict):
     query_latency_s: float = Field(0.0, ge=0, le=60, description="round trip of each answered message")
     command_latency_s: float = Field(0.0, ge=0, le=60, description="each message not answered")
     serial_baud: int = Field(0, ge=0, le=100_000_000, description="serial instruments' line rate; 0: infinitely fast")
+    lan_mbit_s: float = Field(100.0, ge=0, le=1e6, description="LAN instruments' effective link rate (Mbit/s), "
+                              "charged per byte of every message and reply; 0: infinitely fast")
     settling_s: float | None = Field(None, ge=0, le=60, description="thermal settling after a heater change")
     sample_s: float | None = Field(None, ge=0, le=60, description="integration time per acquired sample")
     realtime: bool = Field(False, description="sleep the modelled time, so wall clock includes it")

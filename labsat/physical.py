@@ -7,29 +7,52 @@ alone (offline training, in silico).
 """
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import torch
 from torch import nn
 
+_TWIN_THREAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="labsat-twin")
+
+
+def _twin_graph(twin, x: torch.Tensor, u: torch.Tensor, grad_x: bool):
+    """The twin's forward at (x, u) with its autograd graph: ``(inputs, outputs)`` for the backward."""
+    with torch.enable_grad():
+        xx = x.detach().requires_grad_(grad_x)
+        uu = u.detach().requires_grad_(True)
+        return ([xx, uu] if grad_x else [uu]), twin(xx, uu)
+
 
 class _HardwareForwardTwinBackward(torch.autograd.Function):
+    """Hardware forward, twin backward. With ``overlap`` the twin's forward at the same (x, u), which
+    the backward needs anyway, is computed on a worker thread while the instruments measure (the client
+    mostly waits on the sockets then); the backward only differentiates it. Same numbers either way."""
+
     @staticmethod
-    def forward(ctx, x, u, twin, hardware):
+    def forward(ctx, x, u, twin, hardware, overlap=False):
         ctx.save_for_backward(x, u)
         ctx.twin = twin
-        y = hardware.forward(x.detach().cpu().numpy(), u.detach().cpu().numpy())
+        ctx.pending = _TWIN_THREAD.submit(_twin_graph, twin, x, u, ctx.needs_input_grad[0]) if overlap else None
+        try:
+            y = hardware.forward(x.detach().cpu().numpy(), u.detach().cpu().numpy())
+        except BaseException:
+            if ctx.pending is not None:
+                ctx.pending.cancel()
+            raise
         return torch.as_tensor(y, dtype=torch.float64)
 
     @staticmethod
     def backward(ctx, grad_y):
         x, u = ctx.saved_tensors
+        if ctx.pending is not None:
+            inputs, y = ctx.pending.result()
+            ctx.pending = None
+        else:
+            inputs, y = _twin_graph(ctx.twin, x, u, ctx.needs_input_grad[0])
         with torch.enable_grad():
-            xx = x.detach().requires_grad_(ctx.needs_input_grad[0])
-            uu = u.detach().requires_grad_(True)
-            y = ctx.twin(xx, uu)
-            inputs = [xx, uu] if ctx.needs_input_grad[0] else [uu]
             grads = torch.autograd.grad(y, inputs, grad_y)
         gx = grads[0] if ctx.needs_input_grad[0] else None
-        return gx, grads[-1], None, None
+        return gx, grads[-1], None, None, None
 
 
 class PhysicalLayer(nn.Module):
@@ -44,6 +67,10 @@ class PhysicalLayer(nn.Module):
         self.twin = twin
         self.hardware = hardware
         self.use_hardware = False
+        # compute the twin's forward while the hardware measures (same numbers). Off by default: on the
+        # loaded 2-core box it did not pay (N = 64, batch 64: wall 75 vs 52 ms per online step, process CPU
+        # 15.4 vs 14.0 ms; benchmarks/README.md "Python's share"); worth a try on a bench with idle cores
+        self.overlap_twin = False
         g = torch.Generator().manual_seed(seed)
         self.u = nn.Parameter(0.1 + 0.7 * torch.rand(twin.n_controls, generator=g, dtype=torch.float64))
 
@@ -55,7 +82,11 @@ class PhysicalLayer(nn.Module):
         if self.use_hardware:
             if self.hardware is None:
                 raise RuntimeError("this physical layer has no hardware attached (offline only)")
-            y = _HardwareForwardTwinBackward.apply(x, u, self.twin, self.hardware)
+            # the twin's forward overlaps the measurement when a backward will follow and the twin stays
+            # as it is until then (a learned twin may refresh itself on this very reading: not then)
+            overlap = (self.overlap_twin and torch.is_grad_enabled() and (x.requires_grad or u.requires_grad)
+                       and not hasattr(self.twin, "observe"))
+            y = _HardwareForwardTwinBackward.apply(x, u, self.twin, self.hardware, overlap)
             if self.training and hasattr(self.twin, "observe"):  # a learned twin refreshes itself online
                 self.twin.observe(x.detach(), u.detach(), y.detach())
             return y

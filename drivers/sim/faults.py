@@ -101,6 +101,8 @@ class TimingModel:
     query_latency_s: float = 0.0  # per message answered (round trip)
     command_latency_s: float = 0.0  # per message not answered
     baud: int = 0  # serial instruments: line rate (0: infinitely fast)
+    link_bytes_per_s: float = 0.0  # LAN instruments: effective link rate, every byte of a message and its
+    # reply (0: infinitely fast); a 4032-value block is 16 kB, 1.3 ms at 100 Mbit/s
     realtime: bool = False  # sleep the modelled time in the server thread
 
 
@@ -188,8 +190,9 @@ class InstrumentFront:
         t = self.timing
         extra = t.query_latency_s if reply is not None else t.command_latency_s
         if self.serial and t.baud:
-            n = len(command) + 1 + (len(block) if block else 0) + (len(reply) + 1 if reply is not None else 0)
-            extra += 10.0 * n / t.baud
+            extra += 10.0 * _message_bytes(command, block, reply) / t.baud
+        elif not self.serial and t.link_bytes_per_s:
+            extra += _message_bytes(command, block, reply) / t.link_bytes_per_s
         if extra and self.chip is not None and hasattr(self.chip, "virtual_time_s"):
             lock = getattr(self.chip, "_lock", None)
             if lock is not None:
@@ -203,6 +206,11 @@ class InstrumentFront:
             w0 = time.perf_counter()
             time.sleep(total)
             self.clock.add_wall(slept=time.perf_counter() - w0)
+
+
+def _message_bytes(command: str, block, reply) -> int:
+    """Bytes on the line for one message, its binary block and its reply (terminators included)."""
+    return len(command) + 1 + (len(block) if block else 0) + (len(reply) + 1 if reply is not None else 0)
 
 
 def _quiet_handle_error(request, client_address):

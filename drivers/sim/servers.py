@@ -278,7 +278,8 @@ def serve_simulated(lab: VirtualLab, name: str, cfg, sim=None) -> str:
         timing = None
         if t is not None:
             timing = sim_faults.TimingModel(query_latency_s=t.query_latency_s, command_latency_s=t.command_latency_s,
-                                            baud=t.serial_baud, realtime=t.realtime)
+                                            baud=t.serial_baud, link_bytes_per_s=t.lan_mbit_s * 1e6 / 8,
+                                            realtime=t.realtime)
             scenes = list(getattr(lab, "scenes", {}).values()) or [lab.chip]
             for scene in scenes:
                 if hasattr(scene, "seconds_per_heater_update"):

@@ -22,11 +22,13 @@ from pathlib import Path
 import numpy as np
 
 from labsat.drivers.daq import PhotodetectorDAQ
-from labsat.drivers.heater_dac import HeaterDAC
+from labsat.drivers.heater_limits import HeaterLimitsMixin  # the serial and the LAN block heater DACs
 from labsat.drivers.modulator import ModulatorDAC
 from labsat.workflows.hooks import Aborted  # noqa: F401  (raised inside a job on Abort or STOP)
 
 log = logging.getLogger(__name__)
+
+HEATER_KINDS = ("heater_dac", "block_dac")  # instrument kinds that drive heaters (serial, LAN block)
 
 
 class RunControl:
@@ -118,7 +120,7 @@ class Snapshot:
 
 def describe_limits(cfg) -> str:
     kind = cfg.kind
-    if kind == "heater_dac":
+    if kind in HEATER_KINDS:
         lim = cfg.limits
         parts = [f"0-{lim.v_max:g} V", f"{lim.i_max_ma:g} mA"]
         if lim.power_max_mw is not None:
@@ -281,7 +283,7 @@ class Bench:
         try:
             for name, inst in list(station.instruments.items()):
                 try:
-                    if isinstance(inst, HeaterDAC):
+                    if isinstance(inst, HeaterLimitsMixin):
                         snap.heaters[name] = inst.voltages()
                     elif isinstance(inst, ModulatorDAC):
                         snap.modulators[name] = inst.levels()

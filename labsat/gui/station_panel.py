@@ -10,10 +10,32 @@ from PySide6.QtGui import QColor, QFont
 from PySide6.QtWidgets import (QGridLayout, QHBoxLayout, QHeaderView, QLabel, QPushButton, QSizePolicy,
                                QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
-from .bench import Bench
+from .bench import HEATER_KINDS, Bench
 from .common import dspin, plot
 
 POLL_MS = 250
+
+
+class HeaterBars:
+    """A heater instrument's read-backs as two one-colour bar graphs: the channels a layer drives (blue)
+    and the others (grey). Not one BarGraphItem with a brush per bar: with PySide6 6.12 and pyqtgraph
+    0.14 every paint of a per-bar brush list leaks a reference to None, and the process aborts
+    ("none_dealloc") after enough polls, within a minute for the 4096 channels of a block DAC."""
+
+    def __init__(self, n: int, used: set):
+        mine = np.zeros(n, dtype=bool)
+        mine[[c for c in used if 0 <= c < n]] = True
+        parts = [(i, colour) for i, colour in ((np.flatnonzero(mine), "#1f77b4"), (np.flatnonzero(~mine), "#9e9e9e"))
+                 if len(i)]
+        self.index = [i for i, _ in parts]
+        self.items = [pg.BarGraphItem(x=i, height=np.zeros(len(i)), width=0.8, brush=colour) for i, colour in parts]
+        self.opts = {"height": np.zeros(n)}
+
+    def setOpts(self, height) -> None:  # noqa: N802 (pyqtgraph's name)
+        height = np.asarray(height, dtype=float)
+        self.opts["height"] = height
+        for item, i in zip(self.items, self.index):
+            item.setOpts(height=height[i])
 
 
 def stop_button(big: bool = True) -> QPushButton:
@@ -128,15 +150,13 @@ class StationPanel(QWidget):
         used = self.bench.heater_channels()
         dashed = dict(width=2, style=Qt.DashLine)
         for name, icfg in cfg.instruments.items():
-            if icfg.kind not in ("heater_dac", "modulator_dac", "photodetector_daq"):
+            if icfg.kind not in HEATER_KINDS + ("modulator_dac", "photodetector_daq"):
                 continue  # an instrument this panel does not draw (state and identity are in the table)
             n = icfg.channels
             x = np.arange(n)
-            if icfg.kind == "heater_dac":
+            if icfg.kind in HEATER_KINDS:
                 w = plot(f"{name}: heater voltages (read-back)", "channel", "V")
-                mine = used.get(name, set())
-                brushes = [pg.mkBrush("#1f77b4" if c in mine else "#9e9e9e") for c in range(n)]
-                bars = pg.BarGraphItem(x=x, height=np.zeros(n), width=0.8, brushes=brushes)
+                bars = HeaterBars(n, used.get(name, set()))
                 self.heater_bars[name] = bars
                 w.addItem(pg.InfiniteLine(icfg.limits.v_max, angle=0, label=f"limit {icfg.limits.v_max:g} V",
                                           pen=pg.mkPen("#c62828", **dashed),
@@ -168,7 +188,8 @@ class StationPanel(QWidget):
                                           pen=pg.mkPen("#c62828", **dashed),
                                           labelOpts={"position": 0.85, "color": "#c62828"}))
                 w.setYRange(0, rng_uw * 1.15)
-            w.addItem(bars)
+            for item in getattr(bars, "items", [bars]):
+                w.addItem(item)
             self.plots[name] = w
 
     # --- connection ---

@@ -208,14 +208,20 @@ class _ColumnProduct(torch.autograd.Function):
                 got = iter(torch.autograd.grad(_product(a, b, partner), wanted, grad, create_graph=True))
             return (next(got) if a.requires_grad else None), (next(got) if b.requires_grad else None), None
         cols = a.shape[-3]
-        ac, bc = torch.conj_physical(a), torch.conj_physical(b)
+        ac = torch.conj_physical(a)
+        bc = torch.conj_physical(b)
         ga, gb = torch.empty_like(a), torch.empty_like(b)
         g = grad
-        for c in range(cols - 1, -1, -1):  # g = dL/dU after column c; vecdot(x, y) = Σ conj(x) y
+        for c in range(cols - 1, -1, -1):  # g = dL/dU after column c
             u, p = before[c], partner[c]
-            ga[..., c, :, 0] = torch.linalg.vecdot(u, g)
-            gb[..., c, :, 0] = torch.linalg.vecdot(u.index_select(-2, p), g)
-            g = (ac[..., c, :, :] * g).add_((bc[..., c, :, :] * g).index_select(-2, p))
+            gp = g.index_select(-2, p)                # g[partner]: the one row gather of the step
+            uc = u.conj()
+            # Σ_j conj(u[r, j]) g[r, j] and Σ_j conj(u[r, j]) g[p(r), j] (einsum: ~2× linalg.vecdot);
+            # dL/db[r] = Σ_j conj(u[p(r), j]) g[r, j] is the second one read at row p(r)
+            ga[..., c, :, 0] = torch.einsum("...ij,...ij->...i", uc, g)
+            gb[..., c, :, 0] = torch.einsum("...ij,...ij->...i", uc, gp).index_select(-1, p)
+            # dL/dU before c: conj(a) ⊙ g + (conj(b) ⊙ g)[p] = conj(a) ⊙ g + conj(b)[p] ⊙ g[p]
+            g = torch.addcmul(ac[..., c, :, :] * g, bc[..., c, :, :].index_select(-2, p), gp)
         return ga, gb, None
 
 

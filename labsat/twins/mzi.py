@@ -56,16 +56,18 @@ class MZIMeshTwin(FittedTensors, nn.Module):
                  + torch.cat([zero, self.crosstalk * u[..., :-1]], -1)
         return self.offset + self.phase_per_u * torch.exp(self.log_eff) * heat
 
-    def forward(self, amplitudes: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    def forward(self, amplitudes: torch.Tensor, u: torch.Tensor, dtype: torch.dtype = torch.float64) -> torch.Tensor:
         """Normalised output powers for input amplitudes in [0, 1] and controls u.
 
         Shapes: amplitudes (B, N) with u (H,), or amplitudes (K, B, N) with u (K, H) for K control
         settings at once. Normalised so that one input port at amplitude 1 carries power 1.
+        ``dtype``: the mesh is built and applied in this precision (float32: the large-mesh calibration
+        fit, ~2.5× faster at N = 64; the phases and the result stay float64).
         """
-        phases = self.heater_phases(u)
+        phases = self.heater_phases(u).to(dtype)
         transfer = mesh_matrix(phases[..., 0::2], phases[..., 1::2], self.layout,
-                               split_error=self.coupler_error)
-        return torch.exp(self.log_gain) * powers(transfer, amplitudes.to(torch.float64))
+                               split_error=self.coupler_error.to(dtype))
+        return torch.exp(self.log_gain) * powers(transfer, amplitudes.to(dtype)).to(torch.float64)
 
     # --- persistence of the fitted imperfections (FittedTensors) ---
     def describe(self) -> str:
