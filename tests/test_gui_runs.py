@@ -8,12 +8,8 @@ import pytest
 pytest.importorskip("pytestqt")
 pytest.importorskip("pyqtgraph")
 from PySide6.QtCore import Qt  # noqa: E402
-from test_gui import JOB_TIMEOUT_MS, station_file  # noqa: E402,F401  (the repository's station under tmp_path)
+from test_gui import JOB_TIMEOUT_MS, small_calibration, station_file, wait_idle  # noqa: E402,F401  (station_file: the repository's station under tmp_path)
 from typer.testing import CliRunner  # noqa: E402
-
-
-def _wait_idle(qtbot, w):
-    qtbot.waitUntil(lambda: not w.runner.busy, timeout=JOB_TIMEOUT_MS)
 
 
 def test_gui_calibration_and_trainings_are_recorded_and_resumable(qtbot, station_file, monkeypatch):
@@ -29,23 +25,13 @@ def test_gui_calibration_and_trainings_are_recorded_and_resumable(qtbot, station
         qtbot.mouseClick(w.station.connect_button, Qt.LeftButton)
         assert w.bench.connected
         # calibration: measure + fit, then the operator accepts the fit
-        cal = w.calibration
-        cal.settings.setValue(8)
-        cal.inputs.setValue(8)
-        cal.adam_steps.setValue(30)
-        cal.lbfgs_steps.setValue(5)
-        qtbot.mouseClick(cal.run_button, Qt.LeftButton)
-        _wait_idle(qtbot, w)
-        assert cal.result is not None, cal.status.text()
-        with qtbot.waitSignal(cal.saved, timeout=5000) as saved:
-            qtbot.mouseClick(cal.accept_button, Qt.LeftButton)
-        cal_path = saved.args[0]
+        cal_path = small_calibration(qtbot, w)
         # an offline training to its end
         t = w.training
         t.mode.setCurrentText("offline")
         t.epochs.setValue(1)
         qtbot.mouseClick(t.start_button, Qt.LeftButton)
-        _wait_idle(qtbot, w)
+        wait_idle(qtbot, w)
         assert t.result is not None and t.result.status == "completed", t.status.text()
         offline_run = t.result.run
         # an online training aborted after its first epoch (a checkpoint to resume from)
@@ -55,7 +41,7 @@ def test_gui_calibration_and_trainings_are_recorded_and_resumable(qtbot, station
         qtbot.mouseClick(t.start_button, Qt.LeftButton)
         qtbot.waitUntil(lambda: t.epoch_bar.value() >= 1, timeout=JOB_TIMEOUT_MS)
         qtbot.mouseClick(t.abort_button, Qt.LeftButton)
-        _wait_idle(qtbot, w)
+        wait_idle(qtbot, w)
         assert t.result is not None and t.result.status == "aborted", t.status.text()
         online_run = t.result.run
     finally:
