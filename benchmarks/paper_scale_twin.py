@@ -29,27 +29,9 @@ sys.path.insert(0, str(ROOT))
 
 from labsat.twins.mzi import MZIMeshTwin  # noqa: E402
 
-
-def old_forward(twin, amplitudes, u):
-    """The twin before issue 12 (one clone + index_put per column), for the speed comparison."""
-    phases = twin.heater_phases(u).unsqueeze(-2)
-    theta, phi = phases[..., 0::2], phases[..., 1::2]
-    split = math.pi / 4 + twin.coupler_error
-    c, s = torch.cos(split), torch.sin(split)
-    state = torch.complex(amplitudes, torch.zeros_like(amplitudes))
-    for tops, sl in zip(twin.layout.columns, twin.layout.column_slices):
-        if len(tops) == 0:
-            continue
-        tops = torch.as_tensor(tops)
-        a, b = state[..., tops], state[..., tops + 1]
-        a = a * torch.exp(1j * phi[..., sl])
-        a, b = c[sl, 0] * a + 1j * s[sl, 0] * b, 1j * s[sl, 0] * a + c[sl, 0] * b
-        a = a * torch.exp(1j * theta[..., sl])
-        a, b = c[sl, 1] * a + 1j * s[sl, 1] * b, 1j * s[sl, 1] * a + c[sl, 1] * b
-        state = state.clone()
-        state[..., tops] = a
-        state[..., tops + 1] = b
-    return torch.exp(twin.log_gain) * state.abs() ** 2
+sys.path.insert(0, str(ROOT / "tests"))
+# the twin before issue 12, for the speed comparison: the same reference tests/test_clements.py checks equal to 1e-12
+from test_clements import old_twin_forward as old_forward  # noqa: E402
 
 
 def cpu_ms(fn, reps: int) -> float:
