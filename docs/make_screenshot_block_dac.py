@@ -14,29 +14,18 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import yaml
+from make_screenshot_manual import open_on_manual, save, settle  # the window set-up shared with gui-manual.png
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def settle(app, n: int = 30) -> None:
-    for _ in range(n):
-        app.processEvents()
-        time.sleep(0.01)
 
 
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", type=Path, default=ROOT / "docs")
     args = ap.parse_args()
-    from PySide6.QtWidgets import QApplication
-
-    from labsat.gui.window import MainWindow
-
-    app = QApplication.instance() or QApplication(sys.argv)
     with tempfile.TemporaryDirectory() as tmp:
         data = yaml.safe_load((ROOT / "stations" / "paper-mzi.yaml").read_text())
         data["station"]["calibration_dir"] = str(Path(tmp) / "cal")
@@ -45,14 +34,8 @@ def main() -> int:
         data["layers"]["mesh"]["v_max"] = 0.2  # 4032 heaters at 0.2 V: 0.27 W, inside the lowered total
         station = Path(tmp) / "paper-mzi.yaml"
         station.write_text(yaml.safe_dump(data, sort_keys=False))
-        w = MainWindow(station)
-        w.resize(1300, 900)
-        w.show()
-        w.connect_station()
-        w.tabs.setCurrentWidget(w.manual)
-        settle(app)
+        app, w = open_on_manual(station)
         m = w.manual
-        m.instrument.setCurrentText("heaters")
         for ch, v in ((0, 1.2), (1, 2.5), (2, 4.0)):
             m.spins[ch].setValue(v)
         m.page.setValue(4032)
@@ -64,16 +47,11 @@ def main() -> int:
             box.setValue(box.maximum())
         m.apply()  # 64 channels at their cap: over the 1 W total, refused whole, shown in the status line
         settle(app)
-        args.out.mkdir(parents=True, exist_ok=True)
-        path = args.out / "gui-manual-block-dac.png"
-        w.grab().save(str(path))
-        print("wrote", path)
+        save(w, args.out / "gui-manual-block-dac.png")
         w.tabs.setCurrentWidget(w.station)
         w.station.poll()
         settle(app, 60)
-        path = args.out / "gui-station-block-dac.png"
-        w.grab().save(str(path))
-        print("wrote", path)
+        save(w, args.out / "gui-station-block-dac.png")
         w.close()
     return 0
 

@@ -25,26 +25,38 @@ def settle(app, n: int = 30) -> None:
         time.sleep(0.01)
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--out", type=Path, default=ROOT / "docs")
-    args = ap.parse_args()
+def open_on_manual(station: Path):
+    """The main window on ``station``, connected to its virtual lab, Manual tab showing the heaters."""
     from PySide6.QtWidgets import QApplication
 
     from labsat.gui.window import MainWindow
 
     app = QApplication.instance() or QApplication(sys.argv)
+    w = MainWindow(station)
+    w.resize(1300, 900)
+    w.show()
+    w.connect_station()
+    w.tabs.setCurrentWidget(w.manual)
+    settle(app)
+    w.manual.instrument.setCurrentText("heaters")
+    return app, w
+
+
+def save(w, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    w.grab().save(str(path))
+    print("wrote", path)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", type=Path, default=ROOT / "docs")
+    args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         station = Path(tmp) / "instruments.yaml"
         shutil.copy(ROOT / "instruments.yaml", station)
-        w = MainWindow(station)
-        w.resize(1300, 900)
-        w.show()
-        w.connect_station()
-        w.tabs.setCurrentWidget(w.manual)
-        settle(app)
+        app, w = open_on_manual(station)
         m = w.manual
-        m.instrument.setCurrentText("heaters")
         w.log_pane.io.setChecked(True)
         logging.getLogger("labsat.gui").warning("manual control: 3 heaters set by hand")
         for ch, v in ((0, 1.2), (1, 2.5), (2, 4.0)):
@@ -55,10 +67,7 @@ def main() -> int:
             box.setValue(6.5)
         m.apply()  # over the 3.5 W total: refused, shown in the status line
         settle(app)
-        args.out.mkdir(parents=True, exist_ok=True)
-        path = args.out / "gui-manual.png"
-        w.grab().save(str(path))
-        print("wrote", path)
+        save(w, args.out / "gui-manual.png")
         w.close()
     return 0
 
