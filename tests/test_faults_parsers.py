@@ -7,7 +7,6 @@ never another exception.
 """
 from __future__ import annotations
 
-import copy
 import json
 import math
 
@@ -16,6 +15,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from config_mutations import mutate
 from conftest import minimal_config
 from labsat.calibration import CalibrationError, load_calibration
 from labsat.config import ConfigError, StationConfig, load_config, parse_config
@@ -33,41 +33,8 @@ values = st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=
                       max_leaves=10)
 
 
-def _paths(node, prefix=()):
-    """Every (path, container) into the nested dict/list."""
-    yield prefix
-    if isinstance(node, dict):
-        for k, v in node.items():
-            yield from _paths(v, prefix + (k,))
-    elif isinstance(node, list):
-        for i, v in enumerate(node):
-            yield from _paths(v, prefix + (i,))
-
-
 def _mutate(data: dict, draw) -> dict:
-    data = copy.deepcopy(data)
-    for _ in range(draw(st.integers(min_value=1, max_value=4))):
-        paths = [p for p in _paths(data) if p]
-        if not paths:
-            break
-        path = draw(st.sampled_from(paths))
-        parent = data
-        for key in path[:-1]:
-            parent = parent[key]
-        op = draw(st.sampled_from(["replace", "delete", "add"]))
-        if op == "replace":
-            parent[path[-1]] = draw(values)
-        elif op == "delete":
-            del parent[path[-1]]
-        else:
-            target = parent[path[-1]]
-            if isinstance(target, dict):
-                target[draw(st.text(max_size=8))] = draw(values)
-            elif isinstance(target, list):
-                target.append(draw(values))
-            else:
-                parent[path[-1]] = draw(values)
-    return data
+    return mutate(data, draw, values, st.text(max_size=8), max_edits=4)
 
 
 @SETTINGS

@@ -15,7 +15,6 @@ runs N of each per file.
 """
 from __future__ import annotations
 
-import copy
 import os
 import re
 import warnings
@@ -27,6 +26,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
+from config_mutations import mutate
 from labsat.config import ConfigError, load_config, parse_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -47,41 +47,9 @@ values = st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=
                       max_leaves=8)
 
 
-def _paths(node, prefix=()):
-    yield prefix
-    if isinstance(node, dict):
-        for k, v in node.items():
-            yield from _paths(v, prefix + (k,))
-    elif isinstance(node, list):
-        for i, v in enumerate(node):
-            yield from _paths(v, prefix + (i,))
-
-
 def _mutate(data: dict, draw) -> dict:
     """1-3 random edits: replace a value (any type, any structure), delete a key or item, add a key or item."""
-    data = copy.deepcopy(data)
-    for _ in range(draw(st.integers(min_value=1, max_value=3))):
-        paths = [p for p in _paths(data) if p]
-        if not paths:
-            break
-        path = draw(st.sampled_from(paths))
-        parent = data
-        for key in path[:-1]:
-            parent = parent[key]
-        op = draw(st.sampled_from(["replace", "replace", "delete", "add"]))
-        if op == "replace":
-            parent[path[-1]] = draw(values)
-        elif op == "delete":
-            del parent[path[-1]]
-        else:
-            target = parent[path[-1]]
-            if isinstance(target, dict):
-                target[draw(key_text)] = draw(values)
-            elif isinstance(target, list):
-                target.append(draw(values))
-            else:
-                parent[path[-1]] = draw(values)
-    return data
+    return mutate(data, draw, values, key_text, max_edits=3, ops=("replace", "replace", "delete", "add"))
 
 
 class _Started(Exception):
