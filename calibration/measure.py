@@ -53,6 +53,29 @@ def schedule_for(hardware) -> tuple[float, ...]:
     return (1.0,)
 
 
+SMALL_MESH_BUDGET = (64, 32)  # settings × inputs of `labsat calibrate` up to 8 modes (labsat.defaults)
+BAND_SETTINGS = 32  # settings per control band above 8 modes
+
+
+def budget_for_modes(modes: int, banded: bool = True) -> tuple[int, int]:
+    """The default measuring budget ``(settings, inputs per setting)`` for an N-mode layer.
+
+    Up to 8 modes (and for layers that are not Clements meshes, ``banded=False``): 64 settings × 32
+    inputs, the budget the plain fit converges with. Above: 32 settings per control band (4 bands, 128
+    settings) × N²/8 inputs (at least 32), i.e. 16 N² readings: N = 16: 128 × 32, N = 32: 128 × 128,
+    N = 64: 128 × 512 (benchmarks/README.md, "Paper scale": the budget every large-mesh figure used).
+    Inputs are cheap (a modulator sequence), heater settings slow (thermal settling), so the budget
+    grows in inputs."""
+    if modes <= BANDED_ABOVE_MODES or not banded:
+        return SMALL_MESH_BUDGET
+    return BAND_SETTINGS * len(DEFAULT_SCHEDULE), max(SMALL_MESH_BUDGET[1], modes * modes // 8)
+
+
+def budget_for(hardware) -> tuple[int, int]:
+    """:func:`budget_for_modes` for ``hardware`` (banded when :func:`schedule_for` bands it)."""
+    return budget_for_modes(getattr(hardware, "modes", 0), banded=len(schedule_for(hardware)) > 1)
+
+
 def measure(hardware, settings: int = 64, inputs_per_setting: int = 32, seed: int = 0,
             progress: Callable[[int, int], None] | None = None,
             schedule: tuple[float, ...] | None = None) -> Measurements:

@@ -31,7 +31,8 @@ import numpy as np
 import torch
 
 from .fit import fit_in_bands, rmse  # noqa: F401  (fit_in_bands: also reached from here)
-from .measure import BANDED_ABOVE_MODES, DEFAULT_SCHEDULE, Measurements, measure, schedule_for  # noqa: F401
+from .measure import (BAND_SETTINGS, BANDED_ABOVE_MODES, DEFAULT_SCHEDULE, Measurements, budget_for_modes,  # noqa: F401
+                      measure, schedule_for)
 
 # schedule_for (measure.py) and fit_in_bands (fit.py) live below this module, so that measuring and fitting
 # use them without importing it (imports run one way: tests/test_import_graph.py).
@@ -55,7 +56,8 @@ class ProgressivePlan:
         """A budget of 4 N² readings per stage: 32 settings × N²/8 inputs (inputs are cheap, a sample of a
         modulator sequence; heater settings are slow, thermal settling). Each setting with B ≥ N inputs
         constrains the whole transfer matrix, so few settings suffice and the fit stays small."""
-        return cls(settings=32, inputs=max(16, modes * modes // 8))
+        settings, inputs = budget_for_modes(max(modes, BANDED_ABOVE_MODES + 1))
+        return cls(settings=settings // len(DEFAULT_SCHEDULE), inputs=inputs)
 
     @property
     def readings(self) -> int:

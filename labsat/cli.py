@@ -95,7 +95,7 @@ def _hooks():
             _active_hooks.pop()
 
 
-def run_calibration(station, settings: int = defaults.CAL_SETTINGS, inputs: int = defaults.CAL_INPUTS,
+def run_calibration(station, settings: int | None = None, inputs: int | None = None,
                     holdout: float = defaults.CAL_HOLDOUT, seed: int = 0):
     """The calibrate workflow with progress bars (recorded, saved): a
     :class:`labsat.workflows.CalibrationResult` (``.path``, ``.meta``)."""
@@ -108,8 +108,11 @@ def run_calibration(station, settings: int = defaults.CAL_SETTINGS, inputs: int 
 
 @app.command()
 def calibrate(station: Path = StationOpt, chip_seed: Optional[int] = SeedOpt, kind: Optional[str] = KindOpt,
-              settings: int = typer.Option(defaults.CAL_SETTINGS, help="random heater settings to measure"),
-              inputs: int = typer.Option(defaults.CAL_INPUTS, help="inputs measured per heater setting"),
+              settings: Optional[int] = typer.Option(None, help="random heater settings to measure (default: "
+                                                     f"{defaults.CAL_SETTINGS} up to 8 modes, 128 above)"),
+              inputs: Optional[int] = typer.Option(None, help="inputs measured per heater setting (default: "
+                                                   f"{defaults.CAL_INPUTS} up to 8 modes, N²/8 above: 16 N² "
+                                                   "readings in all)"),
               holdout: float = typer.Option(defaults.CAL_HOLDOUT, help="fraction of settings held out to test the fit"),
               check: bool = typer.Option(False, "--check", help="only re-measure a few settings and say whether the "
                                          "stored fit is still valid (exit 0 valid, 1 stale)"),

@@ -13,14 +13,30 @@ from labsat.workflows.record import recorded
 
 @dataclass
 class CalibrationParams:
-    settings: int = defaults.CAL_SETTINGS
-    inputs: int = defaults.CAL_INPUTS
+    # None: the layer's default budget (calibration.measure.budget_for: 64 × 32 up to 8 modes, 128 × N²/8
+    # for larger Clements meshes), resolved against the hardware by `for_hardware`
+    settings: int | None = None
+    inputs: int | None = None
     holdout: float = defaults.CAL_HOLDOUT
     adam_steps: int | None = None  # None: the fit's own step counts
     lbfgs_steps: int | None = None
     seed: int = 0
 
+    def for_hardware(self, hardware) -> "CalibrationParams":
+        """These parameters with the budget left open (None) filled in from ``hardware``'s size."""
+        if self.settings is not None and self.inputs is not None:
+            return self
+        from dataclasses import replace
+
+        from labsat.calibration.measure import budget_for
+
+        settings, inputs = budget_for(hardware)
+        return replace(self, settings=settings if self.settings is None else self.settings,
+                       inputs=inputs if self.inputs is None else self.inputs)
+
     def validate(self) -> None:
+        if self.settings is None or self.inputs is None:
+            raise ValueError("calibration budget not resolved: call for_hardware(hardware) first")
         if self.settings < 2 or self.inputs < 1:
             raise ValueError("calibration needs at least 2 heater settings and 1 input per setting")
         if not 0 < self.holdout < 1:
@@ -75,9 +91,10 @@ def measure_and_fit(station, p: CalibrationParams, hooks: Hooks = QUIET, *, laye
     from labsat.calibration.fit import predict
     from labsat.kinds import kind_of
 
-    p.validate()
     layer = layer or station.layer_names[0]
     hw = hardware if hardware is not None else station.layer(layer)
+    p = p.for_hardware(hw)
+    p.validate()
 
     def on_measure(k, n):
         hooks.emit("measure", (k, n))
@@ -138,6 +155,7 @@ def calibrate(station, p: CalibrationParams | None = None, hooks: Hooks = QUIET,
     """
     p = p or CalibrationParams()
     layer = layer or station.layer_names[0]
+    p = p.for_hardware(hardware if hardware is not None else _layer_size(station, layer))
     config = {**p.record(), "chip_seed": _chip_seed(station), "kind": _kind_name(station, layer),
               "layer": layer, "source": source}
     with recorded(station, "calibrate", config, hooks) as rec:
@@ -149,6 +167,18 @@ def calibrate(station, p: CalibrationParams | None = None, hooks: Hooks = QUIET,
         rec.db.finish(rec.run, "completed", calibration=None if result.path is None else str(result.path),
                       result=_summary(result))
     return result
+
+
+def _layer_size(station, layer: str):
+    """What the default budget needs of a layer (``modes``, ``n_controls``), read from the station file
+    without opening its hardware (a Clements mesh has N(N - 1) heaters; other kinds are not banded)."""
+    from types import SimpleNamespace
+
+    from labsat.config import MeshLayerConfig
+
+    cfg = station.config.layers[layer]
+    n = cfg.modes if isinstance(cfg, MeshLayerConfig) else 0
+    return SimpleNamespace(modes=n, n_controls=n * (n - 1))
 
 
 def _chip_seed(station) -> int | None:
