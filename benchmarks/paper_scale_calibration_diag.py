@@ -18,7 +18,8 @@ uniform over the whole control range (a sparse fringe per MZI). Fit: ``--params`
 (``--lr``) or L-BFGS, the mesh in float32 as in the banded fit. Every ``--every`` steps it prints the train
 RMSE / noise floor and the RMS error of the fitted θ and φ offsets against the hidden ones (wrapped to
 (-π, π]; a report reading the truth, never used by the fit). Writes one line of JSON per checkpoint to
-``--out`` (default benchmarks/results/paper_scale_calibration_diag/<model>_<N>_<tag>.jsonl).
+``--out`` (default benchmarks/results/paper_scale_calibration_diag/<model>_<N>_<tag>.jsonl); ``--summary``
+prints the table of every result file.
 """
 from __future__ import annotations
 
@@ -109,6 +110,20 @@ def run(n: int, args) -> list[dict]:
     return rows
 
 
+def summary() -> str:
+    """Markdown: per result file, the checkpoints at steps 0, 100 and the last (ratio, θ / φ offset errors)."""
+    out = ["| model | N | fit (file tag) | step | train RMSE / floor | θ offset error (rad) | φ offset error (rad) | CPU s |",
+           "|---|---:|---|---:|---:|---:|---:|---:|"]
+    for path in sorted(RESULTS.glob("*.jsonl"), key=lambda p: (p.name.split("_")[0], int(p.name.split("_")[1]), p.name)):
+        model, n, tag = path.stem.split("_", 2)
+        rows = [json.loads(line) for line in path.read_text().splitlines()]
+        for r in rows:
+            if r["step"] in (0, 100) or r is rows[-1]:
+                out.append(f"| {model} | {n} | {tag} | {r['step']} | {r['ratio']:.2f} | {r['theta_offset_err']:.3f} | "
+                           f"{r['phi_offset_err']:.3f} | {r['cpu_s']:.0f} |")
+    return "\n".join(out)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="labsat", choices=["labsat", "paper"])
@@ -124,9 +139,14 @@ def main() -> None:
     ap.add_argument("--every", type=int, default=50)
     ap.add_argument("--params", nargs="+", default=list(FIT_PARAMETERS), choices=FIT_PARAMETERS)
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--summary", action="store_true", help="only print the table of the result files")
     args = ap.parse_args()
+    if args.summary:
+        print(summary())
+        return
     torch.set_num_threads(1)
-    tag = f"{args.opt}{args.lr:g}_{args.inputs}{args.lit or ''}_u{args.u:g}_{'-'.join(args.params)}"
+    params = "all" if set(args.params) == set(FIT_PARAMETERS) else "-".join(args.params)
+    tag = f"{args.opt}{args.lr:g}_{args.inputs}{args.lit or ''}_u{args.u:g}_{params}"
     for n in args.modes:
         out = args.out or RESULTS / f"{args.model}_{n}_{tag}.jsonl"
         out.parent.mkdir(parents=True, exist_ok=True)
