@@ -14,7 +14,7 @@ from labsat.calibration.measure import budget_for, budget_for_modes
 from labsat.calibration.progressive import ProgressivePlan
 from labsat.config import load_config
 from labsat.station import Station
-from labsat.workflows.calibrate import _layer_size
+from labsat.workflows.calibrate import _layer_size, default_budget
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -55,6 +55,7 @@ def test_params_fill_only_what_is_left_open():
 def test_station_files_give_the_budget_without_opening_the_hardware(tmp_path):
     big = load_config(ROOT / "stations" / "paper-mzi.yaml")
     assert budget_for(_layer_size(SimpleNamespace(config=big), "mesh")) == (128, 512)
+    assert default_budget(SimpleNamespace(config=big)) == (128, 512)  # what the GUI's calibration panel shows
     d = minimal_config()
     small = load_config(write_yaml(tmp_path / "station.yaml", d))
     layer = next(iter(small.layers))

@@ -8,6 +8,7 @@ from PySide6.QtWidgets import (QFormLayout, QGridLayout, QHBoxLayout, QLabel, QP
                                QVBoxLayout, QWidget)
 
 from labsat import defaults
+from labsat.workflows.calibrate import default_budget
 
 from .common import dspin, heading, plot, spin
 from .jobs import CalibrationParams, CalibrationResult, run_calibration, save_calibration_result
@@ -35,8 +36,9 @@ class CalibrationPanel(QWidget):
         self.result: CalibrationResult | None = None
         self.saved_path: str | None = None
 
-        self.settings = spin(defaults.CAL_SETTINGS, 2, 100000)
-        self.inputs = spin(defaults.CAL_INPUTS, 1, 4096)
+        settings, inputs = default_budget(self.bench, self.bench.layer)  # follows the layer's size, as the CLI
+        self.settings = spin(settings, 2, 100000)
+        self.inputs = spin(inputs, 1, 4096)
         self.holdout = dspin(defaults.CAL_HOLDOUT, 0.05, 0.9, 0.05, 2)
         fit_steps = _fit_steps()
         self.adam_steps = spin(fit_steps["adam_steps"], 1, 100000, 50)

@@ -169,6 +169,14 @@ def calibrate(station, p: CalibrationParams | None = None, hooks: Hooks = QUIET,
     return result
 
 
+def default_budget(station, layer: str | None = None) -> tuple[int, int]:
+    """``(settings, inputs)`` that a calibration of ``station``'s layer measures when not told
+    (:func:`labsat.calibration.measure.budget_for`); ``station``: anything with a ``config`` (the GUI's bench)."""
+    from labsat.calibration.measure import budget_for
+
+    return budget_for(_layer_size(station, layer or next(iter(station.config.layers))))
+
+
 def _layer_size(station, layer: str):
     """What the default budget needs of a layer (``modes``, ``n_controls``), read from the station file
     without opening its hardware (a Clements mesh has N(N - 1) heaters; other kinds are not banded)."""
