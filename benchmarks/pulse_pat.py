@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import json
 import time
 from pathlib import Path
@@ -37,9 +38,10 @@ import yaml
 from labsat.calibration import measure
 from labsat.calibration.learned import collect
 from labsat.calibration.measure import Measurements
-from labsat.calibration.pulse import fit_learned, prediction_error
+from labsat.calibration.pulse import OnlineRefresh, fit_learned, prediction_error
 from labsat.calibration.sweeps import concat
 from labsat.config import parse_config
+from labsat.data import load_digits
 from labsat.kinds import KINDS
 from labsat.multilayer import DeepClassifier
 from labsat.physical import PhysicalLayer
@@ -48,6 +50,8 @@ from labsat.train import TrainConfig, accuracy, train
 from labsat.vowels import load_vowels
 
 REPO = Path(__file__).resolve().parents[1]
+# declared data sets, split seed 0, features = the layer's input pixels
+DATASETS = {"vowels": load_vowels, "digits": load_digits}
 
 
 def station_config(path: Path, n_controls: int | None, tmp: Path):
@@ -118,6 +122,9 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--station", default=str(REPO / "stations" / "pulse.yaml"))
     ap.add_argument("--n-controls", type=int, default=None, help="override the station's parameter pixels")
+    ap.add_argument("--data", default="vowels", choices=tuple(DATASETS),
+                    help="vowels (synthetic, 10 classes, digital ceiling 82-89 %%) or digits (sklearn 8x8, PCA to the "
+                         "input pixels, 10 classes, digital ceiling ~95 %% at 8 features)")
     ap.add_argument("--devices", type=int, nargs="+", default=[2, 3, 4, 5, 6])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--cal-settings", type=int, default=1500)
@@ -137,7 +144,14 @@ def main() -> None:
                     help="PAT starts from the in-silico network (same seed) or from the same initial network")
     ap.add_argument("--near", type=float, default=0.02)
     ap.add_argument("--near-settings", type=int, default=40)
-    ap.add_argument("--methods", nargs="+", default=["in silico", "PAT", "PAT cautious"])
+    ap.add_argument("--methods", nargs="+", default=["in silico", "PAT", "PAT cautious"],
+                    help="in silico, PAT, PAT cautious, PAT probe (measure more where the members disagree), "
+                         "PAT frozen twin")
+    ap.add_argument("--probe-threshold", type=float, default=1.0,
+                    help="PAT probe: extra measurements when the members' disagreement on a batch exceeds this "
+                         "multiple of its calibration median")
+    ap.add_argument("--probe-settings", type=int, default=4, help="PAT probe: extra settings per triggered batch")
+    ap.add_argument("--probe-sigma", type=float, default=0.02, help="PAT probe: spread of the extra settings")
     ap.add_argument("--near-insilico", action="store_true",
                     help="also measure the twin's R² near the in-silico network's final parameters")
     ap.add_argument("--out", default=str(REPO / "runs" / "bench" / "pulse-pat"))
@@ -156,7 +170,7 @@ def main() -> None:
     cfg = station_config(Path(args.station), args.n_controls, out)
     lname = next(iter(cfg.layers))
     layer_cfg = cfg.layers[lname]
-    data = load_vowels(layer_cfg.n_inputs, seed=0)
+    data = DATASETS[args.data](layer_cfg.n_inputs, seed=0)
     runs, devices = [], {}
     t_all = time.time()
     for device in args.devices:
@@ -190,6 +204,12 @@ def main() -> None:
                     own = copy.deepcopy(twin)
                     own.refresh_online = method != "PAT frozen twin"
                     own.cautious = method == "PAT cautious"
+                    # every online method records the members' disagreement per batch; "PAT probe" also measures
+                    # more around the parameters when it exceeds --probe-threshold x the calibration median
+                    own.refresher = functools.partial(
+                        OnlineRefresh, hardware=hw, probe_threshold=(args.probe_threshold if method == "PAT probe"
+                                                                     else float("inf")),
+                        probe_settings=args.probe_settings, probe_sigma=args.probe_sigma)
                     model = build(own, hw, seed, data.n_classes, args.init)
                     online = method != "in silico"
                     if online and args.pat_from == "insilico":  # PAT continues from the in-silico network
@@ -218,6 +238,12 @@ def main() -> None:
                         r = own.online
                         run["refreshes"] = 0 if r is None else r.refreshes
                         run["refresh_errors"] = [] if r is None else r.errors
+                        d = np.array([np.nan] if r is None or not r.disagreement else r.disagreement)
+                        run["disagreement"] = {"median": float(np.median(d)), "p90": float(np.percentile(d, 90)),
+                                               "max": float(d.max()), "batches": len(d),
+                                               "above_threshold": float(np.mean(d > args.probe_threshold))}
+                        run["probes"] = 0 if r is None else r.probes
+                        run["probe_queries"] = 0 if r is None else r.probe_queries
                     if online or args.near_insilico:
                         near = near_queries(hw, model, data.x_train, args.near, args.near_settings, seed + 17)
                         run["r2_near_final"] = prediction_error(own, near)["r2"]
@@ -226,6 +252,8 @@ def main() -> None:
                     print(f"  seed {seed} {method:>14}: device {100 * run['device_test']:.1f} %, twin "
                           f"{100 * run['twin_test']:.1f} % (with detector noise {100 * run['twin_noisy_test']:.1f} %), "
                           f"{queries} queries, {run['train_s']:.0f} s"
+                          + (f", disagreement / calibration median {run['disagreement']['median']:.2f} (p90 "
+                             f"{run['disagreement']['p90']:.2f}), {run['probes']} probes" if online else "")
                           + (f", R² near final {run['r2_near_final']:.3f} (calibration twin "
                              f"{run['r2_near_final_calibration_twin']:.3f})" if "r2_near_final" in run else ""),
                           flush=True)
@@ -245,16 +273,21 @@ def summarise(runs: list[dict], devices: dict, args) -> str:
              f"{np.mean(r2):.3f} ± {np.std(r2):.3f}, near the start {np.mean(r2n):.3f} ± {np.std(r2n):.3f}, from "
              f"{np.mean([d['queries'] for d in devices.values()]):.0f} calibration queries per device", "",
              "| method | test accuracy on the device (%) | on the twin (%) | training queries | R² near final "
-             "parameters (refreshed / calibration twin) | wall s per run |",
-             "|---|---|---|---|---|---|"]
+             "parameters (refreshed / calibration twin) | members' disagreement / calibration median (median, p90) "
+             "| probes per run | wall s per run |",
+             "|---|---|---|---|---|---|---|---|"]
     for method in args.methods:
         rs = [r for r in runs if r["method"] == method]
         if not rs:
             continue
         near = (f"{np.mean([r['r2_near_final'] for r in rs]):.3f} / "
                 f"{np.mean([r['r2_near_final_calibration_twin'] for r in rs]):.3f}") if "r2_near_final" in rs[0] else "—"
+        dis = (f"{np.mean([r['disagreement']['median'] for r in rs]):.2f}, "
+               f"{np.mean([r['disagreement']['p90'] for r in rs]):.2f}") if "disagreement" in rs[0] else "—"
+        probes = f"{np.mean([r['probes'] for r in rs]):.0f}" if "probes" in rs[0] else "—"
         lines.append(f"| {method} | {ms([r['device_test'] for r in rs])} | {ms([r['twin_test'] for r in rs])} | "
-                     f"{np.mean([r['queries'] for r in rs]):.0f} | {near} | {np.mean([r['train_s'] for r in rs]):.0f} |")
+                     f"{np.mean([r['queries'] for r in rs]):.0f} | {near} | {dis} | {probes} | "
+                     f"{np.mean([r['train_s'] for r in rs]):.0f} |")
     lines += ["", "Every run (test accuracy on the device, %; in brackets: on the twin):", "",
               "| device | seed | " + " | ".join(args.methods) + " |", "|---|---|" + "---|" * len(args.methods)]
     for device in sorted({r["device"] for r in runs}):
