@@ -34,12 +34,12 @@ from pathlib import Path
 import numpy as np
 import torch
 import yaml
-
 from labsat.calibration import measure
 from labsat.calibration.learned import collect
 from labsat.calibration.measure import Measurements
 from labsat.calibration.pulse import OnlineRefresh, fit_learned, prediction_error
 from labsat.calibration.sweeps import concat
+
 from labsat.config import parse_config
 from labsat.data import load_digits
 from labsat.kinds import KINDS

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import torch
 import yaml
-
 from conftest import REPO
 from labsat.calibration import measure
 from labsat.calibration.pulse import OnlineRefresh, fit_learned
+
 from labsat.config import parse_config
 from labsat.data import Dataset
 from labsat.multilayer import DeepClassifier
