@@ -122,8 +122,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--station", default=str(REPO / "stations" / "pulse.yaml"))
     ap.add_argument("--n-controls", type=int, default=None, help="override the station's parameter pixels")
-    ap.add_argument("--data", default="vowels", choices=tuple(DATASETS),
-                    help="vowels (synthetic, 10 classes, digital ceiling 82-89 %%) or digits (sklearn 8x8, PCA to the "
+    ap.add_argument("--data", nargs="+", default=["vowels"], choices=tuple(DATASETS),
+                    help="one or more (each device's calibration serves all): vowels (synthetic, 10 classes, digital ceiling 82-89 %%) or digits (sklearn 8x8, PCA to the "
                          "input pixels, 10 classes, digital ceiling ~95 %% at 8 features)")
     ap.add_argument("--devices", type=int, nargs="+", default=[2, 3, 4, 5, 6])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -170,7 +170,7 @@ def main() -> None:
     cfg = station_config(Path(args.station), args.n_controls, out)
     lname = next(iter(cfg.layers))
     layer_cfg = cfg.layers[lname]
-    data = DATASETS[args.data](layer_cfg.n_inputs, seed=0)
+    datasets = {name: DATASETS[name](layer_cfg.n_inputs, seed=0) for name in args.data}
     runs, devices = [], {}
     t_all = time.time()
     for device in args.devices:
@@ -197,68 +197,69 @@ def main() -> None:
             print(f"device {device}: twin R² {devices[device]['held_out']['r2']:.3f} global, "
                   f"{(devices[device]['held_out_near_start'] or {}).get('r2', float('nan')):.3f} near the start "
                   f"({time.time() - t0:.0f} s)", flush=True)
-            for seed in args.seeds:
-                insilico = None
-                for method in args.methods:
-                    t1 = time.time()
-                    own = copy.deepcopy(twin)
-                    own.refresh_online = method != "PAT frozen twin"
-                    own.cautious = method == "PAT cautious"
-                    # every online method records the members' disagreement per batch; "PAT probe" also measures
-                    # more around the parameters when it exceeds --probe-threshold x the calibration median
-                    own.refresher = functools.partial(
-                        OnlineRefresh, hardware=hw, probe_threshold=(args.probe_threshold if method == "PAT probe"
-                                                                     else float("inf")),
-                        probe_settings=args.probe_settings, probe_sigma=args.probe_sigma)
-                    model = build(own, hw, seed, data.n_classes, args.init)
-                    online = method != "in silico"
-                    if online and args.pat_from == "insilico":  # PAT continues from the in-silico network
-                        state = {k: v for k, v in insilico.state_dict().items() if ".twin." not in k}
-                        model.load_state_dict(state, strict=False)
-                    q0 = hw.samples
-                    tc = TrainConfig(mode="online" if online else "offline", optimizer="adam",
-                                     epochs=args.pat_epochs if online else args.insilico_epochs,
-                                     lr=args.pat_lr if online else args.lr, seed=seed,
-                                     batch_size=args.pat_batch if online else 64)
-                    history = train(model, data, tc)
-                    # batch-norm statistics at the final parameters: on the twin for in silico (what it
-                    # believes), on the device for PAT (--norm-inputs training inputs, counted as queries)
-                    model.recalibrate_norms(data.x_train[:args.norm_inputs] if online else data.x_train,
-                                            on_hardware=online)
-                    if not online:
-                        insilico = model
-                    queries = hw.samples - q0
-                    run = {"device": device, "seed": seed, "method": method, "queries": queries,
-                           "train_s": time.time() - t1,
-                           "twin_test": accuracy(model, data.x_test, data.y_test, on_hardware=False),
-                           "twin_noisy_test": noisy_twin_accuracy(model, own, data, seed),
-                           "device_test": accuracy(model, data.x_test, data.y_test, on_hardware=True),
-                           "train_loss": [e.loss for e in history.epochs]}
-                    if online:
-                        r = own.online
-                        run["refreshes"] = 0 if r is None else r.refreshes
-                        run["refresh_errors"] = [] if r is None else r.errors
-                        d = np.array([np.nan] if r is None or not r.disagreement else r.disagreement)
-                        run["disagreement"] = {"median": float(np.median(d)), "p90": float(np.percentile(d, 90)),
-                                               "max": float(d.max()), "batches": len(d),
-                                               "above_threshold": float(np.mean(d > args.probe_threshold))}
-                        run["probes"] = 0 if r is None else r.probes
-                        run["probe_queries"] = 0 if r is None else r.probe_queries
-                    if online or args.near_insilico:
-                        near = near_queries(hw, model, data.x_train, args.near, args.near_settings, seed + 17)
-                        run["r2_near_final"] = prediction_error(own, near)["r2"]
-                        run["r2_near_final_calibration_twin"] = prediction_error(twin, near)["r2"]
-                    runs.append(run)
-                    print(f"  seed {seed} {method:>14}: device {100 * run['device_test']:.1f} %, twin "
-                          f"{100 * run['twin_test']:.1f} % (with detector noise {100 * run['twin_noisy_test']:.1f} %), "
-                          f"{queries} queries, {run['train_s']:.0f} s"
-                          + (f", disagreement / calibration median {run['disagreement']['median']:.2f} (p90 "
-                             f"{run['disagreement']['p90']:.2f}), {run['probes']} probes" if online else "")
-                          + (f", R² near final {run['r2_near_final']:.3f} (calibration twin "
-                             f"{run['r2_near_final_calibration_twin']:.3f})" if "r2_near_final" in run else ""),
-                          flush=True)
-                    (out / "results.json").write_text(json.dumps({"args": vars(args), "devices": devices,
-                                                                  "runs": runs}, indent=1))
+            for data_name, data in datasets.items():
+                for seed in args.seeds:
+                    insilico = None
+                    for method in args.methods:
+                        t1 = time.time()
+                        own = copy.deepcopy(twin)
+                        own.refresh_online = method != "PAT frozen twin"
+                        own.cautious = method == "PAT cautious"
+                        # every online method records the members' disagreement per batch; "PAT probe" also measures
+                        # more around the parameters when it exceeds --probe-threshold x the calibration median
+                        own.refresher = functools.partial(
+                            OnlineRefresh, hardware=hw, probe_threshold=(args.probe_threshold if method == "PAT probe"
+                                                                         else float("inf")),
+                            probe_settings=args.probe_settings, probe_sigma=args.probe_sigma)
+                        model = build(own, hw, seed, data.n_classes, args.init)
+                        online = method != "in silico"
+                        if online and args.pat_from == "insilico":  # PAT continues from the in-silico network
+                            state = {k: v for k, v in insilico.state_dict().items() if ".twin." not in k}
+                            model.load_state_dict(state, strict=False)
+                        q0 = hw.samples
+                        tc = TrainConfig(mode="online" if online else "offline", optimizer="adam",
+                                         epochs=args.pat_epochs if online else args.insilico_epochs,
+                                         lr=args.pat_lr if online else args.lr, seed=seed,
+                                         batch_size=args.pat_batch if online else 64)
+                        history = train(model, data, tc)
+                        # batch-norm statistics at the final parameters: on the twin for in silico (what it
+                        # believes), on the device for PAT (--norm-inputs training inputs, counted as queries)
+                        model.recalibrate_norms(data.x_train[:args.norm_inputs] if online else data.x_train,
+                                                on_hardware=online)
+                        if not online:
+                            insilico = model
+                        queries = hw.samples - q0
+                        run = {"data": data_name, "device": device, "seed": seed, "method": method, "queries": queries,
+                               "train_s": time.time() - t1,
+                               "twin_test": accuracy(model, data.x_test, data.y_test, on_hardware=False),
+                               "twin_noisy_test": noisy_twin_accuracy(model, own, data, seed),
+                               "device_test": accuracy(model, data.x_test, data.y_test, on_hardware=True),
+                               "train_loss": [e.loss for e in history.epochs]}
+                        if online:
+                            r = own.online
+                            run["refreshes"] = 0 if r is None else r.refreshes
+                            run["refresh_errors"] = [] if r is None else r.errors
+                            d = np.array([np.nan] if r is None or not r.disagreement else r.disagreement)
+                            run["disagreement"] = {"median": float(np.median(d)), "p90": float(np.percentile(d, 90)),
+                                                   "max": float(d.max()), "batches": len(d),
+                                                   "above_threshold": float(np.mean(d > args.probe_threshold))}
+                            run["probes"] = 0 if r is None else r.probes
+                            run["probe_queries"] = 0 if r is None else r.probe_queries
+                        if online or args.near_insilico:
+                            near = near_queries(hw, model, data.x_train, args.near, args.near_settings, seed + 17)
+                            run["r2_near_final"] = prediction_error(own, near)["r2"]
+                            run["r2_near_final_calibration_twin"] = prediction_error(twin, near)["r2"]
+                        runs.append(run)
+                        print(f"  {data_name} seed {seed} {method:>14}: device {100 * run['device_test']:.1f} %, twin "
+                              f"{100 * run['twin_test']:.1f} % (with detector noise {100 * run['twin_noisy_test']:.1f} %), "
+                              f"{queries} queries, {run['train_s']:.0f} s"
+                              + (f", disagreement / calibration median {run['disagreement']['median']:.2f} (p90 "
+                                 f"{run['disagreement']['p90']:.2f}), {run['probes']} probes" if online else "")
+                              + (f", R² near final {run['r2_near_final']:.3f} (calibration twin "
+                                 f"{run['r2_near_final_calibration_twin']:.3f})" if "r2_near_final" in run else ""),
+                              flush=True)
+                        (out / "results.json").write_text(json.dumps({"args": vars(args), "devices": devices,
+                                                                      "runs": runs}, indent=1))
     table = summarise(runs, devices, args)
     (out / "table.md").write_text(table + "\n")
     print(table)
@@ -266,6 +267,12 @@ def main() -> None:
 
 
 def summarise(runs: list[dict], devices: dict, args) -> str:
+    names = list(dict.fromkeys(r.get("data", "vowels") for r in runs))
+    return "\n\n".join(f"**{name}**\n\n" + summarise_one([r for r in runs if r.get("data", "vowels") == name],
+                                                             devices, args) for name in names)
+
+
+def summarise_one(runs: list[dict], devices: dict, args) -> str:
     ms = lambda v: f"{100 * np.mean(v):.1f} ± {100 * np.std(v):.1f}"  # noqa: E731
     r2 = [d["held_out"]["r2"] for d in devices.values()]
     r2n = [d["held_out_near_start"]["r2"] for d in devices.values() if d.get("held_out_near_start")]
