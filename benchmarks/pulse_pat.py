@@ -123,8 +123,9 @@ def main() -> None:
     ap.add_argument("--station", default=str(REPO / "stations" / "pulse.yaml"))
     ap.add_argument("--n-controls", type=int, default=None, help="override the station's parameter pixels")
     ap.add_argument("--data", nargs="+", default=["vowels"], choices=tuple(DATASETS),
-                    help="one or more (each device's calibration serves all): vowels (synthetic, 10 classes, digital ceiling 82-89 %%) or digits (sklearn 8x8, PCA to the "
-                         "input pixels, 10 classes, digital ceiling ~95 %% at 8 features)")
+                    help="one or more (each device's calibration serves all): vowels (synthetic, 10 classes, "
+                         "digital ceiling 82-89 %%) or digits (sklearn 8x8, PCA to the input pixels, 10 classes, "
+                         "digital ceiling ~95 %% at 8 features)")
     ap.add_argument("--devices", type=int, nargs="+", default=[2, 3, 4, 5, 6])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--cal-settings", type=int, default=1500)
@@ -250,8 +251,9 @@ def main() -> None:
                             run["r2_near_final"] = prediction_error(own, near)["r2"]
                             run["r2_near_final_calibration_twin"] = prediction_error(twin, near)["r2"]
                         runs.append(run)
-                        print(f"  {data_name} seed {seed} {method:>14}: device {100 * run['device_test']:.1f} %, twin "
-                              f"{100 * run['twin_test']:.1f} % (with detector noise {100 * run['twin_noisy_test']:.1f} %), "
+                        print(f"  {data_name} seed {seed} {method:>14}: device {100 * run['device_test']:.1f} %, "
+                              f"twin {100 * run['twin_test']:.1f} % (with detector noise "
+                              f"{100 * run['twin_noisy_test']:.1f} %), "
                               f"{queries} queries, {run['train_s']:.0f} s"
                               + (f", disagreement / calibration median {run['disagreement']['median']:.2f} (p90 "
                                  f"{run['disagreement']['p90']:.2f}), {run['probes']} probes" if online else "")
