@@ -163,6 +163,7 @@ def main() -> None:
         blobs = [json.loads((Path(m) / "results.json").read_text()) for m in args.merge]
         devices = {k: v for b in blobs for k, v in b["devices"].items()}
         args.seeds = sorted({r["seed"] for b in blobs for r in b["runs"]})
+        args.methods = list(dict.fromkeys(r["method"] for b in blobs for r in b["runs"]))
         print(summarise([r for b in blobs for r in b["runs"]], devices, args))
         return
     torch.set_num_threads(1)
@@ -278,8 +279,9 @@ def summarise_one(runs: list[dict], devices: dict, args) -> str:
     ms = lambda v: f"{100 * np.mean(v):.1f} ± {100 * np.std(v):.1f}"  # noqa: E731
     r2 = [d["held_out"]["r2"] for d in devices.values()]
     r2n = [d["held_out_near_start"]["r2"] for d in devices.values() if d.get("held_out_near_start")]
+    near_start = f", near the start {np.mean(r2n):.3f} ± {np.std(r2n):.3f}" if r2n else ""
     lines = [f"devices {list(devices)}, seeds {args.seeds}; twin held-out R² global "
-             f"{np.mean(r2):.3f} ± {np.std(r2):.3f}, near the start {np.mean(r2n):.3f} ± {np.std(r2n):.3f}, from "
+             f"{np.mean(r2):.3f} ± {np.std(r2):.3f}{near_start}, from "
              f"{np.mean([d['queries'] for d in devices.values()]):.0f} calibration queries per device", "",
              "| method | test accuracy on the device (%) | on the twin (%) | training queries | R² near final "
              "parameters (refreshed / calibration twin) | members' disagreement / calibration median (median, p90) "
@@ -297,6 +299,7 @@ def summarise_one(runs: list[dict], devices: dict, args) -> str:
         lines.append(f"| {method} | {ms([r['device_test'] for r in rs])} | {ms([r['twin_test'] for r in rs])} | "
                      f"{np.mean([r['queries'] for r in rs]):.0f} | {near} | {dis} | {probes} | "
                      f"{np.mean([r['train_s'] for r in rs]):.0f} |")
+    lines += [""] + paired(runs, args.methods)
     lines += ["", "Every run (test accuracy on the device, %; in brackets: on the twin):", "",
               "| device | seed | " + " | ".join(args.methods) + " |", "|---|---|" + "---|" * len(args.methods)]
     for device in sorted({r["device"] for r in runs}):
@@ -308,6 +311,21 @@ def summarise_one(runs: list[dict], devices: dict, args) -> str:
             if any(c != "—" for c in cells):
                 lines.append(f"| {device} | {seed} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def paired(runs: list[dict], methods: list[str]) -> list[str]:
+    """Paired differences on the device (same device and seed): each online method against in silico, and the
+    PAT variants against plain PAT."""
+    acc = {(r["device"], r["seed"], r["method"]): r["device_test"] for r in runs}
+    pairs = [(m, "in silico") for m in methods if m != "in silico"]
+    pairs += [(m, "PAT") for m in methods if m not in ("in silico", "PAT")]
+    lines = []
+    for a, b in pairs:
+        d = np.array([acc[(dv, sd, a)] - acc[(dv, sd, b)] for dv, sd, m in acc if m == a and (dv, sd, b) in acc])
+        if len(d):
+            lines.append(f"- {a} minus {b}, paired: {100 * d.mean():+.1f} ± {100 * d.std():.1f} points, "
+                         f"{a} better in {int((d > 0).sum())} of {len(d)}")
+    return lines
 
 
 if __name__ == "__main__":
