@@ -182,15 +182,8 @@ class OnlineRefresh:
         self.disagreement.append(ratio)
         if ratio <= self.probe_threshold:
             return
-        centre = u[0].numpy()
-        xs, us, ys = [], [], []
-        for _ in range(self.probe_settings):
-            uk = np.clip(centre + self.probe_sigma * self._rng.standard_normal(centre.shape), 0.0, 1.0)
-            xk = x[self._rng.choice(len(x), min(self.probe_inputs, len(x)), replace=False)].numpy()
-            ys.append(np.asarray(self.hardware.forward(xk, uk)))
-            xs.append(xk)
-            us.append(np.repeat(uk[None], len(xk), axis=0))
-        rows = tuple(torch.as_tensor(np.concatenate(a), dtype=torch.float64) for a in (xs, us, ys))
+        rows = measure_near(self.hardware, u[0].numpy(), x.numpy(), self.probe_settings, self.probe_inputs,
+                            self.probe_sigma, self._rng)
         self._rows.append(rows)
         self._pending += len(rows[0])
         self.rows_seen += len(rows[0])
@@ -229,18 +222,9 @@ class TwinRefresher:
 
     def refresh(self, u: np.ndarray, x_pool: np.ndarray) -> float:
         """One refresh; returns the twin's error on the new measurements before fine-tuning (std units)."""
-        u = np.asarray(u, dtype=float)
-        xs, us, ys = [], [], []
-        for _ in range(self.settings):
-            uk = np.clip(u + self.spread * self.rng.standard_normal(u.shape), 0.0, 1.0)
-            xk = x_pool[self.rng.choice(len(x_pool), self.inputs, replace=False)]
-            ys.append(self.hardware.forward(xk, uk))
-            xs.append(xk)
-            us.append(np.repeat(uk[None], len(xk), axis=0))
-            self.samples += len(xk)
-        x = torch.as_tensor(np.concatenate(xs), dtype=torch.float64)
-        uu = torch.as_tensor(np.concatenate(us), dtype=torch.float64)
-        y = torch.as_tensor(np.concatenate(ys), dtype=torch.float64)
+        x, uu, y = measure_near(self.hardware, np.asarray(u, dtype=float), x_pool, self.settings, self.inputs,
+                                self.spread, self.rng)
+        self.samples += len(x)
         with torch.no_grad():
             before = float((((self.twin(x, uu) - y) / self.twin.y_std) ** 2).mean())
         if self.rows is None:
@@ -251,6 +235,20 @@ class TwinRefresher:
                    seed=int(self.rng.integers(1 << 30)))
         self.refreshes += 1
         return before
+
+
+def measure_near(hardware, u: np.ndarray, x_pool: np.ndarray, settings: int, inputs: int, spread: float,
+                 rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``settings`` parameter vectors ``u + N(0, spread)`` (clipped to [0, 1]), each measured on ``hardware`` at
+    ``inputs`` rows of ``x_pool`` (without replacement; all of them if fewer): per-sample rows ``(x, u, y)``."""
+    xs, us, ys = [], [], []
+    for _ in range(settings):
+        uk = np.clip(u + spread * rng.standard_normal(u.shape), 0.0, 1.0)
+        xk = np.asarray(x_pool)[rng.choice(len(x_pool), min(inputs, len(x_pool)), replace=False)]
+        ys.append(np.asarray(hardware.forward(xk, uk)))
+        xs.append(xk)
+        us.append(np.repeat(uk[None], len(xk), axis=0))
+    return tuple(torch.as_tensor(np.concatenate(a), dtype=torch.float64) for a in (xs, us, ys))
 
 
 def _solve_detector(f: torch.Tensor, target: torch.Tensor, ridge: float, prior: torch.Tensor | None):
