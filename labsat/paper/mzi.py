@@ -15,7 +15,11 @@ Methods: ``bp`` (ideal mesh), ``pat`` (chip forward substituted into the ideal m
 backward), ``nat`` (fresh N(0, 0.01) on theta, phi and couplers every forward; the authors' notebook
 never adds its phase noise, we do), all SGD lr 0.1 momentum 0.5 with conv/fc weights clamped to
 [-1, 1]; ``sat`` (SAM rho 0.3 over Adam lr 0.1, ideal mesh) and ``sat_insitu`` (SAT with the PAT
-substitution in both SAM passes). One task = one (method, seed, chip): trained once (cached under
+substitution in both SAM passes). labsat's own (``--set methods=...,bp_twin,sat_twin,sat_insitu_twin``):
+the chip is calibrated first (:mod:`.calibrated`: measured in the virtual lab's physics, issue 12's
+progressive fit, once per chip, cached) and ``bp_twin`` / ``sat_twin`` train on the calibrated twin instead of
+the ideal mesh (deployed on the chip), ``sat_insitu_twin`` is SAT in situ with the calibrated twin as the
+backward model. One task = one (method, seed, chip): trained once (cached under
 ``<out>/cache``), evaluated on its own chip (whole test set) and, for the transfer grid, on new chips.
 """
 from __future__ import annotations
@@ -38,8 +42,14 @@ from labsat.twins.layout import MeshLayout
 
 from . import common
 
-METHODS = ("bp", "pat", "nat", "sat", "sat_insitu")
-LABELS = {"bp": "BP", "pat": "PAT", "nat": "NAT (σ 0.01)", "sat": "SAT in silico", "sat_insitu": "SAT in situ"}
+METHODS = ("bp", "pat", "nat", "sat", "sat_insitu")  # the paper's methods (the default list)
+# labsat's own: calibrate the chip (labsat.paper.calibrated), train on the calibrated twin (deploy on the chip);
+# sat_insitu_twin: SAT in situ with the calibrated twin (not the ideal mesh) as the backward model
+TWIN_METHODS = ("bp_twin", "sat_twin", "sat_insitu_twin")
+ALL_METHODS = METHODS + TWIN_METHODS
+LABELS = {"bp": "BP", "pat": "PAT", "nat": "NAT (σ 0.01)", "sat": "SAT in silico", "sat_insitu": "SAT in situ",
+          "bp_twin": "BP on calibrated twin", "sat_twin": "SAT on calibrated twin",
+          "sat_insitu_twin": "SAT in situ, calibrated twin backward"}
 PAPER_OWN = {"bp": 68.6, "pat": 70.2, "nat": 79.8, "sat": 92.3, "sat_insitu": 97.1}  # σ = 0.15, MNIST, %
 PAPER_TRANSFER = {0.0: 98.5, 0.1: 98.2, 0.15: 95.2, 0.2: 61.3, 0.3: 9.8}  # SAT in situ, mean of 5 new chips
 TRANSFER_SIGMAS = (0.0, 0.1, 0.15, 0.2, 0.3)
@@ -174,7 +184,8 @@ class MeshNet(nn.Module):
         elif s.readout != "paper":
             raise ValueError(f"unknown readout {s.readout!r}: paper | scale")
         self.errors: dict | None = None  # the chip's errors when deployed
-        self.mode = "ideal"  # ideal | chip | pat | nat
+        self.twin: dict | None = None  # the calibrated twin's errors (labsat.paper.calibrated), None = ideal mesh
+        self.mode = "ideal"  # ideal | chip | twin | pat | nat
         self.nat_sigma = 0.0
 
     def digital(self) -> list[nn.Parameter]:
@@ -196,13 +207,15 @@ class MeshNet(nn.Module):
             return self._logits(z, None)
         if self.mode == "chip":
             return self._logits(z, self.errors)
+        if self.mode == "twin":
+            return self._logits(z, self.twin)
         if self.mode == "nat":
             m = self.mesh.layout.n_mzi
             n = {"theta": torch.randn(m, dtype=torch.float64) * self.nat_sigma,
                  "phi": torch.randn(m, dtype=torch.float64) * self.nat_sigma,
                  "bs": torch.randn(m, 2, dtype=torch.float64) * self.nat_sigma}
             return self._logits(z, n)
-        ideal = self._logits(z, None)  # pat: the chip's values, the ideal model's gradient
+        ideal = self._logits(z, self.twin)  # pat: the chip's values, the model's (ideal or twin) gradient
         with torch.no_grad():
             chip = self._logits(z, self.errors)
         return ideal + (chip - ideal).detach()
@@ -218,11 +231,14 @@ def _data(spec: str, n_train, n_test):
 def train(model: MeshNet, method: str, x, y, s: Settings, seed: int) -> list[float]:
     from labsat.sat import SAM
 
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
-    model.mode = {"bp": "ideal", "sat": "ideal", "pat": "pat", "sat_insitu": "pat", "nat": "nat"}[method]
+    if method not in ALL_METHODS:
+        raise ValueError(f"unknown method {method!r}; choose from {', '.join(ALL_METHODS)}")
+    if (method in TWIN_METHODS) != (model.twin is not None):
+        raise ValueError(f"method {method!r}: the calibrated twin is set exactly for {', '.join(TWIN_METHODS)}")
+    model.mode = {"bp": "ideal", "sat": "ideal", "pat": "pat", "sat_insitu": "pat", "nat": "nat", "bp_twin": "twin",
+                  "sat_twin": "twin", "sat_insitu_twin": "pat"}[method]
     model.nat_sigma = s.nat_sigma
-    sam = method in ("sat", "sat_insitu")
+    sam = method in ("sat", "sat_insitu", "sat_twin", "sat_insitu_twin")
     params = list(model.parameters())
     opt = SAM(params, torch.optim.Adam, rho=s.rho, lr=s.sat_lr) if sam else \
         torch.optim.SGD(params, lr=s.sgd_lr, momentum=s.momentum)
@@ -288,6 +304,13 @@ def run_task(task: dict) -> list[dict]:
     model = MeshNet(s, task["seed"])
     own = chip_errors(model.mesh.layout, task["chip"], s.sigma, model=s.error_model)
     model.errors = own
+    calibration: dict = {}
+    if task["method"] in TWIN_METHODS:  # calibrated once per chip (cached), then every method and seed loads it
+        from . import calibrated
+
+        name = f"cal-{s.error_model}-{s.sigma:g}-N{s.modes}-chip{task['chip']}.json"
+        model.twin, calibration = calibrated.calibrate(
+            s.modes, own, task["chip"], Path(task["out"]) / "cache" / name if task.get("out") else None)
     cache = Path(task["out"]) / "cache" / f"mzi-{_key(task)}.pt" if task.get("out") else None
     t0 = time.perf_counter()
     if cache is not None and cache.exists():
@@ -304,7 +327,9 @@ def run_task(task: dict) -> list[dict]:
             "readout": s.readout, "init": s.init, "front": s.front, "modes": s.modes, "train_sigma": s.sigma,
             "error_model": s.error_model,
             "epochs": s.epochs, "final_loss": losses[-1] if losses else float("nan"), "train_s": seconds,
-            "data": name, "twin_accuracy": accuracy(model, xte, yte, None)}
+            "data": name, "twin_accuracy": accuracy(model, xte, yte, None), **calibration}
+    if model.twin is not None:  # the model on the twin it was trained on (the twin-to-chip gap beside it)
+        base["calibrated_twin_accuracy"] = accuracy(model, xte, yte, model.twin)
     rows = [{**base, "deploy": "own chip", "chip": task["chip"], "sigma": s.sigma,
              "accuracy": accuracy(model, xte, yte, own)}]
     for point, sig in enumerate(task.get("transfer_sigmas") or s.transfer_sigmas):
@@ -335,7 +360,7 @@ def report(rows: list[dict]) -> tuple[str, object]:
     data = rows[0]["data"] if rows else "?"
     for v in variants:
         sub = [r for r in own if key(r) == v]
-        body = [[LABELS[m], f"{PAPER_OWN[m]}" if v == ("paper", "haar", "lenet", 64, 0.15, "paper") else "–",
+        body = [[LABELS[m], f"{PAPER_OWN.get(m, '–')}" if v == ("paper", "haar", "lenet", 64, 0.15, "paper") else "–",
                  common.fmt([r["accuracy"] for r in sub if r["method"] == m]),
                  common.fmt([r["twin_accuracy"] for r in sub if r["method"] == m])] for m in methods]
         chip = (f"chip σ {v[4]:g} (phase = splitter)" if v[5] == "paper" else
