@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Round 3 of the paper-protocol runs (benchmarks/README.md "The SAT paper's own protocols": "labsat's own method:
+# train on the calibrated twin"), one after another on ONE Dask worker (a shared 2-core machine); each is recorded
+# as an experiment run (labsat runs list) and every task is stored in the sweep database as it ends, so re-running
+# this script computes only what is missing. Each chip is calibrated once (cached in <out>/cache/cal-*.json).
+set -u
+cd "$(dirname "$0")/../.."
+export OMP_NUM_THREADS=1
+OUT=benchmarks/paper/results/calibrated
+mkdir -p benchmarks/paper/logs
+run() {
+  log=$1; shift
+  echo "$(date -u +%H:%M:%S) start $log" >> benchmarks/paper/logs/run_r3.log
+  nice -n 5 /usr/bin/time -f "$log wall %e s" .venv/bin/labsat experiment "$@" --scheduler local --workers 1 \
+    > benchmarks/paper/logs/$log.log 2>&1
+  echo "$(date -u +%H:%M:%S) end $log rc $?" >> benchmarks/paper/logs/run_r3.log
+}
+M=bp,sat,sat_insitu,bp_twin,sat_twin,sat_insitu_twin
+# 1. labsat's own error model at spread x1 (the virtual lab's chip), N = 16 (calibrates in ~11 s per chip):
+#    5 evaluation chips x 3 seeds, each model also deployed blind on 5 new x1 chips
+run labsat16 paper-mzi --chips 5 --seeds 3 --set modes=16 --set epochs=10 --set methods=$M \
+  --set error_model=labsat --set sigma=1 --set transfer_sigmas=1 --out $OUT
