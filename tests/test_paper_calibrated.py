@@ -105,3 +105,16 @@ def test_bp_twin_through_paper_run_uses_the_chips_one_calibration(tmp_path, chip
     res = paper.run("paper-mzi", chips=1, seeds=1, n_train=40, n_test=20, out=tmp_path, log=lambda m: None,
                     settings=[f"modes={MODES}", "epochs=1", "methods=bp,bp_twin", "error_model=labsat", "sigma=1"])
     assert "BP on calibrated twin" in res["table"] and math.isfinite(res["rows"][1]["cal_cpu_s"])
+
+
+def test_calibration_budget_setting_is_a_smaller_plan_with_its_own_cache(tmp_path):
+    with pytest.raises(ValueError, match="cal_settings"):
+        mzi.Settings(modes=MODES, cal_settings=-1)
+    s = mzi.Settings(modes=MODES, epochs=1, error_model="labsat", sigma=1.0)
+    (default,) = mzi.tasks(common.Protocol(eval_chips=(202,), seeds=(0,)), s, tmp_path, methods=("bp_twin",))
+    assert "cal_settings" not in default["settings"]  # at its default the task (its stored key) is as before
+    (small_budget,) = mzi.tasks(common.Protocol(eval_chips=(202,), seeds=(0,), n_train=20, n_test=10),
+                                mzi.Settings(**{**s.__dict__, "cal_settings": 1}), tmp_path, methods=("bp_twin",))
+    row = mzi.run_task(small_budget)[0]
+    assert row["cal_readings"] == 4 * 1 * 16  # 4 bands x 1 setting x max(16, N²/8) inputs
+    assert [p.name for p in (tmp_path / "cache").glob("cal-*")] == ["cal-labsat-1-N10-s1-chip202.json"]

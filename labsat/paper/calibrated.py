@@ -80,9 +80,11 @@ def fitted_errors(twin) -> dict:
             "gain": twin.log_gain.detach().exp()}
 
 
-def calibrate(modes: int, errors: dict, chip: int, cache: Path | None = None, cal_seed: int = 0) -> tuple[dict, dict]:
+def calibrate(modes: int, errors: dict, chip: int, cache: Path | None = None, cal_seed: int = 0,
+              settings: int | None = None) -> tuple[dict, dict]:
     """Calibrate chip ``chip`` (hidden ``errors``) once: (the fitted errors dict, a report dict with the
-    readings, fit CPU seconds and held-out RMSE against the noise floor). Cached in ``cache`` (a JSON file)."""
+    readings, fit CPU seconds and held-out RMSE against the noise floor). Cached in ``cache`` (a JSON file).
+    ``settings``: heater settings per control band (default: the plan's; fewer give a less precise twin)."""
     from labsat.calibration.fit import rmse
     from labsat.calibration.measure import measure
     from labsat.calibration.progressive import ProgressivePlan, calibrate_progressive
@@ -96,6 +98,8 @@ def calibrate(modes: int, errors: dict, chip: int, cache: Path | None = None, ca
         return fitted_errors(twin), saved["report"]
     held = measure(hw, 16, 16, seed=10_000 + chip, schedule=(1.0,))  # fresh settings over the whole range
     plan = ProgressivePlan.for_modes(modes)
+    if settings:
+        plan.settings = int(settings)
     t0 = time.process_time()
     result = calibrate_progressive(hw, twin, plan, seed=cal_seed)
     report = {"cal_readings": result.readings, "cal_cpu_s": time.process_time() - t0,

@@ -75,6 +75,7 @@ class Settings:
     error_model: str = "paper"  # paper | labsat (then sigma, transfer_sigmas are spread factors: see chip_errors)
     dat_lr: float = 0.1  # DAT: Adam on the error predictor; chosen on tuning chips 101-102 (benchmarks/README.md;
     # the authors' 1e-3 is over ~50x more steps)
+    cal_settings: int = 0  # *_twin: heater settings per control band of the calibration (0: issue 12's plan, 32)
 
     def __post_init__(self):
         if not 10 <= self.modes <= 64:
@@ -83,6 +84,8 @@ class Settings:
                              ("front", ("lenet", "linear")), ("error_model", ("paper", "labsat"))):
             if getattr(self, key) not in allowed:
                 raise ValueError(f"{key}: one of {' | '.join(allowed)}, got {getattr(self, key)!r}")
+        if self.cal_settings < 0:
+            raise ValueError(f"cal_settings: heater settings per band, at least 1 (0: the plan's), got {self.cal_settings}")
         if self.epochs < 1 or self.sigma < 0:
             raise ValueError("epochs must be at least 1 and sigma non-negative")
 
@@ -360,9 +363,11 @@ def run_task(task: dict) -> list[dict]:
     if task["method"] in TWIN_METHODS:  # calibrated once per chip (cached), then every method and seed loads it
         from . import calibrated
 
-        name = f"cal-{s.error_model}-{s.sigma:g}-N{s.modes}-chip{task['chip']}.json"
+        budget = f"-s{s.cal_settings}" if s.cal_settings else ""
+        name = f"cal-{s.error_model}-{s.sigma:g}-N{s.modes}{budget}-chip{task['chip']}.json"
         model.twin, calibration = calibrated.calibrate(
-            s.modes, own, task["chip"], Path(task["out"]) / "cache" / name if task.get("out") else None)
+            s.modes, own, task["chip"], Path(task["out"]) / "cache" / name if task.get("out") else None,
+            settings=s.cal_settings or None)
     cache = Path(task["out"]) / "cache" / f"mzi-{_key(task)}.pt" if task.get("out") else None
     t0 = time.perf_counter()
     if cache is not None and cache.exists():
@@ -393,7 +398,7 @@ def run_task(task: dict) -> list[dict]:
     return rows
 
 
-LATER_SETTINGS = {"dat_lr": 0.1}  # added after results were stored: left out of a task while at their default,
+LATER_SETTINGS = {"dat_lr": 0.1, "cal_settings": 0}  # added after results were stored: left out of a task while at their default,
 # so that the stored results (keyed by the task) and cached models are still found
 
 
