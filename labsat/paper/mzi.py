@@ -19,7 +19,9 @@ substitution in both SAM passes). labsat's own (``--set methods=...,bp_twin,sat_
 the chip is calibrated first (:mod:`.calibrated`: measured in the virtual lab's physics, issue 12's
 progressive fit, once per chip, cached) and ``bp_twin`` / ``sat_twin`` train on the calibrated twin instead of
 the ideal mesh (deployed on the chip), ``sat_insitu_twin`` is SAT in situ with the calibrated twin as the
-backward model. One task = one (method, seed, chip): trained once (cached under
+backward model. ``dat`` (``--set methods=...,dat``): dual adaptive training (Zheng et al. 2023, the authors'
+train.py in small): a learned error predictor (:func:`sepn`) on the mesh's output field, trained every step on the
+chip's outputs, and PAT with the ideal mesh + predictor as the backward model. One task = one (method, seed, chip): trained once (cached under
 ``<out>/cache``), evaluated on its own chip (whole test set) and, for the transfer grid, on new chips.
 """
 from __future__ import annotations
