@@ -100,6 +100,7 @@ def test_bp_twin_through_paper_run_uses_the_chips_one_calibration(tmp_path, chip
     assert len(list((tmp_path / "cache").glob("cal-labsat-1-N10-chip201.json"))) == 1
     assert rows[0]["cal_ratio"] == rows[1]["cal_ratio"] == chip201[2]["cal_ratio"]
     assert all(0 <= r["calibrated_twin_accuracy"] <= 1 for r in rows)
+    assert {r["data"] for r in rows} == {"digits 8x8 -> 28x28, 40 train / 20 test"}
     from labsat import paper
 
     res = paper.run("paper-mzi", chips=1, seeds=1, n_train=40, n_test=20, out=tmp_path, log=lambda m: None,

@@ -366,9 +366,9 @@ def run_task(task: dict) -> list[dict]:
         from . import calibrated
 
         budget = f"-s{s.cal_settings}" if s.cal_settings else ""
-        name = f"cal-{s.error_model}-{s.sigma:g}-N{s.modes}{budget}-chip{task['chip']}.json"
+        cal_file = f"cal-{s.error_model}-{s.sigma:g}-N{s.modes}{budget}-chip{task['chip']}.json"
         model.twin, calibration = calibrated.calibrate(
-            s.modes, own, task["chip"], Path(task["out"]) / "cache" / name if task.get("out") else None,
+            s.modes, own, task["chip"], Path(task["out"]) / "cache" / cal_file if task.get("out") else None,
             settings=s.cal_settings or None)
     cache = Path(task["out"]) / "cache" / f"mzi-{_key(task)}.pt" if task.get("out") else None
     t0 = time.perf_counter()
