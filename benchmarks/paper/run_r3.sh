@@ -38,7 +38,7 @@ run labsat32 paper-mzi --chips 5 --seeds 3 --set modes=32 --set epochs=10 --set 
 # 4. an under-measured twin (2 heater settings per band instead of 32: 256 readings, held-out RMSE ~25x the noise
 #    floor): does SAT on the twin then add to BP on it? The budget was chosen on tuning chips 101-102 (seed 0): of 2,
 #    3, 4 settings per band, the largest at which BP on the twin loses accuracy on them (2: 71.9 / 97.3 %; 3: 98.4 /
-#    99.1 %; 4: 98.9 / 99.3 %); /tmp probes, numbers in benchmarks/README.md
+#    99.1 %; 4: 98.9 / 99.3 %): .venv/bin/python benchmarks/paper/cal_budget_tuning.py (its csv beside the results)
 run labsat16-cal2 paper-mzi --chips 5 --seeds 3 --set modes=16 --set epochs=10 \
   --set methods=bp_twin,sat_twin,sat_insitu_twin --set cal_settings=2 \
   --set error_model=labsat --set sigma=1 --set transfer_sigmas=1 --out $OUT
