@@ -4,17 +4,9 @@
 # as an experiment run (labsat runs list) and every task is stored in the sweep database as it ends, so re-running
 # this script computes only what is missing. Each chip is calibrated once (cached in <out>/cache/cal-*.json).
 set -u
-cd "$(dirname "$0")/../.."
-export OMP_NUM_THREADS=1
+RUNLOG=run_r3.log
+source "$(dirname "$0")/run_lib.sh"
 OUT=benchmarks/paper/results/calibrated
-mkdir -p benchmarks/paper/logs
-run() {
-  log=$1; shift
-  echo "$(date -u +%H:%M:%S) start $log" >> benchmarks/paper/logs/run_r3.log
-  nice -n 5 /usr/bin/time -f "$log wall %e s" .venv/bin/labsat experiment "$@" --scheduler local --workers 1 \
-    > benchmarks/paper/logs/$log.log 2>&1
-  echo "$(date -u +%H:%M:%S) end $log rc $?" >> benchmarks/paper/logs/run_r3.log
-}
 M=bp,sat,sat_insitu,bp_twin,sat_twin,sat_insitu_twin
 # 1. labsat's own error model at spread x1 (the virtual lab's chip), N = 16 (calibrates in ~11 s per chip):
 #    5 evaluation chips x 3 seeds, each model also deployed blind on 5 new x1 chips
@@ -23,7 +15,7 @@ run labsat16 paper-mzi --chips 5 --seeds 3 --set modes=16 --set epochs=10 --set 
 # 2. the same set-up with PAT and DAT added (the stored runs of 1. are found, only PAT and DAT computed); DAT's
 #    predictor step dat_lr (its one new hyper-parameter) chosen on tuning chips 101-102 first (the grid's runs in
 #    results/calibrated/dat_tuning.csv)
-nice -n 5 .venv/bin/python benchmarks/paper/dat_tuning.py > benchmarks/paper/logs/dat_tuning.log 2>&1
+nice -n 5 .venv/bin/python benchmarks/paper/tuning.py dat > benchmarks/paper/logs/dat_tuning.log 2>&1
 M2=$M,pat,dat
 run labsat16-all paper-mzi --chips 5 --seeds 3 --set modes=16 --set epochs=10 --set methods=$M2 \
   --set error_model=labsat --set sigma=1 --set transfer_sigmas=1 --out $OUT
@@ -38,7 +30,7 @@ run labsat32 paper-mzi --chips 5 --seeds 3 --set modes=32 --set epochs=10 --set 
 # 4. an under-measured twin (2 heater settings per band instead of 32: 256 readings, held-out RMSE ~25x the noise
 #    floor): does SAT on the twin then add to BP on it? The budget was chosen on tuning chips 101-102 (seed 0): of 2,
 #    3, 4 settings per band, the largest at which BP on the twin loses accuracy on them (2: 71.9 / 97.3 %; 3: 98.4 /
-#    99.1 %; 4: 98.9 / 99.3 %): .venv/bin/python benchmarks/paper/cal_budget_tuning.py (its csv beside the results)
+#    99.1 %; 4: 98.9 / 99.3 %): .venv/bin/python benchmarks/paper/tuning.py cal_budget (its csv beside the results)
 run labsat16-cal2 paper-mzi --chips 5 --seeds 3 --set modes=16 --set epochs=10 \
   --set methods=bp_twin,sat_twin,sat_insitu_twin --set cal_settings=2 \
   --set error_model=labsat --set sigma=1 --set transfer_sigmas=1 --out $OUT
