@@ -9,7 +9,8 @@ source "$(dirname "$0")/run_lib.sh"
 OUT=benchmarks/paper/results/calibrated
 M=bp,sat,sat_insitu,bp_twin,sat_twin,sat_insitu_twin
 # 1. labsat's own error model at spread x1 (the virtual lab's chip), N = 16 (calibrates in ~11 s per chip):
-#    5 evaluation chips x 3 seeds, each model also deployed blind on 5 new x1 chips
+#    5 evaluation chips x 3 seeds, each model also deployed blind on 5 new x1 chips (its folder was removed after 2.,
+#    whose table holds the same stored runs plus PAT and DAT)
 run labsat16 paper-mzi --chips 5 --seeds 3 --set modes=16 --set epochs=10 --set methods=$M \
   --set error_model=labsat --set sigma=1 --set transfer_sigmas=1 --out $OUT
 # 2. the same set-up with PAT and DAT added (the stored runs of 1. are found, only PAT and DAT computed); DAT's
