@@ -35,3 +35,7 @@ run labsat32 paper-mzi --chips 5 --seeds 3 --set modes=32 --set epochs=10 --set 
 run labsat16-cal2 paper-mzi --chips 5 --seeds 3 --set modes=16 --set epochs=10 \
   --set methods=bp_twin,sat_twin,sat_insitu_twin --set cal_settings=2 \
   --set error_model=labsat --set sigma=1 --set transfer_sigmas=1 --out $OUT
+# 5. the next budget up (3 settings per band: held-out 8-12x the floor on the tuning chips, a converged but
+#    imprecise twin): BP vs SAT on the twin
+run labsat16-cal3 paper-mzi --chips 5 --seeds 3 --set modes=16 --set epochs=10 --set methods=bp_twin,sat_twin \
+  --set cal_settings=3 --set error_model=labsat --set sigma=1 --set transfer_sigmas=1 --out $OUT
