@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import json
 import time
 from pathlib import Path
@@ -33,13 +34,14 @@ from pathlib import Path
 import numpy as np
 import torch
 import yaml
-
 from labsat.calibration import measure
 from labsat.calibration.learned import collect
 from labsat.calibration.measure import Measurements
-from labsat.calibration.pulse import fit_learned, prediction_error
+from labsat.calibration.pulse import OnlineRefresh, fit_learned, prediction_error
 from labsat.calibration.sweeps import concat
+
 from labsat.config import parse_config
+from labsat.data import load_digits
 from labsat.kinds import KINDS
 from labsat.multilayer import DeepClassifier
 from labsat.physical import PhysicalLayer
@@ -48,6 +50,8 @@ from labsat.train import TrainConfig, accuracy, train
 from labsat.vowels import load_vowels
 
 REPO = Path(__file__).resolve().parents[1]
+# declared data sets, split seed 0, features = the layer's input pixels
+DATASETS = {"vowels": load_vowels, "digits": load_digits}
 
 
 def station_config(path: Path, n_controls: int | None, tmp: Path):
@@ -118,6 +122,10 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--station", default=str(REPO / "stations" / "pulse.yaml"))
     ap.add_argument("--n-controls", type=int, default=None, help="override the station's parameter pixels")
+    ap.add_argument("--data", nargs="+", default=["vowels"], choices=tuple(DATASETS),
+                    help="one or more (each device's calibration serves all): vowels (synthetic, 10 classes, "
+                         "digital ceiling 82-89 %%) or digits (sklearn 8x8, PCA to the input pixels, 10 classes, "
+                         "digital ceiling ~95 %% at 8 features)")
     ap.add_argument("--devices", type=int, nargs="+", default=[2, 3, 4, 5, 6])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--cal-settings", type=int, default=1500)
@@ -137,7 +145,14 @@ def main() -> None:
                     help="PAT starts from the in-silico network (same seed) or from the same initial network")
     ap.add_argument("--near", type=float, default=0.02)
     ap.add_argument("--near-settings", type=int, default=40)
-    ap.add_argument("--methods", nargs="+", default=["in silico", "PAT", "PAT cautious"])
+    ap.add_argument("--methods", nargs="+", default=["in silico", "PAT", "PAT cautious"],
+                    help="in silico, PAT, PAT cautious, PAT probe (measure more where the members disagree), "
+                         "PAT frozen twin")
+    ap.add_argument("--probe-threshold", type=float, default=1.0,
+                    help="PAT probe: extra measurements when the members' disagreement on a batch exceeds this "
+                         "multiple of its calibration median")
+    ap.add_argument("--probe-settings", type=int, default=4, help="PAT probe: extra settings per triggered batch")
+    ap.add_argument("--probe-sigma", type=float, default=0.02, help="PAT probe: spread of the extra settings")
     ap.add_argument("--near-insilico", action="store_true",
                     help="also measure the twin's R² near the in-silico network's final parameters")
     ap.add_argument("--out", default=str(REPO / "runs" / "bench" / "pulse-pat"))
@@ -148,6 +163,7 @@ def main() -> None:
         blobs = [json.loads((Path(m) / "results.json").read_text()) for m in args.merge]
         devices = {k: v for b in blobs for k, v in b["devices"].items()}
         args.seeds = sorted({r["seed"] for b in blobs for r in b["runs"]})
+        args.methods = list(dict.fromkeys(r["method"] for b in blobs for r in b["runs"]))
         print(summarise([r for b in blobs for r in b["runs"]], devices, args))
         return
     torch.set_num_threads(1)
@@ -156,7 +172,7 @@ def main() -> None:
     cfg = station_config(Path(args.station), args.n_controls, out)
     lname = next(iter(cfg.layers))
     layer_cfg = cfg.layers[lname]
-    data = load_vowels(layer_cfg.n_inputs, seed=0)
+    datasets = {name: DATASETS[name](layer_cfg.n_inputs, seed=0) for name in args.data}
     runs, devices = [], {}
     t_all = time.time()
     for device in args.devices:
@@ -183,54 +199,70 @@ def main() -> None:
             print(f"device {device}: twin R² {devices[device]['held_out']['r2']:.3f} global, "
                   f"{(devices[device]['held_out_near_start'] or {}).get('r2', float('nan')):.3f} near the start "
                   f"({time.time() - t0:.0f} s)", flush=True)
-            for seed in args.seeds:
-                insilico = None
-                for method in args.methods:
-                    t1 = time.time()
-                    own = copy.deepcopy(twin)
-                    own.refresh_online = method != "PAT frozen twin"
-                    own.cautious = method == "PAT cautious"
-                    model = build(own, hw, seed, data.n_classes, args.init)
-                    online = method != "in silico"
-                    if online and args.pat_from == "insilico":  # PAT continues from the in-silico network
-                        state = {k: v for k, v in insilico.state_dict().items() if ".twin." not in k}
-                        model.load_state_dict(state, strict=False)
-                    q0 = hw.samples
-                    tc = TrainConfig(mode="online" if online else "offline", optimizer="adam",
-                                     epochs=args.pat_epochs if online else args.insilico_epochs,
-                                     lr=args.pat_lr if online else args.lr, seed=seed,
-                                     batch_size=args.pat_batch if online else 64)
-                    history = train(model, data, tc)
-                    # batch-norm statistics at the final parameters: on the twin for in silico (what it
-                    # believes), on the device for PAT (--norm-inputs training inputs, counted as queries)
-                    model.recalibrate_norms(data.x_train[:args.norm_inputs] if online else data.x_train,
-                                            on_hardware=online)
-                    if not online:
-                        insilico = model
-                    queries = hw.samples - q0
-                    run = {"device": device, "seed": seed, "method": method, "queries": queries,
-                           "train_s": time.time() - t1,
-                           "twin_test": accuracy(model, data.x_test, data.y_test, on_hardware=False),
-                           "twin_noisy_test": noisy_twin_accuracy(model, own, data, seed),
-                           "device_test": accuracy(model, data.x_test, data.y_test, on_hardware=True),
-                           "train_loss": [e.loss for e in history.epochs]}
-                    if online:
-                        r = own.online
-                        run["refreshes"] = 0 if r is None else r.refreshes
-                        run["refresh_errors"] = [] if r is None else r.errors
-                    if online or args.near_insilico:
-                        near = near_queries(hw, model, data.x_train, args.near, args.near_settings, seed + 17)
-                        run["r2_near_final"] = prediction_error(own, near)["r2"]
-                        run["r2_near_final_calibration_twin"] = prediction_error(twin, near)["r2"]
-                    runs.append(run)
-                    print(f"  seed {seed} {method:>14}: device {100 * run['device_test']:.1f} %, twin "
-                          f"{100 * run['twin_test']:.1f} % (with detector noise {100 * run['twin_noisy_test']:.1f} %), "
-                          f"{queries} queries, {run['train_s']:.0f} s"
-                          + (f", R² near final {run['r2_near_final']:.3f} (calibration twin "
-                             f"{run['r2_near_final_calibration_twin']:.3f})" if "r2_near_final" in run else ""),
-                          flush=True)
-                    (out / "results.json").write_text(json.dumps({"args": vars(args), "devices": devices,
-                                                                  "runs": runs}, indent=1))
+            for data_name, data in datasets.items():
+                for seed in args.seeds:
+                    insilico = None
+                    for method in args.methods:
+                        t1 = time.time()
+                        own = copy.deepcopy(twin)
+                        own.refresh_online = method != "PAT frozen twin"
+                        own.cautious = method == "PAT cautious"
+                        # every online method records the members' disagreement per batch; "PAT probe" also measures
+                        # more around the parameters when it exceeds --probe-threshold x the calibration median
+                        own.refresher = functools.partial(
+                            OnlineRefresh, hardware=hw, probe_threshold=(args.probe_threshold if method == "PAT probe"
+                                                                         else float("inf")),
+                            probe_settings=args.probe_settings, probe_sigma=args.probe_sigma)
+                        model = build(own, hw, seed, data.n_classes, args.init)
+                        online = method != "in silico"
+                        if online and args.pat_from == "insilico":  # PAT continues from the in-silico network
+                            state = {k: v for k, v in insilico.state_dict().items() if ".twin." not in k}
+                            model.load_state_dict(state, strict=False)
+                        q0 = hw.samples
+                        tc = TrainConfig(mode="online" if online else "offline", optimizer="adam",
+                                         epochs=args.pat_epochs if online else args.insilico_epochs,
+                                         lr=args.pat_lr if online else args.lr, seed=seed,
+                                         batch_size=args.pat_batch if online else 64)
+                        history = train(model, data, tc)
+                        # batch-norm statistics at the final parameters: on the twin for in silico (what it
+                        # believes), on the device for PAT (--norm-inputs training inputs, counted as queries)
+                        model.recalibrate_norms(data.x_train[:args.norm_inputs] if online else data.x_train,
+                                                on_hardware=online)
+                        if not online:
+                            insilico = model
+                        queries = hw.samples - q0
+                        run = {"data": data_name, "device": device, "seed": seed, "method": method, "queries": queries,
+                               "train_s": time.time() - t1,
+                               "twin_test": accuracy(model, data.x_test, data.y_test, on_hardware=False),
+                               "twin_noisy_test": noisy_twin_accuracy(model, own, data, seed),
+                               "device_test": accuracy(model, data.x_test, data.y_test, on_hardware=True),
+                               "train_loss": [e.loss for e in history.epochs]}
+                        if online:
+                            r = own.online
+                            run["refreshes"] = 0 if r is None else r.refreshes
+                            run["refresh_errors"] = [] if r is None else r.errors
+                            d = np.array([np.nan] if r is None or not r.disagreement else r.disagreement)
+                            run["disagreement"] = {"median": float(np.median(d)), "p90": float(np.percentile(d, 90)),
+                                                   "max": float(d.max()), "batches": len(d),
+                                                   "above_threshold": float(np.mean(d > args.probe_threshold))}
+                            run["probes"] = 0 if r is None else r.probes
+                            run["probe_queries"] = 0 if r is None else r.probe_queries
+                        if online or args.near_insilico:
+                            near = near_queries(hw, model, data.x_train, args.near, args.near_settings, seed + 17)
+                            run["r2_near_final"] = prediction_error(own, near)["r2"]
+                            run["r2_near_final_calibration_twin"] = prediction_error(twin, near)["r2"]
+                        runs.append(run)
+                        print(f"  {data_name} seed {seed} {method:>14}: device {100 * run['device_test']:.1f} %, "
+                              f"twin {100 * run['twin_test']:.1f} % (with detector noise "
+                              f"{100 * run['twin_noisy_test']:.1f} %), "
+                              f"{queries} queries, {run['train_s']:.0f} s"
+                              + (f", disagreement / calibration median {run['disagreement']['median']:.2f} (p90 "
+                                 f"{run['disagreement']['p90']:.2f}), {run['probes']} probes" if online else "")
+                              + (f", R² near final {run['r2_near_final']:.3f} (calibration twin "
+                                 f"{run['r2_near_final_calibration_twin']:.3f})" if "r2_near_final" in run else ""),
+                              flush=True)
+                        (out / "results.json").write_text(json.dumps({"args": vars(args), "devices": devices,
+                                                                      "runs": runs}, indent=1))
     table = summarise(runs, devices, args)
     (out / "table.md").write_text(table + "\n")
     print(table)
@@ -238,23 +270,36 @@ def main() -> None:
 
 
 def summarise(runs: list[dict], devices: dict, args) -> str:
+    names = list(dict.fromkeys(r.get("data", "vowels") for r in runs))
+    return "\n\n".join(f"**{name}**\n\n" + summarise_one([r for r in runs if r.get("data", "vowels") == name],
+                                                             devices, args) for name in names)
+
+
+def summarise_one(runs: list[dict], devices: dict, args) -> str:
     ms = lambda v: f"{100 * np.mean(v):.1f} ± {100 * np.std(v):.1f}"  # noqa: E731
     r2 = [d["held_out"]["r2"] for d in devices.values()]
     r2n = [d["held_out_near_start"]["r2"] for d in devices.values() if d.get("held_out_near_start")]
+    near_start = f", near the start {np.mean(r2n):.3f} ± {np.std(r2n):.3f}" if r2n else ""
     lines = [f"devices {list(devices)}, seeds {args.seeds}; twin held-out R² global "
-             f"{np.mean(r2):.3f} ± {np.std(r2):.3f}, near the start {np.mean(r2n):.3f} ± {np.std(r2n):.3f}, from "
+             f"{np.mean(r2):.3f} ± {np.std(r2):.3f}{near_start}, from "
              f"{np.mean([d['queries'] for d in devices.values()]):.0f} calibration queries per device", "",
              "| method | test accuracy on the device (%) | on the twin (%) | training queries | R² near final "
-             "parameters (refreshed / calibration twin) | wall s per run |",
-             "|---|---|---|---|---|---|"]
+             "parameters (refreshed / calibration twin) | members' disagreement / calibration median (median, p90) "
+             "| probes per run | wall s per run |",
+             "|---|---|---|---|---|---|---|---|"]
     for method in args.methods:
         rs = [r for r in runs if r["method"] == method]
         if not rs:
             continue
         near = (f"{np.mean([r['r2_near_final'] for r in rs]):.3f} / "
                 f"{np.mean([r['r2_near_final_calibration_twin'] for r in rs]):.3f}") if "r2_near_final" in rs[0] else "—"
+        dis = (f"{np.mean([r['disagreement']['median'] for r in rs]):.2f}, "
+               f"{np.mean([r['disagreement']['p90'] for r in rs]):.2f}") if "disagreement" in rs[0] else "—"
+        probes = f"{np.mean([r['probes'] for r in rs]):.0f}" if "probes" in rs[0] else "—"
         lines.append(f"| {method} | {ms([r['device_test'] for r in rs])} | {ms([r['twin_test'] for r in rs])} | "
-                     f"{np.mean([r['queries'] for r in rs]):.0f} | {near} | {np.mean([r['train_s'] for r in rs]):.0f} |")
+                     f"{np.mean([r['queries'] for r in rs]):.0f} | {near} | {dis} | {probes} | "
+                     f"{np.mean([r['train_s'] for r in rs]):.0f} |")
+    lines += [""] + paired(runs, args.methods)
     lines += ["", "Every run (test accuracy on the device, %; in brackets: on the twin):", "",
               "| device | seed | " + " | ".join(args.methods) + " |", "|---|---|" + "---|" * len(args.methods)]
     for device in sorted({r["device"] for r in runs}):
@@ -266,6 +311,21 @@ def summarise(runs: list[dict], devices: dict, args) -> str:
             if any(c != "—" for c in cells):
                 lines.append(f"| {device} | {seed} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def paired(runs: list[dict], methods: list[str]) -> list[str]:
+    """Paired differences on the device (same device and seed): each online method against in silico, and the
+    PAT variants against plain PAT."""
+    acc = {(r["device"], r["seed"], r["method"]): r["device_test"] for r in runs}
+    pairs = [(m, "in silico") for m in methods if m != "in silico"]
+    pairs += [(m, "PAT") for m in methods if m not in ("in silico", "PAT")]
+    lines = []
+    for a, b in pairs:
+        d = np.array([acc[(dv, sd, a)] - acc[(dv, sd, b)] for dv, sd, m in acc if m == a and (dv, sd, b) in acc])
+        if len(d):
+            lines.append(f"- {a} minus {b}, paired: {100 * d.mean():+.1f} ± {100 * d.std():.1f} points, "
+                         f"{a} better in {int((d > 0).sum())} of {len(d)}")
+    return lines
 
 
 if __name__ == "__main__":

@@ -121,19 +121,37 @@ class OnlineRefresh:
 
     ``errors`` records, per refresh, the twin's error on the new rows before fine-tuning (standardised
     units); ``refreshes`` and ``rows_seen`` count.
+
+    **Measure more where the members disagree** (optional: ``hardware`` and ``probe_threshold``): for each
+    observed batch the ensemble's disagreement (:meth:`TwinEnsemble.spread`, mean over the batch) is compared
+    with its ``reference_spread`` (the median on the calibration data); ``disagreement`` records the ratio.
+    When it exceeds ``probe_threshold``, ``probe_settings`` extra settings ``u + N(0, probe_sigma)`` (clipped
+    to [0, 1]) are measured on ``hardware`` at ``probe_inputs`` of the batch's inputs and join the rows the
+    next refresh fits; ``probes`` and ``probe_queries`` count them (the hardware counts them as queries too).
     """
 
     def __init__(self, twin: nn.Module, every: int = 512, window: int = 4096, epochs: int = 4, lr: float = 3e-4,
-                 seed: int = 0):
+                 seed: int = 0, hardware=None, probe_threshold: float | None = None, probe_settings: int = 4,
+                 probe_sigma: float = 0.02, probe_inputs: int = 8):
         if every < 1 or window < every or epochs < 1 or lr <= 0:
             raise ValueError("online refresh: every >= 1, window >= every, epochs >= 1 and lr > 0 are required")
+        if probe_threshold is not None and (hardware is None or probe_threshold <= 0 or probe_settings < 1
+                                            or probe_inputs < 1 or probe_sigma <= 0):
+            raise ValueError("online refresh: probing needs hardware, probe_threshold > 0, probe_settings >= 1, "
+                             "probe_inputs >= 1 and probe_sigma > 0")
         self.twin, self.every, self.window, self.epochs, self.lr = twin, int(every), int(window), int(epochs), lr
         self.seed = seed
+        self.hardware, self.probe_threshold = hardware, probe_threshold
+        self.probe_settings, self.probe_sigma, self.probe_inputs = int(probe_settings), probe_sigma, int(probe_inputs)
+        self._rng = np.random.default_rng(seed + 7919)
         self._rows: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
         self._pending = 0
         self.rows_seen = 0
         self.refreshes = 0
         self.errors: list[float] = []
+        self.disagreement: list[float] = []
+        self.probes = 0
+        self.probe_queries = 0
 
     def observe(self, x: torch.Tensor, u: torch.Tensor, y: torch.Tensor) -> None:
         x = x.detach().to(torch.float64).reshape(-1, x.shape[-1])
@@ -141,6 +159,8 @@ class OnlineRefresh:
         uu = uu.expand(len(x), uu.shape[-1]) if uu.dim() == 1 else uu.reshape(-1, uu.shape[-1])
         y = torch.as_tensor(y, dtype=torch.float64).detach().reshape(len(x), -1)
         self._rows.append((x, uu.clone(), y))
+        if self.probe_threshold is not None:
+            self._probe(x, uu)
         self._pending += len(x)
         self.rows_seen += len(x)
         kept, total = [], 0
@@ -152,6 +172,23 @@ class OnlineRefresh:
         self._rows = kept[::-1]
         if self._pending >= self.every:
             self.refresh()
+
+    def _probe(self, x: torch.Tensor, u: torch.Tensor) -> None:
+        """Record the members' disagreement on this batch; past the threshold, measure around its parameters."""
+        ref = float(getattr(self.twin, "reference_spread", 0.0))
+        if ref <= 0 or not hasattr(self.twin, "spread"):
+            return
+        ratio = float(self.twin.spread(x, u).mean()) / ref
+        self.disagreement.append(ratio)
+        if ratio <= self.probe_threshold:
+            return
+        rows = measure_near(self.hardware, u[0].numpy(), x.numpy(), self.probe_settings, self.probe_inputs,
+                            self.probe_sigma, self._rng)
+        self._rows.append(rows)
+        self._pending += len(rows[0])
+        self.rows_seen += len(rows[0])
+        self.probes += 1
+        self.probe_queries += len(rows[0])
 
     def refresh(self) -> None:
         x, u, y = (torch.cat(t)[-self.window:] for t in zip(*self._rows))
@@ -185,18 +222,9 @@ class TwinRefresher:
 
     def refresh(self, u: np.ndarray, x_pool: np.ndarray) -> float:
         """One refresh; returns the twin's error on the new measurements before fine-tuning (std units)."""
-        u = np.asarray(u, dtype=float)
-        xs, us, ys = [], [], []
-        for _ in range(self.settings):
-            uk = np.clip(u + self.spread * self.rng.standard_normal(u.shape), 0.0, 1.0)
-            xk = x_pool[self.rng.choice(len(x_pool), self.inputs, replace=False)]
-            ys.append(self.hardware.forward(xk, uk))
-            xs.append(xk)
-            us.append(np.repeat(uk[None], len(xk), axis=0))
-            self.samples += len(xk)
-        x = torch.as_tensor(np.concatenate(xs), dtype=torch.float64)
-        uu = torch.as_tensor(np.concatenate(us), dtype=torch.float64)
-        y = torch.as_tensor(np.concatenate(ys), dtype=torch.float64)
+        x, uu, y = measure_near(self.hardware, np.asarray(u, dtype=float), x_pool, self.settings, self.inputs,
+                                self.spread, self.rng)
+        self.samples += len(x)
         with torch.no_grad():
             before = float((((self.twin(x, uu) - y) / self.twin.y_std) ** 2).mean())
         if self.rows is None:
@@ -207,6 +235,20 @@ class TwinRefresher:
                    seed=int(self.rng.integers(1 << 30)))
         self.refreshes += 1
         return before
+
+
+def measure_near(hardware, u: np.ndarray, x_pool: np.ndarray, settings: int, inputs: int, spread: float,
+                 rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``settings`` parameter vectors ``u + N(0, spread)`` (clipped to [0, 1]), each measured on ``hardware`` at
+    ``inputs`` rows of ``x_pool`` (without replacement; all of them if fewer): per-sample rows ``(x, u, y)``."""
+    xs, us, ys = [], [], []
+    for _ in range(settings):
+        uk = np.clip(u + spread * rng.standard_normal(u.shape), 0.0, 1.0)
+        xk = np.asarray(x_pool)[rng.choice(len(x_pool), min(inputs, len(x_pool)), replace=False)]
+        ys.append(np.asarray(hardware.forward(xk, uk)))
+        xs.append(xk)
+        us.append(np.repeat(uk[None], len(xk), axis=0))
+    return tuple(torch.as_tensor(np.concatenate(a), dtype=torch.float64) for a in (xs, us, ys))
 
 
 def _solve_detector(f: torch.Tensor, target: torch.Tensor, ridge: float, prior: torch.Tensor | None):
