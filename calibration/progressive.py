@@ -56,8 +56,9 @@ class ProgressivePlan:
         """A budget of 4 N² readings per stage: 32 settings × N²/8 inputs (inputs are cheap, a sample of a
         modulator sequence; heater settings are slow, thermal settling). Each setting with B ≥ N inputs
         constrains the whole transfer matrix, so few settings suffice and the fit stays small."""
-        settings, inputs = budget_for_modes(max(modes, BANDED_ABOVE_MODES + 1))
-        return cls(settings=settings // len(DEFAULT_SCHEDULE), inputs=inputs)
+        # from 16 modes on the same budget as `labsat calibrate`'s default (measure.budget_for_modes); below,
+        # as before (N²/8 but at least 16 inputs: the studies' small meshes)
+        return cls(settings=BAND_SETTINGS, inputs=max(16, modes * modes // 8))
 
     @property
     def readings(self) -> int:
