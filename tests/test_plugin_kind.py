@@ -29,6 +29,18 @@ def wide_console(monkeypatch):
     monkeypatch.setattr(cli.console, "_width", 250)
 
 
+@pytest.fixture(autouse=True)
+def kinds_restored():
+    """A kind these tests register (from a station file or an entry point) does not outlive the test: later
+    tests (the CLI's help lists every registered kind) see only the built-in ones, in any test order."""
+    from labsat.kinds import KINDS
+
+    before = dict(KINDS)
+    yield
+    KINDS.clear()
+    KINDS.update(before)
+
+
 def test_the_station_file_names_a_kind_from_outside(tmp_path):
     from labsat.kinds import kind_of, layer_for_kind
 
