@@ -54,12 +54,17 @@ REPO = Path(__file__).resolve().parents[1]
 DATASETS = {"vowels": load_vowels, "digits": load_digits}
 
 
-def station_config(path: Path, n_controls: int | None, tmp: Path):
+def station_config(path: Path, n_controls: int | None, tmp: Path, n_inputs: int | None = None):
+    """The station's config with its folders under ``tmp`` and, if given, the layer's parameter / input pixel
+    counts overridden (inputs stay where ``input_layout`` puts them; the data sets get ``n_inputs`` features)."""
     d = yaml.safe_load(path.read_text())
     d["station"]["calibration_dir"] = str(tmp / "cal")
     d["station"]["runs_dir"] = str(tmp / "runs")
+    layer = next(iter(d["layers"].values()))
     if n_controls:
-        next(iter(d["layers"].values()))["n_controls"] = n_controls
+        layer["n_controls"] = n_controls
+    if n_inputs:
+        layer["n_inputs"] = n_inputs
     return parse_config(d)
 
 
@@ -122,6 +127,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--station", default=str(REPO / "stations" / "pulse.yaml"))
     ap.add_argument("--n-controls", type=int, default=None, help="override the station's parameter pixels")
+    ap.add_argument("--n-inputs", type=int, default=None,
+                    help="override the station's input pixels (= the data's features: PCA / formant features)")
     ap.add_argument("--data", nargs="+", default=["vowels"], choices=tuple(DATASETS),
                     help="one or more (each device's calibration serves all): vowels (synthetic, 10 classes, "
                          "digital ceiling 82-89 %%) or digits (sklearn 8x8, PCA to the input pixels, 10 classes, "
@@ -169,7 +176,7 @@ def main() -> None:
     torch.set_num_threads(1)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    cfg = station_config(Path(args.station), args.n_controls, out)
+    cfg = station_config(Path(args.station), args.n_controls, out, args.n_inputs)
     lname = next(iter(cfg.layers))
     layer_cfg = cfg.layers[lname]
     datasets = {name: DATASETS[name](layer_cfg.n_inputs, seed=0) for name in args.data}
