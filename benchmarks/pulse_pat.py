@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import functools
 import json
 import time
@@ -42,6 +43,7 @@ from labsat.calibration.sweeps import concat
 
 from labsat.config import parse_config
 from labsat.data import load_digits
+from labsat.hardware.pulse import input_pixels
 from labsat.kinds import KINDS
 from labsat.multilayer import DeepClassifier
 from labsat.physical import PhysicalLayer
@@ -66,6 +68,16 @@ def station_config(path: Path, n_controls: int | None, tmp: Path, n_inputs: int 
     if n_inputs:
         layer["n_inputs"] = n_inputs
     return parse_config(d)
+
+
+def bright_order(data, n_inputs: int, n_controls: int, layout: str):
+    """The data's features re-ordered so that the k-th feature (PCA: the k-th largest variance) is written
+    into the k-th brightest input pixel (the nearest to the pulse's centre; the virtual pulse is a Gaussian
+    centred on the band), instead of into input pixel k."""
+    pix = input_pixels(n_inputs, n_controls, layout)
+    rank = np.argsort(np.argsort(np.abs(pix - (n_inputs + n_controls - 1) / 2), kind="stable"), kind="stable")
+    perm = torch.as_tensor(rank)  # input pixel j gets feature rank[j]
+    return dataclasses.replace(data, x_train=data.x_train[:, perm], x_test=data.x_test[:, perm])
 
 
 def initial_controls(n: int, seed: int, init: str) -> torch.Tensor:
@@ -129,6 +141,8 @@ def main() -> None:
     ap.add_argument("--n-controls", type=int, default=None, help="override the station's parameter pixels")
     ap.add_argument("--n-inputs", type=int, default=None,
                     help="override the station's input pixels (= the data's features: PCA / formant features)")
+    ap.add_argument("--feature-order", default="index", choices=("index", "bright"),
+                    help="feature k into input pixel k, or into the k-th brightest input pixel")
     ap.add_argument("--data", nargs="+", default=["vowels"], choices=tuple(DATASETS),
                     help="one or more (each device's calibration serves all): vowels (synthetic, 10 classes, "
                          "digital ceiling 82-89 %%) or digits (sklearn 8x8, PCA to the input pixels, 10 classes, "
@@ -180,6 +194,9 @@ def main() -> None:
     lname = next(iter(cfg.layers))
     layer_cfg = cfg.layers[lname]
     datasets = {name: DATASETS[name](layer_cfg.n_inputs, seed=0) for name in args.data}
+    if args.feature_order == "bright":
+        datasets = {k: bright_order(d, layer_cfg.n_inputs, layer_cfg.n_controls, layer_cfg.input_layout)
+                    for k, d in datasets.items()}
     runs, devices = [], {}
     t_all = time.time()
     for device in args.devices:

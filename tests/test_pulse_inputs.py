@@ -56,3 +56,18 @@ def test_n_inputs_override_widens_the_layer_and_every_input_is_seen(tmp_path):
     y = twin(torch.rand(3, 12, dtype=torch.float64), torch.full((40,), 0.5, dtype=torch.float64))
     assert y.shape == (3, len(layer.outputs.channels))
     assert load_digits(layer.n_inputs, seed=0).x_train.shape[1] == 12
+
+
+def test_bright_order_puts_the_first_features_in_the_brightest_input_pixels():
+    bench = _pulse_pat()
+    data = load_digits(12, seed=0)
+    out = bench.bright_order(data, 12, 40, "interleaved")
+    pix = input_pixels(12, 40, "interleaved")
+    dist = np.abs(pix - 25.5)
+    # features 0 and 1 (PCA's largest) sit in the two input pixels nearest the band's centre, the last in the edges
+    for k, j in ((0, int(np.argsort(dist, kind="stable")[0])), (11, int(np.argsort(dist, kind="stable")[-1]))):
+        torch.testing.assert_close(out.x_train[:, j], data.x_train[:, k])
+    assert dist[[int((out.x_test[0] == data.x_test[0, k]).nonzero()[0]) for k in (0, 1)]].max() == dist.min()
+    # a permutation of the columns: same values, labels untouched
+    torch.testing.assert_close(out.x_train.sort(1).values, data.x_train.sort(1).values)
+    assert torch.equal(out.y_test, data.y_test)
