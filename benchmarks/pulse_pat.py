@@ -179,13 +179,20 @@ def main() -> None:
     ap.add_argument("--out", default=str(REPO / "runs" / "bench" / "pulse-pat"))
     ap.add_argument("--merge", nargs="+", default=None,
                     help="only summarise the results.json files of these output folders (runs split over processes)")
+    ap.add_argument("--baseline", nargs="+", default=None,
+                    help="with --merge: output folders of another configuration; per method, paired differences "
+                         "(same device, seed, method) of the merged runs against these")
     args = ap.parse_args()
     if args.merge:
         blobs = [json.loads((Path(m) / "results.json").read_text()) for m in args.merge]
         devices = {k: v for b in blobs for k, v in b["devices"].items()}
         args.seeds = sorted({r["seed"] for b in blobs for r in b["runs"]})
         args.methods = list(dict.fromkeys(r["method"] for b in blobs for r in b["runs"]))
-        print(summarise([r for b in blobs for r in b["runs"]], devices, args))
+        runs = [r for b in blobs for r in b["runs"]]
+        print(summarise(runs, devices, args))
+        if args.baseline:
+            base = [r for m in args.baseline for r in json.loads((Path(m) / "results.json").read_text())["runs"]]
+            print("\n".join(["", f"Against {' '.join(args.baseline)}:"] + against(runs, base, args.methods)))
         return
     torch.set_num_threads(1)
     out = Path(args.out)
@@ -349,6 +356,25 @@ def paired(runs: list[dict], methods: list[str]) -> list[str]:
         if len(d):
             lines.append(f"- {a} minus {b}, paired: {100 * d.mean():+.1f} ± {100 * d.std():.1f} points, "
                          f"{a} better in {int((d > 0).sum())} of {len(d)}")
+    return lines
+
+
+def against(runs: list[dict], base: list[dict], methods: list[str]) -> list[str]:
+    """Per method, paired differences (same device, seed and method) of ``runs`` against ``base``: on the
+    device and on the noiseless twin."""
+    b = {(r["device"], r["seed"], r["method"]): r for r in base}
+    lines = []
+    for m in methods:
+        p = [(r, b[(r["device"], r["seed"], m)]) for r in runs if r["method"] == m and (r["device"], r["seed"], m) in b]
+        if not p:
+            continue
+        dev = 100 * np.array([[r["device_test"], o["device_test"]] for r, o in p])
+        twin = 100 * np.array([[r["twin_test"], o["twin_test"]] for r, o in p])
+        d = dev[:, 0] - dev[:, 1]
+        lines.append(f"- {m}: {dev[:, 0].mean():.1f} ± {dev[:, 0].std():.1f} vs {dev[:, 1].mean():.1f} ± "
+                     f"{dev[:, 1].std():.1f} % on the device, paired {d.mean():+.1f} ± {d.std():.1f} points, better "
+                     f"in {int((d > 0).sum())} of {len(d)}; on the noiseless twin {twin[:, 0].mean():.1f} vs "
+                     f"{twin[:, 1].mean():.1f} %")
     return lines
 
 

@@ -71,3 +71,15 @@ def test_bright_order_puts_the_first_features_in_the_brightest_input_pixels():
     # a permutation of the columns: same values, labels untouched
     torch.testing.assert_close(out.x_train.sort(1).values, data.x_train.sort(1).values)
     assert torch.equal(out.y_test, data.y_test)
+
+
+def test_against_pairs_runs_by_device_seed_and_method():
+    bench = _pulse_pat()
+    run = lambda dev, seed, m, acc, twin=0.9: {"device": dev, "seed": seed, "method": m,  # noqa: E731
+                                               "device_test": acc, "twin_test": twin}
+    new = [run(2, 0, "PAT", 0.80), run(2, 1, "PAT", 0.70), run(3, 0, "PAT", 0.75), run(2, 0, "in silico", 0.40)]
+    base = [run(2, 0, "PAT", 0.78), run(2, 1, "PAT", 0.74), run(2, 0, "in silico", 0.50, 0.8)]  # (3, 0) missing
+    lines = bench.against(new, base, ["in silico", "PAT"])
+    assert len(lines) == 2
+    assert "paired -10.0 ± 0.0 points, better in 0 of 1" in lines[0] and "90.0 vs 80.0 %" in lines[0]
+    assert "paired -1.0 ± 3.0 points, better in 1 of 2" in lines[1]  # (+2, -4): device 3 has no baseline
