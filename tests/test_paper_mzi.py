@@ -93,7 +93,7 @@ def test_unknown_method_and_bad_settings():
     with pytest.raises(ValueError, match="readout"):
         mzi.Settings(readout="softmax")
     with pytest.raises(ValueError, match="unknown method"):
-        mzi.train(mzi.MeshNet(small(), 0), "dat", torch.zeros(2, 1, 28, 28), torch.zeros(2, dtype=torch.long),
+        mzi.train(mzi.MeshNet(small(), 0), "xyz", torch.zeros(2, 1, 28, 28), torch.zeros(2, dtype=torch.long),
                   small(), 0)
 
 
@@ -143,4 +143,48 @@ def test_methods_subset_and_error_model_setting_through_paper_run(tmp_path):
     assert sorted(r["deploy"] for r in rows) == ["new chip"] * 4 + ["own chip"] * 2
     assert "labsat's error model, spread × 0.5" in out["table"]
     with pytest.raises(ValueError, match="methods"):
-        paper.run("paper-mzi", chips=1, seeds=1, out=tmp_path, settings=["methods=bp,dat"], log=lambda m: None)
+        paper.run("paper-mzi", chips=1, seeds=1, out=tmp_path, settings=["methods=bp,xyz"], log=lambda m: None)
+
+
+def test_dat_takes_the_chips_values_and_the_gradient_of_the_ideal_mesh_plus_its_error_predictor():
+    net = mzi.MeshNet(small(modes=10), seed=0)
+    net.eval()
+    net.errors = mzi.chip_errors(net.mesh.layout, 201, 0.15)
+    net.sepn = mzi.sepn(10)
+    with torch.no_grad():
+        net.sepn[-1].weight.normal_(0, 0.1)  # a non-zero correction, so that it shows in the gradient
+    x = torch.randn(4, 1, 28, 28)
+    net.mode = "chip"
+    chip = net(x).detach()
+    net.mode, net.sepn_weight = "dat", 1.0
+    out = net(x)
+    assert torch.allclose(out, chip)
+    out.sum().backward()
+    g_dat = net.mesh.theta.grad.clone()
+    net.zero_grad()
+    net._logits(net.front(x), None, 1.0).sum().backward()
+    assert torch.allclose(g_dat, net.mesh.theta.grad)
+    net.zero_grad()
+    net._logits(net.front(x), None).sum().backward()
+    assert not torch.allclose(g_dat, net.mesh.theta.grad)  # the SEPN changes the backward model
+
+
+def test_dat_learns_to_predict_the_chip_and_caches_its_predictor(tmp_path):
+    import torch.nn.functional as F
+
+    s = small(modes=10, epochs=5, batch_size=32, dat_lr=0.01)  # a smaller step for 25 steps on 160 images
+    net = mzi.MeshNet(s, seed=0)
+    net.errors = mzi.chip_errors(net.mesh.layout, 201, 0.15)
+    x, y, _, _, _ = mzi._data("digits", 160, 20)
+    mzi.train(net, "dat", x, y, s, 0)
+    net.eval()
+    with torch.no_grad():
+        z = net.front(x)
+        chip = net._logits(z, net.errors)
+        before, after = F.mse_loss(net._logits(z, None), chip), F.mse_loss(net._logits(z, None, 1.0), chip)
+    assert after < 0.5 * before
+    (task,) = mzi.tasks(common.Protocol(eval_chips=(201,), seeds=(0,), n_train=40, n_test=20),
+                        small(modes=10, epochs=1), tmp_path, methods=("dat",))
+    assert "dat_lr" not in task["settings"]  # a later setting at its default: the task (its stored key) as before
+    rows = mzi.run_task(task)
+    assert [r["accuracy"] for r in mzi.run_task(task)] == [r["accuracy"] for r in rows]  # the cached model + SEPN

@@ -3,17 +3,9 @@
 # on ONE Dask worker (a shared 2-core machine); each is recorded as an experiment run (labsat runs list) and
 # every task is stored in the sweep database as it ends, so re-running this script computes only what is missing.
 set -u
-cd "$(dirname "$0")/../.."
-export OMP_NUM_THREADS=1
+RUNLOG=run_r2.log
+source "$(dirname "$0")/run_lib.sh"
 OUT=benchmarks/paper/results
-mkdir -p benchmarks/paper/logs
-run() {
-  log=$1; shift
-  echo "$(date -u +%H:%M:%S) start $log" >> benchmarks/paper/logs/run_r2.log
-  nice -n 5 /usr/bin/time -f "$log wall %e s" .venv/bin/labsat experiment "$@" --scheduler local --workers 1 \
-    > benchmarks/paper/logs/$log.log 2>&1
-  echo "$(date -u +%H:%M:%S) end $log rc $?" >> benchmarks/paper/logs/run_r2.log
-}
 # 2. microring: 5 evaluation chips x 3 seeds, rho tuned for -2 K on tuning chips 101-102 (seed 0) over the grid
 run microring paper-microring --full --set epochs=10 --set offset_sigmas=0.08 --set rho_grid=0.1,0.5,1,2,4,8 --out $OUT
 # 3. free space: 15 training seeds (no fabrication draw on this platform), extends round 1's 3 seeds

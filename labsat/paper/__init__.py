@@ -71,12 +71,12 @@ def run(name: str, *, full: bool = False, seeds: Optional[int] = None, chips: Op
     tuned: list[dict] = []  # tuning runs (on the declared tuning chips), kept in the results beside the rest
     if name in ("paper-mzi", "paper-transfer"):
         base = asdict(mzi.Settings()) if full else asdict(mzi.Settings(epochs=5))
-        base["methods"] = ",".join(mzi.METHODS)  # a subset: --set methods=bp,sat_insitu
+        base["methods"] = ",".join(mzi.METHODS)  # a subset or labsat's own: --set methods=bp,sat_insitu,bp_twin
         over = {**base, **parse_settings(settings, base)}
         methods = tuple(m.strip() for m in over.pop("methods").split(",") if m.strip())
-        unknown = [m for m in methods if m not in mzi.METHODS]
+        unknown = [m for m in methods if m not in mzi.ALL_METHODS]
         if unknown or not methods:
-            raise ValueError(f"--set methods: one or more of {','.join(mzi.METHODS)}, got {unknown or 'none'}")
+            raise ValueError(f"--set methods: one or more of {','.join(mzi.ALL_METHODS)}, got {unknown or 'none'}")
         s = mzi.Settings(**over)
         task_list = mzi.tasks(protocol, s, out, methods=methods, transfer=name == "paper-transfer")
         fn, report = mzi.run_task, mzi.report

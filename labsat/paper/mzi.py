@@ -15,7 +15,13 @@ Methods: ``bp`` (ideal mesh), ``pat`` (chip forward substituted into the ideal m
 backward), ``nat`` (fresh N(0, 0.01) on theta, phi and couplers every forward; the authors' notebook
 never adds its phase noise, we do), all SGD lr 0.1 momentum 0.5 with conv/fc weights clamped to
 [-1, 1]; ``sat`` (SAM rho 0.3 over Adam lr 0.1, ideal mesh) and ``sat_insitu`` (SAT with the PAT
-substitution in both SAM passes). One task = one (method, seed, chip): trained once (cached under
+substitution in both SAM passes). labsat's own (``--set methods=...,bp_twin,sat_twin,sat_insitu_twin``):
+the chip is calibrated first (:mod:`.calibrated`: measured in the virtual lab's physics, issue 12's
+progressive fit, once per chip, cached) and ``bp_twin`` / ``sat_twin`` train on the calibrated twin instead of
+the ideal mesh (deployed on the chip), ``sat_insitu_twin`` is SAT in situ with the calibrated twin as the
+backward model. ``dat`` (``--set methods=...,dat``): dual adaptive training (Zheng et al. 2023, the authors'
+train.py in small): a learned error predictor (:func:`sepn`) on the mesh's output field, trained every step on the
+chip's outputs, and PAT with the ideal mesh + predictor as the backward model. One task = one (method, seed, chip): trained once (cached under
 ``<out>/cache``), evaluated on its own chip (whole test set) and, for the transfer grid, on new chips.
 """
 from __future__ import annotations
@@ -38,9 +44,16 @@ from labsat.twins.layout import MeshLayout
 
 from . import common
 
-METHODS = ("bp", "pat", "nat", "sat", "sat_insitu")
-LABELS = {"bp": "BP", "pat": "PAT", "nat": "NAT (σ 0.01)", "sat": "SAT in silico", "sat_insitu": "SAT in situ"}
-PAPER_OWN = {"bp": 68.6, "pat": 70.2, "nat": 79.8, "sat": 92.3, "sat_insitu": 97.1}  # σ = 0.15, MNIST, %
+METHODS = ("bp", "pat", "nat", "sat", "sat_insitu")  # the paper's methods (the default list)
+OTHER_METHODS = ("dat",)  # the paper's other baseline, by --set methods=: dual adaptive training (Zheng et al. 2023)
+# labsat's own: calibrate the chip (labsat.paper.calibrated), train on the calibrated twin (deploy on the chip);
+# sat_insitu_twin: SAT in situ with the calibrated twin (not the ideal mesh) as the backward model
+TWIN_METHODS = ("bp_twin", "sat_twin", "sat_insitu_twin")
+ALL_METHODS = METHODS + OTHER_METHODS + TWIN_METHODS
+LABELS = {"bp": "BP", "pat": "PAT", "nat": "NAT (σ 0.01)", "sat": "SAT in silico", "sat_insitu": "SAT in situ",
+          "bp_twin": "BP on calibrated twin", "sat_twin": "SAT on calibrated twin",
+          "sat_insitu_twin": "SAT in situ, calibrated twin backward", "dat": "DAT (learned error predictor)"}
+PAPER_OWN = {"dat": 94.6, "bp": 68.6, "pat": 70.2, "nat": 79.8, "sat": 92.3, "sat_insitu": 97.1}  # σ = 0.15, MNIST, %
 PAPER_TRANSFER = {0.0: 98.5, 0.1: 98.2, 0.15: 95.2, 0.2: 61.3, 0.3: 9.8}  # SAT in situ, mean of 5 new chips
 TRANSFER_SIGMAS = (0.0, 0.1, 0.15, 0.2, 0.3)
 
@@ -62,6 +75,9 @@ class Settings:
     transfer_sigmas: tuple = ()
     transfer_chips: int = 5
     error_model: str = "paper"  # paper | labsat (then sigma, transfer_sigmas are spread factors: see chip_errors)
+    dat_lr: float = 0.1  # DAT: Adam on the error predictor; chosen on tuning chips 101-102 (benchmarks/README.md;
+    # the authors' 1e-3 is over ~50x more steps)
+    cal_settings: int = 0  # *_twin: heater settings per control band of the calibration (0: issue 12's plan, 32)
 
     def __post_init__(self):
         if not 10 <= self.modes <= 64:
@@ -70,6 +86,8 @@ class Settings:
                              ("front", ("lenet", "linear")), ("error_model", ("paper", "labsat"))):
             if getattr(self, key) not in allowed:
                 raise ValueError(f"{key}: one of {' | '.join(allowed)}, got {getattr(self, key)!r}")
+        if self.cal_settings < 0:
+            raise ValueError(f"cal_settings: heater settings per band, at least 1 (0: the plan's), got {self.cal_settings}")
         if self.epochs < 1 or self.sigma < 0:
             raise ValueError("epochs must be at least 1 and sigma non-negative")
 
@@ -174,14 +192,25 @@ class MeshNet(nn.Module):
         elif s.readout != "paper":
             raise ValueError(f"unknown readout {s.readout!r}: paper | scale")
         self.errors: dict | None = None  # the chip's errors when deployed
-        self.mode = "ideal"  # ideal | chip | pat | nat
+        self.twin: dict | None = None  # the calibrated twin's errors (labsat.paper.calibrated), None = ideal mesh
+        self.sepn: nn.Module | None = None  # DAT's systematic-error prediction network (set by train for "dat")
+        self.sepn_weight = 1.0  # DAT's cn_weight: 0 early in training, then 1
+        self.similarity: torch.Tensor | None = None  # DAT: MSE(twin + SEPN, chip) of the last forward
+        self.mode = "ideal"  # ideal | chip | twin | pat | nat | dat
         self.nat_sigma = 0.0
 
     def digital(self) -> list[nn.Parameter]:
         return list(self.front.parameters())
 
-    def _logits(self, z: torch.Tensor, errors: dict | None) -> torch.Tensor:
-        p = clements.powers(self.mesh.matrix(errors), z.to(torch.float64))
+    def _logits(self, z: torch.Tensor, errors: dict | None, sepn: float = 0.0) -> torch.Tensor:
+        if sepn:  # DAT: the SEPN's correction added to the mesh's output field, then the same readout
+            a = clements.apply(self.mesh.matrix(errors), z.to(torch.float64))
+            ri = torch.cat([a.real, a.imag], -1)
+            ri = ri + sepn * self.sepn(ri)
+            n = a.shape[-1]
+            p = ri[..., :n] ** 2 + ri[..., n:] ** 2
+        else:
+            p = clements.powers(self.mesh.matrix(errors), z.to(torch.float64))
         if errors is not None and "gain" in errors:  # labsat's model: per-port loss
             p = p * errors["gain"]
         p = p / p.norm(dim=-1, keepdim=True)
@@ -196,16 +225,32 @@ class MeshNet(nn.Module):
             return self._logits(z, None)
         if self.mode == "chip":
             return self._logits(z, self.errors)
+        if self.mode == "twin":
+            return self._logits(z, self.twin)
         if self.mode == "nat":
             m = self.mesh.layout.n_mzi
             n = {"theta": torch.randn(m, dtype=torch.float64) * self.nat_sigma,
                  "phi": torch.randn(m, dtype=torch.float64) * self.nat_sigma,
                  "bs": torch.randn(m, 2, dtype=torch.float64) * self.nat_sigma}
             return self._logits(z, n)
-        ideal = self._logits(z, None)  # pat: the chip's values, the ideal model's gradient
         with torch.no_grad():
             chip = self._logits(z, self.errors)
+        if self.mode == "dat":  # the chip's values, the gradient of the ideal mesh + SEPN (weighted)
+            ideal = self._logits(z, None, self.sepn_weight)
+            self.similarity = F.mse_loss(self._logits(z, None, 1.0), chip)  # trains the SEPN on the measurement
+        else:  # pat: the chip's values, the model's (ideal or twin) gradient
+            ideal = self._logits(z, self.twin)
         return ideal + (chip - ideal).detach()
+
+
+def sepn(modes: int) -> nn.Module:
+    """DAT's systematic-error prediction network, small: a residual MLP on the mesh's output field
+    ([Re, Im], 2N -> 4N -> 2N, ReLU), its last layer zero so that it starts as no correction. (The authors'
+    is a complex U-Net on the 8x8-reshaped 64 outputs of each mesh; see benchmarks/README.md.)"""
+    net = nn.Sequential(nn.Linear(2 * modes, 4 * modes), nn.ReLU(), nn.Linear(4 * modes, 2 * modes)).double()
+    nn.init.zeros_(net[-1].weight)
+    nn.init.zeros_(net[-1].bias)
+    return net
 
 
 @functools.lru_cache(maxsize=2)
@@ -218,19 +263,29 @@ def _data(spec: str, n_train, n_test):
 def train(model: MeshNet, method: str, x, y, s: Settings, seed: int) -> list[float]:
     from labsat.sat import SAM
 
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
-    model.mode = {"bp": "ideal", "sat": "ideal", "pat": "pat", "sat_insitu": "pat", "nat": "nat"}[method]
+    if method not in ALL_METHODS:
+        raise ValueError(f"unknown method {method!r}; choose from {', '.join(ALL_METHODS)}")
+    if (method in TWIN_METHODS) != (model.twin is not None):
+        raise ValueError(f"method {method!r}: the calibrated twin is set exactly for {', '.join(TWIN_METHODS)}")
+    model.mode = {"bp": "ideal", "sat": "ideal", "pat": "pat", "sat_insitu": "pat", "nat": "nat", "bp_twin": "twin",
+                  "sat_twin": "twin", "sat_insitu_twin": "pat", "dat": "dat"}[method]
     model.nat_sigma = s.nat_sigma
-    sam = method in ("sat", "sat_insitu")
-    params = list(model.parameters())
+    sam = method in ("sat", "sat_insitu", "sat_twin", "sat_insitu_twin")
+    params = [p for n, p in model.named_parameters() if not n.startswith("sepn.")]  # the model's own
+    dat = method == "dat"
+    if dat:
+        torch.manual_seed(seed)
+        model.sepn = sepn(s.modes)
+        sepn_params = list(model.sepn.parameters())
+        sepn_opt = torch.optim.Adam(sepn_params, lr=s.dat_lr)
     opt = SAM(params, torch.optim.Adam, rho=s.rho, lr=s.sat_lr) if sam else \
         torch.optim.SGD(params, lr=s.sgd_lr, momentum=s.momentum)
     g = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     model.train()
     losses = []
-    for _ in range(s.epochs):
+    for epoch in range(s.epochs):
+        model.sepn_weight = 0.0 if epoch < 0.4 * s.epochs else 1.0  # DAT: cn_weight 0 for 20 of the authors' 50 epochs
         order = torch.randperm(len(x), generator=g)
         total = 0.0
         for i in range(0, len(x), s.batch_size):
@@ -247,6 +302,22 @@ def train(model: MeshNet, method: str, x, y, s: Settings, seed: int) -> list[flo
 
             if sam:
                 loss = opt.step(closure)
+            elif dat:  # as the authors' train.py: the SEPN steps on the similarity loss alone; the model's
+                # parameters on the task loss through the chip's values plus the similarity loss (their
+                # optimizer_pnn.zero_grad() comes before loss_cn.backward())
+                opt.zero_grad()
+                sepn_opt.zero_grad()
+                loss = F.cross_entropy(model(xb), yb)
+                grads = torch.autograd.grad(model.similarity, sepn_params, retain_graph=True)
+                (loss + model.similarity).backward(inputs=params)
+                for p_, g_ in zip(sepn_params, grads):
+                    p_.grad = g_
+                sepn_opt.step()
+                opt.step()
+                with torch.no_grad():
+                    for p in model.digital():
+                        if p.dim() > 1:
+                            p.clamp_(-1.0, 1.0)
             else:
                 loss = closure()
                 opt.step()
@@ -286,8 +357,19 @@ def run_task(task: dict) -> list[dict]:
     s = Settings(**task["settings"])
     xtr, ytr, xte, yte, name = _data(task["data"], task.get("n_train"), task.get("n_test"))
     model = MeshNet(s, task["seed"])
+    if task["method"] == "dat":  # its state (cached with the model) includes the error predictor
+        model.sepn = sepn(s.modes)
     own = chip_errors(model.mesh.layout, task["chip"], s.sigma, model=s.error_model)
     model.errors = own
+    calibration: dict = {}
+    if task["method"] in TWIN_METHODS:  # calibrated once per chip (cached), then every method and seed loads it
+        from . import calibrated
+
+        budget = f"-s{s.cal_settings}" if s.cal_settings else ""
+        cal_file = f"cal-{s.error_model}-{s.sigma:g}-N{s.modes}{budget}-chip{task['chip']}.json"
+        model.twin, calibration = calibrated.calibrate(
+            s.modes, own, task["chip"], Path(task["out"]) / "cache" / cal_file if task.get("out") else None,
+            settings=s.cal_settings or None)
     cache = Path(task["out"]) / "cache" / f"mzi-{_key(task)}.pt" if task.get("out") else None
     t0 = time.perf_counter()
     if cache is not None and cache.exists():
@@ -304,7 +386,9 @@ def run_task(task: dict) -> list[dict]:
             "readout": s.readout, "init": s.init, "front": s.front, "modes": s.modes, "train_sigma": s.sigma,
             "error_model": s.error_model,
             "epochs": s.epochs, "final_loss": losses[-1] if losses else float("nan"), "train_s": seconds,
-            "data": name, "twin_accuracy": accuracy(model, xte, yte, None)}
+            "data": name, "twin_accuracy": accuracy(model, xte, yte, None), **calibration}
+    if model.twin is not None:  # the model on the twin it was trained on (the twin-to-chip gap beside it)
+        base["calibrated_twin_accuracy"] = accuracy(model, xte, yte, model.twin)
     rows = [{**base, "deploy": "own chip", "chip": task["chip"], "sigma": s.sigma,
              "accuracy": accuracy(model, xte, yte, own)}]
     for point, sig in enumerate(task.get("transfer_sigmas") or s.transfer_sigmas):
@@ -316,9 +400,13 @@ def run_task(task: dict) -> list[dict]:
     return rows
 
 
+LATER_SETTINGS = {"dat_lr": 0.1, "cal_settings": 0}  # added after results were stored: left out of a task while at their default,
+# so that the stored results (keyed by the task) and cached models are still found
+
+
 def tasks(protocol: common.Protocol, settings: Settings, out: Path | None, methods=METHODS,
           transfer: bool = False) -> list[dict]:
-    st = asdict(settings)
+    st = {k: v for k, v in asdict(settings).items() if LATER_SETTINGS.get(k, object()) != v}
     st["transfer_sigmas"] = list(TRANSFER_SIGMAS) if transfer else list(st["transfer_sigmas"])
     return [{"method": m, "seed": seed, "chip": chip, "data": protocol.data, "n_train": protocol.n_train,
              "n_test": protocol.n_test, "settings": st, "out": str(out) if out else None}
@@ -335,7 +423,7 @@ def report(rows: list[dict]) -> tuple[str, object]:
     data = rows[0]["data"] if rows else "?"
     for v in variants:
         sub = [r for r in own if key(r) == v]
-        body = [[LABELS[m], f"{PAPER_OWN[m]}" if v == ("paper", "haar", "lenet", 64, 0.15, "paper") else "–",
+        body = [[LABELS[m], f"{PAPER_OWN.get(m, '–')}" if v == ("paper", "haar", "lenet", 64, 0.15, "paper") else "–",
                  common.fmt([r["accuracy"] for r in sub if r["method"] == m]),
                  common.fmt([r["twin_accuracy"] for r in sub if r["method"] == m])] for m in methods]
         chip = (f"chip σ {v[4]:g} (phase = splitter)" if v[5] == "paper" else
