@@ -10,8 +10,8 @@ import importlib.util
 
 import numpy as np
 import torch
-
 from conftest import REPO
+
 from labsat.data import load_digits
 from labsat.hardware.pulse import input_pixels
 from labsat.kinds import KINDS
@@ -75,7 +75,7 @@ def test_bright_order_puts_the_first_features_in_the_brightest_input_pixels():
 
 def test_against_pairs_runs_by_device_seed_and_method():
     bench = _pulse_pat()
-    run = lambda dev, seed, m, acc, twin=0.9: {"device": dev, "seed": seed, "method": m,  # noqa: E731
+    run = lambda dev, seed, m, acc, twin=0.9: {"device": dev, "seed": seed, "method": m,
                                                "device_test": acc, "twin_test": twin}
     new = [run(2, 0, "PAT", 0.80), run(2, 1, "PAT", 0.70), run(3, 0, "PAT", 0.75), run(2, 0, "in silico", 0.40)]
     base = [run(2, 0, "PAT", 0.78), run(2, 1, "PAT", 0.74), run(2, 0, "in silico", 0.50, 0.8)]  # (3, 0) missing
