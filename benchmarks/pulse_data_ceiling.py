@@ -7,7 +7,8 @@ Data sets:
 - ``vowels``: labsat's synthetic vowels (labsat.vowels: 10 vowels around Peterson & Barney's means);
 - ``vowels, 7 of 10``: the same, restricted to each of the 120 subsets of 7 vowels (the PAT paper's
   vowel task had 7 classes), logistic only;
-- ``digits``: scikit-learn's 8x8 digits, PCA to 8 features (labsat.data.load_digits);
+- ``digits``: scikit-learn's 8x8 digits, PCA to 8 features (labsat.data.load_digits), or to each of
+  ``--digits-features`` (e.g. 8 12 16: the input pixels a wider layer would have);
 - with ``--hillenbrand PATH``: the real measurements of Hillenbrand et al. (1995, J. Acoust. Soc. Am. 97,
   3099), the file ``vowdata.dat`` they published (the user supplies it; nothing is downloaded and it is
   not part of this repository): the 10 vowels Peterson & Barney used (Hillenbrand's ah/aw/oo/uh = P&B's
@@ -15,7 +16,7 @@ Data sets:
   at 20 % and 80 % of the vowel added (13 features, the dynamic cues that paper found to separate the
   vowels). Also the within-vowel spread of the log formants (men), real against synthetic.
 
-    .venv/bin/python benchmarks/pulse_data_ceiling.py [--hillenbrand /path/to/vowdata.dat]
+    .venv/bin/python benchmarks/pulse_data_ceiling.py [--hillenbrand /path/to/vowdata.dat] [--digits-features 8 12 16]
 """
 from __future__ import annotations
 
@@ -69,6 +70,8 @@ def read_hillenbrand(path: str):
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--hillenbrand", default=None, help="path to Hillenbrand et al. (1995)'s vowdata.dat")
+    ap.add_argument("--digits-features", type=int, nargs="+", default=[8],
+                    help="PCA features for the digits rows (the layer's input pixels: 8 in stations/pulse.yaml)")
     args = ap.parse_args()
     warnings.filterwarnings("ignore")
     lines = ["| data set | tokens | classes | features | logistic (%) | MLP 64x64 (%) |", "|---|---|---|---|---|---|"]
@@ -85,11 +88,12 @@ def main() -> None:
             a, b = np.isin(ytr, sub), np.isin(yte, sub)
             subsets.append(LogisticRegression(max_iter=2000).fit(xtr[a], ytr[a]).score(xte[b], yte[b]))
     subsets = np.array(subsets)
-    out = []
-    for seed in SEEDS:
-        d = load_digits(8, seed=seed)
-        out.append(scores(d.x_train.numpy(), d.y_train.numpy(), d.x_test.numpy(), d.y_test.numpy(), seed))
-    lines.append(row("scikit-learn 8x8 digits, PCA to 8", 1797, 10, 8, np.array(out)))
+    for k in args.digits_features:
+        out = []
+        for seed in SEEDS:
+            d = load_digits(k, seed=seed)
+            out.append(scores(d.x_train.numpy(), d.y_train.numpy(), d.x_test.numpy(), d.y_test.numpy(), seed))
+        lines.append(row(f"scikit-learn 8x8 digits, PCA to {k}", 1797, 10, k, np.array(out)))
     notes = [f"labsat synthetic vowels, 7 of the 10 (all 120 subsets x splits 0-2, logistic): "
              f"{100 * subsets.mean():.1f} ± {100 * subsets.std():.1f} % (min {100 * subsets.min():.1f}, "
              f"max {100 * subsets.max():.1f}; >= 90 % in {100 * np.mean(subsets >= 0.9):.0f} % of the subsets)"]

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import functools
 import json
 import time
@@ -42,6 +43,7 @@ from labsat.calibration.sweeps import concat
 
 from labsat.config import parse_config
 from labsat.data import load_digits
+from labsat.hardware.pulse import input_pixels
 from labsat.kinds import KINDS
 from labsat.multilayer import DeepClassifier
 from labsat.physical import PhysicalLayer
@@ -54,13 +56,28 @@ REPO = Path(__file__).resolve().parents[1]
 DATASETS = {"vowels": load_vowels, "digits": load_digits}
 
 
-def station_config(path: Path, n_controls: int | None, tmp: Path):
+def station_config(path: Path, n_controls: int | None, tmp: Path, n_inputs: int | None = None):
+    """The station's config with its folders under ``tmp`` and, if given, the layer's parameter / input pixel
+    counts overridden (inputs stay where ``input_layout`` puts them; the data sets get ``n_inputs`` features)."""
     d = yaml.safe_load(path.read_text())
     d["station"]["calibration_dir"] = str(tmp / "cal")
     d["station"]["runs_dir"] = str(tmp / "runs")
+    layer = next(iter(d["layers"].values()))
     if n_controls:
-        next(iter(d["layers"].values()))["n_controls"] = n_controls
+        layer["n_controls"] = n_controls
+    if n_inputs:
+        layer["n_inputs"] = n_inputs
     return parse_config(d)
+
+
+def bright_order(data, n_inputs: int, n_controls: int, layout: str):
+    """The data's features re-ordered so that the k-th feature (PCA: the k-th largest variance) is written
+    into the k-th brightest input pixel (the nearest to the pulse's centre; the virtual pulse is a Gaussian
+    centred on the band), instead of into input pixel k."""
+    pix = input_pixels(n_inputs, n_controls, layout)
+    rank = np.argsort(np.argsort(np.abs(pix - (n_inputs + n_controls - 1) / 2), kind="stable"), kind="stable")
+    perm = torch.as_tensor(rank)  # input pixel j gets feature rank[j]
+    return dataclasses.replace(data, x_train=data.x_train[:, perm], x_test=data.x_test[:, perm])
 
 
 def initial_controls(n: int, seed: int, init: str) -> torch.Tensor:
@@ -122,6 +139,10 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--station", default=str(REPO / "stations" / "pulse.yaml"))
     ap.add_argument("--n-controls", type=int, default=None, help="override the station's parameter pixels")
+    ap.add_argument("--n-inputs", type=int, default=None,
+                    help="override the station's input pixels (= the data's features: PCA / formant features)")
+    ap.add_argument("--feature-order", default="index", choices=("index", "bright"),
+                    help="feature k into input pixel k, or into the k-th brightest input pixel")
     ap.add_argument("--data", nargs="+", default=["vowels"], choices=tuple(DATASETS),
                     help="one or more (each device's calibration serves all): vowels (synthetic, 10 classes, "
                          "digital ceiling 82-89 %%) or digits (sklearn 8x8, PCA to the input pixels, 10 classes, "
@@ -158,21 +179,31 @@ def main() -> None:
     ap.add_argument("--out", default=str(REPO / "runs" / "bench" / "pulse-pat"))
     ap.add_argument("--merge", nargs="+", default=None,
                     help="only summarise the results.json files of these output folders (runs split over processes)")
+    ap.add_argument("--baseline", nargs="+", default=None,
+                    help="with --merge: output folders of another configuration; per method, paired differences "
+                         "(same device, seed, method) of the merged runs against these")
     args = ap.parse_args()
     if args.merge:
         blobs = [json.loads((Path(m) / "results.json").read_text()) for m in args.merge]
         devices = {k: v for b in blobs for k, v in b["devices"].items()}
         args.seeds = sorted({r["seed"] for b in blobs for r in b["runs"]})
         args.methods = list(dict.fromkeys(r["method"] for b in blobs for r in b["runs"]))
-        print(summarise([r for b in blobs for r in b["runs"]], devices, args))
+        runs = [r for b in blobs for r in b["runs"]]
+        print(summarise(runs, devices, args))
+        if args.baseline:
+            base = [r for m in args.baseline for r in json.loads((Path(m) / "results.json").read_text())["runs"]]
+            print("\n".join(["", f"Against {' '.join(args.baseline)}:"] + against(runs, base, args.methods)))
         return
     torch.set_num_threads(1)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    cfg = station_config(Path(args.station), args.n_controls, out)
+    cfg = station_config(Path(args.station), args.n_controls, out, args.n_inputs)
     lname = next(iter(cfg.layers))
     layer_cfg = cfg.layers[lname]
     datasets = {name: DATASETS[name](layer_cfg.n_inputs, seed=0) for name in args.data}
+    if args.feature_order == "bright":
+        datasets = {k: bright_order(d, layer_cfg.n_inputs, layer_cfg.n_controls, layer_cfg.input_layout)
+                    for k, d in datasets.items()}
     runs, devices = [], {}
     t_all = time.time()
     for device in args.devices:
@@ -325,6 +356,25 @@ def paired(runs: list[dict], methods: list[str]) -> list[str]:
         if len(d):
             lines.append(f"- {a} minus {b}, paired: {100 * d.mean():+.1f} ± {100 * d.std():.1f} points, "
                          f"{a} better in {int((d > 0).sum())} of {len(d)}")
+    return lines
+
+
+def against(runs: list[dict], base: list[dict], methods: list[str]) -> list[str]:
+    """Per method, paired differences (same device, seed and method) of ``runs`` against ``base``: on the
+    device and on the noiseless twin."""
+    b = {(r["device"], r["seed"], r["method"]): r for r in base}
+    lines = []
+    for m in methods:
+        p = [(r, b[(r["device"], r["seed"], m)]) for r in runs if r["method"] == m and (r["device"], r["seed"], m) in b]
+        if not p:
+            continue
+        dev = 100 * np.array([[r["device_test"], o["device_test"]] for r, o in p])
+        twin = 100 * np.array([[r["twin_test"], o["twin_test"]] for r, o in p])
+        d = dev[:, 0] - dev[:, 1]
+        lines.append(f"- {m}: {dev[:, 0].mean():.1f} ± {dev[:, 0].std():.1f} vs {dev[:, 1].mean():.1f} ± "
+                     f"{dev[:, 1].std():.1f} % on the device, paired {d.mean():+.1f} ± {d.std():.1f} points, better "
+                     f"in {int((d > 0).sum())} of {len(d)}; on the noiseless twin {twin[:, 0].mean():.1f} vs "
+                     f"{twin[:, 1].mean():.1f} %")
     return lines
 
 

@@ -16,6 +16,8 @@ spectrometer over SCPI, hidden physics in drivers/sim/shg.py), per device and pe
   (test speakers unseen), vowel split seeds 0-2.
 
     .venv/bin/python benchmarks/pulse_visibility.py --devices 1 2 3 --out runs/bench/pulse-visibility
+    .venv/bin/python benchmarks/pulse_visibility.py --devices 1 --layouts interleaved --n-inputs 12 --data digits \
+        --no-ceiling --out runs/bench/pulse-visibility-12   # a wider input (12 pixels), digits readout
 """
 from __future__ import annotations
 
@@ -28,17 +30,21 @@ import numpy as np
 import yaml
 
 from labsat.config import parse_config
+from labsat.data import load_digits
 from labsat.station import Station
 from labsat.vowels import load_vowels
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def station_config(layout: str, tmp: Path):
+def station_config(layout: str, tmp: Path, n_inputs: int | None = None):
     d = yaml.safe_load((REPO / "stations" / "pulse.yaml").read_text())
     d["station"]["calibration_dir"] = str(tmp / "cal")
     d["station"]["runs_dir"] = str(tmp / "runs")
-    next(iter(d["layers"].values()))["input_layout"] = layout
+    layer = next(iter(d["layers"].values()))
+    layer["input_layout"] = layout
+    if n_inputs:
+        layer["n_inputs"] = n_inputs
     return parse_config(d)
 
 
@@ -88,16 +94,20 @@ def main() -> None:
     ap.add_argument("--layouts", nargs="+", default=["first", "interleaved"])
     ap.add_argument("--settings", type=int, default=8)
     ap.add_argument("--inputs", type=int, default=32)
+    ap.add_argument("--n-inputs", type=int, default=None, help="override the station's input pixels (8)")
+    ap.add_argument("--data", default="vowels", choices=("vowels", "digits"), help="data set of the readout")
+    ap.add_argument("--no-ceiling", action="store_true", help="skip the vowels' ceiling (MLPs, a minute)")
     ap.add_argument("--out", default=str(REPO / "runs" / "bench" / "pulse-visibility"))
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    data = load_vowels(8, seed=0)
+    n_in = args.n_inputs or 8
+    data = load_vowels(n_in, seed=0) if args.data == "vowels" else load_digits(n_in, seed=0)
     rows = []
     for dev in args.devices:
         for layout in args.layouts:
             t0 = time.time()
-            with Station(station_config(layout, out), chip_seed=dev) as st:
+            with Station(station_config(layout, out, args.n_inputs), chip_seed=dev) as st:
                 hw = st.layer()
                 rng = np.random.default_rng(dev)
                 n_c = hw.n_controls
@@ -111,9 +121,9 @@ def main() -> None:
             rows.append(row)
             print(json.dumps(row), flush=True)
             (out / "results.json").write_text(json.dumps({"runs": rows}, indent=1))
-    ceil = ceiling()
+    ceil = {} if args.no_ceiling else ceiling()
     lines = ["| input layout | device | input / noise variance (random u; flat u) | parameter / input variance "
-             "(random u; flat u) | noise std (10^4 counts) | logistic readout on one layer's 20 outputs, vowels "
+             f"(random u; flat u) | noise std (10^4 counts) | logistic readout on one layer's 20 outputs, {args.data} "
              "(random u; flat u) | queries | wall s |", "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         a, b = r["random"], r["flat"]
@@ -122,9 +132,10 @@ def main() -> None:
                      f"{100 * r['readout_random']:.1f}; {100 * r['readout_flat']:.1f} % | {r['queries']} | "
                      f"{r['wall_s']:.0f} |")
     lines.append("")
-    lines.append("Vowel data set's own ceiling (8 raw features, test speakers unseen, split seeds 0-2): " + "; ".join(
-        f"{k} {100 * np.mean(v):.1f} ± {100 * np.std(v):.1f} % ({', '.join(f'{100 * a:.1f}' for a in v)})"
-        for k, v in ceil.items()))
+    if ceil:
+        lines.append("Vowel data set's own ceiling (8 raw features, test speakers unseen, split seeds 0-2): "
+                     + "; ".join(f"{k} {100 * np.mean(v):.1f} ± {100 * np.std(v):.1f} % "
+                                 f"({', '.join(f'{100 * a:.1f}' for a in v)})" for k, v in ceil.items()))
     (out / "results.json").write_text(json.dumps({"runs": rows, "ceiling": ceil}, indent=1))
     (out / "table.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
