@@ -12,3 +12,8 @@ run ablation15_init=uniform paper-mzi --chips 5 --seeds 3 --set epochs=10 --set 
   --set init=uniform --out $OUT
 # the baseline row (Haar θ, the authors' code) on the same chips x seeds, for the pairing
 run ablation15_haar paper-mzi --chips 5 --seeds 3 --set epochs=10 --set methods=bp,sat_insitu --out $OUT
+# time left after the two rows above (~6 min each at load ~6): the other two one-factor rows at n = 15
+run ablation15_init=zero paper-mzi --chips 5 --seeds 3 --set epochs=10 --set methods=bp,sat_insitu \
+  --set init=zero --out $OUT
+run ablation15_front=linear paper-mzi --chips 5 --seeds 3 --set epochs=10 --set methods=bp,sat_insitu \
+  --set front=linear --out $OUT
