@@ -8,7 +8,6 @@ and round 2's n = 6 csv beside it.
 from __future__ import annotations
 
 import csv
-import json
 import pickle
 import sqlite3
 from pathlib import Path
@@ -57,7 +56,8 @@ def main() -> None:
         print(table(sub, f"{label}, 201-205 × 0-2 (round 3b)"))
         print(table(sub, f"{label}, round 3b's runs on round 2's 201-203 × 0-1", chips={201, 202, 203}, seeds={0, 1}))
     old = ROOT / "paper-mzi+epochs=10+methods=bp,sat_insitu+init=uniform" / "results.csv"
-    print(table(list(csv.DictReader(open(old))), "uniform, 201-203 × 0-1 (round 2, stored csv)"))
+    with open(old) as f:
+        print(table(list(csv.DictReader(f)), "θ uniform, 201-203 × 0-1 (round 2, stored csv)"))
     acc = {(r["init"], r["front"], r["method"], int(r["train_chip"]), int(r["seed"])): float(r["accuracy"]) for r in rows}
     for m in ("bp", "sat_insitu"):
         d = [v - acc[("haar", "lenet", m, c, s)] for (i, f, mm, c, s), v in acc.items()
