@@ -89,3 +89,16 @@ def lab():
     vl = VirtualLab(seed=3)
     yield vl
     vl.close()
+
+
+@pytest.fixture
+def python_sigint():
+    """Ctrl-C handled as Python does in an interactive run (KeyboardInterrupt), even when the test process was
+    started with SIGINT ignored (a background job, nohup, some CI runners): the Ctrl-C tests send SIGINT to
+    themselves and expect the interpreter's own handler."""
+    import signal
+
+    before = signal.getsignal(signal.SIGINT)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, before)

@@ -16,6 +16,8 @@ from labsat.drivers.heater_dac import HeaterDAC
 from labsat.drivers.pulse_shaper import PulseShaper
 from labsat.drivers.transport import TransactionMixin, TransportMixin
 
+pytestmark = pytest.mark.usefixtures("python_sigint")
+
 ZEROS4 = "0.0000,0.0000,0.0000,0.0000"
 
 

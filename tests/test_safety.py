@@ -11,6 +11,8 @@ import pytest
 from labsat.drivers.base import deferred_sigint
 from labsat.station import Station
 
+pytestmark = pytest.mark.usefixtures("python_sigint")
+
 
 class Boom(RuntimeError):
     pass
