@@ -14,6 +14,8 @@ from typing import Callable
 
 import numpy as np
 
+from labsat import defaults
+
 
 @dataclass
 class Measurements:
@@ -53,7 +55,7 @@ def schedule_for(hardware) -> tuple[float, ...]:
     return (1.0,)
 
 
-SMALL_MESH_BUDGET = (64, 32)  # settings × inputs of `labsat calibrate` up to 8 modes (labsat.defaults)
+SMALL_MESH_BUDGET = (defaults.CAL_SETTINGS, defaults.CAL_INPUTS)  # settings × inputs up to 8 modes
 BAND_SETTINGS = 32  # settings per control band above 8 modes
 
 
