@@ -314,14 +314,11 @@ def train(model: MeshNet, method: str, x, y, s: Settings, seed: int) -> list[flo
                     p_.grad = g_
                 sepn_opt.step()
                 opt.step()
-                with torch.no_grad():
-                    for p in model.digital():
-                        if p.dim() > 1:
-                            p.clamp_(-1.0, 1.0)
             else:
                 loss = closure()
                 opt.step()
-                with torch.no_grad():  # the authors clamp the digital weights of the SGD methods
+            if not sam:
+                with torch.no_grad():  # the authors clamp the digital weights of the SGD methods (DAT's too)
                     for p in model.digital():
                         if p.dim() > 1:
                             p.clamp_(-1.0, 1.0)
