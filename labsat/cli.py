@@ -284,8 +284,7 @@ def demo(station: Path = StationOpt, kind: Optional[str] = KindOpt,
                                       threads=threads, data=data)
         with _hooks() as hooks:
             result = workflows.run_demo(cfg, params, open_station, hooks,
-                                        calibrate=lambda st: run_calibration(st, defaults.CAL_SETTINGS, defaults.CAL_INPUTS,
-                                                                               defaults.CAL_HOLDOUT))
+                                        calibrate=run_calibration)  # the layer's default budget, as `calibrate`
         cal_path = result.calibration.path
         if as_json:
             emit_json({"calibration": show_path(cal_path),

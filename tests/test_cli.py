@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 import labsat.calibration
 from conftest import minimal_config, write_yaml
-from labsat import cli
+from labsat import cli, defaults
 
 runner = CliRunner()
 
@@ -28,8 +28,9 @@ def quick_calibration(monkeypatch):
     """Every calibration the CLI runs: 12 settings x 8 inputs, 60 Adam + 20 L-BFGS steps."""
     original_run, original_fit = cli.run_calibration, labsat.calibration.fit_twin
 
-    def run_calibration(station, settings, inputs, holdout, seed=0):
-        return original_run(station, min(settings, 12), min(inputs, 8), holdout, seed)
+    def run_calibration(station, settings=None, inputs=None, holdout=defaults.CAL_HOLDOUT, seed=0):
+        # None (the layer's default budget) is capped as well
+        return original_run(station, min(settings or 12, 12), min(inputs or 8, 8), holdout, seed)
 
     monkeypatch.setattr(cli, "run_calibration", run_calibration)
     monkeypatch.setattr(labsat.calibration, "fit_twin",

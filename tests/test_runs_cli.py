@@ -154,8 +154,8 @@ def test_demo_runs_are_recorded(tmp_path, monkeypatch):
 
     quick = cli.run_calibration
 
-    def run_calibration(st, settings, inputs, holdout, seed=0):  # a small measurement: this is not a fit test
-        return quick(st, 8, 8, holdout, seed)
+    def run_calibration(st, settings=None, inputs=None, holdout=cli.defaults.CAL_HOLDOUT, seed=0):
+        return quick(st, 8, 8, holdout, seed)  # a small measurement: this is not a fit test
 
     monkeypatch.setattr(cli, "run_calibration", run_calibration)
     station = write_yaml(tmp_path / "small.yaml", minimal_config())
