@@ -18,6 +18,13 @@ def paths(node, prefix=()):
             yield from paths(v, prefix + (i,))
 
 
+def at(node, path):
+    """The value at ``path`` (keys and indices) in the nested dict/list."""
+    for key in path:
+        node = node[key]
+    return node
+
+
 def mutate(data: dict, draw, values, keys, max_edits: int, ops=("replace", "delete", "add")) -> dict:
     """1..``max_edits`` random edits of a copy of ``data``: replace a value with one drawn from ``values``
     (any type, any structure), delete a key or item, or add one (a key drawn from ``keys``); ``ops`` is
@@ -28,9 +35,7 @@ def mutate(data: dict, draw, values, keys, max_edits: int, ops=("replace", "dele
         if not found:
             break
         path = draw(st.sampled_from(found))
-        parent = data
-        for key in path[:-1]:
-            parent = parent[key]
+        parent = at(data, path[:-1])
         op = draw(st.sampled_from(list(ops)))
         if op == "replace":
             parent[path[-1]] = draw(values)

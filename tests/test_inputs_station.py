@@ -26,7 +26,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from config_mutations import mutate
+from config_mutations import at, mutate, paths
 from labsat.config import ConfigError, load_config, parse_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -207,15 +207,12 @@ numbers = st.one_of(st.integers(min_value=-2**70, max_value=2**70), st.floats(al
 NUMERIC_CASES = int(os.environ.get("LABSAT_STATION_CASES", "60"))
 
 
-def _numeric_leaves(node, prefix=()):
-    if isinstance(node, dict):
-        for k, v in node.items():
-            yield from _numeric_leaves(v, prefix + (k,))
-    elif isinstance(node, list):
-        for i, v in enumerate(node):
-            yield from _numeric_leaves(v, prefix + (i,))
-    elif isinstance(node, (int, float)) and not isinstance(node, bool):
-        yield prefix
+def _numeric_leaves(node):
+    """The paths of every number (not a bool) in the nested dict/list, in document order."""
+    for path in paths(node):
+        value = at(node, path)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            yield path
 
 
 @pytest.mark.parametrize("station_file", STATION_FILES, ids=[p.name for p in STATION_FILES])
