@@ -56,9 +56,11 @@ REPO = Path(__file__).resolve().parents[1]
 DATASETS = {"vowels": load_vowels, "digits": load_digits}
 
 
-def station_config(path: Path, n_controls: int | None, tmp: Path, n_inputs: int | None = None):
+def station_config(path: Path, n_controls: int | None, tmp: Path, n_inputs: int | None = None,
+                   averages: int | None = None):
     """The station's config with its folders under ``tmp`` and, if given, the layer's parameter / input pixel
-    counts overridden (inputs stay where ``input_layout`` puts them; the data sets get ``n_inputs`` features)."""
+    counts overridden (inputs stay where ``input_layout`` puts them; the data sets get ``n_inputs`` features)
+    and the spectrometer's averaging count (``averages``: exposures per spectrum)."""
     d = yaml.safe_load(path.read_text())
     d["station"]["calibration_dir"] = str(tmp / "cal")
     d["station"]["runs_dir"] = str(tmp / "runs")
@@ -67,7 +69,14 @@ def station_config(path: Path, n_controls: int | None, tmp: Path, n_inputs: int 
         layer["n_controls"] = n_controls
     if n_inputs:
         layer["n_inputs"] = n_inputs
+    if averages:
+        d["instruments"][layer["outputs"]["instrument"]]["averages"] = averages
     return parse_config(d)
+
+
+def detector_averages(cfg, lname: str) -> int:
+    """The averaging count of the spectrometer that reads layer ``lname``."""
+    return cfg.instruments[cfg.layers[lname].outputs.instrument].averages
 
 
 def bright_order(data, n_inputs: int, n_controls: int, layout: str):
@@ -89,21 +98,26 @@ def initial_controls(n: int, seed: int, init: str) -> torch.Tensor:
     return 0.1 + 0.7 * torch.rand(n, generator=g, dtype=torch.float64)
 
 
-def build(twin, hw, seed: int, n_classes: int, init: str = "flat") -> DeepClassifier:
-    """Two physical layers on the same device (own parameters, the device's shared twin)."""
-    layers = [PhysicalLayer(twin, hw, seed=seed), PhysicalLayer(twin, hw, seed=seed + 101)]
+def build(twin, hw, seed: int, n_classes: int, init: str = "flat", physical: int = 2,
+          hidden: int = 0) -> DeepClassifier:
+    """``physical`` physical layers on the same device (own parameters, the device's shared twin), a digital
+    layer between each two (``hidden`` > 0: with a hidden layer that wide)."""
+    layers = [PhysicalLayer(twin, hw, seed=seed + 101 * k) for k in range(physical)]
     with torch.no_grad():
         for k, layer in enumerate(layers):
             layer.u.copy_(initial_controls(twin.n_controls, seed + 101 * k, init))
-    return DeepClassifier(layers, n_classes, seed=seed, between="linear")
+    return DeepClassifier(layers, n_classes, seed=seed, between="linear", hidden=hidden)
 
 
 def layer_inputs(model: DeepClassifier, x: torch.Tensor) -> list[np.ndarray]:
     """The inputs each physical layer receives for data ``x`` (on the twin; for local-accuracy queries)."""
+    out, h = [], x
     with torch.no_grad():
-        first = x.numpy()
-        second = model.electronics[0](model.physical.layers[0].twin(x, model.physical.layers[0].controls()))
-    return [first, second.numpy()]
+        for k, layer in enumerate(model.physical.layers):
+            out.append(h.numpy())
+            if k < len(model.electronics):
+                h = model.electronics[k](layer.twin(h, layer.controls()))
+    return out
 
 
 def near_queries(hw, model, x: torch.Tensor, near: float, settings: int, seed: int) -> Measurements:
@@ -119,14 +133,16 @@ def near_queries(hw, model, x: torch.Tensor, near: float, settings: int, seed: i
     return Measurements(np.array(us), np.array(xs), np.array(ps))
 
 
-def noisy_twin_accuracy(model, twin, data, seed: int) -> float:
+def noisy_twin_accuracy(model, twin, data, seed: int, averages: int = 1) -> float:
     """Test accuracy on the twin with the detector's noise added to its outputs (a diagnostic: shot noise
-    of the counts plus 15 counts of read noise, outputs in 10^4 counts as stations/pulse.yaml; no queries)."""
+    of the counts plus 15 counts of read noise, over sqrt(``averages``) exposures averaged; outputs in 10^4
+    counts as stations/pulse.yaml; no queries)."""
     g = torch.Generator().manual_seed(seed + 4242)
 
     def add_noise(module, inputs, out):
         counts = (out.detach() * 1e4).clamp_min(0.0)
-        return out + torch.sqrt(counts + 15.0 ** 2) / 1e4 * torch.randn(out.shape, generator=g, dtype=out.dtype)
+        sd = torch.sqrt((counts + 15.0 ** 2) / averages) / 1e4
+        return out + sd * torch.randn(out.shape, generator=g, dtype=out.dtype)
 
     hook = twin.register_forward_hook(add_noise)
     try:
@@ -135,14 +151,47 @@ def noisy_twin_accuracy(model, twin, data, seed: int) -> float:
         hook.remove()
 
 
+def calibrate_device(hw, cfg, lname: str, device: int, args) -> tuple:
+    """Calibrate one device (``args.cal_settings`` x 4 queries, a share ``args.cal_near`` of them near the
+    start) and fit the kind's twin; returns the twin and its record (held-out errors, queries, times)."""
+    layer_cfg = cfg.layers[lname]
+    t0 = time.time()
+    n_near = int(round(args.cal_near * args.cal_settings))
+    glob = measure(hw, args.cal_settings - n_near, 4, seed=device)
+    fit_set, held = glob.split(0.2, seed=device)
+    near_held = None
+    if n_near:  # active sampling: around the parameters training starts from
+        centre = initial_controls(layer_cfg.n_controls, 0, args.init).numpy()
+        near = collect(hw, n_near, 4, seed=device + 500, center=centre, sigma=args.cal_sigma)
+        near_fit, near_held = near.split(0.2, seed=device)
+        fit_set = concat(fit_set, near_fit)
+    t_measure = time.time() - t0
+    twin = KINDS["pulse_shg"].make_twin(cfg, lname)  # the kind's twin, with its online refresh
+    fit_learned(twin, fit_set, epochs=args.twin_epochs)
+    record = {"held_out": prediction_error(twin, held),
+              "held_out_near_start": None if near_held is None else prediction_error(twin, near_held),
+              "queries": int(args.cal_settings * 4),
+              "measure_s": t_measure, "fit_s": time.time() - t0 - t_measure,
+              "reference_spread": float(twin.reference_spread)}
+    print(f"device {device}: twin R² {record['held_out']['r2']:.3f} global, "
+          f"{(record['held_out_near_start'] or {}).get('r2', float('nan')):.3f} near the start "
+          f"({time.time() - t0:.0f} s)", flush=True)
+    return twin, record
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--station", default=str(REPO / "stations" / "pulse.yaml"))
     ap.add_argument("--n-controls", type=int, default=None, help="override the station's parameter pixels")
     ap.add_argument("--n-inputs", type=int, default=None,
                     help="override the station's input pixels (= the data's features: PCA / formant features)")
+    ap.add_argument("--averages", type=int, default=None,
+                    help="override the spectrometer's averaging count (SENS:AVER:COUN: noise / sqrt(n), time x n)")
     ap.add_argument("--feature-order", default="index", choices=("index", "bright"),
                     help="feature k into input pixel k, or into the k-th brightest input pixel")
+    ap.add_argument("--physical-layers", type=int, default=2, help="physical (SHG) layers in the network")
+    ap.add_argument("--hidden", type=int, default=0,
+                    help="width of a hidden layer in each digital layer between physical layers (0: one linear map)")
     ap.add_argument("--data", nargs="+", default=["vowels"], choices=tuple(DATASETS),
                     help="one or more (each device's calibration serves all): vowels (synthetic, 10 classes, "
                          "digital ceiling 82-89 %%) or digits (sklearn 8x8, PCA to the input pixels, 10 classes, "
@@ -197,7 +246,7 @@ def main() -> None:
     torch.set_num_threads(1)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    cfg = station_config(Path(args.station), args.n_controls, out, args.n_inputs)
+    cfg = station_config(Path(args.station), args.n_controls, out, args.n_inputs, args.averages)
     lname = next(iter(cfg.layers))
     layer_cfg = cfg.layers[lname]
     datasets = {name: DATASETS[name](layer_cfg.n_inputs, seed=0) for name in args.data}
@@ -209,27 +258,7 @@ def main() -> None:
     for device in args.devices:
         with Station(cfg, chip_seed=device) as st:
             hw = st.layer()
-            t0 = time.time()
-            n_near = int(round(args.cal_near * args.cal_settings))
-            glob = measure(hw, args.cal_settings - n_near, 4, seed=device)
-            fit_set, held = glob.split(0.2, seed=device)
-            near_held = None
-            if n_near:  # active sampling: around the parameters training starts from
-                centre = initial_controls(layer_cfg.n_controls, 0, args.init).numpy()
-                near = collect(hw, n_near, 4, seed=device + 500, center=centre, sigma=args.cal_sigma)
-                near_fit, near_held = near.split(0.2, seed=device)
-                fit_set = concat(fit_set, near_fit)
-            t_measure = time.time() - t0
-            twin = KINDS["pulse_shg"].make_twin(cfg, lname)  # the kind's twin, with its online refresh
-            fit_learned(twin, fit_set, epochs=args.twin_epochs)
-            devices[device] = {"held_out": prediction_error(twin, held),
-                               "held_out_near_start": None if near_held is None else prediction_error(twin, near_held),
-                               "queries": int(args.cal_settings * 4),
-                               "measure_s": t_measure, "fit_s": time.time() - t0 - t_measure,
-                               "reference_spread": float(twin.reference_spread)}
-            print(f"device {device}: twin R² {devices[device]['held_out']['r2']:.3f} global, "
-                  f"{(devices[device]['held_out_near_start'] or {}).get('r2', float('nan')):.3f} near the start "
-                  f"({time.time() - t0:.0f} s)", flush=True)
+            twin, devices[device] = calibrate_device(hw, cfg, lname, device, args)
             for data_name, data in datasets.items():
                 for seed in args.seeds:
                     insilico = None
@@ -244,7 +273,7 @@ def main() -> None:
                             OnlineRefresh, hardware=hw, probe_threshold=(args.probe_threshold if method == "PAT probe"
                                                                          else float("inf")),
                             probe_settings=args.probe_settings, probe_sigma=args.probe_sigma)
-                        model = build(own, hw, seed, data.n_classes, args.init)
+                        model = build(own, hw, seed, data.n_classes, args.init, args.physical_layers, args.hidden)
                         online = method != "in silico"
                         if online and args.pat_from == "insilico":  # PAT continues from the in-silico network
                             state = {k: v for k, v in insilico.state_dict().items() if ".twin." not in k}
@@ -265,7 +294,8 @@ def main() -> None:
                         run = {"data": data_name, "device": device, "seed": seed, "method": method, "queries": queries,
                                "train_s": time.time() - t1,
                                "twin_test": accuracy(model, data.x_test, data.y_test, on_hardware=False),
-                               "twin_noisy_test": noisy_twin_accuracy(model, own, data, seed),
+                               "twin_noisy_test": noisy_twin_accuracy(model, own, data, seed,
+                                                                      detector_averages(cfg, lname)),
                                "device_test": accuracy(model, data.x_test, data.y_test, on_hardware=True),
                                "train_loss": [e.loss for e in history.epochs]}
                         if online:

@@ -7,8 +7,9 @@ command                     meaning
 ==========================  =========================================================
 ``*IDN?``                   identity
 ``SENS:INT <s>``            integration time (s); ``SENS:INT?`` reads it back
+``SENS:AVER:COUN <n>``      spectra averaged per acquisition (1..10000); ``SENS:AVER:COUN?`` reads it back
 ``SENS:WAV?``               the pixels' centre wavelengths (nm), IEEE 488.2 float32 block
-``INIT``                    acquire one spectrum now (of the light arriving during the integration)
+``INIT``                    acquire one spectrum now: the mean of ``SENS:AVER:COUN`` exposures of ``SENS:INT``
 ``*OPC?``                   operation complete (``1``)
 ``FETC:SPEC?``              the last spectrum, IEEE 488.2 float32 block, one value per pixel (counts)
 ``SYST:ERR?``               error queue
@@ -17,6 +18,9 @@ command                     meaning
 A pixel at the ADC's full scale (65535 counts) is saturated: that is an error, never a silent clip,
 so a saturated spectrum never trains a model. The spectrometer emits nothing, so its safe state is
 simply not acquiring; :meth:`shutdown` only marks it shut.
+
+Averaging ``n`` exposures divides the detector's noise (shot and read noise) by ``sqrt(n)`` and takes ``n``
+times the integration time; a pixel saturated in any exposure reports full scale (an error here).
 """
 from __future__ import annotations
 
@@ -31,6 +35,8 @@ FULL_SCALE = 65535.0
 
 
 class Spectrometer(ControlsMixin, TransportMixin, ScpiErrorMixin, Instrument):
+    AVERAGES_MAX = 10000
+
     def __init__(self, adapter, name: str = "spectrometer", channels: int = 64, **kwargs):
         super().__init__(adapter, name, includeSCPI=False, **kwargs)
         self.channels = int(channels)
@@ -43,6 +49,9 @@ class Spectrometer(ControlsMixin, TransportMixin, ScpiErrorMixin, Instrument):
     integration_s = checked_control(
         "SENS:INT?", "SENS:INT %.6g", "Integration time (s) of one acquisition.",
         validator=in_range("integration time", "s"), values=(1e-9, 10.0), what="integration time", readback=None)
+    averages = checked_control(
+        "SENS:AVER:COUN?", "SENS:AVER:COUN %d", "Exposures averaged per acquired spectrum.",
+        validator=in_range("averaging count", integer=True), values=(1, AVERAGES_MAX), what="averaging", cast=int)
 
     def wavelengths_nm(self) -> np.ndarray:
         with self.transaction():
@@ -80,6 +89,7 @@ def open_spectrometer(name: str, cfg, address: str) -> Spectrometer:
     try:
         spec = Spectrometer(adapter, name=name, channels=cfg.channels)
         spec.integration_s = cfg.integration_s
+        spec.averages = cfg.averages
     except Exception:
         adapter.close()
         raise

@@ -218,6 +218,8 @@ class SpectrometerConfig(_Link):
     channels: int = Field(gt=0, le=4096, description="detector pixels")
     timeout_s: float = Field(2.0, gt=0, le=MAX_TIMEOUT_S)
     integration_s: float = Field(1e-3, gt=0, le=10)
+    averages: int = Field(1, ge=1, le=10000, description="exposures averaged per spectrum (SENS:AVER:COUN): "
+                          "noise / sqrt(n), time x n")
 
 
 class SLMConfig(_Link):

@@ -101,25 +101,36 @@ def Standardise(twin, n: int) -> nn.Module:  # noqa: N802 (a layer factory)
 class DigitalLayer(nn.Module):
     """A trainable linear map, then a sigmoid: one layer's detector signals -> the next layer's drive in [0, 1]
     (the digital layers between physical layers in Wright et al. 2022's multi-layer networks). The signals
-    are batch-normalised first so that the default initialisation fits them."""
+    are batch-normalised first so that the default initialisation fits them. ``hidden > 0``: a wider digital
+    part, linear -> ReLU (``hidden`` units) -> linear -> sigmoid."""
 
-    def __init__(self, n_in: int, n_out: int, twin=None):
+    def __init__(self, n_in: int, n_out: int, twin=None, hidden: int = 0):
         super().__init__()
+        if hidden < 0:
+            raise ValueError(f"hidden must be >= 0, got {hidden}")
         self.standardise = Standardise(twin, n_in)
-        self.linear = nn.Linear(n_in, n_out, dtype=torch.float64)
+        self.hidden = None if not hidden else nn.Sequential(nn.Linear(n_in, hidden, dtype=torch.float64), nn.ReLU())
+        self.linear = nn.Linear(hidden or n_in, n_out, dtype=torch.float64)
 
     def forward(self, y: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.linear(self.standardise(y)))
+        h = self.standardise(y)
+        if self.hidden is not None:
+            h = self.hidden(h)
+        return torch.sigmoid(self.linear(h))
 
 
 class DeepClassifier(nn.Module):
     """``between='electronics'``: per-channel gain/offset (layer sizes must chain); ``'linear'``: a digital
-    linear layer + sigmoid, so a layer with M outputs can feed one with any number of inputs."""
+    linear layer + sigmoid, so a layer with M outputs can feed one with any number of inputs; with ``hidden > 0``
+    each digital layer between has a hidden layer of that width (:class:`DigitalLayer`)."""
 
-    def __init__(self, layers: list[PhysicalLayer], n_classes: int, seed: int = 0, between: str = "electronics"):
+    def __init__(self, layers: list[PhysicalLayer], n_classes: int, seed: int = 0, between: str = "electronics",
+                 hidden: int = 0):
         super().__init__()
         if between not in ("electronics", "linear"):
             raise ValueError(f"between must be 'electronics' or 'linear', got {between!r}")
+        if hidden and between != "linear":
+            raise ValueError("a hidden digital layer needs between='linear'")
         for a, b in zip(layers, layers[1:]):
             if between == "electronics" and a.twin.n_outputs != b.twin.n_inputs:
                 raise ValueError(f"a layer with {a.twin.n_outputs} outputs cannot feed one with "
@@ -127,7 +138,7 @@ class DeepClassifier(nn.Module):
         torch.manual_seed(seed)
         self.physical = PhysicalChain(layers)
         if between == "linear":
-            self.electronics = nn.ModuleList(DigitalLayer(a.twin.n_outputs, b.twin.n_inputs, a.twin)
+            self.electronics = nn.ModuleList(DigitalLayer(a.twin.n_outputs, b.twin.n_inputs, a.twin, hidden)
                                              for a, b in zip(layers, layers[1:]))
         else:
             self.electronics = nn.ModuleList(Electronics(layer.twin.n_outputs) for layer in layers[:-1])

@@ -164,14 +164,18 @@ class ShgScene:
         k = self.temperature_change_k if kelvin is None else kelvin
         return self._scale * (integration_s / 1e-3) * (self._response @ self._sh_power(shaped, k))
 
-    def spectrum(self, integration_s: float = 1e-3, noisy: bool = True) -> np.ndarray:
-        """One acquisition (counts per pixel) of the light the shaper now lets through."""
+    def spectrum(self, integration_s: float = 1e-3, noisy: bool = True, averages: int = 1) -> np.ndarray:
+        """One acquisition (counts per pixel) of the light the shaper now lets through: the mean of ``averages``
+        exposures, each with its own shot and read noise and integer counts (the noise falls as
+        1/sqrt(averages), the time grows as ``averages``); a pixel saturated in any exposure reads full scale."""
+        n = max(int(averages), 1)
         with self._lock:
             counts = self.expected_counts(self._mask(), integration_s)
             self.samples_acquired += 1
-            self.virtual_time_s += integration_s
+            self.virtual_time_s += n * integration_s
             if noisy:
-                counts = counts + np.sqrt(np.maximum(counts, 0.0)) * self._rng.standard_normal(counts.shape)
-                counts = counts + self.spec.read_noise * self._rng.standard_normal(counts.shape)
-                counts = np.clip(np.round(counts), 0, self.spec.full_scale)
+                frames = counts + np.sqrt(np.maximum(counts, 0.0)) * self._rng.standard_normal((n, counts.size))
+                frames = frames + self.spec.read_noise * self._rng.standard_normal(frames.shape)
+                frames = np.clip(np.round(frames), 0, self.spec.full_scale)
+                counts = np.where((frames >= self.spec.full_scale).any(0), self.spec.full_scale, frames.mean(0))
             return counts

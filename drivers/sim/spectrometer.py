@@ -18,6 +18,7 @@ class SimSpectrometer(SimScpiInstrument):
         super().__init__()
         self.scene, self.channels, self.serial = scene, channels, serial
         self.integration_s = 1e-3
+        self.averages = 1
 
     def _pixels(self, values: np.ndarray) -> np.ndarray:
         out = np.zeros(self.channels)
@@ -38,10 +39,20 @@ class SimSpectrometer(SimScpiInstrument):
             elif value is not None:
                 self.integration_s = value
             return None
+        if head == "SENS:AVER:COUN":
+            v = self.number(arg, 1, 10000)
+            if v is not None:
+                if v != int(v):
+                    self.errors.push(-104, "Data type error")
+                else:
+                    self.averages = int(v)
+            return None
+        if head == "SENS:AVER:COUN?":
+            return str(self.averages)
         if head == "SENS:WAV?":
             return encode_block(self._pixels(self.scene.wavelengths_nm()))
         if head in ("INIT", "INIT:IMM"):
-            self.data = self._pixels(self.scene.spectrum(self.integration_s))
+            self.data = self._pixels(self.scene.spectrum(self.integration_s, averages=self.averages))
             return None
         if head == "FETC:SPEC?":
             data = self.fetch()
