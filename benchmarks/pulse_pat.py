@@ -171,6 +171,8 @@ def calibrate_device(hw, cfg, lname: str, device: int, args) -> tuple:
     record = {"held_out": prediction_error(twin, held),
               "held_out_near_start": None if near_held is None else prediction_error(twin, near_held),
               "queries": int(args.cal_settings * 4),
+              "detector_s": args.cal_settings * 4 * detector_averages(cfg, lname)
+              * cfg.instruments[layer_cfg.outputs.instrument].integration_s,
               "measure_s": t_measure, "fit_s": time.time() - t0 - t_measure,
               "reference_spread": float(twin.reference_spread)}
     print(f"device {device}: twin R² {record['held_out']['r2']:.3f} global, "
@@ -249,6 +251,8 @@ def main() -> None:
     cfg = station_config(Path(args.station), args.n_controls, out, args.n_inputs, args.averages)
     lname = next(iter(cfg.layers))
     layer_cfg = cfg.layers[lname]
+    averages = detector_averages(cfg, lname)
+    integration_s = cfg.instruments[layer_cfg.outputs.instrument].integration_s
     datasets = {name: DATASETS[name](layer_cfg.n_inputs, seed=0) for name in args.data}
     if args.feature_order == "bright":
         datasets = {k: bright_order(d, layer_cfg.n_inputs, layer_cfg.n_controls, layer_cfg.input_layout)
@@ -292,10 +296,11 @@ def main() -> None:
                             insilico = model
                         queries = hw.samples - q0
                         run = {"data": data_name, "device": device, "seed": seed, "method": method, "queries": queries,
-                               "train_s": time.time() - t1,
+                               "train_s": time.time() - t1, "averages": averages,
+                               # modelled detector time of the training's spectra: exposures x integration
+                               "detector_s": queries * averages * integration_s,
                                "twin_test": accuracy(model, data.x_test, data.y_test, on_hardware=False),
-                               "twin_noisy_test": noisy_twin_accuracy(model, own, data, seed,
-                                                                      detector_averages(cfg, lname)),
+                               "twin_noisy_test": noisy_twin_accuracy(model, own, data, seed, averages),
                                "device_test": accuracy(model, data.x_test, data.y_test, on_hardware=True),
                                "train_loss": [e.loss for e in history.epochs]}
                         if online:
@@ -346,8 +351,9 @@ def summarise_one(runs: list[dict], devices: dict, args) -> str:
              f"{np.mean([d['queries'] for d in devices.values()]):.0f} calibration queries per device", "",
              "| method | test accuracy on the device (%) | on the twin (%) | training queries | R² near final "
              "parameters (refreshed / calibration twin) | members' disagreement / calibration median (median, p90) "
-             "| probes per run | wall s per run |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| probes per run | wall s per run | detector s per run (modelled: spectra x averages x "
+             "integration) |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for method in args.methods:
         rs = [r for r in runs if r["method"] == method]
         if not rs:
@@ -359,7 +365,8 @@ def summarise_one(runs: list[dict], devices: dict, args) -> str:
         probes = f"{np.mean([r['probes'] for r in rs]):.0f}" if "probes" in rs[0] else "—"
         lines.append(f"| {method} | {ms([r['device_test'] for r in rs])} | {ms([r['twin_test'] for r in rs])} | "
                      f"{np.mean([r['queries'] for r in rs]):.0f} | {near} | {dis} | {probes} | "
-                     f"{np.mean([r['train_s'] for r in rs]):.0f} |")
+                     f"{np.mean([r['train_s'] for r in rs]):.0f} | "
+                     f"{np.mean([r.get('detector_s', r['queries'] * 1e-3) for r in rs]):.0f} |")
     lines += [""] + paired(runs, args.methods)
     lines += ["", "Every run (test accuracy on the device, %; in brackets: on the twin):", "",
               "| device | seed | " + " | ".join(args.methods) + " |", "|---|---|" + "---|" * len(args.methods)]
