@@ -53,14 +53,16 @@ def test_virtual_spectrometer_averages_noise_down_and_time_up(tmp_path):
         spec, scene = st.instruments["spectrometer"], st.lab.instruments["spectrometer"].scene
         assert spec.averages == 16 and st.lab.instruments["spectrometer"].averages == 16
         hw = st.layer()
-        t0 = scene.virtual_time_s
+        clock = st.lab.clock
+        t0, c0 = scene.virtual_time_s, clock.per_instrument.get("spectrometer", 0.0)
         avg16 = _repeat(st, hw, 40)
-        t16 = scene.virtual_time_s - t0
+        t16, c16 = scene.virtual_time_s - t0, clock.per_instrument["spectrometer"] - c0
         spec.averages = 1
-        t0 = scene.virtual_time_s
+        t0, c0 = scene.virtual_time_s, clock.per_instrument["spectrometer"]
         single = _repeat(st, hw, 40)
-        t1 = scene.virtual_time_s - t0
+        t1, c1 = scene.virtual_time_s - t0, clock.per_instrument["spectrometer"] - c0
     assert t16 - t1 == pytest.approx(40 * 15 * 1e-3, rel=1e-6)  # 15 more exposures of 1 ms per spectrum
+    assert c16 - c1 == pytest.approx(40 * 15 * 1e-3, rel=1e-6)  # charged to the lab's timing model
     bright = single.mean(0) > 0.3  # pixels well above the read noise
     assert bright.sum() >= 3
     assert np.allclose(avg16.mean(0)[bright], single.mean(0)[bright], rtol=0.05)  # same signal
