@@ -14,8 +14,8 @@ A variant is ``physical layers, hidden width, feature order, epochs``, e.g. ``2,
 network) or ``3,64,bright,40``. Tuning device only (device 1, seed 0): the variants are chosen here, evaluated
 on devices 2-6 x seeds 0-2 with ``benchmarks/pulse_pat.py``. Results are written after every run.
 
-    .venv/bin/python benchmarks/pulse_capacity.py --shapes 8x40 12x40 --variants 2,0,index,15 2,0,bright,15 \\
-        --out runs/bench/pulse-capacity
+    .venv/bin/python benchmarks/pulse_capacity.py --shapes 8x40 12x40 --averages 1 --noise-averages 1 4 16 64 \\
+        --variants 2,0,index,15 2,0,bright,15 --out runs/bench/pulse-capacity
 """
 from __future__ import annotations
 
@@ -60,6 +60,8 @@ def main() -> None:
     ap.add_argument("--cal-settings", type=int, default=600)
     ap.add_argument("--twin-epochs", type=int, default=6)
     ap.add_argument("--lr", type=float, default=0.02)
+    ap.add_argument("--averages", type=int, default=None,
+                    help="the spectrometer's averaging count during calibration (default: the station file's)")
     ap.add_argument("--noise-averages", type=int, nargs="+", default=[1],
                     help="averaging counts at which to score the twin with the detector's noise")
     ap.add_argument("--out", default=str(REPO / "runs" / "bench" / "pulse-capacity"))
@@ -72,7 +74,7 @@ def main() -> None:
     runs, devices = [], {}
     for shape in args.shapes:
         n_inputs, n_controls = (int(k) for k in shape.split("x"))
-        cfg = station_config(Path(args.station), n_controls, out / shape, n_inputs)
+        cfg = station_config(Path(args.station), n_controls, out / shape, n_inputs, args.averages)
         lname = next(iter(cfg.layers))
         lc = cfg.layers[lname]
         plain = DATASETS[args.data](lc.n_inputs, seed=0)
