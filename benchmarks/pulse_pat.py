@@ -4,7 +4,8 @@ The network (as in Wright et al., Nature 2022, Fig. 4): vowel features -> SHG la
 layer + sigmoid -> SHG layer 2 -> digital linear readout. Both physical layers run on the same device in
 turn (stations/pulse.yaml: 8 input macro-pixels, 40 parameter macro-pixels each, 20 spectrometer pixels),
 each with its own 40 parameters; they share the device's learned twin (an ensemble,
-labsat.twins.pulse_learned).
+labsat.twins.pulse_learned).  ``--physical-layers`` / ``--hidden`` change the network (more physical layers, a hidden
+layer in the digital layers between), ``--averages`` the spectrometer's averaging count (exposures per spectrum).
 
 Per device: calibrate (random parameters and inputs, ``--cal-settings`` x 4 queries) and fit the twin;
 report its held-out R². Per device and seed, from the same initial network:
