@@ -21,6 +21,11 @@ PERTURB = "controls"
 # (w + e) pass on the twin. The naive two-forward SAM is `perturbed_pass="hardware"`.
 PERTURBED_PASS = "twin"
 
+# --- online training: the twin's pass behind a hardware forward (labsat.physical.PhysicalLayer) ---
+# it only supplies the gradient; a twin whose forward takes ``dtype=`` computes it in this precision
+# (a torch dtype name; None: the twin's own, float64)
+BACKWARD_DTYPE: str | None = "float32"
+
 # --- calibration (`labsat calibrate`, the GUI calibration panel, the demo) ---
 CAL_SETTINGS = 64  # random heater settings measured
 CAL_INPUTS = 32  # inputs per setting
@@ -52,3 +57,8 @@ def torch_threads(elements_per_op: int, requested: int | None = None) -> int:
     if elements_per_op <= SMALL_TENSOR_ELEMENTS:
         return 1
     return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
+
+
+def lr_for(modes: int | None) -> float:
+    """The default learning rate of a layer with ``modes`` inputs (placeholder: LR at every size)."""
+    return LR
