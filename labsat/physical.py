@@ -89,6 +89,9 @@ class PhysicalLayer(nn.Module):
         # (gradients equal to float64's to ~2e-6 relative, 2.4x less CPU at N = 64, batch 6000;
         # benchmarks/README.md "Python's share"); None computes in the twin's own precision
         self.backward_dtype = backward_dtype(twin)
+        # True while the twin stands in for the hardware in a pass whose gradient alone is used (online SAM's
+        # perturbed pass, labsat.sat.step.Batch.on_twin): computed in backward_dtype as well
+        self.gradient_pass = False
         g = torch.Generator().manual_seed(seed)
         self.u = nn.Parameter(0.1 + 0.7 * torch.rand(twin.n_controls, generator=g, dtype=torch.float64))
 
@@ -108,6 +111,8 @@ class PhysicalLayer(nn.Module):
             if self.training and hasattr(self.twin, "observe"):  # a learned twin refreshes itself online
                 self.twin.observe(x.detach(), u.detach(), y.detach())
             return y
+        if self.gradient_pass and self.backward_dtype is not None:
+            return self.twin(x, u, dtype=self.backward_dtype)
         return self.twin(x, u)
 
     @torch.no_grad()
