@@ -10,6 +10,8 @@ change, 10 µs per sample), the virtual lab in a child process. Batch 6000 is th
 (the bench adapter sends it as chunks of at most 1024 inputs). Cases, as in benchmarks/throughput.py (whose ``run_case`` this reuses):
 - ``update``: a hardware forward at new controls (every heater changes; what one training step costs
   the bench);
+- ``sam:<variant>`` (``--sam``): the step of ``labsat train --mode online --optimizer sam``: the clean pass on
+  the hardware (twin backward), the perturbed (w + ε) pass on the twin, digital readout, 10 classes;
 - ``layer:<variant>``: an online training step through ``PhysicalLayer``: hardware forward, twin backward
   at N modes, optimizer step; the variant is the twin pass's precision (float64: the twin's own; float32:
   ``labsat.defaults.BACKWARD_DTYPE``) and whether its forward overlaps the measurement (``+overlap``).
@@ -117,6 +119,8 @@ def main() -> None:
     ap.add_argument("--batch", type=int, nargs="+", default=[64])
     ap.add_argument("--variants", nargs="+", default=["float64", "float32"], choices=list(VARIANTS),
                     help="the layer case's twin pass (see VARIANTS)")
+    ap.add_argument("--sam", action="store_true", help="also the step of `labsat train --mode online "
+                    "--optimizer sam` (hardware clean pass, twin perturbed pass) in each variant")
     ap.add_argument("--grad-steps", type=int, default=0, help="also measure float32 vs float64 gradients on "
                     "this many real steps per batch size")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "paper_scale_step.json")
@@ -125,7 +129,7 @@ def main() -> None:
 
     torch.set_num_threads(1)  # what labsat train chooses for these sizes (defaults.torch_threads)
     rows, agreement = [], []
-    cases = ["update"] + [f"layer:{v}" for v in args.variants]
+    cases = ["update"] + [f"layer:{v}" for v in args.variants] + [f"sam:{v}" for v in args.variants if args.sam]
     for n in args.modes:
         for realtime in (True, False):
             with LabProcess(config_for(n, realtime)) as lab, Station(lab.config) as st:

@@ -100,7 +100,7 @@ def run_case(st: Station, clock, case: str, batch: int, forwards: int, seed: int
     x = rng.uniform(0.1, 1.0, (batch, mesh.modes))
     u0 = rng.uniform(0.2, 0.8, mesh.n_controls)
     layer = None
-    if case == "layer":
+    if case in ("layer", "sam"):
         heater = st.config.instruments[cfg.heaters.instrument]
         layer = PhysicalLayer(twin_for(cfg, heater.limits.resistance_ohm), mesh)
         layer.use_hardware = True
@@ -108,6 +108,15 @@ def run_case(st: Station, clock, case: str, batch: int, forwards: int, seed: int
             configure(layer)
         xt = torch.as_tensor(x)
         opt = torch.optim.SGD(layer.parameters(), lr=1e-3)
+    if case == "sam":  # the step of `labsat train --mode online --optimizer sam`: digital readout, 10 classes
+        from labsat.physical import HybridClassifier
+        from labsat.sat.step import Batch
+        from labsat.train import TrainConfig, make_optimizer
+
+        model = HybridClassifier(layer, 10, seed=seed)
+        opt = make_optimizer(model.parameters(), TrainConfig(mode="online", optimizer="sam", lr=1e-3), model=model)
+        sam_batch = Batch(model, xt, torch.as_tensor(rng.integers(0, 10, batch)), torch.arange(batch),
+                          torch.nn.CrossEntropyLoss())
     mesh.forward(x, u0)  # first ramp from 0 V is not part of the steady state
     clock.reset()
     prof = cProfile.Profile(time.thread_time) if profile else None  # CPU, not waiting
@@ -119,6 +128,11 @@ def run_case(st: Station, clock, case: str, batch: int, forwards: int, seed: int
             mesh.forward(x, u0)
         elif case == "update":  # every forward at new controls (small steps, as in training)
             mesh.forward(x, np.clip(u0 + 0.01 * rng.standard_normal(mesh.n_controls), 0, 1))
+        elif case == "sam":  # clean pass on the hardware, perturbed pass on the twin, SAM step
+            from labsat.sat.step import step_batch
+
+            step_batch(opt, sam_batch)
+            layer.project_()
         else:  # PhysicalLayer: hardware forward, twin backward, optimizer step
             opt.zero_grad()
             loss = layer(xt).square().sum()
