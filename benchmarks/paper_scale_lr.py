@@ -118,8 +118,9 @@ def summary(path: Path) -> None:
                 cell = f"{lr:g}{'*' if np.isclose(lr, defaults.lr_for(n)) else ''}: {np.mean(acc):.1f} ± {sd:.1f} ({len(acc)})"
                 cells.append(f"**{cell}**" if lr == best else cell)
             rule = defaults.lr_for(n)
-            gap = means[best] - means[rule] if any(np.isclose(rule, lr) for lr in lrs) else float("nan")
-            print(f"| {n} | {' | '.join(cells)} | rule {rule:g}: {gap:.1f} points below the best |")
+            ran = [lr for lr in lrs if np.isclose(rule, lr)]
+            gap = (f"{means[best] - means[ran[0]]:.1f} points below the best" if ran else "not run here")
+            print(f"| {n} | {' | '.join(cells)} | rule {rule:.2g}: {gap} |")
         print("every run:")
         for r in sorted(sel, key=lambda r: (r["modes"], r["lr"], r["chip"], r["seed"])):
             print(f"  N={r['modes']} lr={r['lr']:g} chip={r['chip']} seed={r['seed']}: "
