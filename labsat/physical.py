@@ -86,8 +86,8 @@ class PhysicalLayer(nn.Module):
         # 15.4 vs 14.0 ms; benchmarks/README.md "Python's share"); worth a try on a bench with idle cores
         self.overlap_twin = False
         # the twin's pass behind a hardware forward only supplies a gradient: float32 for a mesh twin
-        # (gradients equal to float64's to ~2e-6 relative, 2.4x less CPU at N = 64, batch 6000;
-        # benchmarks/README.md "Python's share"); None computes in the twin's own precision
+        # (gradients within ~1e-5 relative of float64, the twin pass 2.4x less CPU at N = 64, batch 6000;
+        # benchmarks/README.md "Round 4: the twin's pass in float32"); None: the twin's own precision
         self.backward_dtype = backward_dtype(twin)
         # True while the twin stands in for the hardware in a pass whose gradient alone is used (online SAM's
         # perturbed pass, labsat.sat.step.Batch.on_twin): computed in backward_dtype as well
