@@ -55,7 +55,7 @@ def _bar_controls(theta_offset: np.ndarray, w0: float, delta: float = 0.0) -> np
 
 
 def self_configure(hardware, twin, passes: int = 2, deltas: tuple[float, ...] = (-1.4, -0.7, 0.0, 0.7, 1.4),
-                   progress=None) -> SelfConfigResult:
+                   phases: bool = True, progress=None) -> SelfConfigResult:
     """Set ``twin.offset``'s θ entries to the measured bar points (in place); returns the readings used.
 
     ``hardware.forward(x, u)`` only (one-hot inputs, heater controls); ``twin`` gives the layout and the
@@ -137,7 +137,9 @@ def self_configure(hardware, twin, passes: int = 2, deltas: tuple[float, ...] = 
                 gram = np.einsum("iot,ios->its", v, v.conj())
                 gram = gram[0::2] + gram[1::2]                      # (MZIs, 3, 3)
                 best = _GRID[np.argmin(np.einsum("gt,mts,gs->gm", _BASIS, gram, _BASIS.conj()).real, 0)]
-                delta_bar = np.where(modulated, best, delta_bar)
+                # the bottom row's MZIs (no φ on the last row) keep their estimate: read directly, their
+                # power across is biased by the mixing two columns on (measured worse than no update)
+                delta_bar = np.where(modulated, best, 0.0)
             theta[sl] = theta[sl] - delta_bar
             if progress:
                 progress(p * len(columns) + c + 1, passes * len(columns))
@@ -146,6 +148,76 @@ def self_configure(hardware, twin, passes: int = 2, deltas: tuple[float, ...] = 
     theta = np.angle(np.exp(1j * theta))  # wrapped to (-π, π]
     with torch.no_grad():
         twin.offset[0::2] = torch.as_tensor(theta, dtype=twin.offset.dtype)
+    if phases:
+        external_phases(hardware, twin, result=result)
+    return result
+
+
+def external_phases(hardware, twin, progress=None, result: SelfConfigResult | None = None) -> SelfConfigResult:
+    """The φ offsets, column by column, once the θ offsets hold the bar points (``twin`` fitted in place).
+
+    For column c: every MZI of the column at 50:50 (θ = π/2) and the MZI on the same rows two columns
+    back also at 50:50, everything else at its bar point, so one-hot input i is split over rows (i, i+1)
+    and recombined at the column's MZI, whose φ (top row) is stepped through ψ = 0, 2π/3, 4π/3: the
+    power difference of detectors i and i+1 is a fringe ``cos(ψ + φ_offset + known path phases)``. The
+    twin predicts the same fringe with its present φ offsets (the path phases, the earlier columns' φ
+    offsets, the couplers: all in the model); the measured fringe's phase minus the twin's is the φ
+    offset's correction. The first two columns have no MZI two columns back: inputs i and i+1 are lit
+    together. The φ heaters of the next column are stepped through three values and averaged, so that
+    light crossing between the two rows on the way to the detectors adds no bias.
+    """
+    from .measure import Measurements  # noqa: F401  (the twin's forward takes the same arrays)
+
+    result = result or SelfConfigResult()
+    layout = twin.layout
+    n, w0 = twin.modes, float(twin.phase_per_u)
+    columns = list(zip(layout.columns, layout.column_slices))
+    steps = 2 * np.pi * np.arange(3) / 3
+    for c, (tops, sl) in enumerate(columns):
+        if len(tops) == 0:
+            continue
+        base = bar_controls(twin)
+        mzis = np.arange(sl.start, sl.stop)
+        eff = np.exp(twin.log_eff.detach().numpy()[0::2])
+        quarter = np.pi / 2 / (w0 * eff)
+        base[2 * mzis] -= quarter[mzis]                     # the column's MZIs at 50:50
+        if c >= 2:
+            back = np.arange(columns[c - 2][1].start, columns[c - 2][1].stop)
+            base[2 * back] -= quarter[back]                 # the splitters two columns back
+            x = np.eye(n)
+            lit = [tops, tops + 1]                          # inputs i and i+1 both reach MZI (i, i+1)
+        else:
+            x = np.zeros((len(tops), n))
+            x[np.arange(len(tops)), tops] = x[np.arange(len(tops)), tops + 1] = 1.0
+            lit = [np.arange(len(tops))]
+        us = []
+        for psi in steps:
+            for down in steps:
+                u = base.copy()
+                u[2 * mzis + 1] = psi / w0
+                if c + 1 < n:
+                    u[2 * np.arange(columns[c + 1][1].start, columns[c + 1][1].stop) + 1] = down / w0
+                us.append(np.clip(u, 0.0, 1.0))
+        us = np.asarray(us)
+        measured = np.stack([hardware.forward(x, u) for u in us])          # (settings, inputs, outputs)
+        result.settings += len(us)
+        result.readings += len(us) * len(x)
+        with torch.no_grad():
+            xs = torch.as_tensor(np.broadcast_to(x, (len(us),) + x.shape).copy())
+            predicted = twin(xs, torch.as_tensor(us)).numpy()
+        phase = np.exp(-1j * np.repeat(steps, len(steps)))[:, None]        # e^{-iψ} per setting
+
+        def fringe(p, inp):  # (MZIs,): the e^{iψ} part of detectors i − (i+1) for input(s) ``inp``
+            return np.sum((p[:, inp, tops] - p[:, inp, tops + 1]) * phase, 0)
+
+        # per input (inputs i and i+1 see opposite fringes), measured against predicted, then summed
+        correction = np.angle(sum(fringe(measured, inp) * np.conj(fringe(predicted, inp)) for inp in lit))
+        with torch.no_grad():
+            twin.offset[2 * mzis + 1] += torch.as_tensor(correction, dtype=twin.offset.dtype)
+        if progress:
+            progress(c + 1, len(columns))
+    with torch.no_grad():
+        twin.offset[1::2] = torch.remainder(twin.offset[1::2] + np.pi, 2 * np.pi) - np.pi
     return result
 
 
@@ -160,7 +232,7 @@ def bar_controls(twin) -> np.ndarray:
 
 def measure_near_bar(hardware, twin, settings: int, inputs: int, spread: float, seed: int = 0):
     """Readings around ``twin``'s bar state: every θ at its bar point ± ``spread`` rad (uniform), every φ
-    uniform over a full turn, ``inputs`` random inputs per setting (``measure.Measurements``). Near the bar
+    control in [0, ``spread``] rad (the self-configured twin's φ offsets hold near φ controls 0), ``inputs`` random inputs per setting (``measure.Measurements``). Near the bar
     state light stays close to its row, so a fit from the self-configured twin finds the φ offsets
     without the mesh's depth compounding them."""
     from .measure import Measurements
@@ -169,7 +241,7 @@ def measure_near_bar(hardware, twin, settings: int, inputs: int, spread: float, 
     base = bar_controls(twin)
     us = np.tile(base, (settings, 1))
     us[:, 0::2] += rng.uniform(-spread, spread, (settings, h // 2)) / w0
-    us[:, 1::2] = rng.uniform(0.0, 2 * np.pi, (settings, h // 2)) / w0
+    us[:, 1::2] = rng.uniform(0.0, spread, (settings, h // 2)) / w0
     us = np.clip(us, 0.0, 1.0)
     xs = rng.uniform(0.0, 1.0, (settings, inputs, n))
     ps = np.stack([hardware.forward(xs[k], us[k]) for k in range(settings)])
