@@ -164,7 +164,10 @@ def external_phases(hardware, twin, progress=None, result: SelfConfigResult | No
     offsets, the couplers: all in the model); the measured fringe's phase minus the twin's is the φ
     offset's correction. The first two columns have no MZI two columns back: inputs i and i+1 are lit
     together. The φ heaters of the next column are stepped through three values and averaged, so that
-    light crossing between the two rows on the way to the detectors adds no bias.
+    light crossing between the two rows on the way to the detectors adds no bias; the φ heaters three
+    columns back are flipped by π and averaged, so that light which leaked onto row i+1 before the
+    splitter adds none either. Only the loop phases (φ minus the previous column's φ on row i+1) are
+    observable this way; they are what the powers depend on.
     """
     from .measure import Measurements  # noqa: F401  (the twin's forward takes the same arrays)
 
@@ -191,13 +194,16 @@ def external_phases(hardware, twin, progress=None, result: SelfConfigResult | No
             x[np.arange(len(tops)), tops] = x[np.arange(len(tops)), tops + 1] = 1.0
             lit = [np.arange(len(tops))]
         us = []
-        for psi in steps:
-            for down in steps:
-                u = base.copy()
-                u[2 * mzis + 1] = psi / w0
-                if c + 1 < n:
-                    u[2 * np.arange(columns[c + 1][1].start, columns[c + 1][1].stop) + 1] = down / w0
-                us.append(np.clip(u, 0.0, 1.0))
+        for up in (0.0, np.pi):
+            for psi in steps:
+                for down in steps:
+                    u = base.copy()
+                    u[2 * mzis + 1] = psi / w0
+                    if c + 1 < n:
+                        u[2 * np.arange(columns[c + 1][1].start, columns[c + 1][1].stop) + 1] = down / w0
+                    if c >= 3:  # light that leaked onto row i+1 before the splitter: flipped, averaged out
+                        u[2 * np.arange(columns[c - 3][1].start, columns[c - 3][1].stop - 1) + 1] = up / w0
+                    us.append(np.clip(u, 0.0, 1.0))
         us = np.asarray(us)
         measured = np.stack([hardware.forward(x, u) for u in us])          # (settings, inputs, outputs)
         result.settings += len(us)
@@ -205,7 +211,7 @@ def external_phases(hardware, twin, progress=None, result: SelfConfigResult | No
         with torch.no_grad():
             xs = torch.as_tensor(np.broadcast_to(x, (len(us),) + x.shape).copy())
             predicted = twin(xs, torch.as_tensor(us)).numpy()
-        phase = np.exp(-1j * np.repeat(steps, len(steps)))[:, None]        # e^{-iψ} per setting
+        phase = np.tile(np.exp(-1j * np.repeat(steps, len(steps))), 2)[:, None]  # e^{-iψ} per setting
 
         def fringe(p, inp):  # (MZIs,): the e^{iψ} part of detectors i − (i+1) for input(s) ``inp``
             return np.sum((p[:, inp, tops] - p[:, inp, tops + 1]) * phase, 0)
