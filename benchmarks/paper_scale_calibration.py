@@ -81,7 +81,7 @@ def summary(rows: list[dict]) -> str:
            "|---|---:|---|---:|---:|---:|---:|"]
     groups: dict = {}
     for r in rows:
-        if r["role"] == "evaluation":
+        if r["role"] == "evaluation" and not r.get("self_configure"):
             groups.setdefault((r["model"], r["modes"]), []).append(r)
     for (model, n), g in sorted(groups.items()):
         ratio = np.array([r["ratio"] for r in g])
@@ -90,10 +90,11 @@ def summary(rows: list[dict]) -> str:
         out.append(f"| {model} | {n} | {len(chips)} × {len(seeds)} ({len(g)} runs) | {g[0]['readings']} | "
                    f"{ratio.mean():.3f} ± {ratio.std(ddof=1) if len(g) > 1 else 0:.3f} | {ratio.max():.3f} | "
                    f"{np.mean([r['cpu_s'] for r in g]):.0f} |")
-    out += ["", "| model | N | chip | cal. seed | role | nominal RMSE | floor | fitted RMSE | fitted / floor | CPU s |",
-            "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|"]
-    for r in sorted(rows, key=lambda r: (r["model"], r["modes"], r["chip"], r["cal_seed"])):
-        out.append(f"| {r['model']} | {r['modes']} | {r['chip']} | {r['cal_seed']} | {r['role']} | "
+    out += ["", "| model | N | chip | cal. seed | role | start | nominal RMSE | floor | fitted RMSE | fitted / floor | CPU s |",
+            "|---|---:|---:|---:|---|---|---:|---:|---:|---:|---:|"]
+    for r in sorted(rows, key=lambda r: (r["model"], r["modes"], r["chip"], r["cal_seed"], r.get("self_configure", False))):
+        start = f"self-configured ({r['start_readings']} readings)" if r.get("self_configure") else "datasheet"
+        out.append(f"| {r['model']} | {r['modes']} | {r['chip']} | {r['cal_seed']} | {r['role']} | {start} | "
                    f"{r['nominal_rmse']:.3f} | {r['floor']:.4f} | {r['heldout_rmse']:.4f} | {r['ratio']:.3f} | "
                    f"{r['cpu_s']:.0f} |")
     return "\n".join(out)

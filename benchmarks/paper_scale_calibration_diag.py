@@ -48,6 +48,9 @@ def data_for(hw, n: int, args, twin=None) -> Measurements:
     if args.near_bar:
         from labsat.calibration.selfconfig import measure_near_bar
         return measure_near_bar(hw, twin, args.settings, n * n // 8, spread=args.near_bar, seed=0)
+    if args.centred:  # the first band of the self-configuring plan: closed in on the start twin's bar state
+        from labsat.calibration.selfconfig import bar_controls
+        return measure(hw, args.settings, n * n // 8, seed=0, schedule=(args.u,), centre=bar_controls(twin))
     if args.inputs != "one-hot":
         return measure(hw, args.settings, n * n // 8, seed=0, schedule=(args.u,))
     rng = np.random.default_rng(0)
@@ -162,6 +165,8 @@ def main() -> None:
     ap.add_argument("--every", type=int, default=50)
     ap.add_argument("--params", nargs="+", default=list(FIT_PARAMETERS), choices=FIT_PARAMETERS)
     ap.add_argument("--start", choices=["datasheet", "selfconfig", "oracle-theta"], default="datasheet")
+    ap.add_argument("--centred", action="store_true",
+                    help="data: the band [0, --u] closed in on the start twin's bar state (measure(centre=))")
     ap.add_argument("--near-bar", type=float, default=0.0,
                     help="data: θ at the start twin's bar points ± this many rad (uniform), φ uniform over 2π")
     ap.add_argument("--oracle-sigma", type=float, default=0.0)
@@ -179,6 +184,8 @@ def main() -> None:
     tag = f"{args.opt}{args.lr:g}_{args.inputs}{args.lit or ''}_u{args.u:g}_{params}"
     if args.near_bar:
         tag += f"_nearbar{args.near_bar:g}"
+    if args.centred:
+        tag += "_centred"
     if args.start != "datasheet":
         tag += f"_{args.start}" + (f"{args.oracle_sigma:g}" + ("" if args.oracle_phi_sigma is None else f"phi{args.oracle_phi_sigma:g}")
                                       if args.start == "oracle-theta" else f"{args.passes}")
