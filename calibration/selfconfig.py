@@ -8,25 +8,23 @@ set-up of meshes: Miller 2013, 2017; Hamerly, Bandyopadhyay & Englund 2022), wit
 mesh calibration has: real input amplitudes per port (one-hot inputs), the N detector powers, heater
 controls.
 
-Method (one *sweep* = one column):
-- every internal phase θ of the mesh is held at its present bar estimate (θ = π: the light stays in its
-  row) and every external phase φ at 0, so that one-hot input ``i`` follows row ``i``;
-- the column's θ heaters are moved together to ``len(deltas)`` settings ``θ = π + Δ`` around their
-  estimated bar points (controls ``u = (π + Δ − offset) / w0``), each read with all N one-hot inputs;
-- an MZI on rows (i, i+1) is lit only by inputs i and i+1 (every other input's light passes beside it),
-  and the power it sends across (input i to output i+1, input i+1 to output i) is
-  ``A − B cos(θ − π)`` (the field is affine in e^{iθ}): a closed-form least-squares fit of
-  ``[1, cos Δ, sin Δ]`` gives the Δ of its minimum, i.e. the control that puts θ at π, and the offset
-  that the datasheet twin (efficiency 1, no crosstalk: the heater's neighbours are the φ heaters, held
-  at 0) needs to reproduce it.
-Columns are swept from the inputs, so the light reaching column c has passed columns already set;
-``passes`` sweeps over the whole mesh repeat it with the downstream columns set too.
+Method (calibration/README.md, "Self-configuring start", has the why of each step):
+1. θ bar points, column by column from the inputs (``passes`` sweeps over the mesh): the column's θ moved
+   together around their bar estimates (θ = π + Δ), every setting read with all N one-hot inputs; the light
+   an MZI on rows (i, i+1) sends across is read as the modulation of the readings by the next column's φ
+   heater on row i+1 (three groups of modulators, three steps each), while the same rows meet again two
+   columns on (that MZI at 50:50); the φ heaters of the previous column are flipped by π and averaged
+   (light leaked upstream). The modulation vanishes where the MZI sends nothing across (θ = π): per MZI,
+   Σ|Z(Δ)|² of the fitted Z = r + p e^{iΔ} + q e^{−iΔ} is minimised. The last two columns are read directly
+   (power sent across); the bottom row's MZIs (no φ on the last row) keep their estimate.
+2. φ loop phases (:func:`external_phases`): splitter two columns back and the column's MZIs at 50:50, the
+   column's φ stepped; the fringe's phase measured minus the twin's predicted one corrects the φ offset.
 
-Readings: ``passes × N columns × len(deltas) settings × N inputs`` (2 × 5 N² = 10 N² by default).
+Readings: ~104 N² per θ pass and ~27 N² for the φ stage (default: 2 θ passes, ~235 N² in all).
 
-What it does not find: the external phases φ (a global phase of each row in the bar state) and the
-efficiencies and crosstalk (the bar point mixes efficiency into the offset: ``offset + eff·w0·u* = π``);
-the global fit started from here identifies them.
+The twin's offsets are those that reproduce the bar controls with the datasheet's efficiency (1) and no
+crosstalk, so they hold near the bar state (the efficiency error folds into the offset, ~(eff − 1)·π);
+``measure(centre=bar_controls(twin))`` closes the progressive fit's bands in on that state.
 """
 from __future__ import annotations
 
@@ -34,8 +32,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-
-SELFCONFIG_ABOVE_MODES = 32  # decided from measurements (calibration/README.md, benchmarks/README.md)
 
 
 @dataclass
@@ -169,8 +165,6 @@ def external_phases(hardware, twin, progress=None, result: SelfConfigResult | No
     splitter adds none either. Only the loop phases (φ minus the previous column's φ on row i+1) are
     observable this way; they are what the powers depend on.
     """
-    from .measure import Measurements  # noqa: F401  (the twin's forward takes the same arrays)
-
     result = result or SelfConfigResult()
     layout = twin.layout
     n, w0 = twin.modes, float(twin.phase_per_u)
@@ -213,11 +207,9 @@ def external_phases(hardware, twin, progress=None, result: SelfConfigResult | No
             predicted = twin(xs, torch.as_tensor(us)).numpy()
         phase = np.tile(np.exp(-1j * np.repeat(steps, len(steps))), 2)[:, None]  # e^{-iψ} per setting
 
-        def fringe(p, inp):  # (MZIs,): the e^{iψ} part of detectors i − (i+1) for input(s) ``inp``
-            return np.sum((p[:, inp, tops] - p[:, inp, tops + 1]) * phase, 0)
-
         # per input (inputs i and i+1 see opposite fringes), measured against predicted, then summed
-        correction = np.angle(sum(fringe(measured, inp) * np.conj(fringe(predicted, inp)) for inp in lit))
+        correction = np.angle(sum(_fringe(measured, inp, tops, phase) * np.conj(_fringe(predicted, inp, tops, phase))
+                                  for inp in lit))
         with torch.no_grad():
             twin.offset[2 * mzis + 1] += torch.as_tensor(correction, dtype=twin.offset.dtype)
         if progress:
@@ -227,12 +219,17 @@ def external_phases(hardware, twin, progress=None, result: SelfConfigResult | No
     return result
 
 
+def _fringe(p: np.ndarray, inp, tops: np.ndarray, phase: np.ndarray) -> np.ndarray:
+    """(MZIs,): the e^{iψ} part of detector i minus detector i+1 for input(s) ``inp``, over the settings."""
+    return np.sum((p[:, inp, tops] - p[:, inp, tops + 1]) * phase, 0)
+
+
 def bar_controls(twin) -> np.ndarray:
     """Controls (H,) of ``twin``'s bar state: every θ at π by the twin's own phase map (its offsets and
     efficiencies; crosstalk from the φ heaters, at 0, is none), every φ at 0."""
     u = np.zeros(twin.layout.n_heaters)
     eff = np.exp(twin.log_eff.detach().numpy()[0::2])
-    u[0::2] = np.mod(np.pi - twin.offset.detach().numpy()[0::2], 2 * np.pi) / (twin.phase_per_u * eff)
+    u[0::2] = _bar_controls(twin.offset.detach().numpy()[0::2], twin.phase_per_u * eff)
     return u
 
 

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from labsat.calibration.measure import measure
 from labsat.calibration.progressive import ProgressivePlan, calibrate_progressive
 from labsat.calibration.selfconfig import bar_controls, self_configure
 from labsat.calibration.simchip import DirectHardware
+
 from labsat.twins.mzi import MZIMeshTwin
 
 
@@ -35,7 +35,7 @@ def test_self_configuration_finds_the_bar_points_the_datasheet_misses(model):
     assert np.mean(found < 0.1) > 0.8 > np.mean(datasheet < 0.1)
     if model == "paper":  # exact efficiencies, no crosstalk: the twin's offsets are the chip's
         hidden = hw.truth()["offset"][0::2]
-        wrap = lambda d: np.angle(np.exp(1j * d))  # noqa: E731
+        wrap = lambda d: np.angle(np.exp(1j * d))
         assert np.median(np.abs(wrap(twin.offset.numpy()[0::2] - hidden))) < 0.25 * np.median(np.abs(hidden))
 
 
