@@ -1,6 +1,7 @@
 """Per-step wall time vs modelled instrument time, and Python's share, at N = 8, 16, 32, 64 (issue 12, item 6).
 
-    .venv/bin/python benchmarks/paper_scale_step.py [--modes 8 16 32 64] [--forwards 10] [--batch 64 6000]
+    .venv/bin/python benchmarks/paper_scale_step.py [--modes 8 16 32 64] [--forwards 10] [--batch 64 6000] \
+        [--rounds 3] [--variants float64 float32 float32+overlap] [--grad-steps 5]
 
 Station: stations/paper-mzi.yaml resized to N modes (N(N-1) heaters on the LAN block DAC, N-channel
 modulator and DAQ, the paper's error model), its timing model (LAN round trip 0.2 ms per answered
@@ -9,8 +10,11 @@ change, 10 µs per sample), the virtual lab in a child process. Batch 6000 is th
 (the bench adapter sends it as chunks of at most 1024 inputs). Cases, as in benchmarks/throughput.py (whose ``run_case`` this reuses):
 - ``update``: a hardware forward at new controls (every heater changes; what one training step costs
   the bench);
-- ``layer``: an online training step through ``PhysicalLayer``: hardware forward, twin backward at N
-  modes, optimizer step.
+- ``sam:<variant>`` (``--sam``): the step of ``labsat train --mode online --optimizer sam``: the clean pass on
+  the hardware (twin backward), the perturbed (w + ε) pass on the twin, digital readout, 10 classes;
+- ``layer:<variant>``: an online training step through ``PhysicalLayer``: hardware forward, twin backward
+  at N modes, optimizer step; the variant is the twin pass's precision (float64: the twin's own; float32:
+  ``labsat.defaults.BACKWARD_DTYPE``) and whether its forward overlaps the measurement (``+overlap``).
 Columns: wall per step in the realtime run (the simulator sleeps the modelled instrument time), the
 modelled instrument time, the client's Python CPU time (labsat, drivers, pyvisa, torch: everything that
 is not waiting for an instrument), Python / wall, and messages (round trips + writes) per step.
@@ -50,29 +54,110 @@ def config_for(modes: int, realtime: bool):
     return parse_config(data, f"stations/paper-mzi.yaml at {modes} modes")
 
 
+VARIANTS = {  # the layer case's twin pass: (backward precision, overlap with the measurement)
+    "float64": (None, False),             # the twin's own precision (before round 4)
+    "float32": ("float32", False),        # labsat.defaults.BACKWARD_DTYPE
+    "float32+overlap": ("float32", True),  # and its forward on a worker thread while the instruments measure
+}
+
+
+def configure(variant: str):
+    import torch
+
+    dtype, overlap = VARIANTS[variant]
+
+    def setup(layer):
+        layer.backward_dtype = None if dtype is None else getattr(torch, dtype)
+        layer.overlap_twin = overlap
+    return setup
+
+
+def gradient_agreement(st, batch: int, steps: int, seed: int = 1) -> dict:
+    """The twin's gradient in float32 vs float64 on real steps: at each of ``steps`` control settings a
+    hardware forward, the benchmark's loss gradient at the measured outputs (2 y), and the twin's
+    vector-Jacobian product in both precisions at the same (x, u, dL/dy)."""
+    import numpy as np
+    import torch
+
+    from labsat.kinds.mesh import twin_for
+    from labsat.physical import _twin_graph
+
+    mesh = st.mesh()
+    cfg = st.config.layers["mesh"]
+    twin = twin_for(cfg, st.config.instruments[cfg.heaters.instrument].limits.resistance_ohm)
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(0.1, 1.0, (batch, mesh.modes))
+    cos, rel = [], []
+    for _ in range(steps):
+        u = rng.uniform(0.1, 0.9, mesh.n_controls)
+        g_y = torch.as_tensor(2 * mesh.forward(x, u))
+        grads = {}
+        for dtype in (None, torch.float32):
+            inputs, y = _twin_graph(twin, torch.as_tensor(x), torch.as_tensor(u), False, dtype)
+            grads[dtype] = torch.autograd.grad(y, inputs, g_y)[0]
+        a, b = grads[None], grads[torch.float32]
+        cos.append(float(a @ b / (a.norm() * b.norm())))
+        rel.append(float((a - b).norm() / a.norm()))
+    return dict(batch=batch, steps=steps, min_cosine=min(cos), max_rel_error=max(rel))
+
+
+def median_row(rows: list[dict]) -> dict:
+    import numpy as np
+
+    out = dict(rows[0])
+    for key in ("wall_s", "modelled_s", "python_s", "process_s", "sim_s", "slept_s", "messages"):
+        out[key] = float(np.median([r[key] for r in rows]))
+    out["rounds"] = len(rows)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--modes", type=int, nargs="+", default=[8, 16, 32, 64])
-    ap.add_argument("--forwards", type=int, default=10)
+    ap.add_argument("--forwards", type=int, default=10, help="steps per case and round")
+    ap.add_argument("--rounds", type=int, default=1, help="interleaved rounds of every case (median)")
     ap.add_argument("--batch", type=int, nargs="+", default=[64])
+    ap.add_argument("--variants", nargs="+", default=["float64", "float32"], choices=list(VARIANTS),
+                    help="the layer case's twin pass (see VARIANTS)")
+    ap.add_argument("--sam", action="store_true", help="also the step of `labsat train --mode online "
+                    "--optimizer sam` (hardware clean pass, twin perturbed pass) in each variant")
+    ap.add_argument("--grad-steps", type=int, default=0, help="also measure float32 vs float64 gradients on "
+                    "this many real steps per batch size")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "paper_scale_step.json")
     args = ap.parse_args()
-    rows = []
+    import torch
+
+    torch.set_num_threads(1)  # what labsat train chooses for these sizes (defaults.torch_threads)
+    rows, agreement = [], []
+    cases = ["update"] + [f"layer:{v}" for v in args.variants] + [f"sam:{v}" for v in args.variants if args.sam]
     for n in args.modes:
         for realtime in (True, False):
             with LabProcess(config_for(n, realtime)) as lab, Station(lab.config) as st:
-                for case, batch in ((c, b) for b in args.batch for c in ("update", "layer")):
-                    r = run_case(st, ChildClock(lab), case, batch, args.forwards)
-                    r.update(modes=n, realtime=realtime)
-                    r.pop("per_instrument", None)
-                    rows.append(r)
-                    print({k: r[k] for k in ("modes", "case", "batch", "realtime", "wall_s", "modelled_s",
-                                             "python_s", "messages")}, flush=True)
-                    args.out.parent.mkdir(parents=True, exist_ok=True)
-                    args.out.write_text(json.dumps(rows, indent=1, default=float))  # as it goes
-    print(f"\n{args.forwards} steps per case\n")
+                if args.grad_steps and not realtime:
+                    for batch in args.batch:
+                        agreement.append(dict(modes=n, **gradient_agreement(st, batch, args.grad_steps)))
+                        print(agreement[-1], flush=True)
+                for batch in args.batch:
+                    got = {c: [] for c in cases}
+                    for _ in range(args.rounds):  # interleaved: A, B, C, A, B, C, ...
+                        for c in cases:
+                            kind, _, variant = c.partition(":")
+                            r = run_case(st, ChildClock(lab), kind, batch, args.forwards,
+                                         configure=configure(variant) if variant else None)
+                            r.pop("per_instrument", None)
+                            got[c].append(r)
+                    for c in cases:
+                        r = median_row(got[c])
+                        r.update(case=c, modes=n, realtime=realtime)
+                        rows.append(r)
+                        print({k: r[k] for k in ("modes", "case", "batch", "realtime", "wall_s", "modelled_s",
+                                                 "python_s", "process_s", "messages")}, flush=True)
+                        args.out.parent.mkdir(parents=True, exist_ok=True)
+                        args.out.write_text(json.dumps({"rows": rows, "gradients": agreement}, indent=1,
+                                                       default=float))  # as it goes
+    print(f"\n{args.forwards} steps per case, median of {args.rounds} interleaved rounds\n")
     print("| N | heaters | batch | case | wall ms/step (realtime) | modelled instrument ms/step | Python CPU ms/step "
-          "| Python / wall | Python / (Python + modelled) | messages/step |")
+          "(client thread) | client process CPU ms/step | Python / (Python + modelled) | messages/step |")
     print("|---|---:|---:|---|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         if not r["realtime"]:
@@ -80,10 +165,15 @@ def main() -> None:
         fast = next(x for x in rows if x["modes"] == r["modes"] and x["case"] == r["case"]
                     and x["batch"] == r["batch"] and not x["realtime"])
         f = r["forwards"]
+        py, model = fast["python_s"] / f, fast["modelled_s"] / f
         print(f"| {r['modes']} | {r['modes'] * (r['modes'] - 1)} | {r['batch']} | {r['case']} | "
-              f"{1e3 * r['wall_s'] / f:.1f} | {1e3 * fast['modelled_s'] / f:.1f} | {1e3 * fast['python_s'] / f:.1f} | "
-              f"{100 * r['python_share']:.0f} % | {100 * fast['python_share_model']:.0f} % | "
-              f"{fast['messages'] / f:.1f} |")
+              f"{1e3 * r['wall_s'] / f:.1f} | {1e3 * model:.1f} | {1e3 * py:.1f} | {1e3 * fast['process_s'] / f:.1f} | "
+              f"{100 * py / (py + model):.0f} % | {fast['messages'] / f:.1f} |")
+    if agreement:
+        print("\n| N | batch | real steps | min cosine (float32 vs float64 gradient) | max relative error |")
+        print("|---|---:|---:|---:|---:|")
+        for a in agreement:
+            print(f"| {a['modes']} | {a['batch']} | {a['steps']} | {a['min_cosine']:.12f} | {a['max_rel_error']:.2e} |")
 
 
 if __name__ == "__main__":

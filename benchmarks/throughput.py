@@ -85,8 +85,10 @@ class ChildClock:
         return self.lab.clock()
 
 
-def run_case(st: Station, clock, case: str, batch: int, forwards: int, seed: int = 0, profile: bool = False):
-    """Time ``forwards`` hardware forwards; return the row of the table."""
+def run_case(st: Station, clock, case: str, batch: int, forwards: int, seed: int = 0, profile: bool = False,
+             configure=None):
+    """Time ``forwards`` hardware forwards; return the row of the table. ``configure(layer)``, if given,
+    sets up the ``layer`` case's :class:`PhysicalLayer` (e.g. its twin overlap or backward precision)."""
     import torch
 
     from labsat.kinds.mesh import twin_for
@@ -98,16 +100,27 @@ def run_case(st: Station, clock, case: str, batch: int, forwards: int, seed: int
     x = rng.uniform(0.1, 1.0, (batch, mesh.modes))
     u0 = rng.uniform(0.2, 0.8, mesh.n_controls)
     layer = None
-    if case == "layer":
+    if case in ("layer", "sam"):
         heater = st.config.instruments[cfg.heaters.instrument]
         layer = PhysicalLayer(twin_for(cfg, heater.limits.resistance_ohm), mesh)
         layer.use_hardware = True
+        if configure is not None:
+            configure(layer)
         xt = torch.as_tensor(x)
         opt = torch.optim.SGD(layer.parameters(), lr=1e-3)
+    if case == "sam":  # the step of `labsat train --mode online --optimizer sam`: digital readout, 10 classes
+        from labsat.physical import HybridClassifier
+        from labsat.sat.step import Batch
+        from labsat.train import TrainConfig, make_optimizer
+
+        model = HybridClassifier(layer, 10, seed=seed)
+        opt = make_optimizer(model.parameters(), TrainConfig(mode="online", optimizer="sam", lr=1e-3), model=model)
+        sam_batch = Batch(model, xt, torch.as_tensor(rng.integers(0, 10, batch)), torch.arange(batch),
+                          torch.nn.CrossEntropyLoss())
     mesh.forward(x, u0)  # first ramp from 0 V is not part of the steady state
     clock.reset()
-    prof = cProfile.Profile() if profile else None
-    t0, c0 = time.perf_counter(), time.thread_time()
+    prof = cProfile.Profile(time.thread_time) if profile else None  # CPU, not waiting
+    t0, c0, p0 = time.perf_counter(), time.thread_time(), time.process_time()
     if prof:
         prof.enable()
     for k in range(forwards):
@@ -115,6 +128,11 @@ def run_case(st: Station, clock, case: str, batch: int, forwards: int, seed: int
             mesh.forward(x, u0)
         elif case == "update":  # every forward at new controls (small steps, as in training)
             mesh.forward(x, np.clip(u0 + 0.01 * rng.standard_normal(mesh.n_controls), 0, 1))
+        elif case == "sam":  # clean pass on the hardware, perturbed pass on the twin, SAM step
+            from labsat.sat.step import step_batch
+
+            step_batch(opt, sam_batch)
+            layer.project_()
         else:  # PhysicalLayer: hardware forward, twin backward, optimizer step
             opt.zero_grad()
             loss = layer(xt).square().sum()
@@ -123,12 +141,13 @@ def run_case(st: Station, clock, case: str, batch: int, forwards: int, seed: int
             layer.project_()
     if prof:
         prof.disable()
-    wall, cpu = time.perf_counter() - t0, time.thread_time() - c0
+    wall, cpu, proc = time.perf_counter() - t0, time.thread_time() - c0, time.process_time() - p0
     c = clock.read()
     row = dict(case=case, batch=batch, forwards=forwards, wall_s=wall, fwd_per_s=forwards / wall,
                samples_per_s=forwards * batch / wall, modelled_s=c["modelled_s"], slept_s=c["slept_s"],
                sim_s=c["compute_s"], messages=c["messages"], per_instrument=c["per_instrument"])
     row["python_s"] = cpu  # CPU time of this (the client's only) thread: not waiting, not the simulator
+    row["process_s"] = proc  # every thread of the client process (a twin worker thread too)
     row["python_share"] = cpu / wall
     row["python_share_model"] = cpu / (cpu + c["modelled_s"]) if cpu + c["modelled_s"] > 0 else 0.0
     if prof:

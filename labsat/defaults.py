@@ -21,6 +21,11 @@ PERTURB = "controls"
 # (w + e) pass on the twin. The naive two-forward SAM is `perturbed_pass="hardware"`.
 PERTURBED_PASS = "twin"
 
+# --- online training: the twin's pass behind a hardware forward (labsat.physical.PhysicalLayer) ---
+# it only supplies the gradient; a twin whose forward takes ``dtype=`` computes it in this precision
+# (a torch dtype name; None: the twin's own, float64)
+BACKWARD_DTYPE: str | None = "float32"
+
 # --- calibration (`labsat calibrate`, the GUI calibration panel, the demo) ---
 CAL_SETTINGS = 64  # random heater settings measured
 CAL_INPUTS = 32  # inputs per setting
@@ -52,3 +57,17 @@ def torch_threads(elements_per_op: int, requested: int | None = None) -> int:
     if elements_per_op <= SMALL_TENSOR_ELEMENTS:
         return 1
     return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
+
+# Larger meshes need a smaller rate: every step moves N(N-1) phases and a path crosses ~N of them. Tuned
+# (benchmarks/paper_scale_lr.py, tuning chips 1-2, offline SAT on the chip's twin, digits, 20 epochs): best
+# 0.01 / 0.01 / 0.003 / 0.001 at N = 8 / 16 / 32 / 64; LR (0.03) stays the rate up to LR_MODES inputs.
+LR_MODES = 8
+LR_EXPONENT = 1.6
+
+
+def lr_for(modes: int | None) -> float:
+    """The default learning rate for a layer with ``modes`` inputs: :data:`LR` up to :data:`LR_MODES`,
+    then ``LR * (LR_MODES / modes) ** LR_EXPONENT`` (16: 0.0099, 32: 0.0033, 64: 0.0011). None: LR."""
+    if modes is None or modes <= LR_MODES:
+        return LR
+    return LR * (LR_MODES / modes) ** LR_EXPONENT

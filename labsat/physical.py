@@ -7,20 +7,33 @@ alone (offline training, in silico).
 """
 from __future__ import annotations
 
+import inspect
 from concurrent.futures import ThreadPoolExecutor
 
 import torch
 from torch import nn
 
+from labsat import defaults
+
 _TWIN_THREAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="labsat-twin")
 
 
-def _twin_graph(twin, x: torch.Tensor, u: torch.Tensor, grad_x: bool):
-    """The twin's forward at (x, u) with its autograd graph: ``(inputs, outputs)`` for the backward."""
+def _twin_graph(twin, x: torch.Tensor, u: torch.Tensor, grad_x: bool, dtype: torch.dtype | None = None):
+    """The twin's forward at (x, u) with its autograd graph: ``(inputs, outputs)`` for the backward;
+    computed in ``dtype`` when given (a twin whose forward takes ``dtype=``)."""
     with torch.enable_grad():
         xx = x.detach().requires_grad_(grad_x)
         uu = u.detach().requires_grad_(True)
-        return ([xx, uu] if grad_x else [uu]), twin(xx, uu)
+        y = twin(xx, uu) if dtype is None else twin(xx, uu, dtype=dtype)
+        return ([xx, uu] if grad_x else [uu]), y
+
+
+def backward_dtype(twin) -> torch.dtype | None:
+    """The precision of the twin's pass behind a hardware forward (:data:`labsat.defaults.BACKWARD_DTYPE`),
+    for a twin whose ``forward`` takes ``dtype=``; None (the twin's own) for the others."""
+    if defaults.BACKWARD_DTYPE is None or "dtype" not in inspect.signature(twin.forward).parameters:
+        return None
+    return getattr(torch, defaults.BACKWARD_DTYPE)
 
 
 class _HardwareForwardTwinBackward(torch.autograd.Function):
@@ -29,10 +42,11 @@ class _HardwareForwardTwinBackward(torch.autograd.Function):
     mostly waits on the sockets then); the backward only differentiates it. Same numbers either way."""
 
     @staticmethod
-    def forward(ctx, x, u, twin, hardware, overlap=False):
+    def forward(ctx, x, u, twin, hardware, overlap=False, dtype=None):
         ctx.save_for_backward(x, u)
-        ctx.twin = twin
-        ctx.pending = _TWIN_THREAD.submit(_twin_graph, twin, x, u, ctx.needs_input_grad[0]) if overlap else None
+        ctx.twin, ctx.dtype = twin, dtype
+        ctx.pending = (_TWIN_THREAD.submit(_twin_graph, twin, x, u, ctx.needs_input_grad[0], dtype) if overlap
+                       else None)
         try:
             y = hardware.forward(x.detach().cpu().numpy(), u.detach().cpu().numpy())
         except BaseException:
@@ -48,11 +62,11 @@ class _HardwareForwardTwinBackward(torch.autograd.Function):
             inputs, y = ctx.pending.result()
             ctx.pending = None
         else:
-            inputs, y = _twin_graph(ctx.twin, x, u, ctx.needs_input_grad[0])
+            inputs, y = _twin_graph(ctx.twin, x, u, ctx.needs_input_grad[0], ctx.dtype)
         with torch.enable_grad():
             grads = torch.autograd.grad(y, inputs, grad_y)
         gx = grads[0] if ctx.needs_input_grad[0] else None
-        return gx, grads[-1], None, None, None
+        return gx, grads[-1], None, None, None, None
 
 
 class PhysicalLayer(nn.Module):
@@ -71,6 +85,13 @@ class PhysicalLayer(nn.Module):
         # loaded 2-core box it did not pay (N = 64, batch 64: wall 75 vs 52 ms per online step, process CPU
         # 15.4 vs 14.0 ms; benchmarks/README.md "Python's share"); worth a try on a bench with idle cores
         self.overlap_twin = False
+        # the twin's pass behind a hardware forward only supplies a gradient: float32 for a mesh twin
+        # (gradients within ~1e-5 relative of float64, the twin pass 2.4x less CPU at N = 64, batch 6000;
+        # benchmarks/README.md "Round 4: the twin's pass in float32"); None: the twin's own precision
+        self.backward_dtype = backward_dtype(twin)
+        # True while the twin stands in for the hardware in a pass whose gradient alone is used (online SAM's
+        # perturbed pass, labsat.sat.step.Batch.on_twin): computed in backward_dtype as well
+        self.gradient_pass = False
         g = torch.Generator().manual_seed(seed)
         self.u = nn.Parameter(0.1 + 0.7 * torch.rand(twin.n_controls, generator=g, dtype=torch.float64))
 
@@ -86,10 +107,12 @@ class PhysicalLayer(nn.Module):
             # as it is until then (a learned twin may refresh itself on this very reading: not then)
             overlap = (self.overlap_twin and torch.is_grad_enabled() and (x.requires_grad or u.requires_grad)
                        and not hasattr(self.twin, "observe"))
-            y = _HardwareForwardTwinBackward.apply(x, u, self.twin, self.hardware, overlap)
+            y = _HardwareForwardTwinBackward.apply(x, u, self.twin, self.hardware, overlap, self.backward_dtype)
             if self.training and hasattr(self.twin, "observe"):  # a learned twin refreshes itself online
                 self.twin.observe(x.detach(), u.detach(), y.detach())
             return y
+        if self.gradient_pass and self.backward_dtype is not None:
+            return self.twin(x, u, dtype=self.backward_dtype)
         return self.twin(x, u)
 
     @torch.no_grad()

@@ -26,7 +26,7 @@ class TrainConfig:
     optimizer: str = "adam"  # sgd | adam | sam | asam
     base: str = defaults.BASE_OPTIMIZER  # base optimizer of sam/asam
     rho: float = defaults.RHO
-    lr: float = defaults.LR
+    lr: float | None = defaults.LR  # None: the layer's default (labsat.workflows.default_lr, by mesh size)
     epochs: int = defaults.EPOCHS
     batch_size: int = defaults.BATCH_SIZE
     seed: int = 0
@@ -50,7 +50,7 @@ class TrainConfig:
             raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
         if self.base not in ("sgd", "adam"):
             raise ValueError(f"base must be 'sgd' or 'adam', got {self.base!r}")
-        if self.epochs < 0 or self.batch_size < 1 or self.lr <= 0 or self.rho < 0:
+        if self.epochs < 0 or self.batch_size < 1 or (self.lr is not None and self.lr <= 0) or self.rho < 0:
             raise ValueError("epochs >= 0, batch_size >= 1, lr > 0 and rho >= 0 are required")
         if self.sigma < 0 or self.tau <= 0 or self.lag < 1 or self.warmup < 0 or not 0 <= self.ema_decay < 1:
             raise ValueError("sigma >= 0, tau > 0, lag >= 1, warmup >= 0 and 0 <= ema_decay < 1 are required")
@@ -152,6 +152,9 @@ def train(model: MeshClassifier, data: Dataset, cfg: TrainConfig,
     whole training state (:func:`training_state`); ``resume=state`` continues after that state's epoch
     up to ``cfg.epochs`` in total, with the model, optimizer and data-order RNG as they were.
     """
+    if cfg.lr is None:
+        raise ValueError("TrainConfig.lr is None: the workflow resolves it for the layer "
+                         "(labsat.workflows.default_lr)")
     physical = model.physical
     physical.use_hardware = cfg.mode == "online"
     loss_fn = nn.CrossEntropyLoss()

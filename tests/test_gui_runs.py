@@ -93,9 +93,13 @@ def test_gui_defaults_are_the_cli_defaults(qtbot, station_file):
         p = w.training.params()
         options = {name: param.default.default for name, param in inspect.signature(cli.train_cmd).parameters.items()
                    if hasattr(param.default, "default")}
-        assert (p.optimizer, p.rho, p.lr, p.epochs, p.batch_size, p.perturb, p.perturbed_pass) == (
-            options["optimizer"], options["rho"], options["lr"], options["epochs"], options["batch_size"],
+        assert (p.optimizer, p.rho, p.epochs, p.batch_size, p.perturb, p.perturbed_pass) == (
+            options["optimizer"], options["rho"], options["epochs"], options["batch_size"],
             options["perturb"], options["perturbed_pass"])
+        # the CLI's --lr default (None) is the layer's default rate, which the GUI's field shows
+        from labsat.workflows import default_lr
+
+        assert options["lr"] is None and p.lr == default_lr(w.bench.config, w.bench.layer)
         assert p.epochs == defaults.EPOCHS
         c = w.calibration.params()
         cal_options = {name: param.default.default

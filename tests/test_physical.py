@@ -112,8 +112,11 @@ def test_physical_layer_on_the_virtual_lab(small_station):
     w = torch.randn(16, layer_cfg.modes, dtype=torch.float64)
     (y * w).sum().backward()
     u0 = layer.controls().detach().requires_grad_(True)
-    (g_twin,) = torch.autograd.grad((twin(x, u0) * w).sum(), u0)
+    # ... computed in the layer's backward precision (labsat.defaults.BACKWARD_DTYPE), which is float64's to ~1e-5
+    (g_twin,) = torch.autograd.grad((twin(x, u0, dtype=layer.backward_dtype or torch.float64) * w).sum(), u0)
     torch.testing.assert_close(layer.u.grad, g_twin)
+    (g64,) = torch.autograd.grad((twin(x, u0) * w).sum(), u0)
+    torch.testing.assert_close(layer.u.grad, g64, rtol=1e-4, atol=1e-6)
     # the nominal twin is not the chip: the gradient is the twin's, the value the chip's
     assert not torch.allclose(y, twin(x, u0).detach(), atol=0.05)
 

@@ -63,7 +63,7 @@ class TrainingParams:
     mode: str = "offline"
     optimizer: str = defaults.OPTIMIZER
     rho: float = defaults.RHO
-    lr: float = defaults.LR
+    lr: float | None = None  # None: the layer's default (workflows.default_lr, by mesh size)
     epochs: int = defaults.EPOCHS
     batch_size: int = defaults.BATCH_SIZE
     seed: int = 0

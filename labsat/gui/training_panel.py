@@ -7,6 +7,7 @@ from PySide6.QtWidgets import (QComboBox, QFormLayout, QGridLayout, QHBoxLayout,
                                QPushButton, QVBoxLayout, QWidget)
 
 from labsat import defaults
+from labsat.workflows import default_lr
 
 from .common import dspin, heading, plot, spin
 from .data_choice import DataChoice
@@ -39,7 +40,8 @@ class TrainingPanel(QWidget):
         if defaults.OPTIMIZER in optimizer_names():
             self.optimizer.setCurrentText(defaults.OPTIMIZER)
         self.rho = dspin(defaults.RHO, 0.0, 5.0, 0.01, 3)
-        self.lr = dspin(defaults.LR, 0.0001, 5.0, 0.005, 4)
+        # the layer's default rate (smaller for larger meshes); the operator may change it
+        self.lr = dspin(default_lr(self.bench.config, self.bench.layer), 0.00001, 5.0, 0.0005, 5)
         self.epochs = spin(defaults.EPOCHS, 1, 10000)
         self.batch = spin(defaults.BATCH_SIZE, 1, 100000, 8)
         self.twin = QComboBox()

@@ -88,7 +88,7 @@ class SAM(torch.optim.Optimizer):
 
         loss, out = batch.forward_backward(self)
         self.first_step(zero_grad=True)
-        with batch.on_twin() if self.twin_perturbed else contextlib.nullcontext():
+        with batch.on_twin(gradient_only=True) if self.twin_perturbed else contextlib.nullcontext():
             batch.forward_backward(self)
         self.second_step()
         return loss, out.detach()

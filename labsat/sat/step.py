@@ -23,18 +23,24 @@ class Batch:
     loss_fn: Callable
 
     @contextlib.contextmanager
-    def on_twin(self) -> Iterator[None]:
-        """Within the block the physical layer runs on its twin (no hardware forward)."""
+    def on_twin(self, gradient_only: bool = False) -> Iterator[None]:
+        """Within the block the physical layer runs on its twin (no hardware forward). ``gradient_only``:
+        the pass stands in for a hardware one and only its gradient is used (SAM's perturbed pass), so the
+        twin may compute it in the layer's ``backward_dtype``."""
         physical = getattr(self.model, "physical", None)
         if physical is None:
             yield
             return
-        flag = physical.use_hardware
+        flag, grad_only = physical.use_hardware, getattr(physical, "gradient_pass", None)
         physical.use_hardware = False
+        if flag and grad_only is not None:
+            physical.gradient_pass = gradient_only
         try:
             yield
         finally:
             physical.use_hardware = flag
+            if flag and grad_only is not None:
+                physical.gradient_pass = grad_only
 
     def forward_backward(self, opt, extra: Callable | None = None):
         """Zero the gradients, forward, loss (+ ``extra(outputs)``), backward: ``(loss, outputs)``."""

@@ -11,8 +11,8 @@ from labsat.workflows.demo import DemoParams, DemoResult, run_demo
 from labsat.workflows.evaluate import accuracies, evaluate, load_model
 from labsat.workflows.experiment import experiment, paper_experiment
 from labsat.workflows.hooks import QUIET, Aborted, Hooks, run_tags
-from labsat.workflows.training import TrainingRequest, TrainingResult, resume_request, train, twin_state
+from labsat.workflows.training import TrainingRequest, TrainingResult, default_lr, resume_request, train, twin_state
 
 __all__ = ["Aborted", "CalibrationParams", "CalibrationResult", "DemoParams", "DemoResult", "Hooks", "QUIET",
-           "TrainingRequest", "TrainingResult", "accuracies", "calibrate", "evaluate", "experiment", "load_model",
+           "TrainingRequest", "TrainingResult", "accuracies", "calibrate", "default_lr", "evaluate", "experiment", "load_model",
            "measure_and_fit", "paper_experiment", "resume_request", "run_demo", "run_tags", "save", "train", "twin_state"]

@@ -20,7 +20,7 @@ class DemoParams:
     offline_epochs: int = defaults.DEMO_OFFLINE_EPOCHS
     online_epochs: int = defaults.DEMO_ONLINE_EPOCHS
     rho: float = defaults.RHO
-    lr: float = defaults.LR
+    lr: float | None = None  # None: the layer's default (workflows.default_lr, by mesh size)
     runs_dir: Path | None = None  # where models go; default <station runs_dir>/demo
     kind: str | None = None
     threads: int | None = None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from labsat import defaults
@@ -36,6 +36,14 @@ class TrainingResult:
     calibration: str
     reason: str = ""
     meta: dict = field(default_factory=dict)
+
+
+def default_lr(config, layer: str) -> float:
+    """The learning rate of a training that names none (`labsat train` without ``--lr``, the GUI's
+    starting value, the demo): :func:`labsat.defaults.lr_for` the mesh's size for an MZI mesh layer,
+    :data:`labsat.defaults.LR` for the other kinds (tuned at their own sizes)."""
+    cfg = config.layers[layer]
+    return defaults.lr_for(cfg.modes if cfg.kind == "mzi_mesh" else None)
 
 
 def twin_state(station, layer: str, calibration: str | Path | None, force: bool = False):
@@ -97,6 +105,8 @@ def train(station, request: TrainingRequest, hooks: Hooks = QUIET, *, layer: str
     cfg = request.train
     layer = layer or station.layer_names[0]
     layer_cfg = station.config.layers[layer]
+    if cfg.lr is None:  # recorded resolved: a resumed run goes on at the same rate
+        cfg = replace(cfg, lr=default_lr(station.config, layer))
     state, cal = twin_state(station, layer, request.calibration, request.force)
     runs_dir = station.config.resolve(station.config.station.runs_dir)
     out = Path(request.out) if request.out else runs_dir / f"{cfg.mode}-{cfg.optimizer}.pt"
