@@ -43,7 +43,8 @@ TUNING_CHIPS = (1,)
 EVALUATION_CHIPS = (2, 3, 4, 5, 6)
 
 
-def run(model: str, n: int, chip: int, cal_seed: int, dtype: str = "float32", plain: bool = False) -> dict:
+def run(model: str, n: int, chip: int, cal_seed: int, dtype: str = "float32", plain: bool = False,
+        self_configure: bool = False) -> dict:
     hw = DirectHardware(seed=chip, modes=n, error_model=model, detector_range_w=1e-4 if n >= 64 else 5e-4)
     held = measure(hw, 16, 16, seed=10_000 + chip, schedule=(1.0,))
     floor = hw.noise_floor(held)
@@ -53,12 +54,16 @@ def run(model: str, n: int, chip: int, cal_seed: int, dtype: str = "float32", pl
            "nominal_rmse": rmse(twin, held)}
     plan = ProgressivePlan.for_modes(n)
     plan.dtype = dtype
+    plan.self_configure = self_configure
+    row["self_configure"] = self_configure
     t0, w0 = time.process_time(), time.perf_counter()
     res = calibrate_progressive(hw, twin, plan, seed=cal_seed, held=held,
                                 on_stage=lambda r: print(model, n, chip, cal_seed, r, flush=True))
     row.update(readings=res.readings, settings=plan.settings * len(plan.u_max), inputs=plan.inputs,
                cpu_s=time.process_time() - t0, wall_s=time.perf_counter() - w0, measure_s=res.measure_s,
                stages=res.stages, heldout_rmse=rmse(twin, held))
+    if res.start is not None:
+        row.update(start_readings=res.start.readings, start_settings=res.start.settings)
     row["ratio"] = row["heldout_rmse"] / floor
     if plain:
         other = MZIMeshTwin(n, hw.phase_per_u)
@@ -76,7 +81,7 @@ def summary(rows: list[dict]) -> str:
            "|---|---:|---|---:|---:|---:|---:|"]
     groups: dict = {}
     for r in rows:
-        if r["role"] == "evaluation":
+        if r["role"] == "evaluation" and not r.get("self_configure"):
             groups.setdefault((r["model"], r["modes"]), []).append(r)
     for (model, n), g in sorted(groups.items()):
         ratio = np.array([r["ratio"] for r in g])
@@ -85,10 +90,11 @@ def summary(rows: list[dict]) -> str:
         out.append(f"| {model} | {n} | {len(chips)} × {len(seeds)} ({len(g)} runs) | {g[0]['readings']} | "
                    f"{ratio.mean():.3f} ± {ratio.std(ddof=1) if len(g) > 1 else 0:.3f} | {ratio.max():.3f} | "
                    f"{np.mean([r['cpu_s'] for r in g]):.0f} |")
-    out += ["", "| model | N | chip | cal. seed | role | nominal RMSE | floor | fitted RMSE | fitted / floor | CPU s |",
-            "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|"]
-    for r in sorted(rows, key=lambda r: (r["model"], r["modes"], r["chip"], r["cal_seed"])):
-        out.append(f"| {r['model']} | {r['modes']} | {r['chip']} | {r['cal_seed']} | {r['role']} | "
+    out += ["", "| model | N | chip | cal. seed | role | start | nominal RMSE | floor | fitted RMSE | fitted / floor | CPU s |",
+            "|---|---:|---:|---:|---|---|---:|---:|---:|---:|---:|"]
+    for r in sorted(rows, key=lambda r: (r["model"], r["modes"], r["chip"], r["cal_seed"], r.get("self_configure", False))):
+        start = f"self-configured ({r['start_readings']} readings)" if r.get("self_configure") else "datasheet"
+        out.append(f"| {r['model']} | {r['modes']} | {r['chip']} | {r['cal_seed']} | {r['role']} | {start} | "
                    f"{r['nominal_rmse']:.3f} | {r['floor']:.4f} | {r['heldout_rmse']:.4f} | {r['ratio']:.3f} | "
                    f"{r['cpu_s']:.0f} |")
     return "\n".join(out)
@@ -102,6 +108,8 @@ def main() -> None:
     ap.add_argument("--cal-seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--plain", action="store_true")
     ap.add_argument("--dtype", choices=["float32", "float64"], default="float32", help="precision of the fit's mesh")
+    ap.add_argument("--self-configure", action="store_true",
+                    help="the plan's MZI-by-MZI start (calibration/selfconfig.py); results in .../<model>_<N>_chip<c>_cal<s>_sc.json")
     ap.add_argument("--summary", action="store_true", help="only print the tables from the result files")
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -111,10 +119,10 @@ def main() -> None:
             for model in args.models:
                 for chip in args.chips:
                     for cal_seed in args.cal_seeds:
-                        out = RESULTS / f"{model}_{n}_chip{chip}_cal{cal_seed}.json"
+                        out = RESULTS / f"{model}_{n}_chip{chip}_cal{cal_seed}{'_sc' if args.self_configure else ''}.json"
                         if out.exists():
                             continue
-                        row = run(model, n, chip, cal_seed, args.dtype, args.plain)
+                        row = run(model, n, chip, cal_seed, args.dtype, args.plain, args.self_configure)
                         print(json.dumps({k: v for k, v in row.items() if k != "stages"}, default=float),
                               flush=True)
                         out.write_text(json.dumps(row, indent=1, default=float))

@@ -44,7 +44,13 @@ from labsat.twins.mzi import FIT_PARAMETERS, MZIMeshTwin  # noqa: E402
 RESULTS = ROOT / "benchmarks" / "results" / "paper_scale_calibration_diag"
 
 
-def data_for(hw, n: int, args) -> Measurements:
+def data_for(hw, n: int, args, twin=None) -> Measurements:
+    if args.near_bar:
+        from labsat.calibration.selfconfig import measure_near_bar
+        return measure_near_bar(hw, twin, args.settings, n * n // 8, spread=args.near_bar, seed=0)
+    if args.centred:  # the first band of the self-configuring plan: closed in on the start twin's bar state
+        from labsat.calibration.selfconfig import bar_controls
+        return measure(hw, args.settings, n * n // 8, seed=0, schedule=(args.u,), centre=bar_controls(twin))
     if args.inputs != "one-hot":
         return measure(hw, args.settings, n * n // 8, seed=0, schedule=(args.u,))
     rng = np.random.default_rng(0)
@@ -58,13 +64,33 @@ def data_for(hw, n: int, args) -> Measurements:
     return Measurements(us, xs, np.stack([hw.forward(xs[k], us[k]) for k in range(args.settings)]))
 
 
+def start_twin(twin, hw, hidden, args) -> dict:
+    """The fit's start: the datasheet twin, the self-configuring start (calibration.selfconfig), or an
+    oracle (``oracle-theta``: the θ offsets set to the hidden ones plus N(0, ``--oracle-sigma``), φ at the
+    datasheet's 0; a report of which start the fit needs, never a calibration)."""
+    if args.start == "oracle-theta":
+        rng = np.random.default_rng(99)
+        with torch.no_grad():
+            twin.offset[0::2] = torch.as_tensor(hidden[0::2] + rng.normal(0, args.oracle_sigma, len(hidden) // 2))
+            if args.oracle_phi_sigma is not None:
+                twin.offset[1::2] = torch.as_tensor(hidden[1::2] + rng.normal(0, args.oracle_phi_sigma, len(hidden) // 2))
+        return {"start": args.start, "oracle_sigma": args.oracle_sigma, "oracle_phi_sigma": args.oracle_phi_sigma}
+    if args.start == "selfconfig":
+        from labsat.calibration.selfconfig import self_configure
+        t0 = time.process_time()
+        info = self_configure(hw, twin, passes=args.passes)
+        return {"start": args.start, "start_readings": info.readings, "start_cpu_s": time.process_time() - t0}
+    return {"start": "datasheet"}
+
+
 def run(n: int, args) -> list[dict]:
     hw = DirectHardware(seed=args.chip, modes=n, error_model=args.model,
                         detector_range_w=1e-4 if n >= 64 else 5e-4)
     twin = MZIMeshTwin(n, hw.phase_per_u)
-    data = data_for(hw, n, args)
-    floor = hw.noise_floor(data)
     hidden = hw.truth()["offset"]
+    start_info = start_twin(twin, hw, hidden, args)
+    data = data_for(hw, n, args, twin)
+    floor = hw.noise_floor(data)
 
     def offset_error() -> tuple[float, float]:
         d = (twin.offset.detach().numpy() - hidden + np.pi) % (2 * np.pi) - np.pi
@@ -82,7 +108,7 @@ def run(n: int, args) -> list[dict]:
 
     params = [getattr(twin, k) for k in args.params]
     loss_fn = _loss(twin, data, torch.float32)
-    print(json.dumps({"modes": n, "floor": floor, "nominal_rmse": rmse(twin, data), "settings": args.settings,
+    print(json.dumps({**start_info, "modes": n, "floor": floor, "nominal_rmse": rmse(twin, data), "settings": args.settings,
                       "inputs": args.inputs, "u": args.u, "lit": args.lit}), flush=True)
     with fitting(params, 1):
         if args.opt == "adam":
@@ -138,6 +164,15 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--every", type=int, default=50)
     ap.add_argument("--params", nargs="+", default=list(FIT_PARAMETERS), choices=FIT_PARAMETERS)
+    ap.add_argument("--start", choices=["datasheet", "selfconfig", "oracle-theta"], default="datasheet")
+    ap.add_argument("--centred", action="store_true",
+                    help="data: the band [0, --u] closed in on the start twin's bar state (measure(centre=))")
+    ap.add_argument("--near-bar", type=float, default=0.0,
+                    help="data: θ at the start twin's bar points ± this many rad (uniform), φ uniform over 2π")
+    ap.add_argument("--oracle-sigma", type=float, default=0.0)
+    ap.add_argument("--oracle-phi-sigma", type=float, default=None,
+                    help="oracle-theta: also set the φ offsets to the hidden ones plus N(0, this)")
+    ap.add_argument("--passes", type=int, default=2, help="selfconfig: passes over the columns")
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--summary", action="store_true", help="only print the table of the result files")
     args = ap.parse_args()
@@ -147,6 +182,13 @@ def main() -> None:
     torch.set_num_threads(1)
     params = "all" if set(args.params) == set(FIT_PARAMETERS) else "-".join(args.params)
     tag = f"{args.opt}{args.lr:g}_{args.inputs}{args.lit or ''}_u{args.u:g}_{params}"
+    if args.near_bar:
+        tag += f"_nearbar{args.near_bar:g}"
+    if args.centred:
+        tag += "_centred"
+    if args.start != "datasheet":
+        tag += f"_{args.start}" + (f"{args.oracle_sigma:g}" + ("" if args.oracle_phi_sigma is None else f"phi{args.oracle_phi_sigma:g}")
+                                      if args.start == "oracle-theta" else f"{args.passes}")
     for n in args.modes:
         out = args.out or RESULTS / f"{args.model}_{n}_{tag}.jsonl"
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -80,11 +80,14 @@ def budget_for(hardware) -> tuple[int, int]:
 
 def measure(hardware, settings: int = 64, inputs_per_setting: int = 32, seed: int = 0,
             progress: Callable[[int, int], None] | None = None,
-            schedule: tuple[float, ...] | None = None) -> Measurements:
+            schedule: tuple[float, ...] | None = None, centre: np.ndarray | None = None) -> Measurements:
     """``settings`` random heater settings with ``inputs_per_setting`` random inputs each.
 
     ``schedule``: the control bands (default: :func:`schedule_for` the hardware: one band,
     [0, 1], up to 8 modes; four above). With one band the draws are those of earlier versions.
+    ``centre``: controls (H,) the bands close in on (default 0): a setting of band ``b`` is
+    ``centre + b · (U(0, 1) − centre)``, so the last band (b = 1) is uniform over [0, 1] whatever the centre
+    (the self-configured start's bar state: calibration/selfconfig.py).
     """
     schedule = tuple(schedule) if schedule is not None else schedule_for(hardware)
     rng = np.random.default_rng(seed)
@@ -92,7 +95,9 @@ def measure(hardware, settings: int = 64, inputs_per_setting: int = 32, seed: in
     us = rng.uniform(0.0, 1.0, (settings, h))
     xs = rng.uniform(0.0, 1.0, (settings, inputs_per_setting, n))
     band = np.asarray(schedule, dtype=float)[np.arange(settings) * len(schedule) // settings]
-    if len(schedule) > 1 or schedule[0] != 1.0:
+    if centre is not None:
+        us = centre + band[:, None] * (us - centre)
+    elif len(schedule) > 1 or schedule[0] != 1.0:
         us *= band[:, None]
     ps = None  # (K, B, outputs): a kind may have fewer outputs than inputs
     for k in range(settings):

@@ -50,6 +50,11 @@ class ProgressivePlan:
     refine_adam_steps: int = 40  # later stages start close: small Adam steps (lr 0.003), then L-BFGS
     refine_lr: float = 0.003
     dtype: str = "float32"  # the mesh's precision in the fit (fit.fit_in_bands)
+    # MZI-by-MZI start before the bands (calibration/selfconfig.py: bar points of the θ heaters, then the
+    # φ loop phases); off by default: at N = 32 / 64 on labsat's error model it does not yet bring the
+    # first band's fit into its basin (calibration/README.md, "Self-configuring start")
+    self_configure: bool = False
+    self_configure_passes: int = 2
 
     @classmethod
     def for_modes(cls, modes: int) -> "ProgressivePlan":
@@ -70,6 +75,7 @@ class ProgressiveResult:
     stages: list[dict] = field(default_factory=list)  # per band: readings so far, fit time, RMSEs
     data: Measurements | None = None  # every reading of every band
     measure_s: float = 0.0
+    start: object | None = None  # selfconfig.SelfConfigResult when the plan self-configures first
 
     @property
     def readings(self) -> int:
@@ -86,9 +92,14 @@ def calibrate_progressive(hardware, twin, plan: ProgressivePlan | None = None, s
     """
     plan = plan or ProgressivePlan.for_modes(hardware.modes)
     result = ProgressiveResult()
+    centre = None
+    if plan.self_configure:  # the MZI-by-MZI start: the twin's offsets from bar points and loop phases,
+        from .selfconfig import bar_controls, self_configure  # and the bands close in on its bar state
+        result.start = self_configure(hardware, twin, passes=plan.self_configure_passes)
+        centre = bar_controls(twin)
     t0 = time.perf_counter()
     data = measure(hardware, plan.settings * len(plan.u_max), plan.inputs, seed=seed, schedule=plan.u_max,
-                   progress=None if progress is None else lambda k, n: progress("measure", k, n))
+                   progress=None if progress is None else lambda k, n: progress("measure", k, n), centre=centre)
     measure_s = time.perf_counter() - t0
     clock = [time.perf_counter()]
 

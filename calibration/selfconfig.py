@@ -1,0 +1,258 @@
+"""Self-configuring start of a large mesh's calibration: every MZI's bar point, column by column (issue 12).
+
+Why: the global fit from the datasheet twin finds the phase offsets only while the phase error accumulated
+along a path is small (~N σ² ≲ 3.2 rad²); labsat's error model (σ = 0.3 rad) passes it from 40 modes on.
+This start measures every internal phase's bar point MZI by MZI, so that the global fit
+(``progressive.calibrate_progressive``) begins near the chip (as in the self-configuring / progressive
+set-up of meshes: Miller 2013, 2017; Hamerly, Bandyopadhyay & Englund 2022), with the instruments a
+mesh calibration has: real input amplitudes per port (one-hot inputs), the N detector powers, heater
+controls.
+
+Method (calibration/README.md, "Self-configuring start", has the why of each step):
+1. θ bar points, column by column from the inputs (``passes`` sweeps over the mesh): the column's θ moved
+   together around their bar estimates (θ = π + Δ), every setting read with all N one-hot inputs; the light
+   an MZI on rows (i, i+1) sends across is read as the modulation of the readings by the next column's φ
+   heater on row i+1 (three groups of modulators, three steps each), while the same rows meet again two
+   columns on (that MZI at 50:50); the φ heaters of the previous column are flipped by π and averaged
+   (light leaked upstream). The modulation vanishes where the MZI sends nothing across (θ = π): per MZI,
+   Σ|Z(Δ)|² of the fitted Z = r + p e^{iΔ} + q e^{−iΔ} is minimised. The last two columns are read directly
+   (power sent across); the bottom row's MZIs (no φ on the last row) keep their estimate.
+2. φ loop phases (:func:`external_phases`): splitter two columns back and the column's MZIs at 50:50, the
+   column's φ stepped; the fringe's phase measured minus the twin's predicted one corrects the φ offset.
+
+Readings: ~104 N² per θ pass and ~27 N² for the φ stage (default: 2 θ passes, ~235 N² in all).
+
+The twin's offsets are those that reproduce the bar controls with the datasheet's efficiency (1) and no
+crosstalk, so they hold near the bar state (the efficiency error folds into the offset, ~(eff − 1)·π);
+``measure(centre=bar_controls(twin))`` closes the progressive fit's bands in on that state.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+
+@dataclass
+class SelfConfigResult:
+    readings: int = 0
+    settings: int = 0
+    passes: list[dict] = field(default_factory=list)  # per pass: mean |change| of the θ offsets (rad)
+
+
+_GRID = np.linspace(-np.pi / 2, np.pi / 2, 721)
+_BASIS = np.stack([np.ones_like(_GRID), np.exp(1j * _GRID), np.exp(-1j * _GRID)], 1)
+
+
+def _bar_controls(theta_offset: np.ndarray, w0: float, delta: float = 0.0) -> np.ndarray:
+    """Controls putting every θ at π + ``delta`` by the datasheet map (eff 1, no crosstalk), in [0, 2π/w0)."""
+    return np.mod(np.pi + delta - theta_offset, 2 * np.pi) / w0
+
+
+def self_configure(hardware, twin, passes: int = 2, deltas: tuple[float, ...] = (-1.4, -0.7, 0.0, 0.7, 1.4),
+                   phases: bool = True, progress=None) -> SelfConfigResult:
+    """Set ``twin.offset``'s θ entries to the measured bar points (in place); returns the readings used.
+
+    ``hardware.forward(x, u)`` only (one-hot inputs, heater controls); ``twin`` gives the layout and the
+    datasheet phase per unit control (``phase_per_u``).
+    """
+    layout = twin.layout
+    n, w0 = twin.modes, float(twin.phase_per_u)
+    deltas = np.asarray(deltas, dtype=float)
+    if len(deltas) < 3:
+        raise ValueError(f"self-configuration needs at least 3 settings per column, got {len(deltas)}")
+    basis = np.stack([np.ones_like(deltas), np.exp(1j * deltas), np.exp(-1j * deltas)], 1)  # (S, 3)
+    solve = np.linalg.pinv(basis)                                                          # (3, S)
+    solve_real = np.linalg.pinv(np.stack([np.ones_like(deltas), np.cos(deltas), np.sin(deltas)], 1))
+    theta = twin.offset.detach().numpy()[0::2].astype(float).copy()  # present θ offsets
+    eye = np.eye(n)
+    result = SelfConfigResult()
+    columns = list(zip(layout.columns, layout.column_slices))
+    # the φ heaters that modulate: every φ of a column but its last (the last is the physical neighbour of
+    # the next column's first θ heater, whose thermal crosstalk would move that MZI with the modulation)
+    phi_heaters = [2 * np.arange(sl.start, sl.stop) + 1 for _, sl in columns]
+    phi_rows = [tops for tops, _ in columns]
+    # the modulating φ heaters of a column take turns in three groups (every third MZI), so that a modulated
+    # φ's thermal crosstalk never moves an MZI on a neighbour's path; ψ in three steps per group
+    # (a column's last φ heater is the physical neighbour of the first θ heater two columns on, the first
+    # rows' meeting point: it goes in a fourth group of its own when it would share the first MZI's group)
+    groups = 4
+    downs = 2 * np.pi * np.arange(3) / 3
+    group_of = [np.arange(len(r)) % 3 for r in phi_rows]
+    for g_ in group_of:
+        if len(g_) > 1 and g_[-1] == 0:
+            g_[-1] = 3
+    ups = (0.0, np.pi)
+    for p in range(passes):
+        before = theta.copy()
+        for c, (tops, sl) in enumerate(columns):
+            if len(tops) == 0:
+                continue
+            # MZIs on rows (i, i+1) whose row i+1 is modulated just after the column, and in which group
+            nxt = phi_rows[c + 1] if c + 1 < n else np.zeros(0, int)
+            modulated = np.isin(tops + 1, nxt)
+            g = np.zeros(len(tops), int)
+            if modulated.any():
+                g[modulated] = group_of[c + 1][np.searchsorted(nxt, tops[modulated] + 1)]
+            z = np.zeros((groups, len(deltas), n, n), dtype=complex)  # (group, Δ, input, output)
+            pa = np.zeros((len(deltas), n, n))  # unmodulated readings, summed over the upstream flips
+            for s, d in enumerate(deltas):
+                for up in ups:
+                    for k in (np.unique(group_of[c + 1]) if c + 1 < n else [0]):
+                        for down in downs:
+                            u = np.zeros(layout.n_heaters)
+                            u[0::2] = _bar_controls(theta, w0)
+                            u[2 * np.arange(sl.start, sl.stop)] = _bar_controls(theta[sl], w0, d)
+                            if c + 2 < n:  # the same rows two columns on at 50:50: the two paths meet there
+                                mix = np.arange(columns[c + 2][1].start, columns[c + 2][1].stop)[modulated]
+                                u[2 * mix] = _bar_controls(theta[mix], w0, -np.pi / 2)
+                            if c > 0:  # not the last φ: the physical neighbour of this column's first θ
+                                u[phi_heaters[c - 1][:-1]] = up / w0
+                            if c + 1 < n:
+                                u[phi_heaters[c + 1][group_of[c + 1] == k]] = down / w0
+                            y = hardware.forward(eye, u)
+                            z[k, s] += y * np.exp(1j * down)
+                            if k == 0 and down == 0:
+                                pa[s] += y
+                            result.settings += 1
+                            result.readings += n
+            zi = np.zeros((len(deltas), 2 * len(tops), n), dtype=complex)  # per MZI's two inputs
+            zi[:, 0::2] = z[g, :, tops].transpose(1, 0, 2)
+            zi[:, 1::2] = z[g, :, tops + 1].transpose(1, 0, 2)
+            # unmodulated MZIs (the last two columns: nothing mixes their rows before the detectors; the bottom
+            # row's MZIs: no φ on the last row): the power sent across (input i to output i+1, input i+1 to
+            # output i) read directly, A − B cos(θ − π)
+            across = (pa[:, tops, tops + 1] + pa[:, tops + 1, tops]) / len(ups)
+            _, bc, bs = solve_real @ across
+            delta_bar = np.clip(np.arctan2(-bs, -bc), -np.pi / 2, np.pi / 2)
+            if c + 2 < n and modulated.any():
+                v = np.einsum("ts,sio->iot", solve, zi)  # Z = r + p e^{iΔ} + q e^{-iΔ}: (r, p, q) per (input, output)
+                # the modulation vanishes where the MZI sends nothing across (b = 0): minimise Σ |Z|² over both
+                # inputs' outputs, a trigonometric polynomial in Δ, on a grid within ±π/2 of the present estimate
+                gram = np.einsum("iot,ios->its", v, v.conj())
+                gram = gram[0::2] + gram[1::2]                      # (MZIs, 3, 3)
+                best = _GRID[np.argmin(np.einsum("gt,mts,gs->gm", _BASIS, gram, _BASIS.conj()).real, 0)]
+                # the bottom row's MZIs (no φ on the last row) keep their estimate: read directly, their
+                # power across is biased by the mixing two columns on (measured worse than no update)
+                delta_bar = np.where(modulated, best, 0.0)
+            theta[sl] = theta[sl] - delta_bar
+            if progress:
+                progress(p * len(columns) + c + 1, passes * len(columns))
+        change = np.angle(np.exp(1j * (theta - before)))
+        result.passes.append({"pass": p, "mean_abs_change": float(np.mean(np.abs(change)))})
+    theta = np.angle(np.exp(1j * theta))  # wrapped to (-π, π]
+    with torch.no_grad():
+        twin.offset[0::2] = torch.as_tensor(theta, dtype=twin.offset.dtype)
+    if phases:
+        external_phases(hardware, twin, result=result)
+    return result
+
+
+def external_phases(hardware, twin, progress=None, result: SelfConfigResult | None = None) -> SelfConfigResult:
+    """The φ offsets, column by column, once the θ offsets hold the bar points (``twin`` fitted in place).
+
+    For column c: every MZI of the column at 50:50 (θ = π/2) and the MZI on the same rows two columns
+    back also at 50:50, everything else at its bar point, so one-hot input i is split over rows (i, i+1)
+    and recombined at the column's MZI, whose φ (top row) is stepped through ψ = 0, 2π/3, 4π/3: the
+    power difference of detectors i and i+1 is a fringe ``cos(ψ + φ_offset + known path phases)``. The
+    twin predicts the same fringe with its present φ offsets (the path phases, the earlier columns' φ
+    offsets, the couplers: all in the model); the measured fringe's phase minus the twin's is the φ
+    offset's correction. The first two columns have no MZI two columns back: inputs i and i+1 are lit
+    together. The φ heaters of the next column are stepped through three values and averaged, so that
+    light crossing between the two rows on the way to the detectors adds no bias; the φ heaters three
+    columns back are flipped by π and averaged, so that light which leaked onto row i+1 before the
+    splitter adds none either. Only the loop phases (φ minus the previous column's φ on row i+1) are
+    observable this way; they are what the powers depend on.
+    """
+    result = result or SelfConfigResult()
+    layout = twin.layout
+    n, w0 = twin.modes, float(twin.phase_per_u)
+    columns = list(zip(layout.columns, layout.column_slices))
+    steps = 2 * np.pi * np.arange(3) / 3
+    for c, (tops, sl) in enumerate(columns):
+        if len(tops) == 0:
+            continue
+        mzis = np.arange(sl.start, sl.stop)
+        eff = np.exp(twin.log_eff.detach().numpy()[0::2])
+        quarter = np.pi / 2 / (w0 * eff)
+        if c >= 2:
+            x = np.eye(n)
+            lit = [tops, tops + 1]                          # inputs i and i+1 both reach MZI (i, i+1)
+        else:
+            x = np.zeros((len(tops), n))
+            x[np.arange(len(tops)), tops] = x[np.arange(len(tops)), tops + 1] = 1.0
+            lit = [np.arange(len(tops))]
+        agree = 0.0
+        # the column's MZIs at 50:50 on either side of the bar point (θ = π/2 and 3π/2): their heaters warm
+        # the φ heater being read (thermal crosstalk) by as much less and more than at the bar point, so the
+        # two estimates' crosstalk errors cancel in their mean (one side alone: ~0.2 rad at κ = 0.06)
+        for side in (1.0, -1.0):
+            base = bar_controls(twin)
+            base[2 * mzis] -= side * quarter[mzis]
+            if c >= 2:
+                back = np.arange(columns[c - 2][1].start, columns[c - 2][1].stop)
+                base[2 * back] -= quarter[back]             # the splitters two columns back
+            us = []
+            for up in (0.0, np.pi):
+                for psi in steps:
+                    for down in steps:
+                        u = base.copy()
+                        u[2 * mzis + 1] = psi / w0
+                        if c + 1 < n:
+                            u[2 * np.arange(columns[c + 1][1].start, columns[c + 1][1].stop) + 1] = down / w0
+                        if c >= 3:  # light that leaked onto row i+1 before the splitter: flipped, averaged out
+                            u[2 * np.arange(columns[c - 3][1].start, columns[c - 3][1].stop - 1) + 1] = up / w0
+                        us.append(np.clip(u, 0.0, 1.0))
+            us = np.asarray(us)
+            measured = np.stack([hardware.forward(x, u) for u in us])      # (settings, inputs, outputs)
+            result.settings += len(us)
+            result.readings += len(us) * len(x)
+            with torch.no_grad():
+                xs = torch.as_tensor(np.broadcast_to(x, (len(us),) + x.shape).copy())
+                predicted = twin(xs, torch.as_tensor(us)).numpy()
+            phase = np.tile(np.exp(-1j * np.repeat(steps, len(steps))), 2)[:, None]  # e^{-iψ} per setting
+            # per input (inputs i and i+1 see opposite fringes), measured against predicted, then summed
+            for inp in lit:
+                one = _fringe(measured, inp, tops, phase) * np.conj(_fringe(predicted, inp, tops, phase))
+                agree = agree + one / np.maximum(np.abs(one), 1e-300)  # each side and input weighs the same
+        correction = np.angle(agree)
+        with torch.no_grad():
+            twin.offset[2 * mzis + 1] += torch.as_tensor(correction, dtype=twin.offset.dtype)
+        if progress:
+            progress(c + 1, len(columns))
+    with torch.no_grad():
+        twin.offset[1::2] = torch.remainder(twin.offset[1::2] + np.pi, 2 * np.pi) - np.pi
+    return result
+
+
+def _fringe(p: np.ndarray, inp, tops: np.ndarray, phase: np.ndarray) -> np.ndarray:
+    """(MZIs,): the e^{iψ} part of detector i minus detector i+1 for input(s) ``inp``, over the settings."""
+    return np.sum((p[:, inp, tops] - p[:, inp, tops + 1]) * phase, 0)
+
+
+def bar_controls(twin) -> np.ndarray:
+    """Controls (H,) of ``twin``'s bar state: every θ at π by the twin's own phase map (its offsets and
+    efficiencies; crosstalk from the φ heaters, at 0, is none), every φ at 0."""
+    u = np.zeros(twin.layout.n_heaters)
+    eff = np.exp(twin.log_eff.detach().numpy()[0::2])
+    u[0::2] = _bar_controls(twin.offset.detach().numpy()[0::2], twin.phase_per_u * eff)
+    return u
+
+
+def measure_near_bar(hardware, twin, settings: int, inputs: int, spread: float, seed: int = 0):
+    """Readings around ``twin``'s bar state: every θ at its bar point ± ``spread`` rad (uniform), every φ
+    control in [0, ``spread``] rad (the self-configured twin's φ offsets hold near φ controls 0), ``inputs`` random inputs per setting (``measure.Measurements``). Near the bar
+    state light stays close to its row, so a fit from the self-configured twin finds the φ offsets
+    without the mesh's depth compounding them."""
+    from .measure import Measurements
+    rng = np.random.default_rng(seed)
+    w0, h, n = float(twin.phase_per_u), twin.layout.n_heaters, twin.modes
+    base = bar_controls(twin)
+    us = np.tile(base, (settings, 1))
+    us[:, 0::2] += rng.uniform(-spread, spread, (settings, h // 2)) / w0
+    us[:, 1::2] = rng.uniform(0.0, spread, (settings, h // 2)) / w0
+    us = np.clip(us, 0.0, 1.0)
+    xs = rng.uniform(0.0, 1.0, (settings, inputs, n))
+    ps = np.stack([hardware.forward(xs[k], us[k]) for k in range(settings)])
+    return Measurements(us, xs, ps)
