@@ -218,16 +218,8 @@ class SimPowerMeter(SimScpiInstrument):
             word = arg.upper()
             value = {"MIN": self.WAV_MIN_NM, "MAX": self.WAV_MAX_NM}.get(word[:3], self.wavelength_nm)
             return f"{value:.6g}"
-        if head == "SENS:AVER:COUN":
-            v = self.number(arg, 1, 10000)
-            if v is not None:
-                if v != int(v):
-                    self.errors.push(-104, "Data type error")
-                else:
-                    self.averages = int(v)
-            return None
-        if head == "SENS:AVER:COUN?":
-            return str(self.averages)
+        if head.startswith("SENS:AVER:COUN"):
+            return self.answer_averaging(head, arg)
         if head == "SENS:POW:RANG:AUTO":
             word = arg.upper()
             if word in ("1", "ON"):

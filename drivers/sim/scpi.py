@@ -101,6 +101,21 @@ class SimScpiInstrument:
         data, self.data = self.data, None
         return data
 
+    def answer_averaging(self, head: str, arg: str):
+        """``SENS:AVER:COUN <n>`` (an integer in 1..10000, else the error queued) and its query, on
+        ``self.averages``; :data:`UNDEFINED` for any other header (power meter, spectrometer)."""
+        if head == "SENS:AVER:COUN":
+            v = self.number(arg, 1, 10000)
+            if v is not None:
+                if v != int(v):
+                    self.errors.push(-104, "Data type error")
+                else:
+                    self.averages = int(v)
+            return None
+        if head == "SENS:AVER:COUN?":
+            return str(self.averages)
+        return UNDEFINED
+
     def number(self, arg: str, lo: float = -np.inf, hi: float = np.inf) -> float | None:
         """``arg`` as a finite number in ``[lo, hi]`` (``MIN`` / ``MAX`` name the ends), or ``None`` with
         the error queued: ``-104 Data type error`` (not a finite number), ``-222 Data out of range``."""

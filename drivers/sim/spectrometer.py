@@ -39,16 +39,8 @@ class SimSpectrometer(SimScpiInstrument):
             elif value is not None:
                 self.integration_s = value
             return None
-        if head == "SENS:AVER:COUN":
-            v = self.number(arg, 1, 10000)
-            if v is not None:
-                if v != int(v):
-                    self.errors.push(-104, "Data type error")
-                else:
-                    self.averages = int(v)
-            return None
-        if head == "SENS:AVER:COUN?":
-            return str(self.averages)
+        if head.startswith("SENS:AVER:COUN"):
+            return self.answer_averaging(head, arg)
         if head == "SENS:WAV?":
             return encode_block(self._pixels(self.scene.wavelengths_nm()))
         if head in ("INIT", "INIT:IMM"):
