@@ -46,8 +46,7 @@ RESULTS = ROOT / "benchmarks" / "results" / "paper_scale_calibration_diag"
 
 def data_for(hw, n: int, args, twin=None) -> Measurements:
     if args.near_bar:
-        from labsat.calibration.selfconfig import measure_near_bar
-        return measure_near_bar(hw, twin, args.settings, n * n // 8, spread=args.near_bar, seed=0)
+        return near_bar(hw, twin, args.settings, n * n // 8, spread=args.near_bar)
     if args.centred:  # the first band of the self-configuring plan: closed in on the start twin's bar state
         from labsat.calibration.selfconfig import bar_controls
         return measure(hw, args.settings, n * n // 8, seed=0, schedule=(args.u,), centre=bar_controls(twin))
@@ -60,8 +59,27 @@ def data_for(hw, n: int, args, twin=None) -> Measurements:
         for k in range(args.settings):
             pick = rng.choice(hw.n_controls // 2, args.lit, replace=False)
             us[k, 2 * pick] = rng.uniform(0.0, 1.0, args.lit)
-    xs = np.tile(np.eye(n), (args.settings, 1, 1))
-    return Measurements(us, xs, np.stack([hw.forward(xs[k], us[k]) for k in range(args.settings)]))
+    return read(hw, us, np.tile(np.eye(n), (args.settings, 1, 1)))
+
+
+def read(hw, us: np.ndarray, xs: np.ndarray) -> Measurements:
+    """The chip's readings at settings ``us`` (K, H) with inputs ``xs`` (K, B, N)."""
+    return Measurements(us, xs, np.stack([hw.forward(xs[k], us[k]) for k in range(len(us))]))
+
+
+def near_bar(hw, twin, settings: int, inputs: int, spread: float) -> Measurements:
+    """``--near-bar``: readings around ``twin``'s bar state: every θ at its bar point ± ``spread`` rad
+    (uniform), every φ control in [0, ``spread``] rad (the self-configured twin's φ offsets hold near φ
+    controls 0), ``inputs`` random inputs per setting. Near the bar state light stays close to its row, so a
+    fit from the self-configured twin finds the φ offsets without the mesh's depth compounding them."""
+    from labsat.calibration.selfconfig import bar_controls
+    rng = np.random.default_rng(0)
+    w0, h, n = float(twin.phase_per_u), twin.layout.n_heaters, twin.modes
+    us = np.tile(bar_controls(twin), (settings, 1))
+    us[:, 0::2] += rng.uniform(-spread, spread, (settings, h // 2)) / w0
+    us[:, 1::2] = rng.uniform(0.0, spread, (settings, h // 2)) / w0
+    us = np.clip(us, 0.0, 1.0)
+    return read(hw, us, rng.uniform(0.0, 1.0, (settings, inputs, n)))
 
 
 def start_twin(twin, hw, hidden, args) -> dict:

@@ -97,16 +97,17 @@ def self_configure(hardware, twin, passes: int = 2, deltas: tuple[float, ...] = 
                 g[modulated] = group_of[c + 1][np.searchsorted(nxt, tops[modulated] + 1)]
             z = np.zeros((groups, len(deltas), n, n), dtype=complex)  # (group, Δ, input, output)
             pa = np.zeros((len(deltas), n, n))  # unmodulated readings, summed over the upstream flips
+            bar = np.zeros(layout.n_heaters)
+            bar[0::2] = _bar_controls(theta, w0)
+            if c + 2 < n:  # the same rows two columns on at 50:50: the two paths meet there
+                mix = np.arange(columns[c + 2][1].start, columns[c + 2][1].stop)[modulated]
+                bar[2 * mix] = _bar_controls(theta[mix], w0, -np.pi / 2)
             for s, d in enumerate(deltas):
                 for up in ups:
                     for k in (np.unique(group_of[c + 1]) if c + 1 < n else [0]):
                         for down in downs:
-                            u = np.zeros(layout.n_heaters)
-                            u[0::2] = _bar_controls(theta, w0)
+                            u = bar.copy()
                             u[2 * np.arange(sl.start, sl.stop)] = _bar_controls(theta[sl], w0, d)
-                            if c + 2 < n:  # the same rows two columns on at 50:50: the two paths meet there
-                                mix = np.arange(columns[c + 2][1].start, columns[c + 2][1].stop)[modulated]
-                                u[2 * mix] = _bar_controls(theta[mix], w0, -np.pi / 2)
                             if c > 0:  # not the last φ: the physical neighbour of this column's first θ
                                 u[phi_heaters[c - 1][:-1]] = up / w0
                             if c + 1 < n:
@@ -170,12 +171,13 @@ def external_phases(hardware, twin, progress=None, result: SelfConfigResult | No
     n, w0 = twin.modes, float(twin.phase_per_u)
     columns = list(zip(layout.columns, layout.column_slices))
     steps = 2 * np.pi * np.arange(3) / 3
+    # a quarter turn of every θ heater, and the bar state: this stage moves only the φ offsets
+    quarter = np.pi / 2 / (w0 * np.exp(twin.log_eff.detach().numpy()[0::2]))
+    bar = bar_controls(twin)
     for c, (tops, sl) in enumerate(columns):
         if len(tops) == 0:
             continue
         mzis = np.arange(sl.start, sl.stop)
-        eff = np.exp(twin.log_eff.detach().numpy()[0::2])
-        quarter = np.pi / 2 / (w0 * eff)
         if c >= 2:
             x = np.eye(n)
             lit = [tops, tops + 1]                          # inputs i and i+1 both reach MZI (i, i+1)
@@ -188,7 +190,7 @@ def external_phases(hardware, twin, progress=None, result: SelfConfigResult | No
         # the φ heater being read (thermal crosstalk) by as much less and more than at the bar point, so the
         # two estimates' crosstalk errors cancel in their mean (one side alone: ~0.2 rad at κ = 0.06)
         for side in (1.0, -1.0):
-            base = bar_controls(twin)
+            base = bar.copy()
             base[2 * mzis] -= side * quarter[mzis]
             if c >= 2:
                 back = np.arange(columns[c - 2][1].start, columns[c - 2][1].stop)
@@ -239,20 +241,3 @@ def bar_controls(twin) -> np.ndarray:
     u[0::2] = _bar_controls(twin.offset.detach().numpy()[0::2], twin.phase_per_u * eff)
     return u
 
-
-def measure_near_bar(hardware, twin, settings: int, inputs: int, spread: float, seed: int = 0):
-    """Readings around ``twin``'s bar state: every θ at its bar point ± ``spread`` rad (uniform), every φ
-    control in [0, ``spread``] rad (the self-configured twin's φ offsets hold near φ controls 0), ``inputs`` random inputs per setting (``measure.Measurements``). Near the bar
-    state light stays close to its row, so a fit from the self-configured twin finds the φ offsets
-    without the mesh's depth compounding them."""
-    from .measure import Measurements
-    rng = np.random.default_rng(seed)
-    w0, h, n = float(twin.phase_per_u), twin.layout.n_heaters, twin.modes
-    base = bar_controls(twin)
-    us = np.tile(base, (settings, 1))
-    us[:, 0::2] += rng.uniform(-spread, spread, (settings, h // 2)) / w0
-    us[:, 1::2] = rng.uniform(0.0, spread, (settings, h // 2)) / w0
-    us = np.clip(us, 0.0, 1.0)
-    xs = rng.uniform(0.0, 1.0, (settings, inputs, n))
-    ps = np.stack([hardware.forward(xs[k], us[k]) for k in range(settings)])
-    return Measurements(us, xs, ps)
