@@ -41,31 +41,18 @@ sys.path.insert(0, str(ROOT))
 
 from labsat.calibration.fit import fit_twin  # noqa: E402
 from labsat.calibration.measure import measure  # noqa: E402
-from labsat.calibration.selfconfig import bar_controls, external_phases, self_configure  # noqa: E402
+from labsat.calibration.selfconfig import bar_controls, external_phases, loop_phases, self_configure  # noqa: E402
 from labsat.calibration.simchip import DirectHardware  # noqa: E402
 from labsat.twins.mzi import MZIMeshTwin  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "paper_scale_calibration_start"
 
 
-def loop_phase(layout, phi: np.ndarray) -> np.ndarray:
-    """Per MZI: ``phi`` minus the previous column's ``phi`` on row i+1 (the loop phase the powers depend on)."""
-    out = phi.copy()
-    for c in range(1, layout.modes):
-        tops, prev = layout.columns[c], layout.columns[c - 1]
-        sl, sp = layout.column_slices[c], layout.column_slices[c - 1]
-        for j, i in enumerate(tops):
-            hit = np.nonzero(prev == i + 1)[0]
-            if len(hit):
-                out[sl.start + j] -= phi[sp.start + hit[0]]
-    return out
-
-
 def u0_errors(hw, twin) -> dict:
     """The twin's offsets (phases at u = 0) against the chip's: θ and loop phase, median / p90 (truth: a report)."""
     d = np.angle(np.exp(1j * (twin.offset.detach().numpy() - hw.truth()["offset"])))
     theta = np.abs(d[0::2])
-    loop = np.abs(np.angle(np.exp(1j * loop_phase(twin.layout, d[1::2]))))
+    loop = np.abs(np.angle(np.exp(1j * loop_phases(twin.layout, d[1::2]))))
     return {"u0_theta_median": float(np.median(theta)), "u0_theta_p90": float(np.quantile(theta, 0.9)),
             "u0_loop_median": float(np.median(loop)), "u0_loop_p90": float(np.quantile(loop, 0.9))}
 

@@ -2,7 +2,9 @@
 hidden truth (issue 12, round 5).
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/paper_scale_calibration_windowed.py --modes 32 48 --band-steps 200
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/paper_scale_calibration_windowed.py --modes 64 --passes 2 --band-steps 200
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/paper_scale_calibration_windowed.py --modes 16 --passes 2 [--free downstream|couplers]
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/paper_scale_calibration_windowed.py --modes 16 32 --free all --accumulate --band-steps 100
+    .venv/bin/python benchmarks/paper_scale_calibration_windowed.py --transparency
 
 Tuning chip 1 (``--chip``), the virtual chip driven directly (``calibration.simchip.DirectHardware``, detector range
 as in ``paper_scale_calibration.py``). Start: the self-configuring start (``selfconfig.self_configure``, θ passes
@@ -32,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 from labsat.calibration.fit import _loss, fitting  # noqa: E402
 from labsat.calibration.measure import measure  # noqa: E402
-from labsat.calibration.selfconfig import bar_controls, self_configure  # noqa: E402
+from labsat.calibration.selfconfig import bar_controls, loop_phases, self_configure  # noqa: E402
 from labsat.calibration.simchip import DirectHardware  # noqa: E402
 from labsat.calibration.windowed import windowed_fit  # noqa: E402
 from labsat.twins.mzi import MZIMeshTwin  # noqa: E402
@@ -48,16 +50,7 @@ def phase_errors(hw: DirectHardware, twin: MZIMeshTwin) -> tuple[np.ndarray, np.
     with torch.no_grad():
         predicted = twin.heater_phases(torch.as_tensor(u)).numpy()
     e = np.angle(np.exp(1j * (hw.chip.heater_phases() - predicted)))
-    theta, phi = e[0::2], e[1::2]
-    loop = phi.copy()
-    layout = twin.layout
-    for c in range(1, twin.modes):
-        tops, prev = layout.columns[c], layout.columns[c - 1]
-        sl, sp = layout.column_slices[c], layout.column_slices[c - 1]
-        for j, i in enumerate(tops):
-            hit = np.nonzero(prev == i + 1)[0]
-            if len(hit):
-                loop[sl.start + j] -= phi[sp.start + hit[0]]
+    theta, loop = e[0::2], loop_phases(twin.layout, e[1::2])
     return theta, np.angle(np.exp(1j * loop))
 
 
@@ -116,6 +109,22 @@ def run(n: int, args, out: Path) -> None:
         first_band(hw, twin, n, args.band_steps, emit)
 
 
+def transparency(models=("labsat", "paper"), modes=(16, 32, 48, 64), chip: int = 1) -> str:
+    """How far the chip's mesh at its exact bar state (every θ = π by the hidden truth) is from passing the light
+    straight through: the power each input keeps on its own row, mean and worst (the truth: a report)."""
+    from labsat.geometry import mesh_matrix
+    out = ["| model | N | power kept on its row at the exact bar state: mean | worst row |", "|---|---:|---:|---:|"]
+    for model in models:
+        for n in modes:
+            t = DirectHardware(seed=chip, modes=n, error_model=model).chip.truth
+            phases = t.offset.copy()
+            phases[0::2] = np.pi
+            u = mesh_matrix(phases[0::2], phases[1::2], MZIMeshTwin(n, 1.0).layout, split_error=t.coupler - np.pi / 4)
+            kept = np.abs(np.diag(u)) ** 2
+            out.append(f"| {model} | {n} | {kept.mean():.3f} | {kept.min():.3f} |")
+    return "\n".join(out)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="labsat", choices=["labsat", "paper"])
@@ -134,7 +143,11 @@ def main() -> None:
     ap.add_argument("--band-steps", type=int, default=0)
     ap.add_argument("--tag", default="")
     ap.add_argument("--verbose", action="store_true")
+    ap.add_argument("--transparency", action="store_true", help="only print how transparent the bar state is")
     args = ap.parse_args()
+    if args.transparency:
+        print(transparency())
+        return
     torch.set_num_threads(1)
     RESULTS.mkdir(parents=True, exist_ok=True)
     tag = args.tag or (f"sc{args.sc_passes}_w{args.width}_k{args.settings}_s{args.spread:.2f}_p{args.passes}"

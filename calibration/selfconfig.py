@@ -246,6 +246,20 @@ def _fringe(p: np.ndarray, inp, tops: np.ndarray, phase: np.ndarray) -> np.ndarr
     return np.sum((p[:, inp, tops] - p[:, inp, tops + 1]) * phase, 0)
 
 
+def loop_phases(layout, phi: np.ndarray) -> np.ndarray:
+    """Per MZI, ``phi`` (M,) minus the previous column's ``phi`` on row i+1 (where there is one): the loop phases,
+    the only φ combinations the powers depend on (what :func:`external_phases` reads). Reports and tests score
+    φ errors with it."""
+    out = np.array(phi, dtype=float, copy=True)
+    for c in range(1, layout.modes):
+        prev = layout.columns[c - 1]
+        sl, sp = layout.column_slices[c], layout.column_slices[c - 1]
+        here = np.searchsorted(prev, layout.columns[c] + 1)
+        has = (here < len(prev)) & (prev[np.minimum(here, len(prev) - 1)] == layout.columns[c] + 1)
+        out[sl.start + np.nonzero(has)[0]] -= np.asarray(phi)[sp.start + here[has]]
+    return out
+
+
 def bar_controls(twin) -> np.ndarray:
     """Controls (H,) of ``twin``'s bar state: every θ at π by the twin's own phase map (its offsets and
     efficiencies; crosstalk from the φ heaters, at 0, is none), every φ at 0."""

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from labsat.calibration.fit import least_squares
-from labsat.calibration.selfconfig import external_phases, self_configure
+from labsat.calibration.selfconfig import external_phases, loop_phases, self_configure
 from labsat.calibration.simchip import DirectHardware
 from labsat.calibration.windowed import window_heaters, windowed_fit
 from labsat.twins.mzi import MZIMeshTwin
@@ -16,16 +16,8 @@ from labsat.twins.mzi import MZIMeshTwin
 
 def loop_error(hw: DirectHardware, twin: MZIMeshTwin) -> np.ndarray:
     """|twin − chip| of every loop phase (φ minus the previous column's φ on row i+1) at u = 0 (the truth)."""
-    layout, n = twin.layout, twin.modes
     d = np.angle(np.exp(1j * (twin.offset.numpy() - hw.truth()["offset"])))[1::2]
-    out = d.copy()
-    for c in range(1, n):
-        tops, prev = layout.columns[c], layout.columns[c - 1]
-        sl, sp = layout.column_slices[c], layout.column_slices[c - 1]
-        for j, i in enumerate(tops):
-            hit = np.nonzero(prev == i + 1)[0]
-            if len(hit):
-                out[sl.start + j] -= d[sp.start + hit[0]]
+    out = loop_phases(twin.layout, d)
     return np.abs(np.angle(np.exp(1j * out)))
 
 
