@@ -18,9 +18,11 @@ Method (calibration/README.md, "Self-configuring start", has the why of each ste
    Σ|Z(Δ)|² of the fitted Z = r + p e^{iΔ} + q e^{−iΔ} is minimised. The last two columns are read directly
    (power sent across); the bottom row's MZIs (no φ on the last row) keep their estimate.
 2. φ loop phases (:func:`external_phases`): splitter two columns back and the column's MZIs at 50:50, the
-   column's φ stepped; the fringe's phase measured minus the twin's predicted one corrects the φ offset.
+   column's φ stepped (four steps, extrapolated to ψ = 0: round 5); the fringe's phase measured minus the twin's
+   predicted one corrects the φ offset.
 
-Readings: ~104 N² per θ pass and ~27 N² for the φ stage (default: 2 θ passes, ~235 N² in all).
+Readings: ~104 N² per θ pass and ~36 N² for the φ stage, ~48 N² with its four ψ steps (round 5, the default; 2 θ
+passes: ~225–255 N² in all at N = 48–64).
 
 The twin's offsets are those that reproduce the bar controls with the datasheet's efficiency (1) and no
 crosstalk, so they hold near the bar state (the efficiency error folds into the offset, ~(eff − 1)·π);
