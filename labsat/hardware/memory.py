@@ -30,9 +30,14 @@ _done: bool | None = None
 def reuse_freed_memory() -> bool:
     """Tune glibc's malloc as the module docstring says (once per process); True when it took effect."""
     global _done
-    if _done is not None:
-        return _done
-    _done = False
+    if _done is None:
+        _done = malloc_thresholds(MMAP_THRESHOLD_BYTES, TRIM_THRESHOLD_BYTES)
+    return _done
+
+
+def malloc_thresholds(mmap_bytes: int, trim_bytes: int) -> bool:
+    """Set glibc's ``M_MMAP_THRESHOLD`` and ``M_TRIM_THRESHOLD`` (``mallopt``); False where there is no
+    glibc. (128 KiB for both is glibc's start: what benchmarks/paper_scale_step.py's ``r4`` stack runs.)"""
     if not sys.platform.startswith("linux"):
         return False
     try:
@@ -41,6 +46,4 @@ def reuse_freed_memory() -> bool:
     except (OSError, AttributeError):  # musl and others: no mallopt
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    _done = bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)) and bool(mallopt(M_TRIM_THRESHOLD,
-                                                                                   TRIM_THRESHOLD_BYTES))
-    return _done
+    return bool(mallopt(M_MMAP_THRESHOLD, int(mmap_bytes))) and bool(mallopt(M_TRIM_THRESHOLD, int(trim_bytes)))
