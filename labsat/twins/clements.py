@@ -216,11 +216,10 @@ class _ColumnProduct(torch.autograd.Function):
         for c in range(cols - 1, -1, -1):  # g = dL/dU after column c
             u, p = before[c], partner[c]
             gp = g.index_select(-2, p)                # g[partner]: the one row gather of the step
-            uc = u.conj()
-            # Σ_j conj(u[r, j]) g[r, j] and Σ_j conj(u[r, j]) g[p(r), j] (einsum: ~2× linalg.vecdot);
+            # Σ_j conj(u[r, j]) g[r, j] and Σ_j conj(u[r, j]) g[p(r), j] (linalg.vecdot conjugates u);
             # dL/db[r] = Σ_j conj(u[p(r), j]) g[r, j] is the second one read at row p(r)
-            ga[..., c, :, 0] = torch.einsum("...ij,...ij->...i", uc, g)
-            gb[..., c, :, 0] = torch.einsum("...ij,...ij->...i", uc, gp).index_select(-1, p)
+            ga[..., c, :, 0] = torch.linalg.vecdot(u, g)
+            gb[..., c, :, 0] = torch.linalg.vecdot(u, gp).index_select(-1, p)
             # dL/dU before c: conj(a) ⊙ g + (conj(b) ⊙ g)[p] = conj(a) ⊙ g + conj(b)[p] ⊙ g[p]
             g = torch.addcmul(ac[..., c, :, :] * g, bc[..., c, :, :].index_select(-2, p), gp)
         return ga, gb, None
