@@ -74,12 +74,13 @@ def configure(variant: str):
     return setup
 
 
-# The whole stack of round 5's changes, switched at run time so that both run in one process, interleaved:
-# ``r5`` is the code as it is; ``r4`` reverts, for its cases, (1) the instruments' memory depth (the batch in
-# chunks of 1024, 7 messages each: round 4's adapter), (2) the big blocks' path (pyvisa-py's 4 KiB
-# send/recv loops instead of base.send_block / read_float_block straight to the socket), (3) glibc's malloc
-# at its starting thresholds (every multi-MB array mmap'd afresh: hardware/memory.py), (4) the twin's
-# |U x|^2 through plain autograd instead of clements._RealPowers. (run()'s smaller numpy changes stay.)
+# Round 5's changes, switched at run time so that both run in one process, interleaved: ``r5`` is the code as
+# it is; ``r4`` reverts, for its cases, (1) the instruments' memory depth (the batch in chunks of 1024, 7
+# messages each: round 4's adapter), (2) the big blocks' path (pyvisa-py's 4 KiB send/recv loops instead of
+# base.send_block / read_float_block straight to the socket), (3) the twin's |U x|^2 through plain autograd
+# instead of clements._RealPowers; run()'s smaller numpy changes and the column product's vecdot stay. The
+# allocator (hardware/memory.py) cannot be switched back within a process (glibc's dynamic thresholds stay
+# off once set): ``--glibc-malloc`` runs the whole benchmark with glibc's own, as before round 5.
 STACKS = ("r5", "r4")
 
 
@@ -90,7 +91,6 @@ def stack(name: str, st):
         return
     import labsat.twins.mzi as mzi
     from labsat.drivers import base
-    from labsat.hardware import memory
 
     def plain_powers(u, x):  # round 4's clements.powers for real inputs
         n = u.shape[-1]
@@ -105,14 +105,12 @@ def stack(name: str, st):
     mzi.powers, base.RAW_SOCKET_MIN_BYTES = plain_powers, 1 << 62
     for i in insts:
         i.max_points = 1024
-    memory.malloc_thresholds(128 << 10, 128 << 10)
     try:
         yield
     finally:
         mzi.powers, base.RAW_SOCKET_MIN_BYTES = powers, raw
         for i in insts:
             i.max_points = depth[id(i)]
-        memory.malloc_thresholds(memory.MMAP_THRESHOLD_BYTES, memory.TRIM_THRESHOLD_BYTES)
 
 
 def gradient_agreement(st, batch: int, steps: int, seed: int = 1) -> dict:
@@ -169,11 +167,17 @@ def main() -> None:
     ap.add_argument("--stacks", nargs="+", default=["r5"], choices=STACKS,
                     help="r5: the code as it is; r4: round 5's transfer, allocator and twin changes reverted "
                          "at run time (see STACKS), interleaved with r5 in one process")
+    ap.add_argument("--glibc-malloc", action="store_true", help="keep glibc's own malloc thresholds (before "
+                    "round 5; labsat.hardware.memory not applied)")
     ap.add_argument("--no-realtime", action="store_true", help="skip the realtime run (the wall column); the "
                     "Python share comes from the fast run either way")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "paper_scale_step.json")
     args = ap.parse_args()
     import torch
+
+    from labsat.hardware import memory
+
+    memory.ENABLED = not args.glibc_malloc
 
     torch.set_num_threads(1)  # what labsat train chooses for these sizes (defaults.torch_threads)
     rows, agreement = [], []
@@ -199,7 +203,7 @@ def main() -> None:
                             got[c].append(r)
                     for c in cases:
                         r = median_row(got[c])
-                        r.update(case=c, modes=n, realtime=realtime)
+                        r.update(case=c, modes=n, realtime=realtime, malloc="glibc" if args.glibc_malloc else "labsat")
                         rows.append(r)
                         print({k: r[k] for k in ("modes", "case", "batch", "realtime", "wall_s", "modelled_s",
                                                  "python_s", "process_s", "messages")}, flush=True)

@@ -24,12 +24,15 @@ M_MMAP_THRESHOLD = -3
 MMAP_THRESHOLD_BYTES = 32 << 20   # glibc's ceiling on 64-bit (HEAP_MAX_SIZE / 2): blocks below it come from the heap
 TRIM_THRESHOLD_BYTES = 256 << 20  # free heap kept for reuse before it is returned to the system
 
+ENABLED = True  # False: leave glibc's own (dynamic) thresholds, as before round 5 (the benchmark's A/B)
 _done: bool | None = None
 
 
 def reuse_freed_memory() -> bool:
     """Tune glibc's malloc as the module docstring says (once per process); True when it took effect."""
     global _done
+    if not ENABLED:
+        return False
     if _done is None:
         _done = malloc_thresholds(MMAP_THRESHOLD_BYTES, TRIM_THRESHOLD_BYTES)
     return _done
@@ -37,7 +40,7 @@ def reuse_freed_memory() -> bool:
 
 def malloc_thresholds(mmap_bytes: int, trim_bytes: int) -> bool:
     """Set glibc's ``M_MMAP_THRESHOLD`` and ``M_TRIM_THRESHOLD`` (``mallopt``); False where there is no
-    glibc. (128 KiB for both is glibc's start: what benchmarks/paper_scale_step.py's ``r4`` stack runs.)"""
+    glibc. (Setting either turns glibc's dynamic thresholds off for good.)"""
     if not sys.platform.startswith("linux"):
         return False
     try:
