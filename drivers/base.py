@@ -203,8 +203,8 @@ def read_float_block(instrument) -> np.ndarray:
 
 def _read_block_parts(instrument) -> tuple[bytes, bytearray | bytes]:
     """``(header, body)`` of one IEEE 488.2 definite-length block, its terminator consumed. On a
-    pyvisa-py TCPIP socket session a large body is received straight into one buffer
-    (:func:`_recv_body`); elsewhere through the instrument's ``read_bytes``."""
+    pyvisa-py TCPIP socket a large body is received straight into one buffer
+    (:meth:`~labsat.drivers.transport.TransportMixin.recv_raw`); elsewhere through ``read_bytes``."""
     from .trace import trace, tracing
 
     name = getattr(instrument, "name", "instrument")
@@ -218,10 +218,9 @@ def _read_block_parts(instrument) -> tuple[bytes, bytearray | bytes]:
         trace(name, "<", head + digits)
         raise InstrumentError(f"malformed binary block length {digits!r}")
     n = int(digits)
-    session = _socket_session(instrument) if n >= RAW_SOCKET_MIN_BYTES else None
-    if session is not None:
-        body = _recv_body(instrument, session, n)
-    else:
+    recv_raw = getattr(instrument, "recv_raw", None) if n >= RAW_SOCKET_MIN_BYTES else None
+    body = None if recv_raw is None else recv_raw(n)  # None: no pyvisa-py socket under this instrument
+    if body is None:
         with _binary_reads(instrument):
             body = instrument.read_bytes(n)
     instrument.read_bytes(len(_read_termination(instrument)))  # the terminator after the block
@@ -232,98 +231,21 @@ def _read_block_parts(instrument) -> tuple[bytes, bytearray | bytes]:
 
 def send_block(instrument, command: bytes, values) -> None:
     """Send ``command`` followed by ``values`` as one IEEE 488.2 definite-length block of little-endian
-    float32 and ``\n``: one message, the bytes :func:`encode_block` makes. On a pyvisa-py TCPIP socket
-    session the array's memory goes to the socket as it is (pyvisa-py would copy it in 4 KiB slices, each
-    sent after a ``select``: ~5 ms of Python for 1.5 MB); elsewhere through ``write_bytes``."""
+    float32 and ``\n``: one message, the bytes :func:`encode_block` makes. A block of
+    :data:`RAW_SOCKET_MIN_BYTES` or more on a pyvisa-py TCPIP socket goes from the array's memory to the
+    socket as it is (:meth:`~labsat.drivers.transport.TransportMixin.send_raw`; pyvisa-py would copy it in
+    4 KiB slices, each sent after a ``select``: ~5 ms of Python for 1.5 MB); else through ``write_bytes``."""
     data = np.ascontiguousarray(values, dtype="<f4").reshape(-1)
     size = str(data.nbytes).encode()
     head = command + b"#" + str(len(size)).encode() + size
-    session = _socket_session(instrument) if data.nbytes >= RAW_SOCKET_MIN_BYTES else None
-    if session is None:
+    send_raw = getattr(instrument, "send_raw", None) if data.nbytes >= RAW_SOCKET_MIN_BYTES else None
+    if send_raw is None or not send_raw(head, memoryview(data).cast("B"), b"\n"):
         instrument.write_bytes(head + data.tobytes() + b"\n")
-        return
-    from .trace import trace, tracing
-
-    what = command.decode(errors="replace").strip()
-    with instrument.transaction():
-        instrument._last_command = what
-        if tracing():
-            trace(instrument.name, ">", head + data.tobytes() + b"\n")
-        sock = session.interface
-
-        def send() -> None:
-            sock.sendall(head)
-            sock.sendall(memoryview(data).cast("B"))
-            sock.sendall(b"\n")
-        instrument._guard(send, what)
 
 
 # Blocks of at least this many bytes go straight to / from a pyvisa-py TCPIP socket (send_block,
 # read_float_block); smaller ones keep pyvisa's path, where its per-call cost is small anyway.
 RAW_SOCKET_MIN_BYTES = 1 << 16
-
-
-def _socket_session(instrument):
-    """The pyvisa-py ``TCPIP::SOCKET`` session under ``instrument``'s PyMeasure adapter (its socket and
-    pyvisa-py's read-ahead buffer), or None: a serial adapter, a protocol test adapter, another VISA
-    library, an instrument without :class:`~labsat.drivers.transport.TransportMixin`. Looked up once per
-    adapter (a reconnect replaces the adapter)."""
-    adapter = getattr(instrument, "adapter", None)
-    cached = getattr(instrument, "_labsat_socket", None)
-    if cached is not None and cached[0] is adapter:
-        return cached[1]
-    session = None
-    if hasattr(instrument, "_guard") and hasattr(instrument, "transaction"):
-        try:
-            found = adapter.manager.visalib.sessions[adapter.connection.session]
-            if (isinstance(getattr(found, "interface", None), socket.socket)
-                    and isinstance(getattr(found, "_pending_buffer", None), bytearray)):
-                session = found
-        except Exception:
-            session = None
-    instrument._labsat_socket = (adapter, session)
-    return session
-
-
-def _recv_body(instrument, session, n: int) -> bytearray:
-    """``n`` bytes from a pyvisa-py socket session: first what pyvisa-py has already buffered, then
-    ``recv_into`` one preallocated buffer until complete, within the session's timeout."""
-    import select
-    import time
-
-    from .transport import InstrumentTimeout
-
-    body = bytearray(n)
-    view = memoryview(body)
-    what = getattr(instrument, "_last_command", "")
-
-    def recv() -> int:
-        pending = session._pending_buffer
-        got = min(len(pending), n)
-        if got:
-            view[:got] = pending[:got]
-            del pending[:got]
-        sock = session.interface
-        deadline = None if session.timeout is None else time.monotonic() + session.timeout
-        while got < n:
-            left = None if deadline is None else deadline - time.monotonic()
-            if left is not None and left <= 0:
-                break
-            ready, _, _ = select.select([sock], [], [], left)
-            if not ready:
-                continue
-            k = sock.recv_into(view[got:], n - got)
-            if k == 0:
-                raise ConnectionResetError("the instrument closed the connection")
-            got += k
-        return got
-
-    with instrument.transaction():
-        got = instrument._guard(recv, what)
-    if got < n:
-        raise InstrumentTimeout(f"{getattr(instrument, 'name', 'instrument')}: short read ({got} of {n} bytes) "
-                                f"after {what!r}")
-    return body
 
 
 @contextlib.contextmanager

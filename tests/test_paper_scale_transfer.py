@@ -110,7 +110,7 @@ def test_blocks_go_straight_through_pyvisa_py_socket_and_round_trip(lab_dac):
     lab, dac = lab_dac
     volts = np.random.default_rng(1).uniform(0, 5, 4096)
     dac.set_voltages(volts)
-    assert base._socket_session(dac) is not None  # the socket path, not pyvisa's loops
+    assert dac._visa_socket() is not None  # the socket path, not pyvisa's loops
     np.testing.assert_allclose(dac.voltages(), volts.astype(np.float32), rtol=0, atol=0)
     np.testing.assert_allclose(lab.instruments["heaters"].volts, volts, atol=1e-6)
     assert dac.identity.startswith("labsat,SIM-BDAC4096")  # ordinary messages still go through pyvisa
@@ -137,6 +137,7 @@ class _Wire(TransportMixin):
         super().__init__()
         self.session = type("Session", (), {})()
         self.session.interface, self.session._pending_buffer, self.session.timeout = sock, bytearray(pending), timeout
+        self._labsat_socket = (None, self.session)  # what _visa_socket() found under a pyvisa-py adapter
 
 
 def test_a_body_read_takes_pyvisas_buffered_bytes_first():
@@ -144,9 +145,29 @@ def test_a_body_read_takes_pyvisas_buffered_bytes_first():
     try:
         wire = _Wire(a, pending=b"#14ab")
         b.sendall(b"cdef")
-        assert bytes(base._recv_body(wire, wire.session, 3)) == b"#14"
-        assert bytes(base._recv_body(wire, wire.session, 6)) == b"abcdef"
+        assert bytes(wire.recv_raw(3)) == b"#14"
+        assert bytes(wire.recv_raw(6)) == b"abcdef"
         assert not wire.session._pending_buffer
+    finally:
+        a.close()
+        b.close()
+
+
+def test_a_body_is_sent_whole_in_three_parts_without_joining():
+    a, b = socket.socketpair()
+    try:
+        wire = _Wire(a)
+        body = np.arange(5000, dtype="<f4")
+        assert wire.send_raw(b"X #520000", memoryview(body).cast("B"), b"\n")
+        got = bytearray()
+        while len(got) < 9 + 20000 + 1:
+            got += b.recv(1 << 16)
+        assert bytes(got) == b"X " + encode_block(body) + b"\n"
+        wire._labsat_socket = (None, None)  # no pyvisa-py socket (serial, a test adapter): the callers fall back
+        assert wire.send_raw(b"X ", b"ab", b"\n") is False and wire.recv_raw(2) is None
+        b.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            b.recv(1)  # nothing was sent
     finally:
         a.close()
         b.close()
@@ -158,10 +179,10 @@ def test_a_short_body_is_a_timeout_and_a_closed_peer_a_lost_connection():
         wire = _Wire(a)
         b.sendall(b"abc")
         with pytest.raises(InstrumentTimeout, match="wire: short read \\(3 of 8 bytes\\)"):
-            base._recv_body(wire, wire.session, 8)
+            wire.recv_raw(8)
         b.close()
         with pytest.raises(ConnectionLost, match="wire: connection lost"):
-            base._recv_body(wire, wire.session, 8)
+            wire.recv_raw(8)
     finally:
         a.close()
 
