@@ -244,8 +244,9 @@ def send_block(instrument, command: bytes, values) -> None:
 
 
 # Blocks of at least this many bytes go straight to / from a pyvisa-py TCPIP socket (send_block,
-# read_float_block); smaller ones keep pyvisa's path, where its per-call cost is small anyway.
-RAW_SOCKET_MIN_BYTES = 1 << 16
+# read_float_block); smaller ones keep pyvisa's path, which moves them in one 4 KiB piece anyway. (4 KiB rather
+# than 64 KiB: the block DAC's 16 kB read-backs too, 0.2-0.4 ms less per forward at N = 64, batch 64.)
+RAW_SOCKET_MIN_BYTES = 1 << 12
 
 
 @contextlib.contextmanager
