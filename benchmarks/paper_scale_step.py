@@ -7,7 +7,8 @@ Station: stations/paper-mzi.yaml resized to N modes (N(N-1) heaters on the LAN b
 modulator and DAQ, the paper's error model), its timing model (LAN round trip 0.2 ms per answered
 message, every byte of a message and its reply at 100 Mbit/s, 1 ms thermal settling after a heater
 change, 10 µs per sample), the virtual lab in a child process. Batch 6000 is the SAT paper's MZI batch
-(the bench adapter sends it as chunks of at most 1024 inputs). Cases, as in benchmarks/throughput.py (whose ``run_case`` this reuses):
+(the bench adapter sends a batch in chunks of the instruments' memory depth, ``max_points``: 65536 on
+paper-mzi.yaml, so one sequence; 1024 before round 5). Cases, as in benchmarks/throughput.py (whose ``run_case`` this reuses):
 - ``update``: a hardware forward at new controls (every heater changes; what one training step costs
   the bench);
 - ``sam:<variant>`` (``--sam``): the step of ``labsat train --mode online --optimizer sam``: the clean pass on
@@ -22,6 +23,7 @@ is not waiting for an instrument), Python / wall, and messages (round trips + wr
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -70,6 +72,45 @@ def configure(variant: str):
         layer.backward_dtype = None if dtype is None else getattr(torch, dtype)
         layer.overlap_twin = overlap
     return setup
+
+
+# Round 5's changes, switched at run time so that both run in one process, interleaved: ``r5`` is the code as
+# it is; ``r4`` reverts, for its cases, (1) the instruments' memory depth (the batch in chunks of 1024, 7
+# messages each: round 4's adapter), (2) the big blocks' path (pyvisa-py's 4 KiB send/recv loops instead of
+# base.send_block / read_float_block straight to the socket), (3) the twin's |U x|^2 through plain autograd
+# instead of clements._RealPowers; run()'s smaller numpy changes and the column product's vecdot stay. The
+# allocator (hardware/memory.py) cannot be switched back within a process (glibc's dynamic thresholds stay
+# off once set): ``--glibc-malloc`` runs the whole benchmark with glibc's own, as before round 5.
+STACKS = ("r5", "r4")
+
+
+@contextlib.contextmanager
+def stack(name: str, st):
+    if name == "r5":
+        yield
+        return
+    import labsat.twins.mzi as mzi
+    from labsat.drivers import base
+
+    def plain_powers(u, x):  # round 4's clements.powers for real inputs
+        n = u.shape[-1]
+        y = torch.matmul(x.to(u.real.dtype), torch.cat([u.real, u.imag], -2).transpose(-1, -2))
+        return y[..., :n] ** 2 + y[..., n:] ** 2
+
+    import torch
+
+    insts = [i for i in st.instruments.values() if hasattr(i, "max_points")]
+    depth = {id(i): i.max_points for i in insts}
+    powers, raw = mzi.powers, base.RAW_SOCKET_MIN_BYTES
+    mzi.powers, base.RAW_SOCKET_MIN_BYTES = plain_powers, 1 << 62
+    for i in insts:
+        i.max_points = 1024
+    try:
+        yield
+    finally:
+        mzi.powers, base.RAW_SOCKET_MIN_BYTES = powers, raw
+        for i in insts:
+            i.max_points = depth[id(i)]
 
 
 def gradient_agreement(st, batch: int, steps: int, seed: int = 1) -> dict:
@@ -123,15 +164,27 @@ def main() -> None:
                     "--optimizer sam` (hardware clean pass, twin perturbed pass) in each variant")
     ap.add_argument("--grad-steps", type=int, default=0, help="also measure float32 vs float64 gradients on "
                     "this many real steps per batch size")
+    ap.add_argument("--stacks", nargs="+", default=["r5"], choices=STACKS,
+                    help="r5: the code as it is; r4: round 5's transfer, allocator and twin changes reverted "
+                         "at run time (see STACKS), interleaved with r5 in one process")
+    ap.add_argument("--glibc-malloc", action="store_true", help="keep glibc's own malloc thresholds (before "
+                    "round 5; labsat.hardware.memory not applied)")
+    ap.add_argument("--no-realtime", action="store_true", help="skip the realtime run (the wall column); the "
+                    "Python share comes from the fast run either way")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "paper_scale_step.json")
     args = ap.parse_args()
     import torch
 
+    from labsat.hardware import memory
+
+    memory.ENABLED = not args.glibc_malloc
+
     torch.set_num_threads(1)  # what labsat train chooses for these sizes (defaults.torch_threads)
     rows, agreement = [], []
     cases = ["update"] + [f"layer:{v}" for v in args.variants] + [f"sam:{v}" for v in args.variants if args.sam]
+    cases = [c if k == "r5" else f"{c}@{k}" for k in args.stacks for c in cases]
     for n in args.modes:
-        for realtime in (True, False):
+        for realtime in ((False,) if args.no_realtime else (True, False)):
             with LabProcess(config_for(n, realtime)) as lab, Station(lab.config) as st:
                 if args.grad_steps and not realtime:
                     for batch in args.batch:
@@ -141,14 +194,16 @@ def main() -> None:
                     got = {c: [] for c in cases}
                     for _ in range(args.rounds):  # interleaved: A, B, C, A, B, C, ...
                         for c in cases:
-                            kind, _, variant = c.partition(":")
-                            r = run_case(st, ChildClock(lab), kind, batch, args.forwards,
-                                         configure=configure(variant) if variant else None)
+                            what, _, code = c.partition("@")
+                            kind, _, variant = what.partition(":")
+                            with stack(code or "r5", st):
+                                r = run_case(st, ChildClock(lab), kind, batch, args.forwards,
+                                             configure=configure(variant) if variant else None)
                             r.pop("per_instrument", None)
                             got[c].append(r)
                     for c in cases:
                         r = median_row(got[c])
-                        r.update(case=c, modes=n, realtime=realtime)
+                        r.update(case=c, modes=n, realtime=realtime, malloc="glibc" if args.glibc_malloc else "labsat")
                         rows.append(r)
                         print({k: r[k] for k in ("modes", "case", "batch", "realtime", "wall_s", "modelled_s",
                                                  "python_s", "process_s", "messages")}, flush=True)
@@ -159,16 +214,17 @@ def main() -> None:
     print("| N | heaters | batch | case | wall ms/step (realtime) | modelled instrument ms/step | Python CPU ms/step "
           "(client thread) | client process CPU ms/step | Python / (Python + modelled) | messages/step |")
     print("|---|---:|---:|---|---:|---:|---:|---:|---:|---:|")
-    for r in rows:
-        if not r["realtime"]:
+    for fast in rows:
+        if fast["realtime"]:
             continue
-        fast = next(x for x in rows if x["modes"] == r["modes"] and x["case"] == r["case"]
-                    and x["batch"] == r["batch"] and not x["realtime"])
-        f = r["forwards"]
+        wall = next((x for x in rows if x["modes"] == fast["modes"] and x["case"] == fast["case"]
+                     and x["batch"] == fast["batch"] and x["realtime"]), None)
+        f = fast["forwards"]
         py, model = fast["python_s"] / f, fast["modelled_s"] / f
-        print(f"| {r['modes']} | {r['modes'] * (r['modes'] - 1)} | {r['batch']} | {r['case']} | "
-              f"{1e3 * r['wall_s'] / f:.1f} | {1e3 * model:.1f} | {1e3 * py:.1f} | {1e3 * fast['process_s'] / f:.1f} | "
-              f"{100 * py / (py + model):.0f} % | {fast['messages'] / f:.1f} |")
+        wall_ms = "-" if wall is None else f"{1e3 * wall['wall_s'] / f:.1f}"
+        print(f"| {fast['modes']} | {fast['modes'] * (fast['modes'] - 1)} | {fast['batch']} | {fast['case']} | "
+              f"{wall_ms} | {1e3 * model:.1f} | {1e3 * py:.1f} | "
+              f"{1e3 * fast['process_s'] / f:.1f} | {100 * py / (py + model):.0f} % | {fast['messages'] / f:.1f} |")
     if agreement:
         print("\n| N | batch | real steps | min cosine (float32 vs float64 gradient) | max relative error |")
         print("|---|---:|---:|---:|---:|")

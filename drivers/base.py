@@ -187,7 +187,25 @@ def decode_block(raw: bytes) -> np.ndarray:
 
 def read_block(instrument) -> bytes:
     """Read one IEEE 488.2 definite-length block (and its terminator) through a PyMeasure instrument."""
-    from .trace import trace
+    head, body = _read_block_parts(instrument)
+    return head + bytes(body)
+
+
+def read_float_block(instrument) -> np.ndarray:
+    """Read one IEEE 488.2 block of little-endian float32 (as :func:`read_block`) and return its values as
+    float64, decoded straight from the bytes received (no copy of the block in between)."""
+    head, body = _read_block_parts(instrument)
+    if len(body) % 4:
+        raise InstrumentError(f"malformed binary block ({len(head) + len(body)} bytes): {len(body)} bytes of "
+                              f"data is not a whole number of float32 values")
+    return np.frombuffer(body, dtype="<f4").astype(np.float64)
+
+
+def _read_block_parts(instrument) -> tuple[bytes, bytearray | bytes]:
+    """``(header, body)`` of one IEEE 488.2 definite-length block, its terminator consumed. On a
+    pyvisa-py TCPIP socket a large body is received straight into one buffer
+    (:meth:`~labsat.drivers.transport.TransportMixin.recv_raw`); elsewhere through ``read_bytes``."""
+    from .trace import trace, tracing
 
     name = getattr(instrument, "name", "instrument")
     head = instrument.read_bytes(2)
@@ -199,11 +217,36 @@ def read_block(instrument) -> bytes:
     if not digits.isdigit():
         trace(name, "<", head + digits)
         raise InstrumentError(f"malformed binary block length {digits!r}")
-    with _binary_reads(instrument):
-        body = instrument.read_bytes(int(digits))
+    n = int(digits)
+    recv_raw = getattr(instrument, "recv_raw", None) if n >= RAW_SOCKET_MIN_BYTES else None
+    body = None if recv_raw is None else recv_raw(n)  # None: no pyvisa-py socket under this instrument
+    if body is None:
+        with _binary_reads(instrument):
+            body = instrument.read_bytes(n)
     instrument.read_bytes(len(_read_termination(instrument)))  # the terminator after the block
-    trace(name, "<", head + digits + body)  # the I/O trace: one line per block
-    return head + digits + body
+    if tracing():  # the I/O trace: one line per block (built only when someone listens)
+        trace(name, "<", head + digits + bytes(body))
+    return head + digits, body
+
+
+def send_block(instrument, command: bytes, values) -> None:
+    """Send ``command`` followed by ``values`` as one IEEE 488.2 definite-length block of little-endian
+    float32 and ``\n``: one message, the bytes :func:`encode_block` makes. A block of
+    :data:`RAW_SOCKET_MIN_BYTES` or more on a pyvisa-py TCPIP socket goes from the array's memory to the
+    socket as it is (:meth:`~labsat.drivers.transport.TransportMixin.send_raw`; pyvisa-py would copy it in
+    4 KiB slices, each sent after a ``select``: ~5 ms of Python for 1.5 MB); else through ``write_bytes``."""
+    data = np.ascontiguousarray(values, dtype="<f4").reshape(-1)
+    size = str(data.nbytes).encode()
+    head = command + b"#" + str(len(size)).encode() + size
+    send_raw = getattr(instrument, "send_raw", None) if data.nbytes >= RAW_SOCKET_MIN_BYTES else None
+    if send_raw is None or not send_raw(head, memoryview(data).cast("B"), b"\n"):
+        instrument.write_bytes(head + data.tobytes() + b"\n")
+
+
+# Blocks of at least this many bytes go straight to / from a pyvisa-py TCPIP socket (send_block,
+# read_float_block); smaller ones keep pyvisa's path, which moves them in one 4 KiB piece anyway. (4 KiB rather
+# than 64 KiB: the block DAC's 16 kB read-backs too, 0.2-0.4 ms less per forward at N = 64, batch 64.)
+RAW_SOCKET_MIN_BYTES = 1 << 12
 
 
 @contextlib.contextmanager

@@ -34,7 +34,7 @@ import time
 import numpy as np
 from pymeasure.instruments import Instrument
 
-from .base import InstrumentError, decode_block, encode_block, read_block
+from .base import InstrumentError, read_float_block, send_block
 from .heater_limits import HeaterLimitsMixin
 from .transport import ScpiErrorMixin, TransportMixin
 
@@ -61,7 +61,7 @@ class BlockHeaterDAC(HeaterLimitsMixin, TransportMixin, ScpiErrorMixin, Instrume
         """Fresh read-back of every channel's voltage (V), one binary block."""
         with self.transaction():
             self.write("SOUR:VOLT:BLOC?")
-            values = decode_block(read_block(self))
+            values = read_float_block(self)
         if len(values) != self.channels:
             raise InstrumentError(f"{self.name}: read-back block holds {len(values)} values, "
                                   f"expected {self.channels}")
@@ -105,7 +105,7 @@ class BlockHeaterDAC(HeaterLimitsMixin, TransportMixin, ScpiErrorMixin, Instrume
         """One transfer: the whole vector."""
         try:
             with self.transaction():
-                self.write_bytes(b"SOUR:VOLT:BLOC " + encode_block(volts) + b"\n")
+                send_block(self, b"SOUR:VOLT:BLOC ", volts)
         finally:
             self.writes += 1
             self._setpoint = np.asarray(volts, dtype=np.float32).astype(float)

@@ -23,17 +23,19 @@ from __future__ import annotations
 import numpy as np
 from pymeasure.instruments import Instrument
 
-from .base import (ControlsMixin, InstrumentError, checked_control, decode_block, parse_floats, positive,
-                   read_block)
+from .base import (ControlsMixin, InstrumentError, LimitError, checked_control, parse_floats, positive,
+                   read_float_block)
 from .transport import ScpiErrorMixin, TransportMixin
 
 OVERRANGE = 1e37
 
 
 class PhotodetectorDAQ(ControlsMixin, TransportMixin, ScpiErrorMixin, Instrument):
-    def __init__(self, adapter, name: str = "photodetector DAQ", channels: int = 8, **kwargs):
+    def __init__(self, adapter, name: str = "photodetector DAQ", channels: int = 8, max_points: int = 1024,
+                 **kwargs):
         super().__init__(adapter, name, includeSCPI=False, **kwargs)
         self.channels = int(channels)
+        self.max_points = int(max_points)  # memory depth: the most points one acquisition holds
 
     @property
     def identity(self) -> str:
@@ -55,6 +57,9 @@ class PhotodetectorDAQ(ControlsMixin, TransportMixin, ScpiErrorMixin, Instrument
                                                                              f"{self.name} MEAS:POW:ALL?")))
 
     def arm(self, points: int) -> None:
+        if not 0 < int(points) <= self.max_points:
+            raise LimitError(f"{self.name}: {int(points)} points to acquire; the memory holds 1..{self.max_points} "
+                             f"(instruments.yaml max_points)")
         with self.transaction():
             self.write(f"ACQ:POIN {int(points)}")
             if self.ask("*OPC?").strip() != "1":  # armed before anyone triggers
@@ -64,7 +69,7 @@ class PhotodetectorDAQ(ControlsMixin, TransportMixin, ScpiErrorMixin, Instrument
         """The armed acquisition, (points, channels) in W."""
         with self.transaction():
             self.write("FETC:ARR?")
-            values = decode_block(read_block(self))
+            values = read_float_block(self)
         if values.size != points * self.channels:
             raise InstrumentError(f"{self.name}: fetched {values.size} values, expected "
                                   f"{points} x {self.channels}")

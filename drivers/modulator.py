@@ -16,7 +16,8 @@ command                        meaning
 ``SYST:ERR?``                  error queue (``0,"No error"`` when empty)
 =============================  =====================================================
 
-Every level (DC or in a sequence) is checked against ``[0, v_max]`` before anything is sent.
+Every level (DC or in a sequence) is checked against ``[0, v_max]``, and a sequence's length against the
+memory depth (``max_points``, instruments.yaml), before anything is sent.
 Safe state: all channels 0 V, output off.
 """
 from __future__ import annotations
@@ -25,7 +26,7 @@ from __future__ import annotations
 import numpy as np
 from pymeasure.instruments import Instrument
 
-from .base import InstrumentError, LimitError, encode_block, parse_floats
+from .base import InstrumentError, LimitError, parse_floats, send_block
 from .transport import ScpiErrorMixin, TransportMixin
 
 
@@ -33,11 +34,12 @@ class ModulatorDAC(TransportMixin, ScpiErrorMixin, Instrument):
     FULL_SCALE_V = 10.0
 
     def __init__(self, adapter, name: str = "modulator DAC", channels: int = 8, v_max: float = FULL_SCALE_V,
-                 **kwargs):
+                 max_points: int = 1024, **kwargs):
         super().__init__(adapter, name, includeSCPI=False, **kwargs)
         if not 0 < v_max <= self.FULL_SCALE_V:
             raise ValueError(f"{name}: v_max must be in (0, {self.FULL_SCALE_V}] V")
         self.channels, self.v_max = int(channels), float(v_max)
+        self.max_points = int(max_points)  # memory depth: the longest sequence the instrument holds
 
     @property
     def identity(self) -> str:
@@ -47,6 +49,8 @@ class ModulatorDAC(TransportMixin, ScpiErrorMixin, Instrument):
         v = np.asarray(volts, dtype=float)
         if v.shape[-1] != self.channels:
             raise LimitError(f"{self.name}: expected {self.channels} channels, got {v.shape[-1]}")
+        if ((v >= 0) & (v <= self.v_max)).all():  # one pass over the sequence (NaN fails it too)
+            return v
         if not np.all(np.isfinite(v)):
             ch = int(np.argwhere(~np.isfinite(v))[0][-1])
             raise LimitError(f"{self.name}: channel {ch}: level is not a finite number")
@@ -72,8 +76,11 @@ class ModulatorDAC(TransportMixin, ScpiErrorMixin, Instrument):
     def load_sequence(self, volts: np.ndarray) -> None:
         """Upload a (B, N) sequence in one binary block, then confirm its length."""
         v = self._validate(np.atleast_2d(volts))
+        if len(v) > self.max_points:
+            raise LimitError(f"{self.name}: a sequence of {len(v)} points exceeds the memory depth "
+                             f"({self.max_points} points, instruments.yaml max_points)")
         with self.transaction():
-            self.write_bytes(b"SOUR:LIST:VOLT " + encode_block(v) + b"\n")
+            send_block(self, b"SOUR:LIST:VOLT ", v)
             n = self.ask("SOUR:LIST:POIN?").strip()
         if n != str(len(v)):
             self.check_scpi_errors()

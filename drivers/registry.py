@@ -74,7 +74,8 @@ def _open_heater_dac(name: str, cfg, address: str):
 def _open_modulator(name: str, cfg, address: str):
     from .modulator import ModulatorDAC
 
-    dac = ModulatorDAC(_adapter(name, cfg, address), name=name, channels=cfg.channels, v_max=cfg.limits.v_max)
+    dac = ModulatorDAC(_adapter(name, cfg, address), name=name, channels=cfg.channels, v_max=cfg.limits.v_max,
+                       max_points=cfg.max_points)
     dac.output(True)
     return dac
 
@@ -83,7 +84,7 @@ def _open_modulator(name: str, cfg, address: str):
 def _open_daq(name: str, cfg, address: str):
     from .daq import PhotodetectorDAQ
 
-    daq = PhotodetectorDAQ(_adapter(name, cfg, address), name=name, channels=cfg.channels)
+    daq = PhotodetectorDAQ(_adapter(name, cfg, address), name=name, channels=cfg.channels, max_points=cfg.max_points)
     daq.power_range_w = cfg.range_w
     return daq
 

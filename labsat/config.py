@@ -141,12 +141,18 @@ class ModulatorLimits(_Strict):
     v_max: float = Field(gt=0, le=MODULATOR_FULL_SCALE_V)
 
 
+MEMORY_DEPTH_MAX = 1 << 26  # points per channel: beyond any instrument's memory (and a 9-digit IEEE 488.2 block)
+
+
 class ModulatorConfig(_Link):
     kind: Literal["modulator_dac"]
     address: Address = "auto"
     channels: int = Field(gt=0, le=1024)
     timeout_s: float = Field(2.0, gt=0, le=MAX_TIMEOUT_S)
     limits: ModulatorLimits
+    max_points: int = Field(1024, gt=0, le=MEMORY_DEPTH_MAX, description=(
+        "memory depth: the longest sequence (points per channel) the instrument holds; a batch is sent "
+        "in chunks of at most the smaller of this and the DAQ's max_points"))
 
 
 class DAQConfig(_Link):
@@ -155,6 +161,8 @@ class DAQConfig(_Link):
     channels: int = Field(gt=0, le=1024)
     timeout_s: float = Field(2.0, gt=0, le=MAX_TIMEOUT_S)
     range_w: float = Field(1e-3, gt=0, le=10)
+    max_points: int = Field(1024, gt=0, le=MEMORY_DEPTH_MAX, description=(
+        "memory depth: the most points (per channel) one acquisition holds"))
 
 
 class SMULimits(_Strict):

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import functools
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Optional
 
@@ -54,7 +54,7 @@ class Setup:
     seeds: int = 3
     offline_epochs: int = 10
     online_epochs: int = 3  # online methods fine-tune the plain offline model on the hardware
-    lr: float = 0.03
+    lr: Optional[float] = None  # None: the layer's default (labsat.workflows.default_lr: by mesh size)
     batch_size: int = 64
     rho: float = 0.05  # SAM radius in control units (u in [0, 1]), L2 over the controls only
     asam_rho: float = 0.1
@@ -136,8 +136,12 @@ class Lab:
     def __init__(self, setup: Setup, sweeps, name: str = "experiment", log: Callable[[str], None] = print):
         from labsat.experiment_units import env_of, environment
 
-        self.setup, self.sweeps, self.name, self.log = setup, sweeps, name, log
         self.config, self.layer_name, self.kind = resolve(name, setup)
+        if setup.lr is None:  # the rate every front door defaults to for this layer (CLI, GUI, demo)
+            from labsat.workflows import default_lr
+
+            setup = replace(setup, lr=default_lr(self.config, self.layer_name))
+        self.setup, self.sweeps, self.name, self.log = setup, sweeps, name, log
         if setup.fab_scale is not None:
             from labsat.drivers.sim.chip import ChipSpec
 
@@ -222,6 +226,8 @@ def resolve(name: str, setup: Setup):
 
     if name not in RUNNERS:
         raise ValueError(f"unknown experiment {name!r}; choose from {', '.join(RUNNERS)}")
+    if setup.lr is not None and not setup.lr > 0:
+        raise ValueError(f"--lr: the learning rate must be > 0, got {setup.lr}")
     if setup.seeds < 1:
         raise ValueError("--seeds must be at least 1")
     config = load_config(setup.station)
@@ -475,9 +481,11 @@ def run_experiment(name: str, setup: Setup, log: Callable[[str], None] = print, 
     t0 = time.perf_counter()
     store = setup.store if setup.store is not None else db_path_for(config)
     with Sweeps(store, scheduler=setup.scheduler, n_workers=setup.workers, progress=progress, log=log) as sweeps:
-        result = RUNNERS[name](Lab(setup, sweeps, name=name, log=log))
+        lab = Lab(setup, sweeps, name=name, log=log)
+        result = RUNNERS[name](lab)
     directory = Path(setup.out) / name
-    meta = {"experiment": name, "setup": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(setup).items()},
+    meta = {"experiment": name,
+            "setup": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(lab.setup).items()},
             "seconds": time.perf_counter() - t0}
     write_results(directory, result["rows"], result["table"], meta)
     result["figure"].savefig(directory / "plot.png", dpi=120)
@@ -519,6 +527,8 @@ def register(app) -> None:
                                                       "freespace, pulse, ...); default: its first layer"),
                    chip: int = typer.Option(1, help="chip A: the virtual chip models are trained for"),
                    rho: Optional[float] = typer.Option(None, help="SAM radius (control units)"),
+                   lr: Optional[float] = typer.Option(None, help="learning rate; default: "
+                                                      "the layer's (labsat train's default, by mesh size)"),
                    sigma: Optional[float] = typer.Option(None, help="noise-injection std (control units)"),
                    offline_epochs: Optional[int] = typer.Option(None), online_epochs: Optional[int] = typer.Option(None),
                    cal_settings: Optional[int] = typer.Option(None, help="calibration budget: heater settings"),
@@ -567,7 +577,7 @@ def register(app) -> None:
         except ValueError:
             console.print(f"[bold red]error:[/] --rho-grid: comma-separated numbers, got {rho_grid!r}")
             raise typer.Exit(2)
-        kw = {k: v for k, v in dict(seeds=seeds, data=data, station=station, kind=kind, chip=chip, rho=rho, sigma=sigma,
+        kw = {k: v for k, v in dict(seeds=seeds, data=data, station=station, kind=kind, chip=chip, rho=rho, lr=lr, sigma=sigma,
                                     offline_epochs=offline_epochs, online_epochs=online_epochs,
                                     cal_settings=cal_settings, cal_inputs=cal_inputs, n_chips=chips, fab_scale=fab_scale,
                                     rho_grid=grid, out=out, scheduler=scheduler, workers=workers).items()

@@ -72,9 +72,10 @@ class SimHeaterDAC(SimHeaterOutputs):
 
 
 class SimModulatorDAC(SimScpiInstrument):
-    def __init__(self, chip: VirtualChip, channels: int, bus: "TriggerBus"):
+    def __init__(self, chip: VirtualChip, channels: int, bus: "TriggerBus", max_points: int = 1024):
         super().__init__()
         self.chip, self.channels, self.bus = chip, channels, bus
+        self.max_points = int(max_points)  # memory depth (instruments.yaml max_points)
         self.levels = np.zeros(channels)
         self.sequence = np.zeros((0, channels))
         self.output_on = False
@@ -118,6 +119,9 @@ class SimModulatorDAC(SimScpiInstrument):
             if vals.size % self.channels:
                 self.errors.push(-161, "Invalid block data")
                 return None
+            if vals.size // self.channels > self.max_points:
+                self.errors.push(-223, f"Too much data: memory holds {self.max_points} points")
+                return None
             self.sequence = vals.reshape(-1, self.channels)
             return None
         if head == "SOUR:LIST:POIN?":
@@ -135,9 +139,10 @@ class SimModulatorDAC(SimScpiInstrument):
 
 
 class SimPhotodetectorDAQ(SimScpiInstrument):
-    def __init__(self, chip: VirtualChip, channels: int, bus: "TriggerBus"):
+    def __init__(self, chip: VirtualChip, channels: int, bus: "TriggerBus", max_points: int = 1024):
         super().__init__()
         self.chip, self.channels, self.bus = chip, channels, bus
+        self.max_points = int(max_points)  # memory depth (instruments.yaml max_points)
         bus.daq = self
 
     def _channels(self, p: np.ndarray) -> np.ndarray:
@@ -166,6 +171,9 @@ class SimPhotodetectorDAQ(SimScpiInstrument):
             p = self.chip.output_powers(self.chip.modulator_v[None])
             return ",".join(f"{x:.6e}" for x in self._channels(p)[0])
         if head == "ACQ:POIN":
+            if self.number(arg, 1, self.max_points) is None:  # beyond the memory: -222, not armed
+                self.armed, self.data = 0, None
+                return None
             return self.arm(arg)
         if head == "FETC:ARR?":
             data = self.fetch()
@@ -191,9 +199,10 @@ class TriggerBus:
 # the start functions that drivers/registry.py names for these kinds (``simulated="servers:..."``)
 heater_dac = line_server("serial", lambda lab, scene, name, cfg: SimHeaterDAC(
     scene, cfg.channels, serial=f"Q{cfg.channels}iv-SIM{lab.seed:04d}"))
-modulator_dac = line_server("scpi", lambda lab, scene, name, cfg: SimModulatorDAC(scene, cfg.channels, lab.bus(scene)))
+modulator_dac = line_server("scpi", lambda lab, scene, name, cfg: SimModulatorDAC(
+    scene, cfg.channels, lab.bus(scene), max_points=getattr(cfg, "max_points", 1024)))
 photodetector_daq = line_server("scpi", lambda lab, scene, name, cfg: SimPhotodetectorDAQ(
-    scene, cfg.channels, lab.bus(scene)))
+    scene, cfg.channels, lab.bus(scene), max_points=getattr(cfg, "max_points", 1024)))
 
 
 def _block_dac(lab, scene, name, cfg):

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .memory import reuse_freed_memory
+
 
 def heater_voltages(u, v_max: float) -> np.ndarray:
     """The control law of heater-tuned layers, written once: normalised heater power ``u`` in [0, 1] ->
@@ -22,12 +24,16 @@ class HeaterBankHardware:
     output_scale: float
     name = "layer"
 
-    def __init__(self, cfg, heaters, modulator, daq, max_batch: int = 1024):
+    def __init__(self, cfg, heaters, modulator, daq, max_batch: int | None = None):
         self.cfg, self.heaters, self.modulator, self.daq = cfg, heaters, modulator, daq
         self.heater_channels = np.asarray(cfg.heaters.channels)
         self.input_channels = np.asarray(cfg.inputs.channels)
         self.output_channels = np.asarray(cfg.outputs.channels)
-        self.max_batch = max_batch
+        # one modulator sequence (and one DAQ acquisition) per chunk of the batch: as long as both
+        # instruments' memories hold (their instruments.yaml max_points; 1024 when they do not say)
+        depth = min(getattr(modulator, "max_points", 1024), getattr(daq, "max_points", 1024))
+        self.max_batch = depth if max_batch is None else min(int(max_batch), depth)
+        reuse_freed_memory()  # a step's multi-MB arrays reuse the last step's pages (hardware/memory.py)
         self.batches = 0
         self.samples = 0
         self.heater_updates = 0
@@ -66,22 +72,29 @@ class HeaterBankHardware:
         self.heater_updates += 1
 
     def run(self, x: np.ndarray) -> np.ndarray:
-        """Normalised outputs (B, n_out) for inputs (B, modes) in [0, 1]: one sequence per chunk."""
+        """Normalised outputs (B, n_out) for inputs (B, modes) in [0, 1]: one sequence per chunk of at most
+        ``max_batch`` inputs (the instruments' memory depth)."""
         x = np.clip(np.atleast_2d(np.asarray(x, dtype=float)), 0.0, 1.0)
         if x.shape[1] != self.modes:
             raise ValueError(f"{self.name}: inputs of width {self.modes} expected, got {x.shape[1]}")
+        every_input = _is_all(self.input_channels, self.modulator.channels)  # no zero-padded channels
+        every_output = _is_all(self.output_channels, self.daq.channels)
         out = []
         for start in range(0, len(x), self.max_batch):
             chunk = x[start:start + self.max_batch]
-            volts = np.zeros((len(chunk), self.modulator.channels))
-            volts[:, self.input_channels] = self.input_voltages(chunk)
+            if every_input:
+                volts = self.input_voltages(chunk)
+            else:
+                volts = np.zeros((len(chunk), self.modulator.channels))
+                volts[:, self.input_channels] = self.input_voltages(chunk)
             self.modulator.load_sequence(volts)
             self.daq.arm(len(chunk))
             self.modulator.play()
-            out.append(self.daq.fetch(len(chunk))[:, self.output_channels] / self.output_scale)
+            got = self.daq.fetch(len(chunk))
+            out.append((got if every_output else got[:, self.output_channels]) / self.output_scale)
             self.batches += 1
             self.samples += len(chunk)
-        return np.concatenate(out)
+        return out[0] if len(out) == 1 else np.concatenate(out)
 
     def forward(self, x: np.ndarray, u: np.ndarray) -> np.ndarray:
         self.set_controls(u)
@@ -90,3 +103,8 @@ class HeaterBankHardware:
     def forget_controls(self) -> None:
         """Make the next :meth:`set_controls` write, e.g. after the heaters were zeroed."""
         self._last_u = None
+
+
+def _is_all(channels: np.ndarray, count: int) -> bool:
+    """True when ``channels`` is every channel of an instrument with ``count`` channels, in order."""
+    return len(channels) == count and bool(np.array_equal(channels, np.arange(count)))

@@ -15,7 +15,7 @@ from .heater_bank import HeaterBankHardware
 class MicroringHardware(HeaterBankHardware):
     name = "microring bank"
 
-    def __init__(self, cfg, heaters, modulator, daq, max_batch: int = 1024):
+    def __init__(self, cfg, heaters, modulator, daq, max_batch: int | None = None):
         super().__init__(cfg, heaters, modulator, daq, max_batch)
         self.modes = cfg.n_inputs
         self.n_outputs = cfg.n_outputs

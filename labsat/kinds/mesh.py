@@ -33,7 +33,7 @@ class MeshHardware(HeaterBankHardware):
 
     name = "mesh"
 
-    def __init__(self, cfg, heaters, modulator, daq, max_batch: int = 1024):
+    def __init__(self, cfg, heaters, modulator, daq, max_batch: int | None = None):
         super().__init__(cfg, heaters, modulator, daq, max_batch)
         self.modes = cfg.modes
         self.power_per_port = self.output_scale = cfg.laser_power_w / cfg.modes

@@ -17,7 +17,8 @@ API
     settings or K chips are built at once. Differentiable in θ, φ, γ and both kinds of error.
 ``apply(U, amplitudes) -> complex (..., B, N)``: the outputs for a batch of input amplitudes (..., B, N).
 ``powers(U, amplitudes) -> real (..., B, N)``: ``|apply(U, amplitudes)|²``; for real inputs it uses one real
-    matmul against ``[Re U; Im U]`` (half the work of a complex one).
+    matmul against ``[Re U; Im U]`` (half the work of a complex one), with a hand-written backward (one
+    matmul and one elementwise product).
 ``haar_rect_theta(layout, generator=None, convention="bloch") -> float64 (M,)``
     Haar-random internal phases for the rectangular mesh (neurophox's ``haar_rect``): with φ and γ
     uniform on [0, 2π) the mesh is a Haar-random unitary; the central MZIs sit near the cross state.
@@ -215,11 +216,10 @@ class _ColumnProduct(torch.autograd.Function):
         for c in range(cols - 1, -1, -1):  # g = dL/dU after column c
             u, p = before[c], partner[c]
             gp = g.index_select(-2, p)                # g[partner]: the one row gather of the step
-            uc = u.conj()
-            # Σ_j conj(u[r, j]) g[r, j] and Σ_j conj(u[r, j]) g[p(r), j] (einsum: ~2× linalg.vecdot);
+            # Σ_j conj(u[r, j]) g[r, j] and Σ_j conj(u[r, j]) g[p(r), j] (linalg.vecdot conjugates u);
             # dL/db[r] = Σ_j conj(u[p(r), j]) g[r, j] is the second one read at row p(r)
-            ga[..., c, :, 0] = torch.einsum("...ij,...ij->...i", uc, g)
-            gb[..., c, :, 0] = torch.einsum("...ij,...ij->...i", uc, gp).index_select(-1, p)
+            ga[..., c, :, 0] = torch.linalg.vecdot(u, g)
+            gb[..., c, :, 0] = torch.linalg.vecdot(u, gp).index_select(-1, p)
             # dL/dU before c: conj(a) ⊙ g + (conj(b) ⊙ g)[p] = conj(a) ⊙ g + conj(b)[p] ⊙ g[p]
             g = torch.addcmul(ac[..., c, :, :] * g, bc[..., c, :, :].index_select(-2, p), gp)
         return ga, gb, None
@@ -235,10 +235,49 @@ def powers(u: torch.Tensor, amplitudes: torch.Tensor) -> torch.Tensor:
     """Output powers ``|U x|²`` (..., B, N) for input amplitudes (..., B, N)."""
     if amplitudes.is_complex():
         return apply(u, amplitudes).abs() ** 2
-    n = u.shape[-1]
     w = torch.cat([u.real, u.imag], -2)               # (..., 2N, N) real
-    y = torch.matmul(amplitudes.to(w.dtype), w.transpose(-1, -2))
+    return _RealPowers.apply(w, amplitudes.to(w.dtype))
+
+
+def _real_powers(w: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``|U x|²`` from ``w = [Re U; Im U]`` and real ``x``, plain autograd (reference, and the path for
+    higher-order derivatives)."""
+    n = w.shape[-1]
+    y = torch.matmul(x, w.transpose(-1, -2))
     return y[..., :n] ** 2 + y[..., n:] ** 2
+
+
+class _RealPowers(torch.autograd.Function):
+    """`_real_powers` with a hand-written backward: one matmul and one product each way. With
+    ``y = x wᵀ`` (..., B, 2N) kept from the forward and ``g = dL/dP``: ``dL/dy = 2 y ⊙ [g, g]``,
+    ``dL/dw = (dL/dy)ᵀ x``, ``dL/dx = (dL/dy) w``; the factor 2 is applied to the small result. Autograd
+    of the plain version spends as much again on the slices, the squares' backward (zero-filled
+    (B, 2N) buffers, copies) and the sum (batch 6000, N = 64, float32: benchmarks/README.md "Round 5").
+    Under ``create_graph=True`` it falls back to `_real_powers`' autograd, like `_ColumnProduct`."""
+
+    @staticmethod
+    def forward(ctx, w, x):
+        n = w.shape[-1]
+        y = torch.matmul(x, w.transpose(-1, -2))      # (..., B, 2N): Re and Im of U x
+        ctx.save_for_backward(w, x, y)
+        return torch.addcmul(y[..., :n].square(), y[..., n:], y[..., n:])
+
+    @staticmethod
+    def backward(ctx, grad):
+        w, x, y = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph: differentiate the plain autograd version instead
+            wanted = [t for t in (w, x) if t.requires_grad]
+            with torch.enable_grad():
+                got = iter(torch.autograd.grad(_real_powers(w, x), wanted, grad, create_graph=True))
+            return (next(got) if w.requires_grad else None), (next(got) if x.requires_grad else None)
+        n = w.shape[-1]
+        gy = (y.unflatten(-1, (2, n)) * grad.unsqueeze(-2)).flatten(-2)   # y ⊙ [g, g]
+        gw = gx = None
+        if ctx.needs_input_grad[0]:
+            gw = (2 * torch.matmul(gy.transpose(-1, -2), x)).sum_to_size(w.shape)
+        if ctx.needs_input_grad[1]:
+            gx = (2 * torch.matmul(gy, w)).sum_to_size(x.shape)
+        return gw, gx
 
 
 # --- Haar-random initialisation of the rectangular mesh (Pai et al. 2019; neurophox `haar_rect`) ---
