@@ -153,7 +153,7 @@ def self_configure(hardware, twin, passes: int = 2, deltas: tuple[float, ...] = 
 
 
 def external_phases(hardware, twin, progress=None, result: SelfConfigResult | None = None,
-                    extrapolate: bool = True) -> SelfConfigResult:
+                    extrapolate: bool = True, sweeps: int = 4) -> SelfConfigResult:
     """The φ offsets, column by column, once the θ offsets hold the bar points (``twin`` fitted in place).
 
     For column c: every MZI of the column at 50:50 (θ = π/2) and the MZI on the same rows two columns
@@ -173,6 +173,14 @@ def external_phases(hardware, twin, progress=None, result: SelfConfigResult | No
     hold at their mean steps (2π/3 and 4π/3) with the φ heater's unknown efficiency; their difference
     extrapolates the loop phase to ψ = 0, where the φ heaters sit in the bar state and near which the bands
     measure (one three-step fringe: the efficiency error, 5 %, moves the estimate by ~0.1 rad).
+
+    ``sweeps`` (round 5b): the readings are taken once, every column first (their controls depend on the θ
+    offsets and efficiencies only, not on the φ offsets); the corrections then sweep the columns ``sweeps``
+    times over those stored readings, no reading more. Why: the twin's predicted fringe for column c
+    also depends on the φ offsets of the columns after it (light the bar state's couplers leak across rows,
+    ~0.06 of amplitude per MZI, takes paths through them), which one sweep still holds at their old
+    values: on the noiseless chip with every other parameter true, one sweep leaves loop phases
+    median / p90 0.03 / 0.12 rad (N = 12), four sweeps ~0.003 / 0.01 (calibration/README.md, round 5b).
     """
     result = result or SelfConfigResult()
     layout = twin.layout
@@ -181,11 +189,18 @@ def external_phases(hardware, twin, progress=None, result: SelfConfigResult | No
     steps = 2 * np.pi * np.arange(3) / 3                        # the next column's φ (averaged out)
     psis = 2 * np.pi * np.arange(4 if extrapolate else 3) / 3   # the column's φ
     sets = [slice(0, 3), slice(1, 4)] if extrapolate else [slice(0, 3)]
+    phases = []  # per fringe: e^{-iψ} per setting, for the ψ steps of this fringe (0 elsewhere)
+    for pick in sets:
+        w = np.zeros(len(psis), complex)
+        w[pick] = np.exp(-1j * psis[pick])
+        phases.append(np.tile(np.repeat(w, len(steps)), 2)[:, None])
     # a quarter turn of every θ heater, and the bar state: this stage moves only the φ offsets
     quarter = np.pi / 2 / (w0 * np.exp(twin.log_eff.detach().numpy()[0::2]))
     bar = bar_controls(twin)
+    stored = []  # per column: (tops, MZIs, inputs x, lit, per side (controls, measured fringes per fringe and input))
     for c, (tops, sl) in enumerate(columns):
         if len(tops) == 0:
+            stored.append(None)
             continue
         mzis = np.arange(sl.start, sl.stop)
         if c >= 2:
@@ -195,7 +210,7 @@ def external_phases(hardware, twin, progress=None, result: SelfConfigResult | No
             x = np.zeros((len(tops), n))
             x[np.arange(len(tops)), tops] = x[np.arange(len(tops)), tops + 1] = 1.0
             lit = [np.arange(len(tops))]
-        agree = [0.0] * len(sets)
+        sides = []
         # the column's MZIs at 50:50 on either side of the bar point (θ = π/2 and 3π/2): their heaters warm
         # the φ heater being read (thermal crosstalk) by as much less and more than at the bar point, so the
         # two estimates' crosstalk errors cancel in their mean (one side alone: ~0.2 rad at κ = 0.06)
@@ -220,24 +235,30 @@ def external_phases(hardware, twin, progress=None, result: SelfConfigResult | No
             measured = np.stack([hardware.forward(x, u) for u in us])      # (settings, inputs, outputs)
             result.settings += len(us)
             result.readings += len(us) * len(x)
-            with torch.no_grad():
-                xs = torch.as_tensor(np.broadcast_to(x, (len(us),) + x.shape).copy())
-                predicted = twin(xs, torch.as_tensor(us)).numpy()
-            for k, pick in enumerate(sets):  # e^{-iψ} per setting, for the ψ steps of this fringe (0 elsewhere)
-                w = np.zeros(len(psis), complex)
-                w[pick] = np.exp(-1j * psis[pick])
-                phase = np.tile(np.repeat(w, len(steps)), 2)[:, None]
-                # per input (inputs i and i+1 see opposite fringes), measured against predicted, then summed
-                for inp in lit:
-                    one = _fringe(measured, inp, tops, phase) * np.conj(_fringe(predicted, inp, tops, phase))
-                    agree[k] = agree[k] + one / np.maximum(np.abs(one), 1e-300)  # each side and input the same
-        correction = np.angle(agree[0])
-        if extrapolate:  # from the fringes' mean steps 2π/3 and 4π/3 back to ψ = 0
-            correction = correction + np.angle(agree[0] * np.conj(agree[1]))
-        with torch.no_grad():
-            twin.offset[2 * mzis + 1] += torch.as_tensor(correction, dtype=twin.offset.dtype)
+            sides.append((us, [[_fringe(measured, inp, tops, ph) for inp in lit] for ph in phases]))
+        stored.append((tops, mzis, x, lit, sides))
         if progress:
             progress(c + 1, len(columns))
+    for _ in range(sweeps):
+        for entry in stored:
+            if entry is None:
+                continue
+            tops, mzis, x, lit, sides = entry
+            agree = [0.0] * len(sets)
+            for us, fringes in sides:
+                with torch.no_grad():
+                    xs = torch.as_tensor(np.broadcast_to(x, (len(us),) + x.shape).copy())
+                    predicted = twin(xs, torch.as_tensor(us)).numpy()
+                for k, ph in enumerate(phases):
+                    # per input (inputs i and i+1 see opposite fringes), measured against predicted, then summed
+                    for inp, seen in zip(lit, fringes[k]):
+                        one = seen * np.conj(_fringe(predicted, inp, tops, ph))
+                        agree[k] = agree[k] + one / np.maximum(np.abs(one), 1e-300)  # each side and input the same
+            correction = np.angle(agree[0])
+            if extrapolate:  # from the fringes' mean steps 2π/3 and 4π/3 back to ψ = 0
+                correction = correction + np.angle(agree[0] * np.conj(agree[1]))
+            with torch.no_grad():
+                twin.offset[2 * mzis + 1] += torch.as_tensor(correction, dtype=twin.offset.dtype)
     with torch.no_grad():
         twin.offset[1::2] = torch.remainder(twin.offset[1::2] + np.pi, 2 * np.pi) - np.pi
     return result
