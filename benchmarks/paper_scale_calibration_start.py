@@ -4,12 +4,14 @@
         --runs selfconfig:centred exact-bar:centred oracle:centred oracle:standard \
                selfconfig:standard exact-theta:standard exact-phi:standard phi-eff:standard \
                selfconfig4:standard selfconfig4:centred
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/paper_scale_calibration_start.py --modes 48 --runs selfconfig5b:standard   # round 5b
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/paper_scale_calibration_start.py --summary
 
 Tuning chip 1 (``--chip``), the virtual chip driven directly (detector range as in ``paper_scale_calibration.py``).
 A run is START:BAND. START:
 - ``selfconfig``: ``selfconfig.self_configure`` with round 4's φ stage (three ψ steps);
-- ``selfconfig4``: the same with round 5's four-step φ stage (``external_phases(extrapolate=True)``);
+- ``selfconfig4``: the same with round 5's four-step φ stage (``external_phases(extrapolate=True, sweeps=1)``);
+- ``selfconfig5b``: the four-step φ stage with round 5b's 4 correction sweeps over the same readings (the default);
 - oracles (diagnoses that read the hidden truth; never a calibration), all from the ``selfconfig`` start:
   ``exact-bar``: every θ and φ phase at the twin's bar controls set to the chip's; ``exact-theta`` /
   ``exact-phi``: the θ / φ offsets at u = 0 set to the chip's; ``phi-eff``: the φ heaters' efficiencies set to
@@ -82,7 +84,8 @@ def start(hw, twin, name: str) -> dict:
     readings = sc.readings
     if name == "phi-eff":
         keep_bar_phases(twin, lambda t: t.log_eff[1::2].copy_(torch.as_tensor(np.log(hidden["eff"][1::2]))))
-    readings += external_phases(hw, twin, extrapolate=name == "selfconfig4").readings
+    readings += external_phases(hw, twin, extrapolate=name in ("selfconfig4", "selfconfig5b"),
+                                sweeps=4 if name == "selfconfig5b" else 1).readings
     with torch.no_grad():
         if name == "exact-bar":
             u = bar_controls(twin)
