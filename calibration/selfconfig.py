@@ -41,6 +41,16 @@ class SelfConfigResult:
     readings: int = 0
     settings: int = 0
     passes: list[dict] = field(default_factory=list)  # per pass: mean |change| of the θ offsets (rad)
+    phase_readings: "PhaseReadings | None" = None  # the φ stage's readings, for :func:`correct_phases` again
+
+
+@dataclass
+class PhaseReadings:
+    """What :func:`external_phases` measured: per column (None where it has no MZI) the MZIs' top rows, the
+    inputs, the lit inputs, and per side the base controls and the measured fringes (per fringe, per lit input);
+    the settings are rebuilt from the base controls by :func:`_phase_settings`."""
+    extrapolate: bool
+    columns: list
 
 
 _GRID = np.linspace(-np.pi / 2, np.pi / 2, 721)
@@ -186,18 +196,11 @@ def external_phases(hardware, twin, progress=None, result: SelfConfigResult | No
     layout = twin.layout
     n, w0 = twin.modes, float(twin.phase_per_u)
     columns = list(zip(layout.columns, layout.column_slices))
-    steps = 2 * np.pi * np.arange(3) / 3                        # the next column's φ (averaged out)
-    psis = 2 * np.pi * np.arange(4 if extrapolate else 3) / 3   # the column's φ
-    sets = [slice(0, 3), slice(1, 4)] if extrapolate else [slice(0, 3)]
-    phases = []  # per fringe: e^{-iψ} per setting, for the ψ steps of this fringe (0 elsewhere)
-    for pick in sets:
-        w = np.zeros(len(psis), complex)
-        w[pick] = np.exp(-1j * psis[pick])
-        phases.append(np.tile(np.repeat(w, len(steps)), 2)[:, None])
+    psis, _, phases = _phase_steps(extrapolate)
     # a quarter turn of every θ heater, and the bar state: this stage moves only the φ offsets
     quarter = np.pi / 2 / (w0 * np.exp(twin.log_eff.detach().numpy()[0::2]))
     bar = bar_controls(twin)
-    stored = []  # per column: (tops, MZIs, inputs x, lit, per side (controls, measured fringes per fringe and input))
+    stored = []  # per column: (tops, inputs x, lit, per side (base controls, measured fringes per fringe and input))
     for c, (tops, sl) in enumerate(columns):
         if len(tops) == 0:
             stored.append(None)
@@ -220,32 +223,71 @@ def external_phases(hardware, twin, progress=None, result: SelfConfigResult | No
             if c >= 2:
                 back = np.arange(columns[c - 2][1].start, columns[c - 2][1].stop)
                 base[2 * back] -= quarter[back]             # the splitters two columns back
-            us = []
-            for up in (0.0, np.pi):
-                for psi in psis:
-                    for down in steps:
-                        u = base.copy()
-                        u[2 * mzis + 1] = psi / w0
-                        if c + 1 < n:
-                            u[2 * np.arange(columns[c + 1][1].start, columns[c + 1][1].stop) + 1] = down / w0
-                        if c >= 3:  # light that leaked onto row i+1 before the splitter: flipped, averaged out
-                            u[2 * np.arange(columns[c - 3][1].start, columns[c - 3][1].stop - 1) + 1] = up / w0
-                        us.append(np.clip(u, 0.0, 1.0))
-            us = np.asarray(us)
+            us = _phase_settings(layout, w0, c, base, psis)
             measured = np.stack([hardware.forward(x, u) for u in us])      # (settings, inputs, outputs)
             result.settings += len(us)
             result.readings += len(us) * len(x)
-            sides.append((us, [[_fringe(measured, inp, tops, ph) for inp in lit] for ph in phases]))
-        stored.append((tops, mzis, x, lit, sides))
+            sides.append((base, [[_fringe(measured, inp, tops, ph) for inp in lit] for ph in phases]))
+        stored.append((tops, x, lit, sides))
         if progress:
             progress(c + 1, len(columns))
+    result.phase_readings = PhaseReadings(extrapolate, stored)
+    correct_phases(twin, result.phase_readings, sweeps)
+    return result
+
+
+def _phase_steps(extrapolate: bool):
+    """The column's ψ steps, the fringes read from them, and per fringe e^{-iψ} per setting (0 off its steps)."""
+    steps = 2 * np.pi * np.arange(3) / 3                        # the next column's φ (averaged out)
+    psis = 2 * np.pi * np.arange(4 if extrapolate else 3) / 3   # the column's φ
+    sets = [slice(0, 3), slice(1, 4)] if extrapolate else [slice(0, 3)]
+    phases = []
+    for pick in sets:
+        w = np.zeros(len(psis), complex)
+        w[pick] = np.exp(-1j * psis[pick])
+        phases.append(np.tile(np.repeat(w, len(steps)), 2)[:, None])
+    return psis, steps, phases
+
+
+def _phase_settings(layout, w0: float, c: int, base: np.ndarray, psis: np.ndarray) -> np.ndarray:
+    """The φ stage's settings (2 × ψ steps × 3, H) of column ``c`` around ``base``: the column's φ at ψ, the
+    next column's φ through three steps (averaged out), the φ three columns back flipped by π (averaged out)."""
+    n = layout.modes
+    sl = layout.column_slices[c]
+    mzis = np.arange(sl.start, sl.stop)
+    steps = 2 * np.pi * np.arange(3) / 3
+    us = []
+    for up in (0.0, np.pi):
+        for psi in psis:
+            for down in steps:
+                u = base.copy()
+                u[2 * mzis + 1] = psi / w0
+                if c + 1 < n:
+                    nxt = layout.column_slices[c + 1]
+                    u[2 * np.arange(nxt.start, nxt.stop) + 1] = down / w0
+                if c >= 3:  # light that leaked onto row i+1 before the splitter: flipped, averaged out
+                    back = layout.column_slices[c - 3]
+                    u[2 * np.arange(back.start, back.stop - 1) + 1] = up / w0
+                us.append(np.clip(u, 0.0, 1.0))
+    return np.asarray(us)
+
+
+def correct_phases(twin, readings: PhaseReadings, sweeps: int = 4) -> None:
+    """Move ``twin``'s φ offsets (in place) until its predicted fringes agree with the φ stage's ``readings``:
+    ``sweeps`` sweeps over the columns, each column's correction the measured fringe's phase minus the twin's
+    (no reading taken). Also usable after a fit has moved the twin's other parameters (round 5b)."""
+    layout, w0 = twin.layout, float(twin.phase_per_u)
+    psis, _, phases = _phase_steps(readings.extrapolate)
     for _ in range(sweeps):
-        for entry in stored:
+        for c, entry in enumerate(readings.columns):
             if entry is None:
                 continue
-            tops, mzis, x, lit, sides = entry
-            agree = [0.0] * len(sets)
-            for us, fringes in sides:
+            tops, x, lit, sides = entry
+            sl = layout.column_slices[c]
+            mzis = np.arange(sl.start, sl.stop)
+            agree = [0.0] * len(phases)
+            for base, fringes in sides:
+                us = _phase_settings(layout, w0, c, base, psis)
                 with torch.no_grad():
                     xs = torch.as_tensor(np.broadcast_to(x, (len(us),) + x.shape).copy())
                     predicted = twin(xs, torch.as_tensor(us)).numpy()
@@ -255,13 +297,12 @@ def external_phases(hardware, twin, progress=None, result: SelfConfigResult | No
                         one = seen * np.conj(_fringe(predicted, inp, tops, ph))
                         agree[k] = agree[k] + one / np.maximum(np.abs(one), 1e-300)  # each side and input the same
             correction = np.angle(agree[0])
-            if extrapolate:  # from the fringes' mean steps 2π/3 and 4π/3 back to ψ = 0
+            if readings.extrapolate:  # from the fringes' mean steps 2π/3 and 4π/3 back to ψ = 0
                 correction = correction + np.angle(agree[0] * np.conj(agree[1]))
             with torch.no_grad():
                 twin.offset[2 * mzis + 1] += torch.as_tensor(correction, dtype=twin.offset.dtype)
     with torch.no_grad():
         twin.offset[1::2] = torch.remainder(twin.offset[1::2] + np.pi, 2 * np.pi) - np.pi
-    return result
 
 
 def _fringe(p: np.ndarray, inp, tops: np.ndarray, phase: np.ndarray) -> np.ndarray:
