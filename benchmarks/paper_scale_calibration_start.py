@@ -18,6 +18,8 @@ A run is START:BAND. START:
   the chip's before the φ stage (kept consistent at the bar state), then the φ stage run again;
   ``oracle``: the datasheet twin with the chip's offsets plus N(0, 0.03) on θ and N(0, 0.1) on φ (round 4's
   oracle start).
+Round 5b: START:BAND:K refits K times: the φ stage's stored readings read again with the fitted twin
+(``selfconfig.correct_phases``, 4 sweeps, no reading more), then the band fitted again (same data).
 BAND: the plan's first band, 32 settings × N²/8 random inputs, fitted as ``calibrate_progressive`` fits it
 (every twin parameter, Adam 150 steps at lr 0.02, then L-BFGS 150, the mesh in float32): ``standard`` draws
 u uniform in [0, 0.12] (``measure``'s default bands); ``centred`` closes the band in on the start twin's bar
@@ -43,7 +45,8 @@ sys.path.insert(0, str(ROOT))
 
 from labsat.calibration.fit import fit_twin  # noqa: E402
 from labsat.calibration.measure import measure  # noqa: E402
-from labsat.calibration.selfconfig import bar_controls, external_phases, loop_phases, self_configure  # noqa: E402
+from labsat.calibration.selfconfig import (bar_controls, correct_phases, external_phases, loop_phases,  # noqa: E402
+                                          self_configure)
 from labsat.calibration.simchip import DirectHardware  # noqa: E402
 from labsat.twins.mzi import MZIMeshTwin  # noqa: E402
 
@@ -84,8 +87,10 @@ def start(hw, twin, name: str) -> dict:
     readings = sc.readings
     if name == "phi-eff":
         keep_bar_phases(twin, lambda t: t.log_eff[1::2].copy_(torch.as_tensor(np.log(hidden["eff"][1::2]))))
-    readings += external_phases(hw, twin, extrapolate=name in ("selfconfig4", "selfconfig5b"),
-                                sweeps=4 if name == "selfconfig5b" else 1).readings
+    phi = external_phases(hw, twin, extrapolate=name in ("selfconfig4", "selfconfig5b"),
+                          sweeps=4 if name == "selfconfig5b" else 1)
+    readings += phi.readings
+    hw.phase_readings = phi.phase_readings
     with torch.no_grad():
         if name == "exact-bar":
             u = bar_controls(twin)
@@ -100,10 +105,12 @@ def start(hw, twin, name: str) -> dict:
 
 
 def run(n: int, chip: int, spec: str) -> dict:
-    name, band = spec.split(":")
+    name, band = spec.split(":")[:2]
+    refits = int(spec.split(":")[2]) if spec.count(":") == 2 else 0   # START:BAND:REFITS (round 5b)
     hw = DirectHardware(seed=chip, modes=n, detector_range_w=1e-4 if n >= 64 else 5e-4)
     twin = MZIMeshTwin(n, hw.phase_per_u)
-    row = {"modes": n, "chip": chip, "start": name, "band": band, **start(hw, twin, name), **u0_errors(hw, twin)}
+    row = {"modes": n, "chip": chip, "spec": spec, "start": name if not refits else f"{name}+{refits} refits", "band": band,
+           **start(hw, twin, name), **u0_errors(hw, twin)}
     data = measure(hw, 32, n * n // 8, seed=0, schedule=(0.12,),
                    centre=bar_controls(twin) if band == "centred" else None)
     floor = hw.noise_floor(data)
@@ -111,6 +118,13 @@ def run(n: int, chip: int, spec: str) -> dict:
     history = fit_twin(twin, data, adam_steps=150, lbfgs_steps=150, lr=0.02, dtype=torch.float32)
     row.update(ratio_start=math.sqrt(history[0]) / floor, ratio_after=math.sqrt(history[-1]) / floor,
                fit_cpu_s=time.process_time() - t0)
+    for r in range(refits):  # round 5b: the φ stage's readings read again with the fitted twin, the band fitted again
+        row.setdefault("refits", []).append({f"fitted_{k}": v for k, v in u0_errors(hw, twin).items()})
+        correct_phases(twin, hw.phase_readings, sweeps=4)
+        row["refits"][-1].update(u0_errors(hw, twin))
+        history = fit_twin(twin, data, adam_steps=150, lbfgs_steps=150, lr=0.02, dtype=torch.float32)
+        row["refits"][-1].update(ratio_after=math.sqrt(history[-1]) / floor, cpu_s=time.process_time() - t0)
+        print(json.dumps(row["refits"][-1]), flush=True)
     return row
 
 
@@ -138,9 +152,10 @@ def main() -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     for n in args.modes:
         path = RESULTS / f"labsat_{n}_chip{args.chip}.jsonl"
-        done = {(r["start"], r["band"]) for r in map(json.loads, path.read_text().splitlines())} if path.exists() else set()
+        done = {r.get("spec", f"{r['start']}:{r['band']}") for r in map(json.loads, path.read_text().splitlines())} \
+            if path.exists() else set()
         for spec in args.runs:
-            if tuple(spec.split(":")) in done:
+            if spec in done:
                 continue
             row = run(n, args.chip, spec)
             print(json.dumps(row), flush=True)
