@@ -19,7 +19,8 @@ Method (calibration/README.md, "Self-configuring start", has the why of each ste
    (power sent across); the bottom row's MZIs (no φ on the last row) keep their estimate.
 2. φ loop phases (:func:`external_phases`): splitter two columns back and the column's MZIs at 50:50, the
    column's φ stepped (four steps, extrapolated to ψ = 0: round 5); the fringe's phase measured minus the twin's
-   predicted one corrects the φ offset.
+   predicted one corrects the φ offset, swept over the columns 4 times on the same readings (round 5b:
+   :func:`correct_phases`; one sweep is biased wherever the twin holds the chip's leakage and crosstalk).
 
 Readings: ~104 N² per θ pass and ~36 N² for the φ stage, ~48 N² with its four ψ steps (round 5, the default; 2 θ
 passes: ~225–255 N² in all at N = 48–64).
