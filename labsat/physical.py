@@ -20,7 +20,7 @@ from labsat import defaults
 _TWIN_THREAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="labsat-twin")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _takes(cls: type, name: str) -> bool:
     return name in inspect.signature(cls.forward).parameters
 

@@ -93,8 +93,8 @@ def test_mesh_twin_result_dtype_folds_the_gains():
     w = torch.randn(BATCH, MODES, dtype=torch.float64, generator=torch.Generator().manual_seed(6))
     u0 = torch.rand(twin.n_controls, dtype=torch.float64, generator=torch.Generator().manual_seed(7))
     out, grads = {}, {}
-    for key, kw in (("f64", {}), ("f32 in f64", dict(dtype=torch.float32)),
-                    ("f32", dict(dtype=torch.float32, result_dtype=torch.float32))):
+    for key, kw in (("f64", {}), ("f32 in f64", {"dtype": torch.float32}),
+                    ("f32", {"dtype": torch.float32, "result_dtype": torch.float32})):
         u = u0.clone().requires_grad_(True)
         out[key] = twin(x, u, **kw)
         grads[key] = torch.autograd.grad((out[key] * w.to(out[key].dtype)).sum(), u)[0]
@@ -108,12 +108,20 @@ def test_mesh_twin_result_dtype_folds_the_gains():
 def test_class_loss_is_cross_entropy():
     z = torch.randn(37, 10, dtype=torch.float64, generator=torch.Generator().manual_seed(0), requires_grad=True)
     y = torch.randint(0, 10, (37,), generator=torch.Generator().manual_seed(1))
-    for kw in ({}, dict(label_smoothing=0.1), dict(reduction="sum")):
+    for kw in ({}, {"label_smoothing": 0.1}, {"reduction": "sum"}):
         a, b = ClassLoss(**kw)(z, y), nn.CrossEntropyLoss(**kw)(z, y)
         torch.testing.assert_close(a, b, rtol=1e-14, atol=0)
         torch.testing.assert_close(torch.autograd.grad(a, z)[0], torch.autograd.grad(b, z)[0], rtol=1e-12, atol=1e-15)
     soft = torch.softmax(torch.randn(37, 10, dtype=torch.float64), -1)  # probabilities: the plain path
     torch.testing.assert_close(ClassLoss()(z, soft), nn.CrossEntropyLoss()(z, soft), rtol=0, atol=0)
+
+
+def _recording(first_step, weight, seen):
+    """``first_step``, recording the readout weight's gradient as the ascent finds it."""
+    def run(zero_grad=False):
+        seen.append(weight.grad)
+        first_step(zero_grad)
+    return run
 
 
 def test_partial_sam_clean_pass_skips_the_readout_gradient_same_update():
@@ -123,8 +131,7 @@ def test_partial_sam_clean_pass_skips_the_readout_gradient_same_update():
         assert type(opt).norm_over_perturbed  # make_optimizer's SAM with perturb="controls": PartialSAM
         opt.norm_over_perturbed = skip
         seen = []
-        first = opt.first_step
-        opt.first_step = lambda zero_grad=False: (seen.append(model.readout.weight.grad), first(zero_grad))
+        opt.first_step = _recording(opt.first_step, model.readout.weight, seen)
         for _ in range(3):
             step_batch(opt, batch)
         assert (seen[0] is None) == skip  # not computed for the ascent when skipped

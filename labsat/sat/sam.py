@@ -88,8 +88,8 @@ class SAM(torch.optim.Optimizer):
     def _ascent_only(self):
         """The clean pass's gradient only sets the ascent e; with the norm over the perturbed groups
         (PartialSAM) a group with ``rho = 0`` (the digital readout) plays no part in it, so its gradient is
-        not computed there (batch 6000, the readout's
-        float64 weight gradient: one (10, 6000) x (6000, 64) matmul per step). Its e is 0 either way."""
+        not computed there (batch 6000, the readout's float64 weight gradient: one (10, 6000) x (6000, 64)
+        matmul per step). Its e is 0 either way; the updates are the same bit for bit."""
         fixed = [p for g in self.param_groups if g["rho"] == 0 for p in g["params"] if p.requires_grad]
         if not self.norm_over_perturbed:  # SAM's norm counts every group's gradient: all are needed
             fixed = []
@@ -104,8 +104,6 @@ class SAM(torch.optim.Optimizer):
     def step_batch(self, batch):
         """The step protocol (:mod:`labsat.sat.step`): clean pass, ascent, perturbed pass (on the twin
         when ``twin_perturbed``), descent from the original weights."""
-        import contextlib
-
         with self._ascent_only():
             loss, out = batch.forward_backward(self)
         self.first_step(zero_grad=True)
