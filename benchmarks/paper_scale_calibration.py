@@ -44,7 +44,7 @@ EVALUATION_CHIPS = (2, 3, 4, 5, 6)
 
 
 def run(model: str, n: int, chip: int, cal_seed: int, dtype: str = "float32", plain: bool = False,
-        self_configure: bool = False) -> dict:
+        self_configure: bool = False, oracle: tuple[float, float] | None = None) -> dict:
     hw = DirectHardware(seed=chip, modes=n, error_model=model, detector_range_w=1e-4 if n >= 64 else 5e-4)
     held = measure(hw, 16, 16, seed=10_000 + chip, schedule=(1.0,))
     floor = hw.noise_floor(held)
@@ -56,6 +56,13 @@ def run(model: str, n: int, chip: int, cal_seed: int, dtype: str = "float32", pl
     plan.dtype = dtype
     plan.self_configure = self_configure
     row["self_configure"] = self_configure
+    if oracle is not None:  # a diagnosis, not a calibration: θ / φ offsets from the hidden truth plus noise
+        rng = np.random.default_rng(99)
+        hidden = hw.truth()["offset"]
+        with torch.no_grad():
+            twin.offset[0::2] = torch.as_tensor(hidden[0::2] + rng.normal(0, oracle[0], len(hidden) // 2))
+            twin.offset[1::2] = torch.as_tensor(hidden[1::2] + rng.normal(0, oracle[1], len(hidden) // 2))
+        row["oracle_start"] = list(oracle)
     t0, w0 = time.process_time(), time.perf_counter()
     res = calibrate_progressive(hw, twin, plan, seed=cal_seed, held=held,
                                 on_stage=lambda r: print(model, n, chip, cal_seed, r, flush=True))
@@ -81,7 +88,7 @@ def summary(rows: list[dict]) -> str:
            "|---|---:|---|---:|---:|---:|---:|"]
     groups: dict = {}
     for r in rows:
-        if r["role"] == "evaluation" and not r.get("self_configure"):
+        if r["role"] == "evaluation" and not r.get("self_configure") and not r.get("oracle_start"):
             groups.setdefault((r["model"], r["modes"]), []).append(r)
     for (model, n), g in sorted(groups.items()):
         ratio = np.array([r["ratio"] for r in g])
@@ -94,6 +101,8 @@ def summary(rows: list[dict]) -> str:
             "|---|---:|---:|---:|---|---|---:|---:|---:|---:|---:|"]
     for r in sorted(rows, key=lambda r: (r["model"], r["modes"], r["chip"], r["cal_seed"], r.get("self_configure", False))):
         start = f"self-configured ({r['start_readings']} readings)" if r.get("self_configure") else "datasheet"
+        if r.get("oracle_start"):
+            start = f"oracle (truth + N(0, {r['oracle_start'][0]:g}) θ, N(0, {r['oracle_start'][1]:g}) φ)"
         out.append(f"| {r['model']} | {r['modes']} | {r['chip']} | {r['cal_seed']} | {r['role']} | {start} | "
                    f"{r['nominal_rmse']:.3f} | {r['floor']:.4f} | {r['heldout_rmse']:.4f} | {r['ratio']:.3f} | "
                    f"{r['cpu_s']:.0f} |")
@@ -110,6 +119,8 @@ def main() -> None:
     ap.add_argument("--dtype", choices=["float32", "float64"], default="float32", help="precision of the fit's mesh")
     ap.add_argument("--self-configure", action="store_true",
                     help="the plan's MZI-by-MZI start (calibration/selfconfig.py); results in .../<model>_<N>_chip<c>_cal<s>_sc.json")
+    ap.add_argument("--oracle-start", type=float, nargs=2, default=None, metavar=("SIGMA_THETA", "SIGMA_PHI"),
+                    help="diagnosis: start from the hidden offsets plus N(0, σ) (results .../<...>_oracle<σθ>-<σφ>.json)")
     ap.add_argument("--summary", action="store_true", help="only print the tables from the result files")
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -119,10 +130,13 @@ def main() -> None:
             for model in args.models:
                 for chip in args.chips:
                     for cal_seed in args.cal_seeds:
-                        out = RESULTS / f"{model}_{n}_chip{chip}_cal{cal_seed}{'_sc' if args.self_configure else ''}.json"
+                        tail = ("_sc" if args.self_configure else "") + (
+                            f"_oracle{args.oracle_start[0]:g}-{args.oracle_start[1]:g}" if args.oracle_start else "")
+                        out = RESULTS / f"{model}_{n}_chip{chip}_cal{cal_seed}{tail}.json"
                         if out.exists():
                             continue
-                        row = run(model, n, chip, cal_seed, args.dtype, args.plain, args.self_configure)
+                        row = run(model, n, chip, cal_seed, args.dtype, args.plain, args.self_configure,
+                                  None if args.oracle_start is None else tuple(args.oracle_start))
                         print(json.dumps({k: v for k, v in row.items() if k != "stages"}, default=float),
                               flush=True)
                         out.write_text(json.dumps(row, indent=1, default=float))

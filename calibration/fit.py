@@ -60,7 +60,7 @@ def fitting(params: list[torch.Tensor], threads: int = 1):
 def least_squares(params: list[torch.Tensor], loss_fn: Callable[[], torch.Tensor], adam_steps: int = 300,
                   lbfgs_steps: int = 100, lr: float = 0.02,
                   progress: Callable[[int, int, float], None] | None = None,
-                  elements_per_op: int = 0) -> list[float]:
+                  elements_per_op: int = 0, grad_masks: list[torch.Tensor | None] | None = None) -> list[float]:
     """Minimise ``loss_fn()`` over ``params`` in place: Adam from their present values, then L-BFGS.
 
     The fit every analytic twin uses; returns the loss history. The parameters are left without
@@ -68,8 +68,16 @@ def least_squares(params: list[torch.Tensor], loss_fn: Callable[[], torch.Tensor
     ``elements_per_op``: the size of the loss's largest tensors; the intra-op thread count follows it
     (:func:`labsat.defaults.torch_threads`: 1 for small tensors, where extra threads only fight over the
     cores; every core for a 64-mode mesh's K × N × N transfer matrices).
+    ``grad_masks``: per parameter, 0/1 weights of its gradient (None: all of it), so that only part of a
+    tensor moves (the windowed fit, calibration/windowed.py).
     """
     from labsat.defaults import torch_threads
+
+    def backward(loss):
+        loss.backward()
+        for p, m in zip(params, grad_masks or ()):
+            if m is not None and p.grad is not None:
+                p.grad.mul_(m)
 
     history: list[float] = []
     total = adam_steps + (1 if lbfgs_steps else 0)
@@ -78,7 +86,7 @@ def least_squares(params: list[torch.Tensor], loss_fn: Callable[[], torch.Tensor
         for i in range(adam_steps):
             opt.zero_grad()
             loss = loss_fn()
-            loss.backward()
+            backward(loss)
             opt.step()
             history.append(loss.item())
             if progress:
@@ -89,7 +97,7 @@ def least_squares(params: list[torch.Tensor], loss_fn: Callable[[], torch.Tensor
             def closure():
                 lbfgs.zero_grad()
                 loss = loss_fn()
-                loss.backward()
+                backward(loss)
                 return loss
 
             lbfgs.step(closure)

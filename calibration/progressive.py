@@ -51,8 +51,10 @@ class ProgressivePlan:
     refine_lr: float = 0.003
     dtype: str = "float32"  # the mesh's precision in the fit (fit.fit_in_bands)
     # MZI-by-MZI start before the bands (calibration/selfconfig.py: bar points of the θ heaters, then the
-    # φ loop phases); off by default: at N = 32 / 64 on labsat's error model it does not yet bring the
-    # first band's fit into its basin (calibration/README.md, "Self-configuring start")
+    # φ loop phases); off by default: at N = 48 / 64 on labsat's error model it does not yet bring the
+    # first band's fit into its basin (calibration/README.md, "Self-configuring start" and "Round 5": the
+    # bands it centres on the bar state stall even from exact bar phases; on the standard bands its loop
+    # phases at u = 0 are not yet close enough)
     self_configure: bool = False
     self_configure_passes: int = 2
 

@@ -18,9 +18,11 @@ Method (calibration/README.md, "Self-configuring start", has the why of each ste
    Σ|Z(Δ)|² of the fitted Z = r + p e^{iΔ} + q e^{−iΔ} is minimised. The last two columns are read directly
    (power sent across); the bottom row's MZIs (no φ on the last row) keep their estimate.
 2. φ loop phases (:func:`external_phases`): splitter two columns back and the column's MZIs at 50:50, the
-   column's φ stepped; the fringe's phase measured minus the twin's predicted one corrects the φ offset.
+   column's φ stepped (four steps, extrapolated to ψ = 0: round 5); the fringe's phase measured minus the twin's
+   predicted one corrects the φ offset.
 
-Readings: ~104 N² per θ pass and ~27 N² for the φ stage (default: 2 θ passes, ~235 N² in all).
+Readings: ~104 N² per θ pass and ~36 N² for the φ stage, ~48 N² with its four ψ steps (round 5, the default; 2 θ
+passes: ~225–255 N² in all at N = 48–64).
 
 The twin's offsets are those that reproduce the bar controls with the datasheet's efficiency (1) and no
 crosstalk, so they hold near the bar state (the efficiency error folds into the offset, ~(eff − 1)·π);
@@ -150,7 +152,8 @@ def self_configure(hardware, twin, passes: int = 2, deltas: tuple[float, ...] = 
     return result
 
 
-def external_phases(hardware, twin, progress=None, result: SelfConfigResult | None = None) -> SelfConfigResult:
+def external_phases(hardware, twin, progress=None, result: SelfConfigResult | None = None,
+                    extrapolate: bool = True) -> SelfConfigResult:
     """The φ offsets, column by column, once the θ offsets hold the bar points (``twin`` fitted in place).
 
     For column c: every MZI of the column at 50:50 (θ = π/2) and the MZI on the same rows two columns
@@ -165,12 +168,19 @@ def external_phases(hardware, twin, progress=None, result: SelfConfigResult | No
     columns back are flipped by π and averaged, so that light which leaked onto row i+1 before the
     splitter adds none either. Only the loop phases (φ minus the previous column's φ on row i+1) are
     observable this way; they are what the powers depend on.
+
+    ``extrapolate`` (round 5): ψ in four steps (0, 2π/3, 4π/3, 2π) read as two three-step fringes, whose phases
+    hold at their mean steps (2π/3 and 4π/3) with the φ heater's unknown efficiency; their difference
+    extrapolates the loop phase to ψ = 0, where the φ heaters sit in the bar state and near which the bands
+    measure (one three-step fringe: the efficiency error, 5 %, moves the estimate by ~0.1 rad).
     """
     result = result or SelfConfigResult()
     layout = twin.layout
     n, w0 = twin.modes, float(twin.phase_per_u)
     columns = list(zip(layout.columns, layout.column_slices))
-    steps = 2 * np.pi * np.arange(3) / 3
+    steps = 2 * np.pi * np.arange(3) / 3                        # the next column's φ (averaged out)
+    psis = 2 * np.pi * np.arange(4 if extrapolate else 3) / 3   # the column's φ
+    sets = [slice(0, 3), slice(1, 4)] if extrapolate else [slice(0, 3)]
     # a quarter turn of every θ heater, and the bar state: this stage moves only the φ offsets
     quarter = np.pi / 2 / (w0 * np.exp(twin.log_eff.detach().numpy()[0::2]))
     bar = bar_controls(twin)
@@ -185,7 +195,7 @@ def external_phases(hardware, twin, progress=None, result: SelfConfigResult | No
             x = np.zeros((len(tops), n))
             x[np.arange(len(tops)), tops] = x[np.arange(len(tops)), tops + 1] = 1.0
             lit = [np.arange(len(tops))]
-        agree = 0.0
+        agree = [0.0] * len(sets)
         # the column's MZIs at 50:50 on either side of the bar point (θ = π/2 and 3π/2): their heaters warm
         # the φ heater being read (thermal crosstalk) by as much less and more than at the bar point, so the
         # two estimates' crosstalk errors cancel in their mean (one side alone: ~0.2 rad at κ = 0.06)
@@ -197,7 +207,7 @@ def external_phases(hardware, twin, progress=None, result: SelfConfigResult | No
                 base[2 * back] -= quarter[back]             # the splitters two columns back
             us = []
             for up in (0.0, np.pi):
-                for psi in steps:
+                for psi in psis:
                     for down in steps:
                         u = base.copy()
                         u[2 * mzis + 1] = psi / w0
@@ -213,12 +223,17 @@ def external_phases(hardware, twin, progress=None, result: SelfConfigResult | No
             with torch.no_grad():
                 xs = torch.as_tensor(np.broadcast_to(x, (len(us),) + x.shape).copy())
                 predicted = twin(xs, torch.as_tensor(us)).numpy()
-            phase = np.tile(np.exp(-1j * np.repeat(steps, len(steps))), 2)[:, None]  # e^{-iψ} per setting
-            # per input (inputs i and i+1 see opposite fringes), measured against predicted, then summed
-            for inp in lit:
-                one = _fringe(measured, inp, tops, phase) * np.conj(_fringe(predicted, inp, tops, phase))
-                agree = agree + one / np.maximum(np.abs(one), 1e-300)  # each side and input weighs the same
-        correction = np.angle(agree)
+            for k, pick in enumerate(sets):  # e^{-iψ} per setting, for the ψ steps of this fringe (0 elsewhere)
+                w = np.zeros(len(psis), complex)
+                w[pick] = np.exp(-1j * psis[pick])
+                phase = np.tile(np.repeat(w, len(steps)), 2)[:, None]
+                # per input (inputs i and i+1 see opposite fringes), measured against predicted, then summed
+                for inp in lit:
+                    one = _fringe(measured, inp, tops, phase) * np.conj(_fringe(predicted, inp, tops, phase))
+                    agree[k] = agree[k] + one / np.maximum(np.abs(one), 1e-300)  # each side and input the same
+        correction = np.angle(agree[0])
+        if extrapolate:  # from the fringes' mean steps 2π/3 and 4π/3 back to ψ = 0
+            correction = correction + np.angle(agree[0] * np.conj(agree[1]))
         with torch.no_grad():
             twin.offset[2 * mzis + 1] += torch.as_tensor(correction, dtype=twin.offset.dtype)
         if progress:
@@ -231,6 +246,20 @@ def external_phases(hardware, twin, progress=None, result: SelfConfigResult | No
 def _fringe(p: np.ndarray, inp, tops: np.ndarray, phase: np.ndarray) -> np.ndarray:
     """(MZIs,): the e^{iψ} part of detector i minus detector i+1 for input(s) ``inp``, over the settings."""
     return np.sum((p[:, inp, tops] - p[:, inp, tops + 1]) * phase, 0)
+
+
+def loop_phases(layout, phi: np.ndarray) -> np.ndarray:
+    """Per MZI, ``phi`` (M,) minus the previous column's ``phi`` on row i+1 (where there is one): the loop phases,
+    the only φ combinations the powers depend on (what :func:`external_phases` reads). Reports and tests score
+    φ errors with it."""
+    out = np.array(phi, dtype=float, copy=True)
+    for c in range(1, layout.modes):
+        prev = layout.columns[c - 1]
+        sl, sp = layout.column_slices[c], layout.column_slices[c - 1]
+        here = np.searchsorted(prev, layout.columns[c] + 1)
+        has = (here < len(prev)) & (prev[np.minimum(here, len(prev) - 1)] == layout.columns[c] + 1)
+        out[sl.start + np.nonzero(has)[0]] -= np.asarray(phi)[sp.start + here[has]]
+    return out
 
 
 def bar_controls(twin) -> np.ndarray:

@@ -1,0 +1,149 @@
+"""What the progressive fit's first band needs from a start, labsat's error model at N = 48 / 64 (issue 12, round 5).
+
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/paper_scale_calibration_start.py --modes 48 \
+        --runs selfconfig:centred exact-bar:centred oracle:centred oracle:standard \
+               selfconfig:standard exact-theta:standard exact-phi:standard phi-eff:standard \
+               selfconfig4:standard selfconfig4:centred
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/paper_scale_calibration_start.py --summary
+
+Tuning chip 1 (``--chip``), the virtual chip driven directly (detector range as in ``paper_scale_calibration.py``).
+A run is START:BAND. START:
+- ``selfconfig``: ``selfconfig.self_configure`` with round 4's φ stage (three ψ steps);
+- ``selfconfig4``: the same with round 5's four-step φ stage (``external_phases(extrapolate=True)``);
+- oracles (diagnoses that read the hidden truth; never a calibration), all from the ``selfconfig`` start:
+  ``exact-bar``: every θ and φ phase at the twin's bar controls set to the chip's; ``exact-theta`` /
+  ``exact-phi``: the θ / φ offsets at u = 0 set to the chip's; ``phi-eff``: the φ heaters' efficiencies set to
+  the chip's before the φ stage (kept consistent at the bar state), then the φ stage run again;
+  ``oracle``: the datasheet twin with the chip's offsets plus N(0, 0.03) on θ and N(0, 0.1) on φ (round 4's
+  oracle start).
+BAND: the plan's first band, 32 settings × N²/8 random inputs, fitted as ``calibrate_progressive`` fits it
+(every twin parameter, Adam 150 steps at lr 0.02, then L-BFGS 150, the mesh in float32): ``standard`` draws
+u uniform in [0, 0.12] (``measure``'s default bands); ``centred`` closes the band in on the start twin's bar
+state (``measure(centre=bar_controls(twin))``, what ``ProgressivePlan(self_configure=True)`` does).
+Reported: train RMSE / noise floor before and after, and the start's errors against the truth: the θ offset
+and the loop phase (φ minus the previous column's φ on row i+1) at u = 0, median / p90 (rad).
+One JSON line per run to benchmarks/results/paper_scale_calibration_start/labsat_<N>_chip<c>.jsonl.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from labsat.calibration.fit import fit_twin  # noqa: E402
+from labsat.calibration.measure import measure  # noqa: E402
+from labsat.calibration.selfconfig import bar_controls, external_phases, loop_phases, self_configure  # noqa: E402
+from labsat.calibration.simchip import DirectHardware  # noqa: E402
+from labsat.twins.mzi import MZIMeshTwin  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results" / "paper_scale_calibration_start"
+
+
+def u0_errors(hw, twin) -> dict:
+    """The twin's offsets (phases at u = 0) against the chip's: θ and loop phase, median / p90 (truth: a report)."""
+    d = np.angle(np.exp(1j * (twin.offset.detach().numpy() - hw.truth()["offset"])))
+    theta = np.abs(d[0::2])
+    loop = np.abs(np.angle(np.exp(1j * loop_phases(twin.layout, d[1::2]))))
+    return {"u0_theta_median": float(np.median(theta)), "u0_theta_p90": float(np.quantile(theta, 0.9)),
+            "u0_loop_median": float(np.median(loop)), "u0_loop_p90": float(np.quantile(loop, 0.9))}
+
+
+def keep_bar_phases(twin, change) -> None:
+    """Apply ``change(twin)`` (efficiencies, crosstalk) with the offsets moved so that the phases at the twin's
+    bar controls stay as they were."""
+    ub = torch.as_tensor(bar_controls(twin))
+    with torch.no_grad():
+        before = twin.heater_phases(ub)
+        change(twin)
+        twin.offset.zero_()
+        twin.offset[:] = before - twin.heater_phases(ub)
+
+
+def start(hw, twin, name: str) -> dict:
+    t0 = time.process_time()
+    hidden = hw.truth()
+    if name == "oracle":
+        rng = np.random.default_rng(99)
+        off = hidden["offset"]
+        with torch.no_grad():
+            twin.offset[0::2] = torch.as_tensor(off[0::2] + rng.normal(0, 0.03, len(off) // 2))
+            twin.offset[1::2] = torch.as_tensor(off[1::2] + rng.normal(0, 0.1, len(off) // 2))
+        return {"start_readings": 0}
+    sc = self_configure(hw, twin, phases=False)
+    readings = sc.readings
+    if name == "phi-eff":
+        keep_bar_phases(twin, lambda t: t.log_eff[1::2].copy_(torch.as_tensor(np.log(hidden["eff"][1::2]))))
+    readings += external_phases(hw, twin, extrapolate=name == "selfconfig4").readings
+    with torch.no_grad():
+        if name == "exact-bar":
+            u = bar_controls(twin)
+            hw.chip.set_heaters(hw.v_max * np.sqrt(u))
+            twin.offset += torch.as_tensor(np.angle(np.exp(1j * (hw.chip.heater_phases()
+                                                                 - twin.heater_phases(torch.as_tensor(u)).numpy()))))
+        elif name == "exact-theta":
+            twin.offset[0::2] = torch.as_tensor(hidden["offset"][0::2])
+        elif name == "exact-phi":
+            twin.offset[1::2] = torch.as_tensor(hidden["offset"][1::2])
+    return {"start_readings": readings, "start_cpu_s": time.process_time() - t0}
+
+
+def run(n: int, chip: int, spec: str) -> dict:
+    name, band = spec.split(":")
+    hw = DirectHardware(seed=chip, modes=n, detector_range_w=1e-4 if n >= 64 else 5e-4)
+    twin = MZIMeshTwin(n, hw.phase_per_u)
+    row = {"modes": n, "chip": chip, "start": name, "band": band, **start(hw, twin, name), **u0_errors(hw, twin)}
+    data = measure(hw, 32, n * n // 8, seed=0, schedule=(0.12,),
+                   centre=bar_controls(twin) if band == "centred" else None)
+    floor = hw.noise_floor(data)
+    t0 = time.process_time()
+    history = fit_twin(twin, data, adam_steps=150, lbfgs_steps=150, lr=0.02, dtype=torch.float32)
+    row.update(ratio_start=math.sqrt(history[0]) / floor, ratio_after=math.sqrt(history[-1]) / floor,
+               fit_cpu_s=time.process_time() - t0)
+    return row
+
+
+def summary() -> str:
+    out = ["| N | start | band | θ at u = 0: median / p90 (rad) | loop phase at u = 0: median / p90 (rad) | "
+           "first band: train RMSE / floor, start → after |", "|---:|---|---|---:|---:|---:|"]
+    for path in sorted(RESULTS.glob("*.jsonl")):
+        for r in map(json.loads, path.read_text().splitlines()):
+            out.append(f"| {r['modes']} | {r['start']} | {r['band']} | {r['u0_theta_median']:.3f} / {r['u0_theta_p90']:.3f} | "
+                       f"{r['u0_loop_median']:.3f} / {r['u0_loop_p90']:.3f} | {r['ratio_start']:.2f} → **{r['ratio_after']:.2f}** |")
+    return "\n".join(out)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--modes", type=int, nargs="+", default=[48])
+    ap.add_argument("--chip", type=int, default=1, help="1: the tuning chip")
+    ap.add_argument("--runs", nargs="+", default=["selfconfig:centred", "oracle:standard"])
+    ap.add_argument("--summary", action="store_true")
+    args = ap.parse_args()
+    if args.summary:
+        print(summary())
+        return
+    torch.set_num_threads(1)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    for n in args.modes:
+        path = RESULTS / f"labsat_{n}_chip{args.chip}.jsonl"
+        done = {(r["start"], r["band"]) for r in map(json.loads, path.read_text().splitlines())} if path.exists() else set()
+        for spec in args.runs:
+            if tuple(spec.split(":")) in done:
+                continue
+            row = run(n, args.chip, spec)
+            print(json.dumps(row), flush=True)
+            with path.open("a") as f:
+                f.write(json.dumps(row) + "\n")
+
+
+if __name__ == "__main__":
+    main()
