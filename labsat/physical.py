@@ -59,7 +59,7 @@ class _HardwareForwardTwinBackward(torch.autograd.Function):
     mostly waits on the sockets then); the backward only differentiates it. Same numbers either way."""
 
     @staticmethod
-    def forward(ctx, x, u, twin, hardware, overlap=False, dtype=None):
+    def forward(ctx, x, u, twin, hardware, overlap=False, dtype=None, out_dtype=torch.float64):
         ctx.save_for_backward(x, u)
         ctx.twin, ctx.dtype = twin, dtype
         ctx.pending = (_TWIN_THREAD.submit(_twin_graph, twin, x, u, ctx.needs_input_grad[0], dtype) if overlap
@@ -70,7 +70,7 @@ class _HardwareForwardTwinBackward(torch.autograd.Function):
             if ctx.pending is not None:
                 ctx.pending.cancel()
             raise
-        return torch.as_tensor(y, dtype=torch.float64)
+        return torch.as_tensor(y, dtype=out_dtype)
 
     @staticmethod
     def backward(ctx, grad_y):
@@ -83,7 +83,7 @@ class _HardwareForwardTwinBackward(torch.autograd.Function):
         with torch.enable_grad():
             grads = torch.autograd.grad(y, inputs, grad_y.to(y.dtype))
         gx = grads[0] if ctx.needs_input_grad[0] else None
-        return gx, grads[-1], None, None, None, None
+        return gx, grads[-1], None, None, None, None, None
 
 
 class PhysicalLayer(nn.Module):
@@ -106,9 +106,10 @@ class PhysicalLayer(nn.Module):
         # (gradients within ~1e-5 relative of float64, the twin pass 2.4x less CPU at N = 64, batch 6000;
         # benchmarks/README.md "Round 4: the twin's pass in float32"); None: the twin's own precision
         self.backward_dtype = backward_dtype(twin)
-        # True while the twin stands in for the hardware in a pass whose gradient alone is used (online SAM's
-        # perturbed pass, labsat.sat.step.Batch.on_twin): computed in backward_dtype as well, and so is
-        # what follows it (HybridClassifier's readout: the output stays in that dtype)
+        # True in a pass whose gradient serves as a direction only (online SAM: the perturbed pass, on the twin,
+        # labsat.sat.step.Batch.on_twin; the clean pass, whose gradient only sets the ascent e, Batch.ascent):
+        # the layer's output comes in backward_dtype (the twin computes it so; the hardware's readings are
+        # cast), and so is what follows it (HybridClassifier's readout and the loss)
         self.gradient_pass = False
         g = torch.Generator().manual_seed(seed)
         self.u = nn.Parameter(0.1 + 0.7 * torch.rand(twin.n_controls, generator=g, dtype=torch.float64))
@@ -125,7 +126,8 @@ class PhysicalLayer(nn.Module):
             # as it is until then (a learned twin may refresh itself on this very reading: not then)
             overlap = (self.overlap_twin and torch.is_grad_enabled() and (x.requires_grad or u.requires_grad)
                        and not hasattr(self.twin, "observe"))
-            y = _HardwareForwardTwinBackward.apply(x, u, self.twin, self.hardware, overlap, self.backward_dtype)
+            out = self.backward_dtype if self.gradient_pass and self.backward_dtype is not None else torch.float64
+            y = _HardwareForwardTwinBackward.apply(x, u, self.twin, self.hardware, overlap, self.backward_dtype, out)
             if self.training and hasattr(self.twin, "observe"):  # a learned twin refreshes itself online
                 self.twin.observe(x.detach(), u.detach(), y.detach())
             return y

@@ -102,9 +102,10 @@ class SAM(torch.optim.Optimizer):
                 p.requires_grad_(True)
 
     def step_batch(self, batch):
-        """The step protocol (:mod:`labsat.sat.step`): clean pass, ascent, perturbed pass (on the twin
-        when ``twin_perturbed``), descent from the original weights."""
-        with self._ascent_only():
+        """The step protocol (:mod:`labsat.sat.step`): clean pass (its gradient sets the ascent only:
+        ``batch.ascent``), ascent, perturbed pass (on the twin when ``twin_perturbed``), descent from the
+        original weights."""
+        with self._ascent_only(), batch.ascent():
             loss, out = batch.forward_backward(self)
         self.first_step(zero_grad=True)
         with batch.on_twin(gradient_only=True) if self.twin_perturbed else contextlib.nullcontext():
