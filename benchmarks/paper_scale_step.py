@@ -74,8 +74,9 @@ def configure(variant: str):
     return setup
 
 
-# Round 5's and 5b's changes, switched at run time so that they run in one process, interleaved: ``r5b`` is the
-# code as it is; ``r5`` reverts round 5b's (online SAM's perturbed pass: its twin's outputs back to float64 with
+# Round 5's, 5b's and 5c's changes, switched at run time so that they run in one process, interleaved: ``r5c`` is
+# the code as it is; ``r5b`` reverts round 5c's (online SAM's clean pass: the hardware's readings, the readout and
+# the loss back to float64, ``Batch.ascent`` a no-op); ``r5`` reverts those and round 5b's (online SAM's perturbed pass: its twin's outputs back to float64 with
 # the gains applied to them, the readout back to float64; the clean pass's twin outputs back to float64; the
 # loss back to nn.CrossEntropyLoss on (B, C)); ``r4`` reverts those and, for its cases, (1) the instruments' memory depth (the batch in chunks of 1024, 7
 # messages each: round 4's adapter), (2) the big blocks' path (pyvisa-py's 4 KiB send/recv loops instead of
@@ -83,7 +84,24 @@ def configure(variant: str):
 # instead of clements._RealPowers; run()'s smaller numpy changes and the column product's vecdot stay. The
 # allocator (hardware/memory.py) cannot be switched back within a process (glibc's dynamic thresholds stay
 # off once set): ``--glibc-malloc`` runs the whole benchmark with glibc's own, as before round 5.
-STACKS = ("r5b", "r5", "r4")
+STACKS = ("r5c", "r5b", "r5", "r4")
+
+
+@contextlib.contextmanager
+def round5c(name: str):
+    """Round 5c's change reverted (``r5b``, ``r5``, ``r4``), or not (``r5c``)."""
+    if name == "r5c":
+        yield
+        return
+    from labsat.sat.step import Batch
+
+    saved = Batch.ascent
+    Batch.ascent = lambda self: contextlib.nullcontext()
+    try:
+        with round5(name):
+            yield
+    finally:
+        Batch.ascent = saved
 
 
 @contextlib.contextmanager
@@ -112,8 +130,8 @@ def round5(name: str):
 
 @contextlib.contextmanager
 def stack(name: str, st):
-    with round5(name):
-        if name in ("r5b", "r5"):
+    with round5c(name):
+        if name in ("r5c", "r5b", "r5"):
             yield
             return
         with round4(st):
@@ -176,6 +194,18 @@ def gradient_agreement(st, batch: int, steps: int, seed: int = 1) -> dict:
     return dict(batch=batch, steps=steps, min_cosine=min(cos), max_rel_error=max(rel))
 
 
+class Replay:
+    """The bench's hardware, replaying its last reading while ``replay`` is set (the same detector noise)."""
+
+    def __init__(self, hardware):
+        self.hardware, self.replay, self.last = hardware, False, None
+
+    def forward(self, x, u):
+        if not self.replay:
+            self.last = self.hardware.forward(x, u)
+        return self.last
+
+
 def sam_gradient_agreement(st, batch: int, steps: int, seed: int = 2) -> dict:
     """Online SAM's perturbed (w + ε) pass, the code as it is (twin and readout in ``backward_dtype``) vs
     all float64, on real steps: the step of ``labsat train --mode online --optimizer sam`` (hardware clean
@@ -201,9 +231,26 @@ def sam_gradient_agreement(st, batch: int, steps: int, seed: int = 2) -> dict:
     params = [p for p in model.parameters() if p.requires_grad]  # u, the readout's weight and bias
     new = layer.backward_dtype
     out = {"all": ([], []), "controls": ([], []), "readout": ([], [])}
+    reading = Replay(mesh)
+    layer.hardware = reading
+    asc = {"float64": ([], [], []), "r5b": ([], [], [])}  # ε cosine, ε relative error, loss relative difference
     for _ in range(steps):
-        b.forward_backward(opt)
-        opt.first_step(zero_grad=True)
+        # the clean pass as SAM.step_batch takes it (the code as it is), then at the same hardware reading with all
+        # float64 and as round 5b (readout and loss float64, twin float32); the ascent ε = rho g / |g| over the
+        # perturbed groups (the controls): its direction is that of the gradients computed there
+        clean = {}
+        for name, dtype, ascent in (("new", new, True), ("float64", None, True), ("r5b", new, False)):
+            layer.backward_dtype, reading.replay = dtype, name != "new"
+            with opt._ascent_only(), (b.ascent() if ascent else contextlib.nullcontext()):
+                loss, _ = b.forward_backward(opt)
+            clean[name] = float(loss.detach()), torch.cat([p.grad.flatten() for p in params if p.grad is not None])
+        layer.backward_dtype, reading.replay = new, False
+        for name in asc:
+            (l0, a), (l1, c) = clean[name], clean["new"]
+            asc[name][0].append(float(a @ c / (a.norm() * c.norm())))
+            asc[name][1].append(float((a - c).norm() / a.norm()))
+            asc[name][2].append(abs(l1 - l0) / abs(l0))
+        opt.first_step(zero_grad=True)  # the ascent from the last (r5b's) gradient
         grads = {}
         for name, dtype in (("float64", None), ("new", new)):
             layer.backward_dtype = dtype
@@ -221,7 +268,10 @@ def sam_gradient_agreement(st, batch: int, steps: int, seed: int = 2) -> dict:
             c = torch.cat([g.flatten() for g in grads["new"][sel]])
             out[part][0].append(float(a @ c / (a.norm() * c.norm())))
             out[part][1].append(float((a - c).norm() / a.norm()))
+    layer.hardware = mesh
     return dict(batch=batch, steps=steps, pass_="sam perturbed", backward_dtype=str(new),
+                **{f"ascent_vs_{k}_{m}": (min(v[0]) if m == "min_cosine" else max(v[i]))
+                   for k, v in asc.items() for i, m in ((0, "min_cosine"), (1, "max_rel_error"), (2, "max_loss_rel"))},
                 **{f"{k}_min_cosine": min(v[0]) for k, v in out.items()},
                 **{f"{k}_max_rel_error": max(v[1]) for k, v in out.items()})
 
@@ -248,8 +298,9 @@ def main() -> None:
                     "--optimizer sam` (hardware clean pass, twin perturbed pass) in each variant")
     ap.add_argument("--grad-steps", type=int, default=0, help="also measure float32 vs float64 gradients on "
                     "this many real steps per batch size")
-    ap.add_argument("--stacks", nargs="+", default=["r5b"], choices=STACKS,
-                    help="r5b: the code as it is; r5: round 5b's SAM-step changes reverted; r4: those and round "
+    ap.add_argument("--stacks", nargs="+", default=["r5c"], choices=STACKS,
+                    help="r5c: the code as it is; r5b: round 5c's clean-pass change reverted; r5: that and round "
+                         "5b's SAM-step changes reverted; r4: those and round "
                          "5's transfer and twin changes reverted at run time (see STACKS), interleaved in one "
                          "process")
     ap.add_argument("--glibc-malloc", action="store_true", help="keep glibc's own malloc thresholds (before "
@@ -267,7 +318,7 @@ def main() -> None:
     torch.set_num_threads(1)  # what labsat train chooses for these sizes (defaults.torch_threads)
     rows, agreement = [], []
     cases = ["update"] + [f"layer:{v}" for v in args.variants] + [f"sam:{v}" for v in args.variants if args.sam]
-    cases = [c if k == "r5b" else f"{c}@{k}" for k in args.stacks for c in cases]
+    cases = [c if k == "r5c" else f"{c}@{k}" for k in args.stacks for c in cases]
     for n in args.modes:
         for realtime in ((False,) if args.no_realtime else (True, False)):
             with LabProcess(config_for(n, realtime)) as lab, Station(lab.config) as st:
@@ -284,7 +335,7 @@ def main() -> None:
                         for c in cases:
                             what, _, code = c.partition("@")
                             kind, _, variant = what.partition(":")
-                            with stack(code or "r5b", st):
+                            with stack(code or "r5c", st):
                                 r = run_case(st, ChildClock(lab), kind, batch, args.forwards,
                                              configure=configure(variant) if variant else None)
                             r.pop("per_instrument", None)
@@ -327,6 +378,15 @@ def main() -> None:
                 print(f"| {a['modes']} | {a['batch']} | {a['steps']} | " + " | ".join(
                     f"{a[k + '_min_cosine']:.12f} / {a[k + '_max_rel_error']:.1e}" for k in ("all", "controls", "readout"))
                     + " |")
+        print("\nOnline SAM's clean pass (the ascent ε; readout and loss in backward_dtype) vs all float64 / vs round "
+              "5b (readout float64): min ε cosine, max ε relative error, max relative loss difference")
+        print("| N | batch | real steps | vs all float64 | vs round 5b |")
+        print("|---|---:|---:|---:|---:|")
+        for a in agreement:
+            if "ascent_vs_float64_min_cosine" in a:
+                print(f"| {a['modes']} | {a['batch']} | {a['steps']} | " + " | ".join(
+                    f"{a[f'ascent_vs_{k}_min_cosine']:.12f} / {a[f'ascent_vs_{k}_max_rel_error']:.1e} / "
+                    f"{a[f'ascent_vs_{k}_max_loss_rel']:.1e}" for k in ("float64", "r5b")) + " |")
 
 
 if __name__ == "__main__":
