@@ -303,6 +303,8 @@ def main() -> None:
                          "5b's SAM-step changes reverted; r4: those and round "
                          "5's transfer and twin changes reverted at run time (see STACKS), interleaved in one "
                          "process")
+    ap.add_argument("--profile", action="store_true", help="after the rounds, one more run of each sam case "
+                    "under cProfile (client thread CPU time), its top functions by own time printed and kept")
     ap.add_argument("--glibc-malloc", action="store_true", help="keep glibc's own malloc thresholds (before "
                     "round 5; labsat.hardware.memory not applied)")
     ap.add_argument("--no-realtime", action="store_true", help="skip the realtime run (the wall column); the "
@@ -316,7 +318,7 @@ def main() -> None:
     memory.ENABLED = not args.glibc_malloc
 
     torch.set_num_threads(1)  # what labsat train chooses for these sizes (defaults.torch_threads)
-    rows, agreement = [], []
+    rows, agreement, profiles = [], [], []
     cases = ["update"] + [f"layer:{v}" for v in args.variants] + [f"sam:{v}" for v in args.variants if args.sam]
     cases = [c if k == "r5c" else f"{c}@{k}" for k in args.stacks for c in cases]
     for n in args.modes:
@@ -340,6 +342,19 @@ def main() -> None:
                                              configure=configure(variant) if variant else None)
                             r.pop("per_instrument", None)
                             got[c].append(r)
+                    if args.profile:
+                        for c in cases:
+                            what, _, code = c.partition("@")
+                            kind, _, variant = what.partition(":")
+                            if kind != "sam":
+                                continue
+                            with stack(code or "r5c", st):
+                                r = run_case(st, ChildClock(lab), kind, batch, args.forwards, profile=True,
+                                             configure=configure(variant) if variant else None)
+                            profiles.append(dict(modes=n, batch=batch, case=c, profile=r["profile"]))
+                            print(f"--- profile {c}, N = {n}, batch {batch}, {args.forwards} steps, client thread "
+                                  f"CPU {1e3 * r['python_s'] / args.forwards:.1f} ms/step ---\n{r['profile']}",
+                                  flush=True)
                     for c in cases:
                         r = median_row(got[c])
                         r.update(case=c, modes=n, realtime=realtime, malloc="glibc" if args.glibc_malloc else "labsat")
@@ -347,7 +362,7 @@ def main() -> None:
                         print({k: r[k] for k in ("modes", "case", "batch", "realtime", "wall_s", "modelled_s",
                                                  "python_s", "process_s", "messages")}, flush=True)
                         args.out.parent.mkdir(parents=True, exist_ok=True)
-                        args.out.write_text(json.dumps({"rows": rows, "gradients": agreement}, indent=1,
+                        args.out.write_text(json.dumps({"rows": rows, "gradients": agreement, "profiles": profiles}, indent=1,
                                                        default=float))  # as it goes
     print(f"\n{args.forwards} steps per case, median of {args.rounds} interleaved rounds\n")
     print("| N | heaters | batch | case | wall ms/step (realtime) | modelled instrument ms/step | Python CPU ms/step "
