@@ -12,7 +12,11 @@ One thread, thread CPU time, interleaved rounds (median), glibc's malloc as labs
 - ``fields``: the alternative to the build when the batch is small: the columns applied to the batch's
   fields directly (an (N, B) state, 64 sequential column steps, plain autograd), forward + backward;
 - ``readout``: the SAM step's digital part per pass (float64 ``Linear(64, 10)`` + cross-entropy, forward +
-  backward w.r.t. its input and weights), twice per online SAM step.
+  backward w.r.t. its input and weights), twice per online SAM step (round 5);
+- ``readout ClassLoss``: the same with train()'s ``ClassLoss`` (round 5b: the clean pass's), ``readout32``: and
+  in float32 from float32 outputs (round 5b: the perturbed pass's, ``backward_dtype``);
+- ``clean readout`` / ``clean readout32``: PartialSAM's clean pass (dL/dy only, the readout's gradient skipped)
+  from the float64 readings, in float64 (round 5b) / with the readings cast to float32 (round 5c, ``Batch.ascent``).
 Writes benchmarks/results/paper_scale_floor.json and prints a markdown table.
 """
 from __future__ import annotations
@@ -32,6 +36,7 @@ sys.path.insert(0, str(ROOT))
 
 from labsat.hardware.memory import reuse_freed_memory  # noqa: E402
 from labsat.twins import clements  # noqa: E402
+from labsat.train import ClassLoss  # noqa: E402
 from labsat.twins.mzi import MZIMeshTwin  # noqa: E402
 
 N = 64
@@ -97,8 +102,28 @@ def cases_for(batch: int, twin: MZIMeshTwin, rng) -> dict:
         readout.zero_grad()
         torch.nn.functional.cross_entropy(readout(y), labels).backward()
 
+    class_loss = ClassLoss()
+    x32r = x32.clone()
+
+    def readout_class_loss(dtype):
+        def run():
+            y = (x if dtype == torch.float64 else x32r).clone().requires_grad_()
+            readout.zero_grad()
+            z = torch.nn.functional.linear(y, readout.weight.to(dtype), readout.bias.to(dtype))
+            class_loss(z, labels).backward()
+        return run
+
+    def clean_readout(dtype):  # PartialSAM's clean pass: dL/dy only (the readout's gradient skipped), from
+        def run():              # the float64 readings; dL/dy in float32 for the twin's backward either way
+            y = x.to(dtype).requires_grad_()   # round 5c: the readings cast (float32); round 5b: float64
+            z = torch.nn.functional.linear(y, readout.weight.to(dtype), readout.bias.to(dtype))
+            torch.autograd.grad(class_loss(z, labels), y)[0].to(f32)
+        return run
+
     cases = {"twin pass": twin_pass, "build": build, "powers fused": powers(clements.powers),
-             "powers plain": powers(plain_powers), "readout": readout_pass}
+             "powers plain": powers(plain_powers), "readout": readout_pass,
+             "readout ClassLoss": readout_class_loss(torch.float64), "readout32": readout_class_loss(f32),
+             "clean readout": clean_readout(torch.float64), "clean readout32": clean_readout(f32)}
     if batch <= N:
         cases["fields"] = fields
     return cases
@@ -126,7 +151,8 @@ def main() -> None:
         print(row, flush=True)
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(rows, indent=1))
-    keys = ["twin pass", "build", "powers fused", "powers plain", "fields", "readout"]
+    keys = ["twin pass", "build", "powers fused", "powers plain", "fields", "readout", "readout ClassLoss", "readout32",
+            "clean readout", "clean readout32"]
     print("\n| batch | " + " | ".join(f"{k} (ms)" for k in keys) + " |")
     print("|---:|" + "---:|" * len(keys))
     for r in rows:

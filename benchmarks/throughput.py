@@ -111,12 +111,12 @@ def run_case(st: Station, clock, case: str, batch: int, forwards: int, seed: int
     if case == "sam":  # the step of `labsat train --mode online --optimizer sam`: digital readout, 10 classes
         from labsat.physical import HybridClassifier
         from labsat.sat.step import Batch
-        from labsat.train import TrainConfig, make_optimizer
+        from labsat.train import ClassLoss, TrainConfig, make_optimizer
 
         model = HybridClassifier(layer, 10, seed=seed)
         opt = make_optimizer(model.parameters(), TrainConfig(mode="online", optimizer="sam", lr=1e-3), model=model)
         sam_batch = Batch(model, xt, torch.as_tensor(rng.integers(0, 10, batch)), torch.arange(batch),
-                          torch.nn.CrossEntropyLoss())
+                          ClassLoss())  # train()'s loss
     mesh.forward(x, u0)  # first ramp from 0 V is not part of the steady state
     clock.reset()
     prof = cProfile.Profile(time.thread_time) if profile else None  # CPU, not waiting

@@ -23,7 +23,9 @@ PERTURBED_PASS = "twin"
 
 # --- online training: the twin's pass behind a hardware forward (labsat.physical.PhysicalLayer) ---
 # it only supplies the gradient; a twin whose forward takes ``dtype=`` computes it in this precision
-# (a torch dtype name; None: the twin's own, float64)
+# (a torch dtype name; None: the twin's own, float64). Online SAM's passes whose gradient only gives a
+# direction (the clean pass: the ascent e; the perturbed pass on the twin) run their readout and loss in it too
+# (labsat.sat.step.Batch.ascent / on_twin; benchmarks/README.md "Round 5b", "Round 5c")
 BACKWARD_DTYPE: str | None = "float32"
 
 # --- calibration (`labsat calibrate`, the GUI calibration panel, the demo) ---

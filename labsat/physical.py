@@ -7,15 +7,33 @@ alone (offline training, in silico).
 """
 from __future__ import annotations
 
+import functools
 import inspect
 from concurrent.futures import ThreadPoolExecutor
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from labsat import defaults
 
 _TWIN_THREAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="labsat-twin")
+
+
+@functools.cache
+def _takes(cls: type, name: str) -> bool:
+    return name in inspect.signature(cls.forward).parameters
+
+
+def _gradient_twin(twin, x: torch.Tensor, u: torch.Tensor, dtype: torch.dtype | None) -> torch.Tensor:
+    """The twin's forward for a pass whose gradient alone is used: computed in ``dtype`` (None: the twin's
+    own precision), and its result left in ``dtype`` where the twin offers that (``result_dtype=``: the
+    mesh twin; no cast of the (B, N) outputs either way, the gains folded into its matrix)."""
+    if dtype is None:
+        return twin(x, u)
+    if _takes(type(twin), "result_dtype"):
+        return twin(x, u, dtype=dtype, result_dtype=dtype)
+    return twin(x, u, dtype=dtype)
 
 
 def _twin_graph(twin, x: torch.Tensor, u: torch.Tensor, grad_x: bool, dtype: torch.dtype | None = None):
@@ -24,14 +42,13 @@ def _twin_graph(twin, x: torch.Tensor, u: torch.Tensor, grad_x: bool, dtype: tor
     with torch.enable_grad():
         xx = x.detach().requires_grad_(grad_x)
         uu = u.detach().requires_grad_(True)
-        y = twin(xx, uu) if dtype is None else twin(xx, uu, dtype=dtype)
-        return ([xx, uu] if grad_x else [uu]), y
+        return ([xx, uu] if grad_x else [uu]), _gradient_twin(twin, xx, uu, dtype)
 
 
 def backward_dtype(twin) -> torch.dtype | None:
     """The precision of the twin's pass behind a hardware forward (:data:`labsat.defaults.BACKWARD_DTYPE`),
     for a twin whose ``forward`` takes ``dtype=``; None (the twin's own) for the others."""
-    if defaults.BACKWARD_DTYPE is None or "dtype" not in inspect.signature(twin.forward).parameters:
+    if defaults.BACKWARD_DTYPE is None or not _takes(type(twin), "dtype"):
         return None
     return getattr(torch, defaults.BACKWARD_DTYPE)
 
@@ -42,7 +59,7 @@ class _HardwareForwardTwinBackward(torch.autograd.Function):
     mostly waits on the sockets then); the backward only differentiates it. Same numbers either way."""
 
     @staticmethod
-    def forward(ctx, x, u, twin, hardware, overlap=False, dtype=None):
+    def forward(ctx, x, u, twin, hardware, overlap=False, dtype=None, out_dtype=torch.float64):
         ctx.save_for_backward(x, u)
         ctx.twin, ctx.dtype = twin, dtype
         ctx.pending = (_TWIN_THREAD.submit(_twin_graph, twin, x, u, ctx.needs_input_grad[0], dtype) if overlap
@@ -53,7 +70,7 @@ class _HardwareForwardTwinBackward(torch.autograd.Function):
             if ctx.pending is not None:
                 ctx.pending.cancel()
             raise
-        return torch.as_tensor(y, dtype=torch.float64)
+        return torch.as_tensor(y, dtype=out_dtype)
 
     @staticmethod
     def backward(ctx, grad_y):
@@ -64,9 +81,9 @@ class _HardwareForwardTwinBackward(torch.autograd.Function):
         else:
             inputs, y = _twin_graph(ctx.twin, x, u, ctx.needs_input_grad[0], ctx.dtype)
         with torch.enable_grad():
-            grads = torch.autograd.grad(y, inputs, grad_y)
+            grads = torch.autograd.grad(y, inputs, grad_y.to(y.dtype))
         gx = grads[0] if ctx.needs_input_grad[0] else None
-        return gx, grads[-1], None, None, None, None
+        return gx, grads[-1], None, None, None, None, None
 
 
 class PhysicalLayer(nn.Module):
@@ -89,8 +106,10 @@ class PhysicalLayer(nn.Module):
         # (gradients within ~1e-5 relative of float64, the twin pass 2.4x less CPU at N = 64, batch 6000;
         # benchmarks/README.md "Round 4: the twin's pass in float32"); None: the twin's own precision
         self.backward_dtype = backward_dtype(twin)
-        # True while the twin stands in for the hardware in a pass whose gradient alone is used (online SAM's
-        # perturbed pass, labsat.sat.step.Batch.on_twin): computed in backward_dtype as well
+        # True in a pass whose gradient serves as a direction only (online SAM: the perturbed pass, on the twin,
+        # labsat.sat.step.Batch.on_twin; the clean pass, whose gradient only sets the ascent e, Batch.ascent):
+        # the layer's output comes in backward_dtype (the twin computes it so; the hardware's readings are
+        # cast), and so is what follows it (HybridClassifier's readout and the loss)
         self.gradient_pass = False
         g = torch.Generator().manual_seed(seed)
         self.u = nn.Parameter(0.1 + 0.7 * torch.rand(twin.n_controls, generator=g, dtype=torch.float64))
@@ -107,12 +126,13 @@ class PhysicalLayer(nn.Module):
             # as it is until then (a learned twin may refresh itself on this very reading: not then)
             overlap = (self.overlap_twin and torch.is_grad_enabled() and (x.requires_grad or u.requires_grad)
                        and not hasattr(self.twin, "observe"))
-            y = _HardwareForwardTwinBackward.apply(x, u, self.twin, self.hardware, overlap, self.backward_dtype)
+            out = self.backward_dtype if self.gradient_pass and self.backward_dtype is not None else torch.float64
+            y = _HardwareForwardTwinBackward.apply(x, u, self.twin, self.hardware, overlap, self.backward_dtype, out)
             if self.training and hasattr(self.twin, "observe"):  # a learned twin refreshes itself online
                 self.twin.observe(x.detach(), u.detach(), y.detach())
             return y
-        if self.gradient_pass and self.backward_dtype is not None:
-            return self.twin(x, u, dtype=self.backward_dtype)
+        if self.gradient_pass:
+            return _gradient_twin(self.twin, x, u, self.backward_dtype)
         return self.twin(x, u)
 
     @torch.no_grad()
@@ -131,7 +151,10 @@ class HybridClassifier(nn.Module):
         self.readout = nn.Linear(physical.twin.n_outputs, n_classes, dtype=torch.float64)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.readout(self.physical(x))
+        y = self.physical(x)
+        if y.dtype != self.readout.weight.dtype:  # a gradient-only pass in the layer's backward_dtype: so is this
+            return F.linear(y, self.readout.weight.to(y.dtype), self.readout.bias.to(y.dtype))
+        return self.readout(y)
 
 
 MeshClassifier = HybridClassifier  # the skeleton's name

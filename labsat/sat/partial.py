@@ -13,6 +13,8 @@ from .sam import SAM
 
 
 class PartialSAM(SAM):
+    norm_over_perturbed = True
+
     def _grad_norm(self) -> torch.Tensor:
         norms = [(self._scale(p, g) * p.grad).norm(p=2)
                  for g in self.param_groups if g["rho"] > 0 for p in g["params"] if p.grad is not None]

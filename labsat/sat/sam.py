@@ -11,12 +11,15 @@ to 0.01 (Kwon et al. 2021), so a parameter at exactly 0 is still perturbed.
 """
 from __future__ import annotations
 
+import contextlib
 from typing import Callable
 
 import torch
 
 
 class SAM(torch.optim.Optimizer):
+    norm_over_perturbed = False  # the ascent's norm over all groups (PartialSAM: over those with rho > 0)
+
     def __init__(self, params, base_optimizer: Callable[..., torch.optim.Optimizer], rho: float = 0.05,
                  adaptive: bool = False, eta: float = 0.01, **base_kwargs):
         if rho < 0:
@@ -81,12 +84,29 @@ class SAM(torch.optim.Optimizer):
         self.second_step()
         return loss
 
-    def step_batch(self, batch):
-        """The step protocol (:mod:`labsat.sat.step`): clean pass, ascent, perturbed pass (on the twin
-        when ``twin_perturbed``), descent from the original weights."""
-        import contextlib
+    @contextlib.contextmanager
+    def _ascent_only(self):
+        """The clean pass's gradient only sets the ascent e; with the norm over the perturbed groups
+        (PartialSAM) a group with ``rho = 0`` (the digital readout) plays no part in it, so its gradient is
+        not computed there (batch 6000, the readout's float64 weight gradient: one (10, 6000) x (6000, 64)
+        matmul per step). Its e is 0 either way; the updates are the same bit for bit."""
+        fixed = [p for g in self.param_groups if g["rho"] == 0 for p in g["params"] if p.requires_grad]
+        if not self.norm_over_perturbed:  # SAM's norm counts every group's gradient: all are needed
+            fixed = []
+        for p in fixed:
+            p.requires_grad_(False)
+        try:
+            yield
+        finally:
+            for p in fixed:
+                p.requires_grad_(True)
 
-        loss, out = batch.forward_backward(self)
+    def step_batch(self, batch):
+        """The step protocol (:mod:`labsat.sat.step`): clean pass (its gradient sets the ascent only:
+        ``batch.ascent``), ascent, perturbed pass (on the twin when ``twin_perturbed``), descent from the
+        original weights."""
+        with self._ascent_only(), batch.ascent():
+            loss, out = batch.forward_backward(self)
         self.first_step(zero_grad=True)
         with batch.on_twin(gradient_only=True) if self.twin_perturbed else contextlib.nullcontext():
             batch.forward_backward(self)

@@ -42,6 +42,22 @@ class Batch:
             if flag and grad_only is not None:
                 physical.gradient_pass = grad_only
 
+    @contextlib.contextmanager
+    def ascent(self) -> Iterator[None]:
+        """Within the block the pass's gradient only sets SAM's ascent direction e (the clean pass): on the
+        hardware, the layer hands its readings on in its ``backward_dtype`` (float32 for a mesh) and the readout
+        and loss follow in it, as in the perturbed pass. The pass's loss (reported) and outputs (training
+        accuracy) then carry float32 rounding, ~1e-7 relative, far below the detectors' noise (~1e-2)."""
+        physical = getattr(self.model, "physical", None)
+        if physical is None or not physical.use_hardware or getattr(physical, "gradient_pass", None) is None:
+            yield
+            return
+        grad_only, physical.gradient_pass = physical.gradient_pass, True
+        try:
+            yield
+        finally:
+            physical.gradient_pass = grad_only
+
     def forward_backward(self, opt, extra: Callable | None = None):
         """Zero the gradients, forward, loss (+ ``extra(outputs)``), backward: ``(loss, outputs)``."""
         opt.zero_grad()

@@ -56,17 +56,24 @@ class MZIMeshTwin(FittedTensors, nn.Module):
                  + torch.cat([zero, self.crosstalk * u[..., :-1]], -1)
         return self.offset + self.phase_per_u * torch.exp(self.log_eff) * heat
 
-    def forward(self, amplitudes: torch.Tensor, u: torch.Tensor, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    def forward(self, amplitudes: torch.Tensor, u: torch.Tensor, dtype: torch.dtype = torch.float64,
+                result_dtype: torch.dtype = torch.float64) -> torch.Tensor:
         """Normalised output powers for input amplitudes in [0, 1] and controls u.
 
         Shapes: amplitudes (B, N) with u (H,), or amplitudes (K, B, N) with u (K, H) for K control
         settings at once. Normalised so that one input port at amplitude 1 carries power 1.
         ``dtype``: the mesh is built and applied in this precision (float32: the large-mesh calibration
-        fit, ~2.5× faster at N = 64; the phases and the result stay float64).
+        fit, ~2.5× faster at N = 64; the phases and the result stay float64). ``result_dtype = dtype``: the
+        result stays in ``dtype`` too, the port gains folded into the matrix's rows (``|√g U x|² = g |U x|²``:
+        no cast or product on the (B, N) powers; the gradient-only passes of online training,
+        :mod:`labsat.physical`).
         """
         phases = self.heater_phases(u).to(dtype)
         transfer = mesh_matrix(phases[..., 0::2], phases[..., 1::2], self.layout,
                                split_error=self.coupler_error.to(dtype))
+        if result_dtype == dtype != torch.float64:
+            rows = torch.exp(0.5 * self.log_gain).to(dtype).unsqueeze(-1)
+            return powers(transfer * rows, amplitudes.to(dtype))
         return torch.exp(self.log_gain) * powers(transfer, amplitudes.to(dtype)).to(torch.float64)
 
     # --- persistence of the fitted imperfections (FittedTensors) ---
