@@ -13,21 +13,9 @@ from labsat.sat.step import Batch, step_batch
 from labsat.train import ClassLoss, TrainConfig, make_optimizer
 from labsat.twins.mzi import MZIMeshTwin
 
+from _twin_bench import TwinBench
+
 MODES, BATCH, CLASSES = 6, 16, 4
-
-
-class TwinBench:
-    """Hardware that is a differently-seeded float64 twin."""
-
-    def __init__(self):
-        self.twin, self.batches = MZIMeshTwin(MODES, 9.0), 0
-        with torch.no_grad():
-            self.twin.offset.normal_(0, 0.2, generator=torch.Generator().manual_seed(5))
-
-    def forward(self, x, u):
-        self.batches += 1
-        with torch.no_grad():
-            return self.twin(torch.as_tensor(x), torch.as_tensor(u)).numpy()
 
 
 class SpyLoss(ClassLoss):
@@ -48,7 +36,7 @@ def model_and_batch(mode="online", seed=0):
         g = torch.Generator().manual_seed(3)
         twin.log_gain.normal_(0, 0.2, generator=g)
         twin.coupler_error.normal_(0, 0.1, generator=g)
-    layer = PhysicalLayer(twin, TwinBench(), seed=seed)
+    layer = PhysicalLayer(twin, TwinBench(MODES), seed=seed)
     model = HybridClassifier(layer, CLASSES, seed=seed)
     opt = make_optimizer(model.parameters(), TrainConfig(mode=mode, optimizer="sam", lr=0.01), model=model)
     layer.use_hardware = mode == "online"

@@ -14,6 +14,8 @@ from labsat.sat.step import Batch, step_batch
 from labsat.train import TrainConfig, make_optimizer
 from labsat.twins.mzi import MZIMeshTwin
 
+from _twin_bench import TwinBench
+
 
 class SpyTwin(MZIMeshTwin):
     """The mesh twin, recording the precision of every pass."""
@@ -25,20 +27,6 @@ class SpyTwin(MZIMeshTwin):
     def forward(self, amplitudes, u, dtype=torch.float64):
         self.dtypes.append(dtype)
         return super().forward(amplitudes, u, dtype=dtype)
-
-
-class TwinBench:
-    """Hardware that is a differently-seeded float64 twin: values that are not the layer twin's."""
-
-    def __init__(self, modes: int):
-        self.twin, self.batches = MZIMeshTwin(modes, 9.0), 0
-        with torch.no_grad():
-            self.twin.offset.normal_(0, 0.2, generator=torch.Generator().manual_seed(5))
-
-    def forward(self, x, u):
-        self.batches += 1
-        with torch.no_grad():
-            return self.twin(torch.as_tensor(x), torch.as_tensor(u)).numpy()
 
 
 def online_layer(modes=6, twin_cls=MZIMeshTwin):
