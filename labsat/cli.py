@@ -12,7 +12,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 from labsat import defaults
-from labsat.cli_common import (DataOpt, JsonOpt, KindOpt, SeedOpt, StationOpt, _data_help, console,  # noqa: F401
+from labsat.cli_common import (DataOpt, JsonOpt, KindOpt, LrOpt, SeedOpt, StationOpt, _data_help, console,  # noqa: F401
                                open_station, progress, user_errors)
 from labsat.cli_format import emit_json, json_output, show_path, switches_as_switches
 
@@ -165,7 +165,7 @@ def train_cmd(station: Path = StationOpt, chip_seed: Optional[int] = SeedOpt, ki
               perturbed_pass: str = typer.Option(defaults.PERTURBED_PASS, help="online sam/asam: the perturbed "
                                                  "pass on the 'twin' (1 hardware forward per step) or on the "
                                                  "'hardware' (naive SAM, 2 forwards)"),
-              lr: Optional[float] = typer.Option(None, help="learning rate (default: 0.03 up to 8 modes, smaller for larger meshes: labsat.defaults.lr_for)"),
+              lr: Optional[float] = LrOpt,
               epochs: int = typer.Option(defaults.EPOCHS),
               batch_size: int = typer.Option(defaults.BATCH_SIZE), seed: int = typer.Option(0),
               threads: Optional[int] = ThreadsOpt,
@@ -270,7 +270,7 @@ def demo(station: Path = StationOpt, kind: Optional[str] = KindOpt,
          chip_b: int = typer.Option(defaults.DEMO_CHIP_B, help="a second virtual chip, other imperfections"),
          offline_epochs: int = typer.Option(defaults.DEMO_OFFLINE_EPOCHS),
          online_epochs: int = typer.Option(defaults.DEMO_ONLINE_EPOCHS),
-         rho: float = typer.Option(defaults.RHO), lr: Optional[float] = typer.Option(None, help="learning rate (default: 0.03 up to 8 modes, smaller for larger meshes: labsat.defaults.lr_for)"),
+         rho: float = typer.Option(defaults.RHO), lr: Optional[float] = LrOpt,
          threads: Optional[int] = ThreadsOpt,
          runs_dir: Optional[Path] = typer.Option(None, help="where models go (default: the station's runs_dir)"),
          data: Optional[str] = DataOpt, as_json: bool = JsonOpt):

@@ -34,6 +34,8 @@ def _data_help() -> str:
 
 
 DataOpt = typer.Option(None, "--data", help=f"data set: {_data_help()}; default: digits")
+LrOpt = typer.Option(None, "--lr", help="learning rate (default: the layer's: 0.03 up to 8 modes, smaller for larger "
+                     "meshes, labsat.defaults.lr_for)")
 JsonOpt = typer.Option(False, "--json", help="print the result as JSON on standard output (progress on standard error)")
 
 

@@ -496,6 +496,8 @@ def run_experiment(name: str, setup: Setup, log: Callable[[str], None] = print, 
 
 def register(app) -> None:
     import typer
+
+    from labsat.cli_common import LrOpt
     from rich.console import Console
     from rich.markdown import Markdown
     from rich.progress import ProgressColumn
@@ -527,8 +529,7 @@ def register(app) -> None:
                                                       "freespace, pulse, ...); default: its first layer"),
                    chip: int = typer.Option(1, help="chip A: the virtual chip models are trained for"),
                    rho: Optional[float] = typer.Option(None, help="SAM radius (control units)"),
-                   lr: Optional[float] = typer.Option(None, help="learning rate; default: "
-                                                      "the layer's (labsat train's default, by mesh size)"),
+                   lr: Optional[float] = LrOpt,
                    sigma: Optional[float] = typer.Option(None, help="noise-injection std (control units)"),
                    offline_epochs: Optional[int] = typer.Option(None), online_epochs: Optional[int] = typer.Option(None),
                    cal_settings: Optional[int] = typer.Option(None, help="calibration budget: heater settings"),
