@@ -248,6 +248,10 @@ def send_block(instrument, command: bytes, values) -> None:
 # than 64 KiB: the block DAC's 16 kB read-backs too, 0.2-0.4 ms less per forward at N = 64, batch 64.)
 RAW_SOCKET_MIN_BYTES = 1 << 12
 
+# Points per channel a sequence / acquisition instrument holds when its station entry does not say
+# (instruments.yaml ``max_points``; labsat.config keeps the same default for the file)
+MEMORY_DEPTH = 1024
+
 
 @contextlib.contextmanager
 def _binary_reads(instrument):

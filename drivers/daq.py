@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 from pymeasure.instruments import Instrument
 
-from .base import (ControlsMixin, InstrumentError, LimitError, checked_control, parse_floats, positive,
+from .base import (MEMORY_DEPTH, ControlsMixin, InstrumentError, LimitError, checked_control, parse_floats, positive,
                    read_float_block)
 from .transport import ScpiErrorMixin, TransportMixin
 
@@ -31,7 +31,7 @@ OVERRANGE = 1e37
 
 
 class PhotodetectorDAQ(ControlsMixin, TransportMixin, ScpiErrorMixin, Instrument):
-    def __init__(self, adapter, name: str = "photodetector DAQ", channels: int = 8, max_points: int = 1024,
+    def __init__(self, adapter, name: str = "photodetector DAQ", channels: int = 8, max_points: int = MEMORY_DEPTH,
                  **kwargs):
         super().__init__(adapter, name, includeSCPI=False, **kwargs)
         self.channels = int(channels)

@@ -26,7 +26,7 @@ from __future__ import annotations
 import numpy as np
 from pymeasure.instruments import Instrument
 
-from .base import InstrumentError, LimitError, parse_floats, send_block
+from .base import MEMORY_DEPTH, InstrumentError, LimitError, parse_floats, send_block
 from .transport import ScpiErrorMixin, TransportMixin
 
 
@@ -34,7 +34,7 @@ class ModulatorDAC(TransportMixin, ScpiErrorMixin, Instrument):
     FULL_SCALE_V = 10.0
 
     def __init__(self, adapter, name: str = "modulator DAC", channels: int = 8, v_max: float = FULL_SCALE_V,
-                 max_points: int = 1024, **kwargs):
+                 max_points: int = MEMORY_DEPTH, **kwargs):
         super().__init__(adapter, name, includeSCPI=False, **kwargs)
         if not 0 < v_max <= self.FULL_SCALE_V:
             raise ValueError(f"{name}: v_max must be in (0, {self.FULL_SCALE_V}] V")

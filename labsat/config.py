@@ -142,6 +142,7 @@ class ModulatorLimits(_Strict):
 
 
 MEMORY_DEPTH_MAX = 1 << 26  # points per channel: beyond any instrument's memory (and a 9-digit IEEE 488.2 block)
+MEMORY_DEPTH_DEFAULT = 1024  # an entry without max_points (the drivers' labsat.drivers.base.MEMORY_DEPTH)
 
 
 class ModulatorConfig(_Link):
@@ -150,7 +151,7 @@ class ModulatorConfig(_Link):
     channels: int = Field(gt=0, le=1024)
     timeout_s: float = Field(2.0, gt=0, le=MAX_TIMEOUT_S)
     limits: ModulatorLimits
-    max_points: int = Field(1024, gt=0, le=MEMORY_DEPTH_MAX, description=(
+    max_points: int = Field(MEMORY_DEPTH_DEFAULT, gt=0, le=MEMORY_DEPTH_MAX, description=(
         "memory depth: the longest sequence (points per channel) the instrument holds; a batch is sent "
         "in chunks of at most the smaller of this and the DAQ's max_points"))
 
@@ -161,7 +162,7 @@ class DAQConfig(_Link):
     channels: int = Field(gt=0, le=1024)
     timeout_s: float = Field(2.0, gt=0, le=MAX_TIMEOUT_S)
     range_w: float = Field(1e-3, gt=0, le=10)
-    max_points: int = Field(1024, gt=0, le=MEMORY_DEPTH_MAX, description=(
+    max_points: int = Field(MEMORY_DEPTH_DEFAULT, gt=0, le=MEMORY_DEPTH_MAX, description=(
         "memory depth: the most points (per channel) one acquisition holds"))
 
 

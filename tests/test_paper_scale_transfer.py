@@ -4,6 +4,7 @@ pages. The protocol on the wire is unchanged (the transcript tests in test_drive
 test_block_dac.py run the fallback path and still see the same bytes)."""
 from __future__ import annotations
 
+import inspect
 import socket
 import subprocess
 import sys
@@ -13,7 +14,7 @@ import pytest
 import yaml
 from pymeasure.test import expected_protocol
 
-from labsat.config import parse_config
+from labsat.config import MEMORY_DEPTH_DEFAULT, parse_config
 from labsat.drivers import base
 from labsat.drivers.base import InstrumentError, LimitError, encode_block, open_adapter
 from labsat.drivers.block_dac import BlockHeaterDAC
@@ -27,6 +28,13 @@ ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
 
 
 # --- memory depth ---
+def test_the_station_file_and_the_drivers_default_to_one_memory_depth():
+    """An entry without max_points means the depth a driver opened without one assumes."""
+    assert MEMORY_DEPTH_DEFAULT == base.MEMORY_DEPTH
+    for driver in (ModulatorDAC, PhotodetectorDAQ):
+        assert inspect.signature(driver.__init__).parameters["max_points"].default == base.MEMORY_DEPTH
+
+
 def test_modulator_refuses_a_sequence_beyond_its_memory_with_nothing_sent():
     with expected_protocol(ModulatorDAC, [], channels=2, v_max=2.0, max_points=4) as mod:
         with pytest.raises(LimitError, match="5 points exceeds the memory depth \\(4 points"):

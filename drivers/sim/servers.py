@@ -13,7 +13,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from ..base import encode_block
+from ..base import MEMORY_DEPTH, encode_block
 from .chip import ChipSpec, VirtualChip
 from .heaters import SimHeaterOutputs
 from .scpi import UNDEFINED, SimScpiInstrument
@@ -72,7 +72,7 @@ class SimHeaterDAC(SimHeaterOutputs):
 
 
 class SimModulatorDAC(SimScpiInstrument):
-    def __init__(self, chip: VirtualChip, channels: int, bus: "TriggerBus", max_points: int = 1024):
+    def __init__(self, chip: VirtualChip, channels: int, bus: "TriggerBus", max_points: int = MEMORY_DEPTH):
         super().__init__()
         self.chip, self.channels, self.bus = chip, channels, bus
         self.max_points = int(max_points)  # memory depth (instruments.yaml max_points)
@@ -139,7 +139,7 @@ class SimModulatorDAC(SimScpiInstrument):
 
 
 class SimPhotodetectorDAQ(SimScpiInstrument):
-    def __init__(self, chip: VirtualChip, channels: int, bus: "TriggerBus", max_points: int = 1024):
+    def __init__(self, chip: VirtualChip, channels: int, bus: "TriggerBus", max_points: int = MEMORY_DEPTH):
         super().__init__()
         self.chip, self.channels, self.bus = chip, channels, bus
         self.max_points = int(max_points)  # memory depth (instruments.yaml max_points)
@@ -200,9 +200,9 @@ class TriggerBus:
 heater_dac = line_server("serial", lambda lab, scene, name, cfg: SimHeaterDAC(
     scene, cfg.channels, serial=f"Q{cfg.channels}iv-SIM{lab.seed:04d}"))
 modulator_dac = line_server("scpi", lambda lab, scene, name, cfg: SimModulatorDAC(
-    scene, cfg.channels, lab.bus(scene), max_points=getattr(cfg, "max_points", 1024)))
+    scene, cfg.channels, lab.bus(scene), max_points=getattr(cfg, "max_points", MEMORY_DEPTH)))
 photodetector_daq = line_server("scpi", lambda lab, scene, name, cfg: SimPhotodetectorDAQ(
-    scene, cfg.channels, lab.bus(scene), max_points=getattr(cfg, "max_points", 1024)))
+    scene, cfg.channels, lab.bus(scene), max_points=getattr(cfg, "max_points", MEMORY_DEPTH)))
 
 
 def _block_dac(lab, scene, name, cfg):

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from labsat.drivers.base import MEMORY_DEPTH
+
 from .memory import reuse_freed_memory
 
 
@@ -30,8 +32,8 @@ class HeaterBankHardware:
         self.input_channels = np.asarray(cfg.inputs.channels)
         self.output_channels = np.asarray(cfg.outputs.channels)
         # one modulator sequence (and one DAQ acquisition) per chunk of the batch: as long as both
-        # instruments' memories hold (their instruments.yaml max_points; 1024 when they do not say)
-        depth = min(getattr(modulator, "max_points", 1024), getattr(daq, "max_points", 1024))
+        # instruments' memories hold (their instruments.yaml max_points; drivers.base.MEMORY_DEPTH when they do not say)
+        depth = min(getattr(modulator, "max_points", MEMORY_DEPTH), getattr(daq, "max_points", MEMORY_DEPTH))
         self.max_batch = depth if max_batch is None else min(int(max_batch), depth)
         reuse_freed_memory()  # a step's multi-MB arrays reuse the last step's pages (hardware/memory.py)
         self.batches = 0
