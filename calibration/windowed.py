@@ -12,7 +12,9 @@ reaches the window nearly straight from the inputs and leaves it nearly straight
 the window's parameters (and the output gains) move in its fit; the columns before it hold the values
 their own windows fitted. The mesh around the window is not quite transparent (coupler extinction: at the
 bar state ~6 % amplitude leaks across per MZI, 16 % of the power off the diagonal through 64 columns), so the
-fit is repeated (``passes``): the later passes see downstream columns already fitted.
+fit is repeated (``passes``): the later passes see downstream columns already fitted. Measured (round 5,
+benchmarks/README.md): that transparency is too poor for the premise (a row keeps 0.84–0.93 of its power at the
+exact bar state, N = 16…64) and window fits absorb the mixing, so this stays a diagnostic tool, not a start.
 
 Budget per pass: ``settings`` heater settings × ``inputs`` inputs (default N) per window, N / ``width``
 windows: ``settings · N² / width`` readings (default 16 · N² / 2 = 8 N²). The fit runs the whole twin
@@ -29,7 +31,7 @@ import torch
 
 from .fit import _loss, least_squares
 from .measure import Measurements
-from .selfconfig import bar_controls
+from .selfconfig import _bar_controls, bar_controls
 
 
 @dataclass
@@ -57,7 +59,7 @@ def window_settings(twin, mzis: np.ndarray, settings: int, spread: float, rng: n
     us = np.tile(bar_controls(twin), (settings, 1))
     d = rng.uniform(-spread, spread, (settings, len(mzis)))
     turn = 2 * np.pi / (w0 * eff)
-    us[:, 2 * mzis] = np.mod(np.pi + d - offset[2 * mzis], 2 * np.pi) / (w0 * eff[2 * mzis])
+    us[:, 2 * mzis] = _bar_controls(offset[2 * mzis], w0 * eff[2 * mzis], d)
     us[:, 2 * mzis + 1] = rng.uniform(0.0, 1.0, (settings, len(mzis))) * turn[2 * mzis + 1]
     return np.clip(us, 0.0, 1.0)
 
