@@ -197,7 +197,7 @@ def external_phases(hardware, twin, progress=None, result: SelfConfigResult | No
     layout = twin.layout
     n, w0 = twin.modes, float(twin.phase_per_u)
     columns = list(zip(layout.columns, layout.column_slices))
-    psis, _, phases = _phase_steps(extrapolate)
+    psis, phases = _phase_steps(extrapolate)
     # a quarter turn of every θ heater, and the bar state: this stage moves only the φ offsets
     quarter = np.pi / 2 / (w0 * np.exp(twin.log_eff.detach().numpy()[0::2]))
     bar = bar_controls(twin)
@@ -237,17 +237,19 @@ def external_phases(hardware, twin, progress=None, result: SelfConfigResult | No
     return result
 
 
+_NEXT_STEPS = 2 * np.pi * np.arange(3) / 3  # the next column's φ during the φ stage (averaged out)
+
+
 def _phase_steps(extrapolate: bool):
-    """The column's ψ steps, the fringes read from them, and per fringe e^{-iψ} per setting (0 off its steps)."""
-    steps = 2 * np.pi * np.arange(3) / 3                        # the next column's φ (averaged out)
+    """The column's ψ steps and, per fringe read from them, e^{-iψ} per setting (0 off its steps)."""
     psis = 2 * np.pi * np.arange(4 if extrapolate else 3) / 3   # the column's φ
     sets = [slice(0, 3), slice(1, 4)] if extrapolate else [slice(0, 3)]
     phases = []
     for pick in sets:
         w = np.zeros(len(psis), complex)
         w[pick] = np.exp(-1j * psis[pick])
-        phases.append(np.tile(np.repeat(w, len(steps)), 2)[:, None])
-    return psis, steps, phases
+        phases.append(np.tile(np.repeat(w, len(_NEXT_STEPS)), 2)[:, None])
+    return psis, phases
 
 
 def _phase_settings(layout, w0: float, c: int, base: np.ndarray, psis: np.ndarray) -> np.ndarray:
@@ -256,11 +258,10 @@ def _phase_settings(layout, w0: float, c: int, base: np.ndarray, psis: np.ndarra
     n = layout.modes
     sl = layout.column_slices[c]
     mzis = np.arange(sl.start, sl.stop)
-    steps = 2 * np.pi * np.arange(3) / 3
     us = []
     for up in (0.0, np.pi):
         for psi in psis:
-            for down in steps:
+            for down in _NEXT_STEPS:
                 u = base.copy()
                 u[2 * mzis + 1] = psi / w0
                 if c + 1 < n:
@@ -278,7 +279,7 @@ def correct_phases(twin, readings: PhaseReadings, sweeps: int = 4) -> None:
     ``sweeps`` sweeps over the columns, each column's correction the measured fringe's phase minus the twin's
     (no reading taken). Also usable after a fit has moved the twin's other parameters (round 5b)."""
     layout, w0 = twin.layout, float(twin.phase_per_u)
-    psis, _, phases = _phase_steps(readings.extrapolate)
+    psis, phases = _phase_steps(readings.extrapolate)
     for _ in range(sweeps):
         for c, entry in enumerate(readings.columns):
             if entry is None:
