@@ -148,51 +148,49 @@ class _Wire(TransportMixin):
         self._labsat_socket = (None, self.session)  # what _visa_socket() found under a pyvisa-py adapter
 
 
-def test_a_body_read_takes_pyvisas_buffered_bytes_first():
+@pytest.fixture
+def pair():
+    """A connected pair of sockets: the instrument's end (``a``) and the test's (``b``), closed afterwards."""
     a, b = socket.socketpair()
-    try:
-        wire = _Wire(a, pending=b"#14ab")
-        b.sendall(b"cdef")
-        assert bytes(wire.recv_raw(3)) == b"#14"
-        assert bytes(wire.recv_raw(6)) == b"abcdef"
-        assert not wire.session._pending_buffer
-    finally:
-        a.close()
-        b.close()
+    yield a, b
+    a.close()
+    b.close()
 
 
-def test_a_body_is_sent_whole_in_three_parts_without_joining():
-    a, b = socket.socketpair()
-    try:
-        wire = _Wire(a)
-        body = np.arange(5000, dtype="<f4")
-        assert wire.send_raw(b"X #520000", memoryview(body).cast("B"), b"\n")
-        got = bytearray()
-        while len(got) < 9 + 20000 + 1:
-            got += b.recv(1 << 16)
-        assert bytes(got) == b"X " + encode_block(body) + b"\n"
-        wire._labsat_socket = (None, None)  # no pyvisa-py socket (serial, a test adapter): the callers fall back
-        assert wire.send_raw(b"X ", b"ab", b"\n") is False and wire.recv_raw(2) is None
-        b.setblocking(False)
-        with pytest.raises(BlockingIOError):
-            b.recv(1)  # nothing was sent
-    finally:
-        a.close()
-        b.close()
+def test_a_body_read_takes_pyvisas_buffered_bytes_first(pair):
+    a, b = pair
+    wire = _Wire(a, pending=b"#14ab")
+    b.sendall(b"cdef")
+    assert bytes(wire.recv_raw(3)) == b"#14"
+    assert bytes(wire.recv_raw(6)) == b"abcdef"
+    assert not wire.session._pending_buffer
 
 
-def test_a_short_body_is_a_timeout_and_a_closed_peer_a_lost_connection():
-    a, b = socket.socketpair()
-    try:
-        wire = _Wire(a)
-        b.sendall(b"abc")
-        with pytest.raises(InstrumentTimeout, match="wire: short read \\(3 of 8 bytes\\)"):
-            wire.recv_raw(8)
-        b.close()
-        with pytest.raises(ConnectionLost, match="wire: connection lost"):
-            wire.recv_raw(8)
-    finally:
-        a.close()
+def test_a_body_is_sent_whole_in_three_parts_without_joining(pair):
+    a, b = pair
+    wire = _Wire(a)
+    body = np.arange(5000, dtype="<f4")
+    assert wire.send_raw(b"X #520000", memoryview(body).cast("B"), b"\n")
+    got = bytearray()
+    while len(got) < 9 + 20000 + 1:
+        got += b.recv(1 << 16)
+    assert bytes(got) == b"X " + encode_block(body) + b"\n"
+    wire._labsat_socket = (None, None)  # no pyvisa-py socket (serial, a test adapter): the callers fall back
+    assert wire.send_raw(b"X ", b"ab", b"\n") is False and wire.recv_raw(2) is None
+    b.setblocking(False)
+    with pytest.raises(BlockingIOError):
+        b.recv(1)  # nothing was sent
+
+
+def test_a_short_body_is_a_timeout_and_a_closed_peer_a_lost_connection(pair):
+    a, b = pair
+    wire = _Wire(a)
+    b.sendall(b"abc")
+    with pytest.raises(InstrumentTimeout, match="wire: short read \\(3 of 8 bytes\\)"):
+        wire.recv_raw(8)
+    b.close()
+    with pytest.raises(ConnectionLost, match="wire: connection lost"):
+        wire.recv_raw(8)
 
 
 # --- glibc keeps freed pages ---
