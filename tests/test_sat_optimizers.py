@@ -58,7 +58,7 @@ def test_saf_loss_zero_when_outputs_do_not_change():
         assert torch.allclose(g, torch.zeros_like(g), atol=1e-14)
     # and not zero once they do change
     opt.set_epoch(6)
-    assert float(opt.trajectory_loss(out * 2, torch.tensor([1, 0]))) > 1e-3
+    assert float(opt.trajectory_loss(out * 2, torch.tensor([1, 0])).detach()) > 1e-3
 
 
 def test_saf_rejects_bad_indices():
