@@ -84,7 +84,7 @@ def test_mesa_step_ema_and_loss_hand_example():
         assert w.tolist() == pytest.approx([0.95, 0.1])
         target = w[None].clone()
     assert w.tolist() == pytest.approx([0.9, 0.2])  # restored
-    kl = float(opt.trajectory_loss(w[None], target))
+    kl = float(opt.trajectory_loss(w[None], target).detach())
     p = np.exp([0.95, 0.1]) / np.exp([0.95, 0.1]).sum()
     q = np.exp([0.9, 0.2]) / np.exp([0.9, 0.2]).sum()
     assert kl == pytest.approx(float((p * np.log(p / q)).sum()), rel=1e-10)
