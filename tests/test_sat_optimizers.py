@@ -88,16 +88,16 @@ def test_mesa_step_ema_and_loss_hand_example():
     p = np.exp([0.95, 0.1]) / np.exp([0.95, 0.1]).sum()
     q = np.exp([0.9, 0.2]) / np.exp([0.9, 0.2]).sum()
     assert kl == pytest.approx(float((p * np.log(p / q)).sum()), rel=1e-10)
-    assert float(opt.trajectory_loss(w[None], w[None].detach())) == pytest.approx(0.0, abs=1e-15)
+    assert float(opt.trajectory_loss(w[None], w[None].detach()).detach()) == pytest.approx(0.0, abs=1e-15)
 
 
 def test_mesa_inactive_during_warmup():
     w = _w(1.0, 0.0)
     opt = MESA([w], torch.optim.SGD, warmup=2, lr=0.1)
     opt.set_epoch(2)
-    assert float(opt.trajectory_loss(w[None], torch.zeros(1, 2, dtype=torch.float64))) == 0.0
+    assert float(opt.trajectory_loss(w[None], torch.zeros(1, 2, dtype=torch.float64)).detach()) == 0.0
     opt.set_epoch(3)
-    assert float(opt.trajectory_loss(w[None], torch.zeros(1, 2, dtype=torch.float64))) > 0.0
+    assert float(opt.trajectory_loss(w[None], torch.zeros(1, 2, dtype=torch.float64)).detach()) > 0.0
 
 
 def test_noise_injection_step_hand_example():
@@ -174,12 +174,12 @@ def test_partial_sam_radius_over_perturbed_groups_only():
 
     def closure():
         opt.zero_grad()
-        seen.append((float(w), float(v)))
+        seen.append((w.item(), v.item()))
         loss = 0.5 * (w[0] ** 2 + 4 * v[0] ** 2)
         loss.backward()
         return loss
 
     opt.step(closure)
     assert seen[1] == pytest.approx((3.0 + rho, 1.0))
-    assert float(w) == pytest.approx(3.0 - 0.1 * (3.0 + rho))
-    assert float(v) == pytest.approx(1.0 - 0.1 * 4.0)
+    assert w.item() == pytest.approx(3.0 - 0.1 * (3.0 + rho))
+    assert v.item() == pytest.approx(1.0 - 0.1 * 4.0)
