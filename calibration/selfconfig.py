@@ -43,6 +43,7 @@ class SelfConfigResult:
     settings: int = 0
     passes: list[dict] = field(default_factory=list)  # per pass: mean |change| of the θ offsets (rad)
     phase_readings: "PhaseReadings | None" = None  # the φ stage's readings, for :func:`correct_phases` again
+    couplers: "np.ndarray | None" = None  # (MZIs, 2) splitting-angle errors read by the θ stage (round 6), 0 where unread
 
 
 @dataclass
@@ -64,7 +65,7 @@ def _bar_controls(theta_offset: np.ndarray, w0: float, delta: float = 0.0) -> np
 
 
 def self_configure(hardware, twin, passes: int = 2, deltas: tuple[float, ...] = (-1.4, -0.7, 0.0, 0.7, 1.4),
-                   phases: bool = True, progress=None) -> SelfConfigResult:
+                   phases: bool = True, progress=None, couplers: bool = False) -> SelfConfigResult:
     """Set ``twin.offset``'s θ entries to the measured bar points (in place); returns the readings used.
 
     ``hardware.forward(x, u)`` only (one-hot inputs, heater controls); ``twin`` gives the layout and the
@@ -97,6 +98,7 @@ def self_configure(hardware, twin, passes: int = 2, deltas: tuple[float, ...] = 
         if len(g_) > 1 and g_[-1] == 0:
             g_[-1] = 3
     ups = (0.0, np.pi)
+    first, second = np.zeros(layout.n_mzi), np.zeros(layout.n_mzi)  # per MZI its couplers' errors (round 6)
     for p in range(passes):
         before = theta.copy()
         for c, (tops, sl) in enumerate(columns):
@@ -150,14 +152,34 @@ def self_configure(hardware, twin, passes: int = 2, deltas: tuple[float, ...] = 
                 # the bottom row's MZIs (no φ on the last row) keep their estimate: read directly, their
                 # power across is biased by the mixing two columns on (measured worse than no update)
                 delta_bar = np.where(modulated, best, 0.0)
+                # round 6: the MZI's couplers from the fringe's three terms (calibration/README.md, "Round 6"):
+                # the light sent across, s_a c_b e^{iθ} + c_a s_b, read against the light kept on the row,
+                # c_a c_b e^{iθ} − s_a s_b, gives e^{±iΔ} terms in the ratio tan² a and a constant term
+                # −½ sin 2a sin 2δb relative to them: δa from |p| / |q|, δb from r against p − q
+                pp = np.einsum("iot->it", np.abs(v) ** 2)
+                pp = (pp[0::2] + pp[1::2])                                          # (MZIs, 3)
+                rpq = np.einsum("io,io->i", v[:, :, 0], np.conj(v[:, :, 1] - v[:, :, 2]))
+                rpq = rpq[0::2] + rpq[1::2]
+                den = np.einsum("io->i", np.abs(v[:, :, 1] - v[:, :, 2]) ** 2)
+                den = den[0::2] + den[1::2]
+                idx = sl.start + np.nonzero(modulated)[0]
+                first[idx] = (np.log(pp[:, 1] / np.maximum(pp[:, 2], 1e-300)) / 8)[modulated]
+                second[idx] = (-rpq.real / np.maximum(2 * den, 1e-300))[modulated]
             theta[sl] = theta[sl] - delta_bar
             if progress:
                 progress(p * len(columns) + c + 1, passes * len(columns))
         change = np.angle(np.exp(1j * (theta - before)))
         result.passes.append({"pass": p, "mean_abs_change": float(np.mean(np.abs(change)))})
     theta = np.angle(np.exp(1j * theta))  # wrapped to (-π, π]
+    # in the twin's convention (coupler_error[:, 0] the first coupler the light meets) the terms above read
+    # the second coupler's error from |p| / |q| and the first's from r, both with the opposite sign (checked
+    # against the virtual chip's truth, N = 24: correlation 0.99 and 0.79)
+    result.couplers = -np.stack([second, first], 1)
     with torch.no_grad():
         twin.offset[0::2] = torch.as_tensor(theta, dtype=twin.offset.dtype)
+        if couplers:
+            twin.coupler_error[:] = torch.as_tensor(result.couplers, dtype=twin.coupler_error.dtype).reshape(
+                twin.coupler_error.shape)
     if phases:
         external_phases(hardware, twin, result=result)
     return result
@@ -334,3 +356,100 @@ def bar_controls(twin) -> np.ndarray:
     u[0::2] = _bar_controls(twin.offset.detach().numpy()[0::2], twin.phase_per_u * eff)
     return u
 
+
+
+# --- round 6: the φ heaters' own elements from the φ stage's stored readings ---------------------------------
+
+#: what :func:`identify_elements` may move per MZI of a column, with its finite-difference step: the φ offset,
+#: the φ heater's efficiency (log), the crosstalk links on either side of the φ heater (to the MZI's own θ and
+#: to the next heater's θ), the MZI's two couplers
+ELEMENTS = {"offset": 0.05, "log_eff": 0.02, "kappa_theta": 0.01, "kappa_next": 0.01, "coupler_in": 0.01,
+            "coupler_out": 0.01}
+
+
+def _element_view(twin, name: str, mzis: np.ndarray):
+    """(tensor, index) of element ``name`` for the column's ``mzis`` (index may skip the chip's last MZI)."""
+    if name in ("offset", "log_eff"):
+        return getattr(twin, name), 2 * mzis + 1
+    if name == "kappa_theta":
+        return twin.crosstalk, 2 * mzis
+    if name == "kappa_next":
+        return twin.crosstalk, (2 * mzis + 1)[2 * mzis + 1 < twin.crosstalk.numel()]
+    return twin.coupler_error.view(-1), 2 * mzis + (name == "coupler_out")
+
+
+def _column_phases(twin, layout, w0: float, c: int, entry, psis, phases, magnitude: bool):
+    """(observations, MZIs): per side and fringe the measured phase minus the twin's (summed over the lit inputs
+    as unit phasors), then with ``magnitude`` per side, fringe and input the log ratio of the fringes' sizes."""
+    tops, x, lit, sides = entry
+    out, mags = [], []
+    for base, fringes in sides:
+        us = _phase_settings(layout, w0, c, base, psis)
+        with torch.no_grad():
+            xs = torch.as_tensor(np.broadcast_to(x, (len(us),) + x.shape).copy())
+            predicted = twin(xs, torch.as_tensor(us)).numpy()
+        for k, ph in enumerate(phases):
+            agree = 0.0
+            for inp, seen in zip(lit, fringes[k]):
+                pred = _fringe(predicted, inp, tops, ph)
+                one = seen * np.conj(pred)
+                agree = agree + one / np.maximum(np.abs(one), 1e-300)
+                mags.append(np.log(np.maximum(np.abs(seen), 1e-12) / np.maximum(np.abs(pred), 1e-12)))
+            out.append(np.angle(agree))
+    return np.stack(out + (mags if magnitude else []))
+
+
+def identify_elements(twin, readings: PhaseReadings, sweeps: int = 4, elements: tuple[str, ...] = tuple(ELEMENTS),
+                      magnitude: bool = True, noise: float = 0.03, prior: dict | None = None) -> list[dict]:
+    """Fit, column by column over the φ stage's stored ``readings`` (no reading more), each MZI's φ offset together
+    with its φ heater's efficiency, the crosstalk links around it and its couplers (``elements``): one
+    Gauss–Newton step per column and sweep, the Jacobian block-diagonal per MZI (each MZI's fringes depend on its
+    own elements first), by finite differences over the whole column at once (one twin evaluation per element).
+
+    Why (calibration/README.md, "Round 6"): the fringes' phases at the two sides (θ = π/2, 3π/2: the column's θ
+    heaters warm the φ heater by different amounts) and at the two ψ ranges hold the crosstalk and the
+    efficiency, the fringes' sizes the couplers; with them in the twin the loop phases at u = 0 are read
+    without the datasheet's bias. ``prior``: per element the spread (σ) a step is held to, against an
+    observation's ``noise`` (rad; ridge (noise/σ)²). Returns per sweep the mean |change| per element."""
+    layout, w0 = twin.layout, float(twin.phase_per_u)
+    psis, phases = _phase_steps(readings.extrapolate)
+    prior = {"offset": np.inf, "log_eff": 0.05, "kappa_theta": 0.03, "kappa_next": 0.03, "coupler_in": 0.04,
+             "coupler_out": 0.04, **(prior or {})}
+    ridge = np.array([(noise / prior[e]) ** 2 for e in elements])
+    limit = np.array([prior[e] if np.isfinite(prior[e]) else np.pi / 4 for e in elements])
+    history = []
+    for _ in range(sweeps):
+        moved = {e: [] for e in elements}
+        for c, entry in enumerate(readings.columns):
+            if entry is None:
+                continue
+            sl = layout.column_slices[c]
+            mzis = np.arange(sl.start, sl.stop)
+            r0 = _column_phases(twin, layout, w0, c, entry, psis, phases, magnitude)
+            n_phase = len(entry[3]) * len(phases)
+            jac = np.zeros((len(mzis), r0.shape[0], len(elements)))
+            for j, e in enumerate(elements):
+                t, idx = _element_view(twin, e, mzis)
+                with torch.no_grad():
+                    t[idx] += ELEMENTS[e]
+                r1 = _column_phases(twin, layout, w0, c, entry, psis, phases, magnitude)
+                with torch.no_grad():
+                    t[idx] -= ELEMENTS[e]
+                d = r1 - r0
+                d[:n_phase] = np.angle(np.exp(1j * d[:n_phase]))
+                jac[:, :, j] = (-d / ELEMENTS[e]).T      # the twin's prediction per unit of the element
+            # per MZI: (JᵀJ + ridge) δ = Jᵀ r, the residual r0 = measured − predicted falls by J δ
+            jtj = np.einsum("mok,mol->mkl", jac, jac) + np.diag(ridge)
+            step = np.linalg.solve(jtj, np.einsum("mok,om->mk", jac, r0)[..., None])[..., 0]
+            # a trust region: no element moves by more than its prior spread (offsets: π/4) in one step
+            step = np.clip(step, -limit, limit)
+            for j, e in enumerate(elements):
+                t, idx = _element_view(twin, e, mzis)
+                s = step[: len(idx), j]                    # kappa_next: the chip's last MZI has none
+                with torch.no_grad():
+                    t[idx] += torch.as_tensor(s, dtype=t.dtype)
+                moved[e].append(np.abs(s))
+        history.append({e: float(np.mean(np.concatenate(v))) for e, v in moved.items()})
+    with torch.no_grad():
+        twin.offset[1::2] = torch.remainder(twin.offset[1::2] + np.pi, 2 * np.pi) - np.pi
+    return history
