@@ -5,6 +5,8 @@
                selfconfig:standard exact-theta:standard exact-phi:standard phi-eff:standard \
                selfconfig4:standard selfconfig4:centred
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/paper_scale_calibration_start.py --modes 48 --runs selfconfig5b:standard   # round 5b
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/paper_scale_calibration_start.py --modes 48 \
+        --runs selfconfig6c:standard selfconfig6e:standard selfconfig6r:standard                    # round 6
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/paper_scale_calibration_start.py --summary
 
 Tuning chip 1 (``--chip``), the virtual chip driven directly (detector range as in ``paper_scale_calibration.py``).
@@ -18,6 +20,9 @@ A run is START:BAND. START:
   the chip's before the φ stage (kept consistent at the bar state), then the φ stage run again;
   ``oracle``: the datasheet twin with the chip's offsets plus N(0, 0.03) on θ and N(0, 0.1) on φ (round 4's
   oracle start).
+Round 6: ``selfconfig6c`` the θ stage's coupler errors in the twin before the φ stage (``couplers=True``);
+``selfconfig6e`` then the φ heaters' elements fitted over the stored φ readings (``elements=True``);
+``selfconfig6r`` then the φ offsets read again from zero with that twin (``reread=True``).
 Round 5b: START:BAND:K refits K times: the φ stage's stored readings read again with the fitted twin
 (``selfconfig.correct_phases``, 4 sweeps, no reading more), then the band fitted again (same data).
 BAND: the plan's first band, 32 settings × N²/8 random inputs, fitted as ``calibrate_progressive`` fits it
@@ -51,6 +56,9 @@ from labsat.calibration.simchip import DirectHardware  # noqa: E402
 from labsat.twins.mzi import MZIMeshTwin  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "paper_scale_calibration_start"
+# round 6's starts (benchmarks/paper_scale_calibration_elements.py has the same kinds)
+ROUND6 = {"selfconfig6c": dict(couplers=True), "selfconfig6e": dict(elements=True),
+          "selfconfig6r": dict(elements=True, reread=True)}
 
 
 def u0_errors(hw, twin) -> dict:
@@ -83,6 +91,10 @@ def start(hw, twin, name: str) -> dict:
             twin.offset[0::2] = torch.as_tensor(off[0::2] + rng.normal(0, 0.03, len(off) // 2))
             twin.offset[1::2] = torch.as_tensor(off[1::2] + rng.normal(0, 0.1, len(off) // 2))
         return {"start_readings": 0}
+    if name in ROUND6:  # round 6: per-element parameters before / within the φ stage (selfconfig, no reading more)
+        sc = self_configure(hw, twin, **ROUND6[name])
+        hw.phase_readings = sc.phase_readings
+        return {"start_readings": sc.readings, "start_cpu_s": time.process_time() - t0}
     sc = self_configure(hw, twin, phases=False)
     readings = sc.readings
     if name == "phi-eff":

@@ -44,6 +44,7 @@ class SelfConfigResult:
     passes: list[dict] = field(default_factory=list)  # per pass: mean |change| of the θ offsets (rad)
     phase_readings: "PhaseReadings | None" = None  # the φ stage's readings, for :func:`correct_phases` again
     couplers: "np.ndarray | None" = None  # (MZIs, 2) splitting-angle errors read by the θ stage (round 6), 0 where unread
+    elements: list = field(default_factory=list)  # identify_elements' history (round 6), when run
 
 
 @dataclass
@@ -65,12 +66,20 @@ def _bar_controls(theta_offset: np.ndarray, w0: float, delta: float = 0.0) -> np
 
 
 def self_configure(hardware, twin, passes: int = 2, deltas: tuple[float, ...] = (-1.4, -0.7, 0.0, 0.7, 1.4),
-                   phases: bool = True, progress=None, couplers: bool = False) -> SelfConfigResult:
+                   phases: bool = True, progress=None, couplers: bool = False,
+                   coupler_limit: float = 0.12, elements: bool = False, reread: bool = False) -> SelfConfigResult:
     """Set ``twin.offset``'s θ entries to the measured bar points (in place); returns the readings used.
 
     ``hardware.forward(x, u)`` only (one-hot inputs, heater controls); ``twin`` gives the layout and the
     datasheet phase per unit control (``phase_per_u``).
+
+    Round 6 (calibration/README.md, "Round 6"; off by default, no reading more): ``couplers`` puts each MZI's
+    two coupler errors read from the θ stage's fringes in the twin (within ±``coupler_limit``) before the φ
+    stage; ``elements`` (with ``couplers``) then fits the φ heaters' offsets, efficiencies and crosstalk
+    links over the φ stage's stored readings (:func:`identify_elements`); ``reread`` reads the φ offsets
+    again from zero with that twin (:func:`correct_phases`).
     """
+    couplers = couplers or elements
     layout = twin.layout
     n, w0 = twin.modes, float(twin.phase_per_u)
     deltas = np.asarray(deltas, dtype=float)
@@ -164,7 +173,10 @@ def self_configure(hardware, twin, passes: int = 2, deltas: tuple[float, ...] = 
                 den = den[0::2] + den[1::2]
                 idx = sl.start + np.nonzero(modulated)[0]
                 first[idx] = (np.log(pp[:, 1] / np.maximum(pp[:, 2], 1e-300)) / 8)[modulated]
-                second[idx] = (-rpq.real / np.maximum(2 * den, 1e-300))[modulated]
+                # the constant term also holds light leaked by the bottom row's MZIs (their θ unread, ~0.3 rad
+                # off the bar point): read only where the MZI's rows are two or more rows clear of them
+                clear = modulated & (tops + 5 <= n)
+                second[sl.start + np.nonzero(clear)[0]] = (-rpq.real / np.maximum(2 * den, 1e-300))[clear]
             theta[sl] = theta[sl] - delta_bar
             if progress:
                 progress(p * len(columns) + c + 1, passes * len(columns))
@@ -175,6 +187,9 @@ def self_configure(hardware, twin, passes: int = 2, deltas: tuple[float, ...] = 
     # the second coupler's error from |p| / |q| and the first's from r, both with the opposite sign (checked
     # against the virtual chip's truth, N = 24: correlation 0.99 and 0.79)
     result.couplers = -np.stack([second, first], 1)
+    # held within ±coupler_limit (rad): the constant term r is small and read against the mesh's other leaks
+    # (first coupler: 1 % of MZIs read 0.17–0.23 rad off at N = 24)
+    result.couplers = np.clip(result.couplers, -coupler_limit, coupler_limit)
     with torch.no_grad():
         twin.offset[0::2] = torch.as_tensor(theta, dtype=twin.offset.dtype)
         if couplers:
@@ -182,6 +197,12 @@ def self_configure(hardware, twin, passes: int = 2, deltas: tuple[float, ...] = 
                 twin.coupler_error.shape)
     if phases:
         external_phases(hardware, twin, result=result)
+        if elements:  # round 6: the φ heaters' elements from the stored φ readings, then the loop phases again
+            result.elements = identify_elements(twin, result.phase_readings, elements=ELEMENT_FIT)
+            if reread:
+                with torch.no_grad():
+                    twin.offset[1::2] = 0.0
+                correct_phases(twin, result.phase_readings)
     return result
 
 
@@ -363,6 +384,7 @@ def bar_controls(twin) -> np.ndarray:
 #: what :func:`identify_elements` may move per MZI of a column, with its finite-difference step: the φ offset,
 #: the φ heater's efficiency (log), the crosstalk links on either side of the φ heater (to the MZI's own θ and
 #: to the next heater's θ), the MZI's two couplers
+ELEMENT_FIT = ("offset", "log_eff", "kappa_theta", "kappa_next")  # what self_configure(elements=True) fits
 ELEMENTS = {"offset": 0.05, "log_eff": 0.02, "kappa_theta": 0.01, "kappa_next": 0.01, "coupler_in": 0.01,
             "coupler_out": 0.01}
 
@@ -400,7 +422,8 @@ def _column_phases(twin, layout, w0: float, c: int, entry, psis, phases, magnitu
 
 
 def identify_elements(twin, readings: PhaseReadings, sweeps: int = 4, elements: tuple[str, ...] = tuple(ELEMENTS),
-                      magnitude: bool = True, noise: float = 0.03, prior: dict | None = None) -> list[dict]:
+                      magnitude: bool = False, noise: float = 0.1, prior: dict | None = None,
+                      clear: int = 5) -> list[dict]:
     """Fit, column by column over the φ stage's stored ``readings`` (no reading more), each MZI's φ offset together
     with its φ heater's efficiency, the crosstalk links around it and its couplers (``elements``): one
     Gauss–Newton step per column and sweep, the Jacobian block-diagonal per MZI (each MZI's fringes depend on its
@@ -417,6 +440,7 @@ def identify_elements(twin, readings: PhaseReadings, sweeps: int = 4, elements: 
              "coupler_out": 0.04, **(prior or {})}
     ridge = np.array([(noise / prior[e]) ** 2 for e in elements])
     limit = np.array([prior[e] if np.isfinite(prior[e]) else np.pi / 4 for e in elements])
+    is_offset = np.array([e == "offset" for e in elements], float)
     history = []
     for _ in range(sweeps):
         moved = {e: [] for e in elements}
@@ -443,6 +467,8 @@ def identify_elements(twin, readings: PhaseReadings, sweeps: int = 4, elements: 
             step = np.linalg.solve(jtj, np.einsum("mok,om->mk", jac, r0)[..., None])[..., 0]
             # a trust region: no element moves by more than its prior spread (offsets: π/4) in one step
             step = np.clip(step, -limit, limit)
+            # near the bottom row (its MZIs' θ unread, their leak in every fringe there) only the offsets move
+            step[entry[0] + clear > layout.modes, :] *= is_offset
             for j, e in enumerate(elements):
                 t, idx = _element_view(twin, e, mzis)
                 s = step[: len(idx), j]                    # kappa_next: the chip's last MZI has none
