@@ -6,7 +6,7 @@
                selfconfig4:standard selfconfig4:centred
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/paper_scale_calibration_start.py --modes 48 --runs selfconfig5b:standard   # round 5b
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/paper_scale_calibration_start.py --modes 48 \
-        --runs selfconfig6c:standard selfconfig6e:standard selfconfig6r:standard                    # round 6
+        --runs selfconfig6e:standard selfconfig6c:standard                                          # round 6
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/paper_scale_calibration_start.py --summary
 
 Tuning chip 1 (``--chip``), the virtual chip driven directly (detector range as in ``paper_scale_calibration.py``).
@@ -21,8 +21,8 @@ A run is START:BAND. START:
   ``oracle``: the datasheet twin with the chip's offsets plus N(0, 0.03) on θ and N(0, 0.1) on φ (round 4's
   oracle start).
 Round 6: ``selfconfig6c`` the θ stage's coupler errors in the twin before the φ stage (``couplers=True``);
-``selfconfig6e`` then the φ heaters' elements fitted over the stored φ readings (``elements=True``);
-``selfconfig6r`` then the φ offsets read again from zero with that twin (``reread=True``).
+``selfconfig6l`` then the φ heaters' elements fitted over the stored φ readings (``elements=True, kappa_links=True``);
+``selfconfig6e`` the same fit, the links' mean crosstalk in every link, the φ offsets read again (``elements=True``).
 Round 5b: START:BAND:K refits K times: the φ stage's stored readings read again with the fitted twin
 (``selfconfig.correct_phases``, 4 sweeps, no reading more), then the band fitted again (same data).
 BAND: the plan's first band, 32 settings × N²/8 random inputs, fitted as ``calibrate_progressive`` fits it
@@ -57,8 +57,8 @@ from labsat.twins.mzi import MZIMeshTwin  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "paper_scale_calibration_start"
 # round 6's starts (benchmarks/paper_scale_calibration_elements.py has the same kinds)
-ROUND6 = {"selfconfig6c": dict(couplers=True), "selfconfig6e": dict(elements=True),
-          "selfconfig6r": dict(elements=True, reread=True)}
+ROUND6 = {"selfconfig6c": dict(couplers=True), "selfconfig6l": dict(elements=True, kappa_links=True),
+          "selfconfig6e": dict(elements=True)}
 
 
 def u0_errors(hw, twin) -> dict:

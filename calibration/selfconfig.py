@@ -67,7 +67,7 @@ def _bar_controls(theta_offset: np.ndarray, w0: float, delta: float = 0.0) -> np
 
 def self_configure(hardware, twin, passes: int = 2, deltas: tuple[float, ...] = (-1.4, -0.7, 0.0, 0.7, 1.4),
                    phases: bool = True, progress=None, couplers: bool = False,
-                   coupler_limit: float = 0.12, elements: bool = False, reread: bool = False) -> SelfConfigResult:
+                   coupler_limit: float = 0.12, elements: bool = False, kappa_links: bool = False) -> SelfConfigResult:
     """Set ``twin.offset``'s θ entries to the measured bar points (in place); returns the readings used.
 
     ``hardware.forward(x, u)`` only (one-hot inputs, heater controls); ``twin`` gives the layout and the
@@ -76,8 +76,9 @@ def self_configure(hardware, twin, passes: int = 2, deltas: tuple[float, ...] = 
     Round 6 (calibration/README.md, "Round 6"; off by default, no reading more): ``couplers`` puts each MZI's
     two coupler errors read from the θ stage's fringes in the twin (within ±``coupler_limit``) before the φ
     stage; ``elements`` (with ``couplers``) then fits the φ heaters' offsets, efficiencies and crosstalk
-    links over the φ stage's stored readings (:func:`identify_elements`); ``reread`` reads the φ offsets
-    again from zero with that twin (:func:`correct_phases`).
+    links over the φ stage's stored readings (:func:`identify_elements`), puts the links' mean in every link
+    and reads the φ offsets again from zero with that twin (:func:`correct_phases`); ``kappa_links`` keeps
+    each link's own estimate and the fitted offsets instead (measured worse: calibration/README.md, "Round 6").
     """
     couplers = couplers or elements
     layout = twin.layout
@@ -199,8 +200,13 @@ def self_configure(hardware, twin, passes: int = 2, deltas: tuple[float, ...] = 
         external_phases(hardware, twin, result=result)
         if elements:  # round 6: the φ heaters' elements from the stored φ readings, then the loop phases again
             result.elements = identify_elements(twin, result.phase_readings, elements=ELEMENT_FIT)
-            if reread:
+            if not kappa_links:
+                # one crosstalk for every link, the mean of those fitted (the links near the bottom row stay
+                # unfitted): a link's own estimate (±0.019 at κ ≈ 0.06) times the θ heater's control at the bar
+                # state (~0.5 × 9 rad) moves its φ by ~0.1 rad, more than the mean leaves (N = 48, round 6)
+                fitted = twin.crosstalk.numpy() != 0
                 with torch.no_grad():
+                    twin.crosstalk[:] = float(twin.crosstalk[torch.as_tensor(fitted)].mean()) if fitted.any() else 0.0
                     twin.offset[1::2] = 0.0
                 correct_phases(twin, result.phase_readings)
     return result
