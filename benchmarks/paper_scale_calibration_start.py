@@ -22,7 +22,9 @@ A run is START:BAND. START:
   oracle start).
 Round 6: ``selfconfig6c`` the θ stage's coupler errors in the twin before the φ stage (``couplers=True``);
 ``selfconfig6l`` then the φ heaters' elements fitted over the stored φ readings (``elements=True, kappa_links=True``);
-``selfconfig6e`` the same fit, the links' mean crosstalk in every link, the φ offsets read again (``elements=True``).
+``selfconfig6e`` the same fit, the links' mean crosstalk in every link, the φ offsets read again (``elements=True``);
+``selfconfig6e+bottom-exact`` (oracle) that start with the loop phases of the 4 bottom rows' MZIs made the chip's;
+``selfconfig6e+clear-exact`` (oracle) with those of every other MZI made the chip's.
 Round 5b: START:BAND:K refits K times: the φ stage's stored readings read again with the fitted twin
 (``selfconfig.correct_phases``, 4 sweeps, no reading more), then the band fitted again (same data).
 BAND: the plan's first band, 32 settings × N²/8 random inputs, fitted as ``calibrate_progressive`` fits it
@@ -81,6 +83,22 @@ def keep_bar_phases(twin, change) -> None:
         twin.offset[:] = before - twin.heater_phases(ub)
 
 
+def exact_loop_phases(twin, offset: np.ndarray, which) -> None:
+    """Oracle (round 6): the loop phases at u = 0 of the MZIs ``which(tops)`` picks made the chip's (``offset``), the
+    others' kept: the φ offsets rebuilt column by column from the target loop phases (φ = loop + the previous
+    column's φ on row i+1, where there is one)."""
+    layout = twin.layout
+    with torch.no_grad():
+        phi = twin.offset[1::2].numpy().copy()
+        target = loop_phases(layout, phi)
+        pick = np.concatenate([which(tops) for tops in layout.columns])
+        target[pick] = loop_phases(layout, offset[1::2])[pick]
+        for c in range(layout.modes):  # loop_phases subtracts the previous column's φ: add it back in order
+            sl = layout.column_slices[c]
+            phi[sl] = target[sl] + (phi[sl] - loop_phases(layout, phi)[sl])
+        twin.offset[1::2] = torch.as_tensor(phi)
+
+
 def start(hw, twin, name: str) -> dict:
     t0 = time.process_time()
     hidden = hw.truth()
@@ -91,9 +109,13 @@ def start(hw, twin, name: str) -> dict:
             twin.offset[0::2] = torch.as_tensor(off[0::2] + rng.normal(0, 0.03, len(off) // 2))
             twin.offset[1::2] = torch.as_tensor(off[1::2] + rng.normal(0, 0.1, len(off) // 2))
         return {"start_readings": 0}
-    if name in ROUND6:  # round 6: per-element parameters before / within the φ stage (selfconfig, no reading more)
-        sc = self_configure(hw, twin, **ROUND6[name])
+    if name.split("+")[0] in ROUND6:  # round 6: per-element parameters before / within the φ stage (no reading more)
+        sc = self_configure(hw, twin, **ROUND6[name.split("+")[0]])
         hw.phase_readings = sc.phase_readings
+        if name.endswith("+bottom-exact"):  # oracle: the loop phases of the 4 bottom rows' MZIs made the chip's
+            exact_loop_phases(twin, hidden["offset"], lambda tops: tops + 5 > twin.modes)
+        if name.endswith("+clear-exact"):  # oracle: those of every other MZI made the chip's
+            exact_loop_phases(twin, hidden["offset"], lambda tops: tops + 5 <= twin.modes)
         return {"start_readings": sc.readings, "start_cpu_s": time.process_time() - t0}
     sc = self_configure(hw, twin, phases=False)
     readings = sc.readings
