@@ -14,7 +14,8 @@ the self-configuring start (``selfconfig.self_configure``, 2 θ passes, four-ste
 - ``elements``: the same fit, then every link given the fitted links' mean and the φ offsets read again from
   zero with that twin (``elements=True``: ``correct_phases``, 4 sweeps).
 No kind takes a reading more than ``round5b``. Scored against the hidden truth (a diagnosis, never a calibration):
-loop phases at u = 0 (median / p90 / max, rad) and the identified parameters' mean absolute errors (the φ heaters'
+loop phases at u = 0 (median / p90 / max, rad), the φ offsets at u = 0 themselves (the loop phases summed along
+each row: what the bands' multi-port inputs see; round 6) and the identified parameters' mean absolute errors (the φ heaters'
 efficiencies, the crosstalk links θ_m–φ_m and φ_m–θ_m+1, the couplers), the datasheet's beside them.
 One JSON line per (N, chip, kind) to benchmarks/results/paper_scale_calibration_elements/labsat.jsonl.
 """
@@ -46,9 +47,11 @@ def scores(hw, twin) -> dict:
     t = hw.truth()
     d = np.angle(np.exp(1j * (twin.offset.numpy() - t["offset"])))
     loop = np.abs(np.angle(np.exp(1j * loop_phases(twin.layout, d[1::2]))))
+    phi = np.abs(d[1::2])  # the φ offsets themselves: the loop phases summed along the rows (what the bands see)
     eff, k = np.exp(twin.log_eff.numpy()), twin.crosstalk.numpy()
     c = twin.coupler_error.numpy().reshape(-1, 2)
     return {"loop_median": float(np.median(loop)), "loop_p90": float(np.quantile(loop, 0.9)), "loop_max": float(loop.max()),
+            "phi_median": float(np.median(phi)), "phi_p90": float(np.quantile(phi, 0.9)),
             "eff_phi_err": float(np.mean(np.abs(eff[1::2] - t["eff"][1::2]))),
             "kappa_theta_err": float(np.mean(np.abs(k[0::2] - t["crosstalk"][0::2]))),
             "kappa_next_err": float(np.mean(np.abs(k[1::2] - t["crosstalk"][1::2]))),
@@ -65,11 +68,13 @@ def run(n: int, chip: int, kind: str) -> dict:
 
 
 def summary() -> str:
-    out = ["| N | chip | start | readings | loop phase at u = 0: median / p90 / max (rad) | φ efficiency err | "
-           "κ θ–φ / φ–θ err | couplers err (1st / 2nd) | CPU s |", "|---:|---:|---|---:|---:|---:|---:|---:|---:|"]
+    out = ["| N | chip | start | readings | loop phase at u = 0: median / p90 / max (rad) | φ at u = 0: median / p90 | "
+           "φ efficiency err | κ θ–φ / φ–θ err | couplers err (1st / 2nd) | CPU s |",
+           "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in map(json.loads, (RESULTS / "labsat.jsonl").read_text().splitlines()):
+        phi = f"{r['phi_median']:.3f} / {r['phi_p90']:.3f}" if "phi_median" in r else "–"
         out.append(f"| {r['modes']} | {r['chip']} | {r['kind']} | {r['readings_per_n2']:.0f} N² | {r['loop_median']:.3f} / "
-                   f"**{r['loop_p90']:.3f}** / {r['loop_max']:.2f} | {r['eff_phi_err']:.4f} | {r['kappa_theta_err']:.4f} / "
+                   f"**{r['loop_p90']:.3f}** / {r['loop_max']:.2f} | {phi} | {r['eff_phi_err']:.4f} | {r['kappa_theta_err']:.4f} / "
                    f"{r['kappa_next_err']:.4f} | {r['coupler_err'][0]:.4f} / {r['coupler_err'][1]:.4f} | {r['cpu_s']:.0f} |")
     return "\n".join(out)
 

@@ -19,12 +19,14 @@ A run is START:BAND. START:
   ``exact-phi``: the θ / φ offsets at u = 0 set to the chip's; ``phi-eff``: the φ heaters' efficiencies set to
   the chip's before the φ stage (kept consistent at the bar state), then the φ stage run again;
   ``oracle``: the datasheet twin with the chip's offsets plus N(0, 0.03) on θ and N(0, 0.1) on φ (round 4's
-  oracle start).
+  oracle start); ``oracle-loops`` (round 6): the same θ, and the loop phases drawn with the same spread but each
+  on its own (N(0, 0.1·√2) per loop phase, as a φ stage reads them), the φ offsets rebuilt from them.
 Round 6: ``selfconfig6c`` the θ stage's coupler errors in the twin before the φ stage (``couplers=True``);
 ``selfconfig6l`` then the φ heaters' elements fitted over the stored φ readings (``elements=True, kappa_links=True``);
 ``selfconfig6e`` the same fit, the links' mean crosstalk in every link, the φ offsets read again (``elements=True``);
 ``selfconfig6e+bottom-exact`` (oracle) that start with the loop phases of the 4 bottom rows' MZIs made the chip's;
-``selfconfig6e+clear-exact`` (oracle) with those of every other MZI made the chip's.
+``selfconfig6e+clear-exact`` (oracle) with those of every other MZI made the chip's; ``selfconfig6e+tail-exact``
+(oracle) with the loop phases more than 0.3 rad off made the chip's.
 Round 5b: START:BAND:K refits K times: the φ stage's stored readings read again with the fitted twin
 (``selfconfig.correct_phases``, 4 sweeps, no reading more), then the band fitted again (same data).
 BAND: the plan's first band, 32 settings × N²/8 random inputs, fitted as ``calibrate_progressive`` fits it
@@ -68,7 +70,9 @@ def u0_errors(hw, twin) -> dict:
     d = np.angle(np.exp(1j * (twin.offset.detach().numpy() - hw.truth()["offset"])))
     theta = np.abs(d[0::2])
     loop = np.abs(np.angle(np.exp(1j * loop_phases(twin.layout, d[1::2]))))
-    return {"u0_theta_median": float(np.median(theta)), "u0_theta_p90": float(np.quantile(theta, 0.9)),
+    phi = np.abs(d[1::2])  # round 6: the φ offsets themselves (the loop phases summed along each row)
+    return {"u0_phi_median": float(np.median(phi)), "u0_phi_p90": float(np.quantile(phi, 0.9)),
+            "u0_theta_median": float(np.median(theta)), "u0_theta_p90": float(np.quantile(theta, 0.9)),
             "u0_loop_median": float(np.median(loop)), "u0_loop_p90": float(np.quantile(loop, 0.9))}
 
 
@@ -102,12 +106,19 @@ def exact_loop_phases(twin, offset: np.ndarray, which) -> None:
 def start(hw, twin, name: str) -> dict:
     t0 = time.process_time()
     hidden = hw.truth()
-    if name == "oracle":
+    if name in ("oracle", "oracle-loops"):
         rng = np.random.default_rng(99)
         off = hidden["offset"]
         with torch.no_grad():
             twin.offset[0::2] = torch.as_tensor(off[0::2] + rng.normal(0, 0.03, len(off) // 2))
             twin.offset[1::2] = torch.as_tensor(off[1::2] + rng.normal(0, 0.1, len(off) // 2))
+            if name == "oracle-loops":  # round 6: the same loop-phase spread, drawn per loop (as a φ stage reads them)
+                loops = loop_phases(twin.layout, off[1::2]) + rng.normal(0, 0.1 * np.sqrt(2), len(off) // 2)
+                phi = twin.offset[1::2].numpy().copy()
+                for c in range(twin.modes):
+                    sl = twin.layout.column_slices[c]
+                    phi[sl] = loops[sl] + (phi[sl] - loop_phases(twin.layout, phi)[sl])
+                twin.offset[1::2] = torch.as_tensor(phi)
         return {"start_readings": 0}
     if name.split("+")[0] in ROUND6:  # round 6: per-element parameters before / within the φ stage (no reading more)
         sc = self_configure(hw, twin, **ROUND6[name.split("+")[0]])
@@ -116,6 +127,10 @@ def start(hw, twin, name: str) -> dict:
             exact_loop_phases(twin, hidden["offset"], lambda tops: tops + 5 > twin.modes)
         if name.endswith("+clear-exact"):  # oracle: those of every other MZI made the chip's
             exact_loop_phases(twin, hidden["offset"], lambda tops: tops + 5 <= twin.modes)
+        if name.endswith("+tail-exact"):  # oracle: the loop phases more than 0.3 rad off made the chip's
+            err = np.abs(np.angle(np.exp(1j * loop_phases(twin.layout, twin.offset.numpy()[1::2] - hidden["offset"][1::2]))))
+            big = iter(np.split(err > 0.3, np.cumsum([len(t) for t in twin.layout.columns])[:-1]))
+            exact_loop_phases(twin, hidden["offset"], lambda tops: next(big))
         return {"start_readings": sc.readings, "start_cpu_s": time.process_time() - t0}
     sc = self_configure(hw, twin, phases=False)
     readings = sc.readings
