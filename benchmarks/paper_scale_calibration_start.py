@@ -20,7 +20,8 @@ A run is START:BAND. START:
   the chip's before the φ stage (kept consistent at the bar state), then the φ stage run again;
   ``oracle``: the datasheet twin with the chip's offsets plus N(0, 0.03) on θ and N(0, 0.1) on φ (round 4's
   oracle start); ``oracle-loops`` (round 6): the same θ, and the loop phases drawn with the same spread but each
-  on its own (N(0, 0.1·√2) per loop phase, as a φ stage reads them), the φ offsets rebuilt from them.
+  on its own (N(0, 0.1·√2) per loop phase, as a φ stage reads them), the φ offsets rebuilt from them;
+  ``oracle-loops-S``: the same with spread S (rad) per loop phase.
 Round 6: ``selfconfig6c`` the θ stage's coupler errors in the twin before the φ stage (``couplers=True``);
 ``selfconfig6l`` then the φ heaters' elements fitted over the stored φ readings (``elements=True, kappa_links=True``);
 ``selfconfig6e`` the same fit, the links' mean crosstalk in every link, the φ offsets read again (``elements=True``);
@@ -106,14 +107,15 @@ def exact_loop_phases(twin, offset: np.ndarray, which) -> None:
 def start(hw, twin, name: str) -> dict:
     t0 = time.process_time()
     hidden = hw.truth()
-    if name in ("oracle", "oracle-loops"):
+    if name == "oracle" or name.startswith("oracle-loops"):
         rng = np.random.default_rng(99)
         off = hidden["offset"]
         with torch.no_grad():
             twin.offset[0::2] = torch.as_tensor(off[0::2] + rng.normal(0, 0.03, len(off) // 2))
             twin.offset[1::2] = torch.as_tensor(off[1::2] + rng.normal(0, 0.1, len(off) // 2))
-            if name == "oracle-loops":  # round 6: the same loop-phase spread, drawn per loop (as a φ stage reads them)
-                loops = loop_phases(twin.layout, off[1::2]) + rng.normal(0, 0.1 * np.sqrt(2), len(off) // 2)
+            if name.startswith("oracle-loops"):  # round 6: loop phases drawn per loop (as a φ stage reads them)
+                spread = float(name.split("-")[2]) if name.count("-") == 2 else 0.1 * np.sqrt(2)
+                loops = loop_phases(twin.layout, off[1::2]) + rng.normal(0, spread, len(off) // 2)
                 phi = twin.offset[1::2].numpy().copy()
                 for c in range(twin.modes):
                     sl = twin.layout.column_slices[c]
@@ -179,11 +181,12 @@ def run(n: int, chip: int, spec: str) -> dict:
 
 def summary() -> str:
     out = ["| N | start | band | θ at u = 0: median / p90 (rad) | loop phase at u = 0: median / p90 (rad) | "
-           "first band: train RMSE / floor, start → after |", "|---:|---|---|---:|---:|---:|"]
+           "φ at u = 0: median / p90 (rad) | first band: train RMSE / floor, start → after |", "|---:|---|---|---:|---:|---:|---:|"]
     for path in sorted(RESULTS.glob("*.jsonl")):
         for r in map(json.loads, path.read_text().splitlines()):
+            phi = f"{r['u0_phi_median']:.3f} / {r['u0_phi_p90']:.3f}" if "u0_phi_median" in r else "–"
             out.append(f"| {r['modes']} | {r['start']} | {r['band']} | {r['u0_theta_median']:.3f} / {r['u0_theta_p90']:.3f} | "
-                       f"{r['u0_loop_median']:.3f} / {r['u0_loop_p90']:.3f} | {r['ratio_start']:.2f} → **{r['ratio_after']:.2f}** |")
+                       f"{r['u0_loop_median']:.3f} / {r['u0_loop_p90']:.3f} | {phi} | {r['ratio_start']:.2f} → **{r['ratio_after']:.2f}** |")
     return "\n".join(out)
 
 
