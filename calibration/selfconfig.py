@@ -108,7 +108,7 @@ def self_configure(hardware, twin, passes: int = 2, deltas: tuple[float, ...] = 
         if len(g_) > 1 and g_[-1] == 0:
             g_[-1] = 3
     ups = (0.0, np.pi)
-    first, second = np.zeros(layout.n_mzi), np.zeros(layout.n_mzi)  # per MZI its couplers' errors (round 6)
+    from_pq, from_r = np.zeros(layout.n_mzi), np.zeros(layout.n_mzi)  # per MZI its couplers' errors (round 6)
     for p in range(passes):
         before = theta.copy()
         for c, (tops, sl) in enumerate(columns):
@@ -173,11 +173,11 @@ def self_configure(hardware, twin, passes: int = 2, deltas: tuple[float, ...] = 
                 den = np.einsum("io->i", np.abs(v[:, :, 1] - v[:, :, 2]) ** 2)
                 den = den[0::2] + den[1::2]
                 idx = sl.start + np.nonzero(modulated)[0]
-                first[idx] = (np.log(pp[:, 1] / np.maximum(pp[:, 2], 1e-300)) / 8)[modulated]
+                from_pq[idx] = (np.log(pp[:, 1] / np.maximum(pp[:, 2], 1e-300)) / 8)[modulated]
                 # the constant term also holds light leaked by the bottom row's MZIs (their θ unread, ~0.3 rad
                 # off the bar point): read only where the MZI's rows are two or more rows clear of them
-                clear = modulated & (tops + 5 <= n)
-                second[sl.start + np.nonzero(clear)[0]] = (-rpq.real / np.maximum(2 * den, 1e-300))[clear]
+                clear = modulated & _clear_of_bottom(tops, n)
+                from_r[sl.start + np.nonzero(clear)[0]] = (-rpq.real / np.maximum(2 * den, 1e-300))[clear]
             theta[sl] = theta[sl] - delta_bar
             if progress:
                 progress(p * len(columns) + c + 1, passes * len(columns))
@@ -187,7 +187,7 @@ def self_configure(hardware, twin, passes: int = 2, deltas: tuple[float, ...] = 
     # in the twin's convention (coupler_error[:, 0] the first coupler the light meets) the terms above read
     # the second coupler's error from |p| / |q| and the first's from r, both with the opposite sign (checked
     # against the virtual chip's truth, N = 24: correlation 0.99 and 0.79)
-    result.couplers = -np.stack([second, first], 1)
+    result.couplers = -np.stack([from_r, from_pq], 1)
     # held within ±coupler_limit (rad): the constant term r is small and read against the mesh's other leaks
     # (first coupler: 1 % of MZIs read 0.17–0.23 rad off at N = 24)
     result.couplers = np.clip(result.couplers, -coupler_limit, coupler_limit)
@@ -204,7 +204,7 @@ def self_configure(hardware, twin, passes: int = 2, deltas: tuple[float, ...] = 
                 # one crosstalk for every link, the mean of those fitted (the links near the bottom row stay
                 # unfitted): a link's own estimate (±0.019 at κ ≈ 0.06) times the θ heater's control at the bar
                 # state (~0.5 × 9 rad) moves its φ by ~0.1 rad, more than the mean leaves (N = 48, round 6)
-                fitted = twin.crosstalk.numpy() != 0
+                fitted = _fitted_links(layout)
                 with torch.no_grad():
                     twin.crosstalk[:] = float(twin.crosstalk[torch.as_tensor(fitted)].mean()) if fitted.any() else 0.0
                     twin.offset[1::2] = 0.0
@@ -384,15 +384,29 @@ def bar_controls(twin) -> np.ndarray:
     return u
 
 
-
 # --- round 6: the φ heaters' own elements from the φ stage's stored readings ---------------------------------
 
 #: what :func:`identify_elements` may move per MZI of a column, with its finite-difference step: the φ offset,
 #: the φ heater's efficiency (log), the crosstalk links on either side of the φ heater (to the MZI's own θ and
-#: to the next heater's θ), the MZI's two couplers
-ELEMENT_FIT = ("offset", "log_eff", "kappa_theta", "kappa_next")  # what self_configure(elements=True) fits
-ELEMENTS = {"offset": 0.05, "log_eff": 0.02, "kappa_theta": 0.01, "kappa_next": 0.01, "coupler_in": 0.01,
-            "coupler_out": 0.01}
+#: to the next heater's θ)
+ELEMENTS = {"offset": 0.05, "log_eff": 0.02, "kappa_theta": 0.01, "kappa_next": 0.01}
+ELEMENT_FIT = tuple(ELEMENTS)  # what self_configure(elements=True) fits
+_CLEAR = 5  # an MZI whose top row is within 4 rows of the bottom (top + 5 > N) sees the bottom row's leak
+
+
+def _clear_of_bottom(tops: np.ndarray, n: int) -> np.ndarray:
+    """MZIs (by top row) far enough from the bottom row's MZIs (θ unread) for round 6's per-element reads."""
+    return tops + _CLEAR <= n
+
+
+def _fitted_links(layout) -> np.ndarray:
+    """(H − 1,) the crosstalk links :func:`identify_elements` fits: both sides of the φ heaters clear of the bottom."""
+    clear = _clear_of_bottom(np.concatenate(layout.columns), layout.modes)
+    links = np.zeros(layout.n_heaters - 1, bool)
+    links[2 * np.nonzero(clear)[0]] = True
+    nxt = 2 * np.nonzero(clear)[0] + 1
+    links[nxt[nxt < len(links)]] = True
+    return links
 
 
 def _element_view(twin, name: str, mzis: np.ndarray):
@@ -401,16 +415,14 @@ def _element_view(twin, name: str, mzis: np.ndarray):
         return getattr(twin, name), 2 * mzis + 1
     if name == "kappa_theta":
         return twin.crosstalk, 2 * mzis
-    if name == "kappa_next":
-        return twin.crosstalk, (2 * mzis + 1)[2 * mzis + 1 < twin.crosstalk.numel()]
-    return twin.coupler_error.view(-1), 2 * mzis + (name == "coupler_out")
+    return twin.crosstalk, (2 * mzis + 1)[2 * mzis + 1 < twin.crosstalk.numel()]      # kappa_next
 
 
-def _column_phases(twin, layout, w0: float, c: int, entry, psis, phases, magnitude: bool):
+def _column_phases(twin, layout, w0: float, c: int, entry, psis, phases) -> np.ndarray:
     """(observations, MZIs): per side and fringe the measured phase minus the twin's (summed over the lit inputs
-    as unit phasors), then with ``magnitude`` per side, fringe and input the log ratio of the fringes' sizes."""
+    as unit phasors)."""
     tops, x, lit, sides = entry
-    out, mags = [], []
+    out = []
     for base, fringes in sides:
         us = _phase_settings(layout, w0, c, base, psis)
         with torch.no_grad():
@@ -422,28 +434,26 @@ def _column_phases(twin, layout, w0: float, c: int, entry, psis, phases, magnitu
                 pred = _fringe(predicted, inp, tops, ph)
                 one = seen * np.conj(pred)
                 agree = agree + one / np.maximum(np.abs(one), 1e-300)
-                mags.append(np.log(np.maximum(np.abs(seen), 1e-12) / np.maximum(np.abs(pred), 1e-12)))
             out.append(np.angle(agree))
-    return np.stack(out + (mags if magnitude else []))
+    return np.stack(out)
 
 
-def identify_elements(twin, readings: PhaseReadings, sweeps: int = 4, elements: tuple[str, ...] = tuple(ELEMENTS),
-                      magnitude: bool = False, noise: float = 0.1, prior: dict | None = None,
-                      clear: int = 5) -> list[dict]:
+def identify_elements(twin, readings: PhaseReadings, sweeps: int = 4, elements: tuple[str, ...] = ELEMENT_FIT,
+                      noise: float = 0.1, prior: dict | None = None) -> list[dict]:
     """Fit, column by column over the φ stage's stored ``readings`` (no reading more), each MZI's φ offset together
-    with its φ heater's efficiency, the crosstalk links around it and its couplers (``elements``): one
+    with its φ heater's efficiency and the crosstalk links around it (``elements``): one
     Gauss–Newton step per column and sweep, the Jacobian block-diagonal per MZI (each MZI's fringes depend on its
     own elements first), by finite differences over the whole column at once (one twin evaluation per element).
 
     Why (calibration/README.md, "Round 6"): the fringes' phases at the two sides (θ = π/2, 3π/2: the column's θ
     heaters warm the φ heater by different amounts) and at the two ψ ranges hold the crosstalk and the
-    efficiency, the fringes' sizes the couplers; with them in the twin the loop phases at u = 0 are read
-    without the datasheet's bias. ``prior``: per element the spread (σ) a step is held to, against an
-    observation's ``noise`` (rad; ridge (noise/σ)²). Returns per sweep the mean |change| per element."""
+    efficiency. It needs the couplers in the twin first (``self_configure(couplers=True)``): without them it
+    makes the loop phases worse. Near the bottom row (:func:`_clear_of_bottom`) only the offsets move.
+    ``prior``: per element the spread (σ) a step is held to, against an observation's ``noise`` (rad; ridge
+    (noise/σ)²) and as a trust region per step. Returns per sweep the mean |change| per element."""
     layout, w0 = twin.layout, float(twin.phase_per_u)
     psis, phases = _phase_steps(readings.extrapolate)
-    prior = {"offset": np.inf, "log_eff": 0.05, "kappa_theta": 0.03, "kappa_next": 0.03, "coupler_in": 0.04,
-             "coupler_out": 0.04, **(prior or {})}
+    prior = {"offset": np.inf, "log_eff": 0.05, "kappa_theta": 0.03, "kappa_next": 0.03, **(prior or {})}
     ridge = np.array([(noise / prior[e]) ** 2 for e in elements])
     limit = np.array([prior[e] if np.isfinite(prior[e]) else np.pi / 4 for e in elements])
     is_offset = np.array([e == "offset" for e in elements], float)
@@ -455,18 +465,16 @@ def identify_elements(twin, readings: PhaseReadings, sweeps: int = 4, elements: 
                 continue
             sl = layout.column_slices[c]
             mzis = np.arange(sl.start, sl.stop)
-            r0 = _column_phases(twin, layout, w0, c, entry, psis, phases, magnitude)
-            n_phase = len(entry[3]) * len(phases)
+            r0 = _column_phases(twin, layout, w0, c, entry, psis, phases)
             jac = np.zeros((len(mzis), r0.shape[0], len(elements)))
             for j, e in enumerate(elements):
                 t, idx = _element_view(twin, e, mzis)
                 with torch.no_grad():
                     t[idx] += ELEMENTS[e]
-                r1 = _column_phases(twin, layout, w0, c, entry, psis, phases, magnitude)
+                r1 = _column_phases(twin, layout, w0, c, entry, psis, phases)
                 with torch.no_grad():
                     t[idx] -= ELEMENTS[e]
-                d = r1 - r0
-                d[:n_phase] = np.angle(np.exp(1j * d[:n_phase]))
+                d = np.angle(np.exp(1j * (r1 - r0)))
                 jac[:, :, j] = (-d / ELEMENTS[e]).T      # the twin's prediction per unit of the element
             # per MZI: (JᵀJ + ridge) δ = Jᵀ r, the residual r0 = measured − predicted falls by J δ
             jtj = np.einsum("mok,mol->mkl", jac, jac) + np.diag(ridge)
@@ -474,7 +482,7 @@ def identify_elements(twin, readings: PhaseReadings, sweeps: int = 4, elements: 
             # a trust region: no element moves by more than its prior spread (offsets: π/4) in one step
             step = np.clip(step, -limit, limit)
             # near the bottom row (its MZIs' θ unread, their leak in every fringe there) only the offsets move
-            step[entry[0] + clear > layout.modes, :] *= is_offset
+            step[~_clear_of_bottom(entry[0], layout.modes), :] *= is_offset
             for j, e in enumerate(elements):
                 t, idx = _element_view(twin, e, mzis)
                 s = step[: len(idx), j]                    # kappa_next: the chip's last MZI has none
