@@ -333,20 +333,9 @@ def correct_phases(twin, readings: PhaseReadings, sweeps: int = 4) -> None:
         for c, entry in enumerate(readings.columns):
             if entry is None:
                 continue
-            tops, x, lit, sides = entry
             sl = layout.column_slices[c]
             mzis = np.arange(sl.start, sl.stop)
-            agree = [0.0] * len(phases)
-            for base, fringes in sides:
-                us = _phase_settings(layout, w0, c, base, psis)
-                with torch.no_grad():
-                    xs = torch.as_tensor(np.broadcast_to(x, (len(us),) + x.shape).copy())
-                    predicted = twin(xs, torch.as_tensor(us)).numpy()
-                for k, ph in enumerate(phases):
-                    # per input (inputs i and i+1 see opposite fringes), measured against predicted, then summed
-                    for inp, seen in zip(lit, fringes[k]):
-                        one = seen * np.conj(_fringe(predicted, inp, tops, ph))
-                        agree[k] = agree[k] + one / np.maximum(np.abs(one), 1e-300)  # each side and input the same
+            agree = _agreement(twin, layout, w0, c, entry, psis, phases).sum(0)   # over the sides
             correction = np.angle(agree[0])
             if readings.extrapolate:  # from the fringes' mean steps 2π/3 and 4π/3 back to ψ = 0
                 correction = correction + np.angle(agree[0] * np.conj(agree[1]))
@@ -354,6 +343,23 @@ def correct_phases(twin, readings: PhaseReadings, sweeps: int = 4) -> None:
                 twin.offset[2 * mzis + 1] += torch.as_tensor(correction, dtype=twin.offset.dtype)
     with torch.no_grad():
         twin.offset[1::2] = torch.remainder(twin.offset[1::2] + np.pi, 2 * np.pi) - np.pi
+
+
+def _agreement(twin, layout, w0: float, c: int, entry, psis, phases) -> np.ndarray:
+    """(sides, fringes, MZIs): column ``c``'s measured fringes against ``twin``'s predicted ones, per input (inputs i
+    and i+1 see opposite fringes) as unit phasors summed over the lit inputs (each side and input weighs the same)."""
+    tops, x, lit, sides = entry
+    out = np.zeros((len(sides), len(phases), len(tops)), complex)
+    for s, (base, fringes) in enumerate(sides):
+        us = _phase_settings(layout, w0, c, base, psis)
+        with torch.no_grad():
+            xs = torch.as_tensor(np.broadcast_to(x, (len(us),) + x.shape).copy())
+            predicted = twin(xs, torch.as_tensor(us)).numpy()
+        for k, ph in enumerate(phases):
+            for inp, seen in zip(lit, fringes[k]):
+                one = seen * np.conj(_fringe(predicted, inp, tops, ph))
+                out[s, k] += one / np.maximum(np.abs(one), 1e-300)
+    return out
 
 
 def _fringe(p: np.ndarray, inp, tops: np.ndarray, phase: np.ndarray) -> np.ndarray:
@@ -419,23 +425,8 @@ def _element_view(twin, name: str, mzis: np.ndarray):
 
 
 def _column_phases(twin, layout, w0: float, c: int, entry, psis, phases) -> np.ndarray:
-    """(observations, MZIs): per side and fringe the measured phase minus the twin's (summed over the lit inputs
-    as unit phasors)."""
-    tops, x, lit, sides = entry
-    out = []
-    for base, fringes in sides:
-        us = _phase_settings(layout, w0, c, base, psis)
-        with torch.no_grad():
-            xs = torch.as_tensor(np.broadcast_to(x, (len(us),) + x.shape).copy())
-            predicted = twin(xs, torch.as_tensor(us)).numpy()
-        for k, ph in enumerate(phases):
-            agree = 0.0
-            for inp, seen in zip(lit, fringes[k]):
-                pred = _fringe(predicted, inp, tops, ph)
-                one = seen * np.conj(pred)
-                agree = agree + one / np.maximum(np.abs(one), 1e-300)
-            out.append(np.angle(agree))
-    return np.stack(out)
+    """(observations, MZIs): per side and fringe the measured phase minus the twin's."""
+    return np.angle(_agreement(twin, layout, w0, c, entry, psis, phases)).reshape(-1, len(entry[0]))
 
 
 def identify_elements(twin, readings: PhaseReadings, sweeps: int = 4, elements: tuple[str, ...] = ELEMENT_FIT,
