@@ -57,6 +57,9 @@ class ProgressivePlan:
     # phases at u = 0 are not yet close enough)
     self_configure: bool = False
     self_configure_passes: int = 2
+    # settings in all, split evenly over the bands as ``measure`` splits them (``labsat calibrate
+    # --settings``); None: ``settings`` per band
+    total_settings: int | None = None
 
     @classmethod
     def for_modes(cls, modes: int) -> "ProgressivePlan":
@@ -67,9 +70,25 @@ class ProgressivePlan:
         # as before (N²/8 but at least 16 inputs: the studies' small meshes)
         return cls(settings=BAND_SETTINGS, inputs=max(16, modes * modes // 8))
 
+    @classmethod
+    def for_budget(cls, settings: int, inputs: int, adam_steps: int | None = None,
+                   lbfgs_steps: int | None = None) -> "ProgressivePlan":
+        """The plan for a budget given in all (``labsat calibrate``: ``settings`` over the bands, ``inputs`` per
+        setting), with the fit's step counts where given (the refinement's Adam steps no more than the first's)."""
+        plan = cls(settings=-(-settings // len(DEFAULT_SCHEDULE)), inputs=inputs, total_settings=settings)
+        if adam_steps is not None:
+            plan.adam_steps, plan.refine_adam_steps = adam_steps, min(plan.refine_adam_steps, adam_steps)
+        if lbfgs_steps is not None:
+            plan.lbfgs_steps = lbfgs_steps
+        return plan
+
+    @property
+    def n_settings(self) -> int:
+        return self.total_settings if self.total_settings is not None else len(self.u_max) * self.settings
+
     @property
     def readings(self) -> int:
-        return len(self.u_max) * self.settings * self.inputs
+        return self.n_settings * self.inputs
 
 
 @dataclass
@@ -78,6 +97,9 @@ class ProgressiveResult:
     data: Measurements | None = None  # every reading of every band
     measure_s: float = 0.0
     start: object | None = None  # selfconfig.SelfConfigResult when the plan self-configures first
+    fitted: Measurements | None = None  # the readings the fit used (all of ``data`` unless some were held out)
+    held_out: Measurements | None = None  # the settings kept out of the fit (``holdout``)
+    history: list[float] = field(default_factory=list)  # the fit's loss, every step of every band
 
     @property
     def readings(self) -> int:
@@ -87,27 +109,39 @@ class ProgressiveResult:
 def calibrate_progressive(hardware, twin, plan: ProgressivePlan | None = None, seed: int = 0,
                           held: Measurements | None = None,
                           progress: Callable[[str, int, int], None] | None = None,
-                          on_stage: Callable[[dict], None] | None = None) -> ProgressiveResult:
+                          on_stage: Callable[[dict], None] | None = None, holdout: float = 0.0,
+                          fit_progress: Callable[[int, int, float], None] | None = None) -> ProgressiveResult:
     """Measure every band (``plan.settings`` settings each) and fit band by band; ``twin`` fitted in place.
+    `labsat calibrate` runs this for Clements meshes above 8 modes (labsat/workflows/calibrate.py), the
+    benchmarks and the paper's calibrated chips too.
 
     ``held``: optional held-out readings scored after every band (reported in ``stages``).
+    ``holdout``: the fraction of the measured settings kept out of the fit (``result.held_out``; split as
+    ``Measurements.split(holdout, seed)``; scored after every band when ``held`` is not given), 0: fit them all.
+    ``progress(stage, k, n)``: stage ``"start"`` (the self-configuring start's columns) or ``"measure"``
+    (settings); ``fit_progress(step, steps, loss)``: every fit step (counted per band).
     """
     plan = plan or ProgressivePlan.for_modes(hardware.modes)
     result = ProgressiveResult()
     centre = None
     if plan.self_configure:  # the MZI-by-MZI start: the twin's offsets from bar points and loop phases,
         from .selfconfig import bar_controls, self_configure  # and the bands close in on its bar state
-        result.start = self_configure(hardware, twin, passes=plan.self_configure_passes)
+        result.start = self_configure(hardware, twin, passes=plan.self_configure_passes,
+                                      progress=None if progress is None else lambda k, n: progress("start", k, n))
         centre = bar_controls(twin)
     t0 = time.perf_counter()
-    data = measure(hardware, plan.settings * len(plan.u_max), plan.inputs, seed=seed, schedule=plan.u_max,
+    data = measure(hardware, plan.n_settings, plan.inputs, seed=seed, schedule=plan.u_max,
                    progress=None if progress is None else lambda k, n: progress("measure", k, n), centre=centre)
     measure_s = time.perf_counter() - t0
+    fitted = data
+    if holdout:
+        fitted, result.held_out = data.split(holdout, seed=seed)
+        held = held if held is not None else result.held_out
     clock = [time.perf_counter()]
 
     def after_band(top, history):
         now = time.perf_counter()
-        row = {"u_max": top, "readings": int(np.sum(data.band <= top)) * plan.inputs,
+        row = {"u_max": top, "readings": int(np.sum(fitted.band <= top)) * plan.inputs,
                "fit_s": now - clock[0], "train_rmse": float(np.sqrt(history[-1]))}
         if held is not None:
             row["heldout_rmse"] = rmse(twin, held)
@@ -116,7 +150,8 @@ def calibrate_progressive(hardware, twin, plan: ProgressivePlan | None = None, s
         if on_stage is not None:
             on_stage(row)
 
-    fit_in_bands(twin, data, plan.adam_steps, plan.lbfgs_steps, 0.02, plan.refine_adam_steps, plan.refine_lr,
-                 after_band=after_band, dtype=getattr(torch, plan.dtype))
-    result.data, result.measure_s = data, measure_s
+    result.history = fit_in_bands(twin, fitted, plan.adam_steps, plan.lbfgs_steps, 0.02, plan.refine_adam_steps,
+                                  plan.refine_lr, progress=fit_progress, after_band=after_band,
+                                  dtype=getattr(torch, plan.dtype))
+    result.data, result.fitted, result.measure_s = data, fitted, measure_s
     return result

@@ -53,9 +53,9 @@ class _RichHooks:
 
     def __call__(self, event: str, payload) -> None:
         p = self.progress
-        if event == "measure":
+        if event in ("measure", "start"):
             k, n = payload
-            p.update(self._task("measuring", n), completed=k)
+            p.update(self._task("measuring" if event == "measure" else "self-configuring (columns)", n), completed=k)
         elif event == "fit":
             i, total, loss = payload
             p.update(self._task("fitting twin", total), total=total, completed=i, info=f"mse {loss:.2e}")

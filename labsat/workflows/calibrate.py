@@ -21,6 +21,8 @@ class CalibrationParams:
     adam_steps: int | None = None  # None: the fit's own step counts
     lbfgs_steps: int | None = None
     seed: int = 0
+    # meshes above 8 modes: the MZI-by-MZI start before the bands (calibration/selfconfig.py); off by default
+    self_configure: bool = False
 
     def for_hardware(self, hardware) -> "CalibrationParams":
         """These parameters with the budget left open (None) filled in from ``hardware``'s size."""
@@ -47,6 +49,7 @@ class CalibrationParams:
 
     def record(self) -> dict:
         return {"settings": self.settings, "inputs": self.inputs, "holdout": self.holdout, "seed": self.seed,
+                **({"self_configure": True} if self.self_configure else {}),
                 **{k: v for k, v in (("adam_steps", self.adam_steps), ("lbfgs_steps", self.lbfgs_steps))
                    if v is not None}}
 
@@ -85,10 +88,9 @@ class _Watched:
 def measure_and_fit(station, p: CalibrationParams, hooks: Hooks = QUIET, *, layer: str | None = None,
                     hardware=None) -> CalibrationResult:
     """The calibration itself, unrecorded and unsaved: ``hardware`` defaults to the layer's own."""
-    import torch
-
     from labsat import calibration
-    from labsat.calibration.fit import predict
+    from labsat.calibration.measure import schedule_for
+    from labsat.calibration.progressive import ProgressivePlan, calibrate_progressive
     from labsat.kinds import kind_of
 
     layer = layer or station.layer_names[0]
@@ -96,33 +98,54 @@ def measure_and_fit(station, p: CalibrationParams, hooks: Hooks = QUIET, *, laye
     p = p.for_hardware(hw)
     p.validate()
 
-    def on_measure(k, n):
-        hooks.emit("measure", (k, n))
+    def on_progress(event, payload):
+        hooks.emit(event, payload)
         hooks.tick()
-
-    data = calibration.measure(_Watched(hw, hooks), p.settings, p.inputs, seed=p.seed, progress=on_measure)
-    train_set, held = data.split(p.holdout, seed=p.seed)
-    kind = kind_of(station.config, layer)
-    twin = kind.make_twin(station.config, layer)
-    with torch.no_grad():
-        nominal_pred = predict(twin, held).numpy()
-    nominal = calibration.residual_summary(twin, held)
 
     def on_fit(i, total, loss):
-        hooks.emit("fit", (i, total, loss))
-        hooks.tick()
+        on_progress("fit", (i, total, loss))
 
+    kind = kind_of(station.config, layer)
+    twin = kind.make_twin(station.config, layer)
     steps = {k: v for k, v in (("adam_steps", p.adam_steps), ("lbfgs_steps", p.lbfgs_steps)) if v is not None}
-    history = kind.fit(twin, train_set, progress=on_fit, **steps)  # a kind may bring its own fit (own steps)
-    with torch.no_grad():
-        fitted_pred = predict(twin, held).numpy()
+    watched = _Watched(hw, hooks)
+    if kind.fit_twin is None and len(schedule_for(hw)) > 1:
+        # a Clements mesh above 8 modes: the banded calibration the benchmarks measure (one function for both)
+        plan = ProgressivePlan.for_budget(p.settings, p.inputs, **steps)
+        plan.self_configure = p.self_configure
+        done = calibrate_progressive(watched, twin, plan, seed=p.seed, holdout=p.holdout,
+                                     progress=lambda stage, k, n: on_progress(stage, (k, n)), fit_progress=on_fit)
+        data, train_set, held, history = done.data, done.fitted, done.held_out, done.history
+        nominal = _scored(kind.make_twin(station.config, layer), held)  # the datasheet twin's
+        extra = {"plan": {"u_max": list(plan.u_max), "adam_steps": plan.adam_steps, "lbfgs_steps": plan.lbfgs_steps,
+                          "refine_adam_steps": plan.refine_adam_steps, "self_configure": plan.self_configure},
+                 "bands": done.stages,  # per band: readings fitted, fit seconds, train and held-out RMSE
+                 **({"start_readings": done.start.readings} if done.start is not None else {})}
+    else:
+        data = calibration.measure(watched, p.settings, p.inputs, seed=p.seed,
+                                   progress=lambda k, n: on_progress("measure", (k, n)))
+        train_set, held = data.split(p.holdout, seed=p.seed)
+        nominal, extra = _scored(twin, held), {}
+        history = kind.fit(twin, train_set, progress=on_fit, **steps)  # a kind may bring its own fit (own steps)
+    fitted = _scored(twin, held)
     meta = {"instruments": station.identities(), "station": station.config.station.name,
             "backend": station.config.station.backend, "settings": p.settings, "inputs_per_setting": p.inputs,
-            "residuals": {"nominal_holdout": nominal, "fitted_holdout": calibration.residual_summary(twin, held),
+            "residuals": {"nominal_holdout": nominal[1], "fitted_holdout": fitted[1],
                           "fitted_train": calibration.residual_summary(twin, train_set)},
-            "fit_final_mse": history[-1], "layer_name": layer}
+            "fit_final_mse": history[-1], "layer_name": layer, **extra}
     return CalibrationResult(station.device_id(layer), layer, twin.fitted_state(), meta, data, held.p,
-                             nominal_pred, fitted_pred, history)
+                             nominal[0], fitted[0], history)
+
+
+def _scored(twin, held):
+    """``twin``'s predictions of the held-out readings and their residual summary."""
+    import torch
+
+    from labsat import calibration
+    from labsat.calibration.fit import predict
+
+    with torch.no_grad():
+        return predict(twin, held).numpy(), calibration.residual_summary(twin, held)
 
 
 def save(station_config, result: CalibrationResult) -> Path:
