@@ -2,6 +2,8 @@
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/paper_scale_calibration_elements.py --modes 24 --chips 1 2 3
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/paper_scale_calibration_elements.py --modes 48 --chips 1
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/paper_scale_calibration_elements.py --modes 24 --chips 1 \
+        --kinds elements-noiseless elements-shrink-0.3 elements-shrink-0.5 elements+bottom-exact      # diagnoses
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/paper_scale_calibration_elements.py --summary
 
 The virtual chip driven directly (noisy; detector range as in ``paper_scale_calibration.py``), the datasheet twin,
@@ -33,13 +35,26 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from labsat.calibration.selfconfig import loop_phases, self_configure  # noqa: E402
+from labsat.calibration.selfconfig import (_clear_of_bottom, _fitted_links, bar_controls, correct_phases,  # noqa: E402
+                                          external_phases, identify_elements, loop_phases, self_configure)
 from labsat.calibration.simchip import DirectHardware  # noqa: E402
 from labsat.twins.mzi import MZIMeshTwin  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "paper_scale_calibration_elements"
 KINDS = {"round5b": {}, "couplers": dict(couplers=True), "elements-links": dict(elements=True, kappa_links=True),
          "elements": dict(elements=True)}
+# diagnoses (``--kinds``): the elements start on the noiseless chip; each link's own crosstalk shrunk toward the
+# links' mean by 0.3 / 0.5 (then the φ offsets read again); oracle: the bottom row's θ bar points and the couplers
+# of the MZIs near the bottom made the chip's before the φ stage
+DIAGNOSES = ("elements-noiseless", "elements-shrink-0.3", "elements-shrink-0.5", "elements+bottom-exact")
+
+
+class Noiseless:
+    def __init__(self, hw):
+        self.hw = hw
+
+    def forward(self, x, u):
+        return self.hw.forward(x, u, noisy=False)
 
 
 def scores(hw, twin) -> dict:
@@ -58,11 +73,43 @@ def scores(hw, twin) -> dict:
             "coupler_err": [float(e) for e in np.mean(np.abs(c - t["coupler_error"].reshape(-1, 2)), 0)]}
 
 
+def diagnose(hw, twin, kind: str):
+    """The :data:`DIAGNOSES` (read the truth where they say so; never a calibration)."""
+    if kind == "elements-noiseless":
+        return self_configure(Noiseless(hw), twin, elements=True)
+    if kind.startswith("elements-shrink"):
+        r = self_configure(hw, twin, elements=True, kappa_links=True)
+        k, fitted = twin.crosstalk.numpy().copy(), _fitted_links(twin.layout)
+        mean, a = k[fitted].mean(), float(kind.split("-")[-1])
+        with torch.no_grad():
+            twin.crosstalk[:] = torch.as_tensor(np.where(fitted, mean + a * (k - mean), mean))
+            twin.offset[1::2] = 0.0
+        correct_phases(twin, r.phase_readings)
+        return r
+    t = hw.truth()  # elements+bottom-exact
+    r = self_configure(hw, twin, couplers=True, phases=False)
+    near = ~_clear_of_bottom(np.concatenate(twin.layout.columns), n := twin.modes)
+    bottom = np.nonzero(np.concatenate(twin.layout.columns) == n - 2)[0]
+    with torch.no_grad():
+        twin.coupler_error[near] = torch.as_tensor(t["coupler_error"].reshape(-1, 2)[near])
+        for _ in range(3):  # θ at the twin's bar controls made the chip's (the twin's efficiency is the datasheet's)
+            u = bar_controls(twin)[2 * bottom]
+            twin.offset[2 * bottom] = torch.as_tensor(t["offset"][2 * bottom] + hw.phase_per_u * (t["eff"][2 * bottom] - 1) * u)
+    external_phases(hw, twin, result=r)
+    r.elements = identify_elements(twin, r.phase_readings)
+    fitted = _fitted_links(twin.layout)
+    with torch.no_grad():
+        twin.crosstalk[:] = float(twin.crosstalk.numpy()[fitted].mean())
+        twin.offset[1::2] = 0.0
+    correct_phases(twin, r.phase_readings)
+    return r
+
+
 def run(n: int, chip: int, kind: str) -> dict:
     hw = DirectHardware(seed=chip, modes=n, detector_range_w=1e-4 if n >= 64 else 5e-4)
     twin = MZIMeshTwin(n, hw.phase_per_u)
     t0 = time.process_time()
-    r = self_configure(hw, twin, **KINDS[kind])
+    r = self_configure(hw, twin, **KINDS[kind]) if kind in KINDS else diagnose(hw, twin, kind)
     return {"modes": n, "chip": chip, "kind": kind, "readings": r.readings, "readings_per_n2": r.readings / n**2,
             "cpu_s": time.process_time() - t0, **scores(hw, twin)}
 
@@ -83,7 +130,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--modes", type=int, nargs="+", default=[24])
     ap.add_argument("--chips", type=int, nargs="+", default=[1])
-    ap.add_argument("--kinds", nargs="+", default=list(KINDS), choices=list(KINDS))
+    ap.add_argument("--kinds", nargs="+", default=list(KINDS), choices=list(KINDS) + list(DIAGNOSES))
     ap.add_argument("--summary", action="store_true")
     args = ap.parse_args()
     if args.summary:

@@ -27,7 +27,8 @@ Round 6: ``selfconfig6c`` the θ stage's coupler errors in the twin before the �
 ``selfconfig6e`` the same fit, the links' mean crosstalk in every link, the φ offsets read again (``elements=True``);
 ``selfconfig6e+bottom-exact`` (oracle) that start with the loop phases of the 4 bottom rows' MZIs made the chip's;
 ``selfconfig6e+clear-exact`` (oracle) with those of every other MZI made the chip's; ``selfconfig6e+tail-exact``
-(oracle) with the loop phases more than 0.3 rad off made the chip's.
+(oracle) with the loop phases more than 0.3 rad off made the chip's; ``selfconfig6e-bottom-oracle`` (oracle) the
+bottom row's θ bar points and the couplers near the bottom made the chip's before the φ stage, then as ``selfconfig6e``.
 Round 5b: START:BAND:K refits K times: the φ stage's stored readings read again with the fitted twin
 (``selfconfig.correct_phases``, 4 sweeps, no reading more), then the band fitted again (same data).
 BAND: the plan's first band, 32 settings × N²/8 random inputs, fitted as ``calibrate_progressive`` fits it
@@ -122,6 +123,12 @@ def start(hw, twin, name: str) -> dict:
                     phi[sl] = loops[sl] + (phi[sl] - loop_phases(twin.layout, phi)[sl])
                 twin.offset[1::2] = torch.as_tensor(phi)
         return {"start_readings": 0}
+    if name == "selfconfig6e-bottom-oracle":  # round 6 oracle: the bottom row's θ and the near couplers made the chip's
+        sys.path.insert(0, str(ROOT / "benchmarks"))  # before the φ stage (paper_scale_calibration_elements.diagnose)
+        from paper_scale_calibration_elements import diagnose
+        sc = diagnose(hw, twin, "elements+bottom-exact")
+        hw.phase_readings = sc.phase_readings
+        return {"start_readings": sc.readings, "start_cpu_s": time.process_time() - t0}
     if name.split("+")[0] in ROUND6:  # round 6: per-element parameters before / within the φ stage (no reading more)
         sc = self_configure(hw, twin, **ROUND6[name.split("+")[0]])
         hw.phase_readings = sc.phase_readings
