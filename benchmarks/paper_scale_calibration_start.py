@@ -5,6 +5,8 @@
                selfconfig:standard exact-theta:standard exact-phi:standard phi-eff:standard \
                selfconfig4:standard selfconfig4:centred
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/paper_scale_calibration_start.py --modes 48 --runs selfconfig5b:standard   # round 5b
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/paper_scale_calibration_start.py --modes 48 \
+        --runs selfconfig6e:standard selfconfig6c:standard                                          # round 6
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/paper_scale_calibration_start.py --summary
 
 Tuning chip 1 (``--chip``), the virtual chip driven directly (detector range as in ``paper_scale_calibration.py``).
@@ -17,7 +19,16 @@ A run is START:BAND. START:
   ``exact-phi``: the θ / φ offsets at u = 0 set to the chip's; ``phi-eff``: the φ heaters' efficiencies set to
   the chip's before the φ stage (kept consistent at the bar state), then the φ stage run again;
   ``oracle``: the datasheet twin with the chip's offsets plus N(0, 0.03) on θ and N(0, 0.1) on φ (round 4's
-  oracle start).
+  oracle start); ``oracle-loops`` (round 6): the same θ, and the loop phases drawn with the same spread but each
+  on its own (N(0, 0.1·√2) per loop phase, as a φ stage reads them), the φ offsets rebuilt from them;
+  ``oracle-loops-S``: the same with spread S (rad) per loop phase.
+Round 6: ``selfconfig6c`` the θ stage's coupler errors in the twin before the φ stage (``couplers=True``);
+``selfconfig6l`` then the φ heaters' elements fitted over the stored φ readings (``elements=True, kappa_links=True``);
+``selfconfig6e`` the same fit, the links' mean crosstalk in every link, the φ offsets read again (``elements=True``);
+``selfconfig6e+bottom-exact`` (oracle) that start with the loop phases of the 4 bottom rows' MZIs made the chip's;
+``selfconfig6e+clear-exact`` (oracle) with those of every other MZI made the chip's; ``selfconfig6e+tail-exact``
+(oracle) with the loop phases more than 0.3 rad off made the chip's; ``selfconfig6e-bottom-oracle`` (oracle) the
+bottom row's θ bar points and the couplers near the bottom made the chip's before the φ stage, then as ``selfconfig6e``.
 Round 5b: START:BAND:K refits K times: the φ stage's stored readings read again with the fitted twin
 (``selfconfig.correct_phases``, 4 sweeps, no reading more), then the band fitted again (same data).
 BAND: the plan's first band, 32 settings × N²/8 random inputs, fitted as ``calibrate_progressive`` fits it
@@ -51,6 +62,9 @@ from labsat.calibration.simchip import DirectHardware  # noqa: E402
 from labsat.twins.mzi import MZIMeshTwin  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "paper_scale_calibration_start"
+# round 6's starts (benchmarks/paper_scale_calibration_elements.py has the same kinds)
+ROUND6 = {"selfconfig6c": dict(couplers=True), "selfconfig6l": dict(elements=True, kappa_links=True),
+          "selfconfig6e": dict(elements=True)}
 
 
 def u0_errors(hw, twin) -> dict:
@@ -58,7 +72,9 @@ def u0_errors(hw, twin) -> dict:
     d = np.angle(np.exp(1j * (twin.offset.detach().numpy() - hw.truth()["offset"])))
     theta = np.abs(d[0::2])
     loop = np.abs(np.angle(np.exp(1j * loop_phases(twin.layout, d[1::2]))))
-    return {"u0_theta_median": float(np.median(theta)), "u0_theta_p90": float(np.quantile(theta, 0.9)),
+    phi = np.abs(d[1::2])  # round 6: the φ offsets themselves (the loop phases summed along each row)
+    return {"u0_phi_median": float(np.median(phi)), "u0_phi_p90": float(np.quantile(phi, 0.9)),
+            "u0_theta_median": float(np.median(theta)), "u0_theta_p90": float(np.quantile(theta, 0.9)),
             "u0_loop_median": float(np.median(loop)), "u0_loop_p90": float(np.quantile(loop, 0.9))}
 
 
@@ -73,16 +89,58 @@ def keep_bar_phases(twin, change) -> None:
         twin.offset[:] = before - twin.heater_phases(ub)
 
 
+def exact_loop_phases(twin, offset: np.ndarray, which) -> None:
+    """Oracle (round 6): the loop phases at u = 0 of the MZIs ``which(tops)`` picks made the chip's (``offset``), the
+    others' kept: the φ offsets rebuilt column by column from the target loop phases (φ = loop + the previous
+    column's φ on row i+1, where there is one)."""
+    layout = twin.layout
+    with torch.no_grad():
+        phi = twin.offset[1::2].numpy().copy()
+        target = loop_phases(layout, phi)
+        pick = np.concatenate([which(tops) for tops in layout.columns])
+        target[pick] = loop_phases(layout, offset[1::2])[pick]
+        for c in range(layout.modes):  # loop_phases subtracts the previous column's φ: add it back in order
+            sl = layout.column_slices[c]
+            phi[sl] = target[sl] + (phi[sl] - loop_phases(layout, phi)[sl])
+        twin.offset[1::2] = torch.as_tensor(phi)
+
+
 def start(hw, twin, name: str) -> dict:
     t0 = time.process_time()
     hidden = hw.truth()
-    if name == "oracle":
+    if name == "oracle" or name.startswith("oracle-loops"):
         rng = np.random.default_rng(99)
         off = hidden["offset"]
         with torch.no_grad():
             twin.offset[0::2] = torch.as_tensor(off[0::2] + rng.normal(0, 0.03, len(off) // 2))
             twin.offset[1::2] = torch.as_tensor(off[1::2] + rng.normal(0, 0.1, len(off) // 2))
+            if name.startswith("oracle-loops"):  # round 6: loop phases drawn per loop (as a φ stage reads them)
+                spread = float(name.split("-")[2]) if name.count("-") == 2 else 0.1 * np.sqrt(2)
+                loops = loop_phases(twin.layout, off[1::2]) + rng.normal(0, spread, len(off) // 2)
+                phi = twin.offset[1::2].numpy().copy()
+                for c in range(twin.modes):
+                    sl = twin.layout.column_slices[c]
+                    phi[sl] = loops[sl] + (phi[sl] - loop_phases(twin.layout, phi)[sl])
+                twin.offset[1::2] = torch.as_tensor(phi)
         return {"start_readings": 0}
+    if name == "selfconfig6e-bottom-oracle":  # round 6 oracle: the bottom row's θ and the near couplers made the chip's
+        sys.path.insert(0, str(ROOT / "benchmarks"))  # before the φ stage (paper_scale_calibration_elements.diagnose)
+        from paper_scale_calibration_elements import diagnose
+        sc = diagnose(hw, twin, "elements+bottom-exact")
+        hw.phase_readings = sc.phase_readings
+        return {"start_readings": sc.readings, "start_cpu_s": time.process_time() - t0}
+    if name.split("+")[0] in ROUND6:  # round 6: per-element parameters before / within the φ stage (no reading more)
+        sc = self_configure(hw, twin, **ROUND6[name.split("+")[0]])
+        hw.phase_readings = sc.phase_readings
+        if name.endswith("+bottom-exact"):  # oracle: the loop phases of the 4 bottom rows' MZIs made the chip's
+            exact_loop_phases(twin, hidden["offset"], lambda tops: tops + 5 > twin.modes)
+        if name.endswith("+clear-exact"):  # oracle: those of every other MZI made the chip's
+            exact_loop_phases(twin, hidden["offset"], lambda tops: tops + 5 <= twin.modes)
+        if name.endswith("+tail-exact"):  # oracle: the loop phases more than 0.3 rad off made the chip's
+            err = np.abs(np.angle(np.exp(1j * loop_phases(twin.layout, twin.offset.numpy()[1::2] - hidden["offset"][1::2]))))
+            big = iter(np.split(err > 0.3, np.cumsum([len(t) for t in twin.layout.columns])[:-1]))
+            exact_loop_phases(twin, hidden["offset"], lambda tops: next(big))
+        return {"start_readings": sc.readings, "start_cpu_s": time.process_time() - t0}
     sc = self_configure(hw, twin, phases=False)
     readings = sc.readings
     if name == "phi-eff":
@@ -130,11 +188,12 @@ def run(n: int, chip: int, spec: str) -> dict:
 
 def summary() -> str:
     out = ["| N | start | band | θ at u = 0: median / p90 (rad) | loop phase at u = 0: median / p90 (rad) | "
-           "first band: train RMSE / floor, start → after |", "|---:|---|---|---:|---:|---:|"]
+           "φ at u = 0: median / p90 (rad) | first band: train RMSE / floor, start → after |", "|---:|---|---|---:|---:|---:|---:|"]
     for path in sorted(RESULTS.glob("*.jsonl")):
         for r in map(json.loads, path.read_text().splitlines()):
+            phi = f"{r['u0_phi_median']:.3f} / {r['u0_phi_p90']:.3f}" if "u0_phi_median" in r else "–"
             out.append(f"| {r['modes']} | {r['start']} | {r['band']} | {r['u0_theta_median']:.3f} / {r['u0_theta_p90']:.3f} | "
-                       f"{r['u0_loop_median']:.3f} / {r['u0_loop_p90']:.3f} | {r['ratio_start']:.2f} → **{r['ratio_after']:.2f}** |")
+                       f"{r['u0_loop_median']:.3f} / {r['u0_loop_p90']:.3f} | {phi} | {r['ratio_start']:.2f} → **{r['ratio_after']:.2f}** |")
     return "\n".join(out)
 
 

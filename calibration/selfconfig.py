@@ -43,6 +43,8 @@ class SelfConfigResult:
     settings: int = 0
     passes: list[dict] = field(default_factory=list)  # per pass: mean |change| of the θ offsets (rad)
     phase_readings: "PhaseReadings | None" = None  # the φ stage's readings, for :func:`correct_phases` again
+    couplers: "np.ndarray | None" = None  # (MZIs, 2) splitting-angle errors read by the θ stage (round 6), 0 where unread
+    elements: list = field(default_factory=list)  # identify_elements' history (round 6), when run
 
 
 @dataclass
@@ -64,12 +66,21 @@ def _bar_controls(theta_offset: np.ndarray, w0: float, delta: float = 0.0) -> np
 
 
 def self_configure(hardware, twin, passes: int = 2, deltas: tuple[float, ...] = (-1.4, -0.7, 0.0, 0.7, 1.4),
-                   phases: bool = True, progress=None) -> SelfConfigResult:
+                   phases: bool = True, progress=None, couplers: bool = False,
+                   coupler_limit: float = 0.12, elements: bool = False, kappa_links: bool = False) -> SelfConfigResult:
     """Set ``twin.offset``'s θ entries to the measured bar points (in place); returns the readings used.
 
     ``hardware.forward(x, u)`` only (one-hot inputs, heater controls); ``twin`` gives the layout and the
     datasheet phase per unit control (``phase_per_u``).
+
+    Round 6 (calibration/README.md, "Round 6"; off by default, no reading more): ``couplers`` puts each MZI's
+    two coupler errors read from the θ stage's fringes in the twin (within ±``coupler_limit``) before the φ
+    stage; ``elements`` (with ``couplers``) then fits the φ heaters' offsets, efficiencies and crosstalk
+    links over the φ stage's stored readings (:func:`identify_elements`), puts the links' mean in every link
+    and reads the φ offsets again from zero with that twin (:func:`correct_phases`); ``kappa_links`` keeps
+    each link's own estimate and the fitted offsets instead (measured worse: calibration/README.md, "Round 6").
     """
+    couplers = couplers or elements
     layout = twin.layout
     n, w0 = twin.modes, float(twin.phase_per_u)
     deltas = np.asarray(deltas, dtype=float)
@@ -97,6 +108,7 @@ def self_configure(hardware, twin, passes: int = 2, deltas: tuple[float, ...] = 
         if len(g_) > 1 and g_[-1] == 0:
             g_[-1] = 3
     ups = (0.0, np.pi)
+    from_pq, from_r = np.zeros(layout.n_mzi), np.zeros(layout.n_mzi)  # per MZI its couplers' errors (round 6)
     for p in range(passes):
         before = theta.copy()
         for c, (tops, sl) in enumerate(columns):
@@ -150,16 +162,53 @@ def self_configure(hardware, twin, passes: int = 2, deltas: tuple[float, ...] = 
                 # the bottom row's MZIs (no φ on the last row) keep their estimate: read directly, their
                 # power across is biased by the mixing two columns on (measured worse than no update)
                 delta_bar = np.where(modulated, best, 0.0)
+                # round 6: the MZI's couplers from the fringe's three terms (calibration/README.md, "Round 6"):
+                # the light sent across, s_a c_b e^{iθ} + c_a s_b, read against the light kept on the row,
+                # c_a c_b e^{iθ} − s_a s_b, gives e^{±iΔ} terms in the ratio tan² a and a constant term
+                # −½ sin 2a sin 2δb relative to them: δa from |p| / |q|, δb from r against p − q
+                pp = np.einsum("iot->it", np.abs(v) ** 2)
+                pp = (pp[0::2] + pp[1::2])                                          # (MZIs, 3)
+                rpq = np.einsum("io,io->i", v[:, :, 0], np.conj(v[:, :, 1] - v[:, :, 2]))
+                rpq = rpq[0::2] + rpq[1::2]
+                den = np.einsum("io->i", np.abs(v[:, :, 1] - v[:, :, 2]) ** 2)
+                den = den[0::2] + den[1::2]
+                idx = sl.start + np.nonzero(modulated)[0]
+                from_pq[idx] = (np.log(pp[:, 1] / np.maximum(pp[:, 2], 1e-300)) / 8)[modulated]
+                # the constant term also holds light leaked by the bottom row's MZIs (their θ unread, ~0.3 rad
+                # off the bar point): read only where the MZI's rows are two or more rows clear of them
+                clear = modulated & _clear_of_bottom(tops, n)
+                from_r[sl.start + np.nonzero(clear)[0]] = (-rpq.real / np.maximum(2 * den, 1e-300))[clear]
             theta[sl] = theta[sl] - delta_bar
             if progress:
                 progress(p * len(columns) + c + 1, passes * len(columns))
         change = np.angle(np.exp(1j * (theta - before)))
         result.passes.append({"pass": p, "mean_abs_change": float(np.mean(np.abs(change)))})
     theta = np.angle(np.exp(1j * theta))  # wrapped to (-π, π]
+    # in the twin's convention (coupler_error[:, 0] the first coupler the light meets) the terms above read
+    # the second coupler's error from |p| / |q| and the first's from r, both with the opposite sign (checked
+    # against the virtual chip's truth, N = 24: correlation 0.99 and 0.79)
+    result.couplers = -np.stack([from_r, from_pq], 1)
+    # held within ±coupler_limit (rad): the constant term r is small and read against the mesh's other leaks
+    # (first coupler: 1 % of MZIs read 0.17–0.23 rad off at N = 24)
+    result.couplers = np.clip(result.couplers, -coupler_limit, coupler_limit)
     with torch.no_grad():
         twin.offset[0::2] = torch.as_tensor(theta, dtype=twin.offset.dtype)
+        if couplers:
+            twin.coupler_error[:] = torch.as_tensor(result.couplers, dtype=twin.coupler_error.dtype).reshape(
+                twin.coupler_error.shape)
     if phases:
         external_phases(hardware, twin, result=result)
+        if elements:  # round 6: the φ heaters' elements from the stored φ readings, then the loop phases again
+            result.elements = identify_elements(twin, result.phase_readings, elements=ELEMENT_FIT)
+            if not kappa_links:
+                # one crosstalk for every link, the mean of those fitted (the links near the bottom row stay
+                # unfitted): a link's own estimate (±0.019 at κ ≈ 0.06) times the θ heater's control at the bar
+                # state (~0.5 × 9 rad) moves its φ by ~0.1 rad, more than the mean leaves (N = 48, round 6)
+                fitted = _fitted_links(layout)
+                with torch.no_grad():
+                    twin.crosstalk[:] = float(twin.crosstalk[torch.as_tensor(fitted)].mean()) if fitted.any() else 0.0
+                    twin.offset[1::2] = 0.0
+                correct_phases(twin, result.phase_readings)
     return result
 
 
@@ -284,20 +333,9 @@ def correct_phases(twin, readings: PhaseReadings, sweeps: int = 4) -> None:
         for c, entry in enumerate(readings.columns):
             if entry is None:
                 continue
-            tops, x, lit, sides = entry
             sl = layout.column_slices[c]
             mzis = np.arange(sl.start, sl.stop)
-            agree = [0.0] * len(phases)
-            for base, fringes in sides:
-                us = _phase_settings(layout, w0, c, base, psis)
-                with torch.no_grad():
-                    xs = torch.as_tensor(np.broadcast_to(x, (len(us),) + x.shape).copy())
-                    predicted = twin(xs, torch.as_tensor(us)).numpy()
-                for k, ph in enumerate(phases):
-                    # per input (inputs i and i+1 see opposite fringes), measured against predicted, then summed
-                    for inp, seen in zip(lit, fringes[k]):
-                        one = seen * np.conj(_fringe(predicted, inp, tops, ph))
-                        agree[k] = agree[k] + one / np.maximum(np.abs(one), 1e-300)  # each side and input the same
+            agree = _agreement(twin, layout, w0, c, entry, psis, phases).sum(0)   # over the sides
             correction = np.angle(agree[0])
             if readings.extrapolate:  # from the fringes' mean steps 2π/3 and 4π/3 back to ψ = 0
                 correction = correction + np.angle(agree[0] * np.conj(agree[1]))
@@ -305,6 +343,23 @@ def correct_phases(twin, readings: PhaseReadings, sweeps: int = 4) -> None:
                 twin.offset[2 * mzis + 1] += torch.as_tensor(correction, dtype=twin.offset.dtype)
     with torch.no_grad():
         twin.offset[1::2] = torch.remainder(twin.offset[1::2] + np.pi, 2 * np.pi) - np.pi
+
+
+def _agreement(twin, layout, w0: float, c: int, entry, psis, phases) -> np.ndarray:
+    """(sides, fringes, MZIs): column ``c``'s measured fringes against ``twin``'s predicted ones, per input (inputs i
+    and i+1 see opposite fringes) as unit phasors summed over the lit inputs (each side and input weighs the same)."""
+    tops, x, lit, sides = entry
+    out = np.zeros((len(sides), len(phases), len(tops)), complex)
+    for s, (base, fringes) in enumerate(sides):
+        us = _phase_settings(layout, w0, c, base, psis)
+        with torch.no_grad():
+            xs = torch.as_tensor(np.broadcast_to(x, (len(us),) + x.shape).copy())
+            predicted = twin(xs, torch.as_tensor(us)).numpy()
+        for k, ph in enumerate(phases):
+            for inp, seen in zip(lit, fringes[k]):
+                one = seen * np.conj(_fringe(predicted, inp, tops, ph))
+                out[s, k] += one / np.maximum(np.abs(one), 1e-300)
+    return out
 
 
 def _fringe(p: np.ndarray, inp, tops: np.ndarray, phase: np.ndarray) -> np.ndarray:
@@ -334,3 +389,98 @@ def bar_controls(twin) -> np.ndarray:
     u[0::2] = _bar_controls(twin.offset.detach().numpy()[0::2], twin.phase_per_u * eff)
     return u
 
+
+# --- round 6: the φ heaters' own elements from the φ stage's stored readings ---------------------------------
+
+#: what :func:`identify_elements` may move per MZI of a column, with its finite-difference step: the φ offset,
+#: the φ heater's efficiency (log), the crosstalk links on either side of the φ heater (to the MZI's own θ and
+#: to the next heater's θ)
+ELEMENTS = {"offset": 0.05, "log_eff": 0.02, "kappa_theta": 0.01, "kappa_next": 0.01}
+ELEMENT_FIT = tuple(ELEMENTS)  # what self_configure(elements=True) fits
+_CLEAR = 5  # an MZI whose top row is within 4 rows of the bottom (top + 5 > N) sees the bottom row's leak
+
+
+def _clear_of_bottom(tops: np.ndarray, n: int) -> np.ndarray:
+    """MZIs (by top row) far enough from the bottom row's MZIs (θ unread) for round 6's per-element reads."""
+    return tops + _CLEAR <= n
+
+
+def _fitted_links(layout) -> np.ndarray:
+    """(H − 1,) the crosstalk links :func:`identify_elements` fits: both sides of the φ heaters clear of the bottom."""
+    clear = _clear_of_bottom(np.concatenate(layout.columns), layout.modes)
+    links = np.zeros(layout.n_heaters - 1, bool)
+    links[2 * np.nonzero(clear)[0]] = True
+    nxt = 2 * np.nonzero(clear)[0] + 1
+    links[nxt[nxt < len(links)]] = True
+    return links
+
+
+def _element_view(twin, name: str, mzis: np.ndarray):
+    """(tensor, index) of element ``name`` for the column's ``mzis`` (index may skip the chip's last MZI)."""
+    if name in ("offset", "log_eff"):
+        return getattr(twin, name), 2 * mzis + 1
+    if name == "kappa_theta":
+        return twin.crosstalk, 2 * mzis
+    return twin.crosstalk, (2 * mzis + 1)[2 * mzis + 1 < twin.crosstalk.numel()]      # kappa_next
+
+
+def _column_phases(twin, layout, w0: float, c: int, entry, psis, phases) -> np.ndarray:
+    """(observations, MZIs): per side and fringe the measured phase minus the twin's."""
+    return np.angle(_agreement(twin, layout, w0, c, entry, psis, phases)).reshape(-1, len(entry[0]))
+
+
+def identify_elements(twin, readings: PhaseReadings, sweeps: int = 4, elements: tuple[str, ...] = ELEMENT_FIT,
+                      noise: float = 0.1, prior: dict | None = None) -> list[dict]:
+    """Fit, column by column over the φ stage's stored ``readings`` (no reading more), each MZI's φ offset together
+    with its φ heater's efficiency and the crosstalk links around it (``elements``): one
+    Gauss–Newton step per column and sweep, the Jacobian block-diagonal per MZI (each MZI's fringes depend on its
+    own elements first), by finite differences over the whole column at once (one twin evaluation per element).
+
+    Why (calibration/README.md, "Round 6"): the fringes' phases at the two sides (θ = π/2, 3π/2: the column's θ
+    heaters warm the φ heater by different amounts) and at the two ψ ranges hold the crosstalk and the
+    efficiency. It needs the couplers in the twin first (``self_configure(couplers=True)``): without them it
+    makes the loop phases worse. Near the bottom row (:func:`_clear_of_bottom`) only the offsets move.
+    ``prior``: per element the spread (σ) a step is held to, against an observation's ``noise`` (rad; ridge
+    (noise/σ)²) and as a trust region per step. Returns per sweep the mean |change| per element."""
+    layout, w0 = twin.layout, float(twin.phase_per_u)
+    psis, phases = _phase_steps(readings.extrapolate)
+    prior = {"offset": np.inf, "log_eff": 0.05, "kappa_theta": 0.03, "kappa_next": 0.03, **(prior or {})}
+    ridge = np.array([(noise / prior[e]) ** 2 for e in elements])
+    limit = np.array([prior[e] if np.isfinite(prior[e]) else np.pi / 4 for e in elements])
+    is_offset = np.array([e == "offset" for e in elements], float)
+    history = []
+    for _ in range(sweeps):
+        moved = {e: [] for e in elements}
+        for c, entry in enumerate(readings.columns):
+            if entry is None:
+                continue
+            sl = layout.column_slices[c]
+            mzis = np.arange(sl.start, sl.stop)
+            r0 = _column_phases(twin, layout, w0, c, entry, psis, phases)
+            jac = np.zeros((len(mzis), r0.shape[0], len(elements)))
+            for j, e in enumerate(elements):
+                t, idx = _element_view(twin, e, mzis)
+                with torch.no_grad():
+                    t[idx] += ELEMENTS[e]
+                r1 = _column_phases(twin, layout, w0, c, entry, psis, phases)
+                with torch.no_grad():
+                    t[idx] -= ELEMENTS[e]
+                d = np.angle(np.exp(1j * (r1 - r0)))
+                jac[:, :, j] = (-d / ELEMENTS[e]).T      # the twin's prediction per unit of the element
+            # per MZI: (JᵀJ + ridge) δ = Jᵀ r, the residual r0 = measured − predicted falls by J δ
+            jtj = np.einsum("mok,mol->mkl", jac, jac) + np.diag(ridge)
+            step = np.linalg.solve(jtj, np.einsum("mok,om->mk", jac, r0)[..., None])[..., 0]
+            # a trust region: no element moves by more than its prior spread (offsets: π/4) in one step
+            step = np.clip(step, -limit, limit)
+            # near the bottom row (its MZIs' θ unread, their leak in every fringe there) only the offsets move
+            step[~_clear_of_bottom(entry[0], layout.modes), :] *= is_offset
+            for j, e in enumerate(elements):
+                t, idx = _element_view(twin, e, mzis)
+                s = step[: len(idx), j]                    # kappa_next: the chip's last MZI has none
+                with torch.no_grad():
+                    t[idx] += torch.as_tensor(s, dtype=t.dtype)
+                moved[e].append(np.abs(s))
+        history.append({e: float(np.mean(np.concatenate(v))) for e, v in moved.items()})
+    with torch.no_grad():
+        twin.offset[1::2] = torch.remainder(twin.offset[1::2] + np.pi, 2 * np.pi) - np.pi
+    return history
