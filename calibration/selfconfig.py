@@ -67,7 +67,8 @@ def _bar_controls(theta_offset: np.ndarray, w0: float, delta: float = 0.0) -> np
 
 def self_configure(hardware, twin, passes: int = 2, deltas: tuple[float, ...] = (-1.4, -0.7, 0.0, 0.7, 1.4),
                    phases: bool = True, progress=None, couplers: bool = False,
-                   coupler_limit: float = 0.12, elements: bool = False, kappa_links: bool = False) -> SelfConfigResult:
+                   coupler_limit: float = 0.12, elements: bool = False, kappa_links: bool = False,
+                   links: bool = False) -> SelfConfigResult:
     """Set ``twin.offset``'s θ entries to the measured bar points (in place); returns the readings used.
 
     ``hardware.forward(x, u)`` only (one-hot inputs, heater controls); ``twin`` gives the layout and the
@@ -79,7 +80,10 @@ def self_configure(hardware, twin, passes: int = 2, deltas: tuple[float, ...] = 
     links over the φ stage's stored readings (:func:`identify_elements`), puts the links' mean in every link
     and reads the φ offsets again from zero with that twin (:func:`correct_phases`); ``kappa_links`` keeps
     each link's own estimate and the fitted offsets instead (measured worse: calibration/README.md, "Round 6").
+    Round 6b (off by default; 36 N² readings more): ``links`` (with ``elements``) reads each crosstalk link directly
+    (:func:`read_links`, :func:`fit_links`) from the links' mean before the φ offsets are read again.
     """
+    elements = elements or links
     couplers = couplers or elements
     layout = twin.layout
     n, w0 = twin.modes, float(twin.phase_per_u)
@@ -208,6 +212,10 @@ def self_configure(hardware, twin, passes: int = 2, deltas: tuple[float, ...] = 
                 with torch.no_grad():
                     twin.crosstalk[:] = float(twin.crosstalk[torch.as_tensor(fitted)].mean()) if fitted.any() else 0.0
                     twin.offset[1::2] = 0.0
+                if links:  # round 6b: every link read on its own, from the mean
+                    fit_links(twin, read_links(hardware, twin, result.phase_readings, result))
+                    with torch.no_grad():
+                        twin.offset[1::2] = 0.0
                 correct_phases(twin, result.phase_readings)
     return result
 
@@ -483,4 +491,115 @@ def identify_elements(twin, readings: PhaseReadings, sweeps: int = 4, elements: 
         history.append({e: float(np.mean(np.concatenate(v))) for e, v in moved.items()})
     with torch.no_grad():
         twin.offset[1::2] = torch.remainder(twin.offset[1::2] + np.pi, 2 * np.pi) - np.pi
+    return history
+
+
+# --- round 6b: each crosstalk link read directly (a θ heater stepped by 2π, its neighbours' φ fringes) --------
+
+@dataclass
+class LinkReadings:
+    """What :func:`read_links` measured: per column (None where it has no MZI) the MZIs' top rows, the inputs, the
+    lit inputs, the reference controls (the φ stage's side θ = π/2) with its stored fringes (per lit input), and per
+    step group (the column's MZIs at even / odd places) the controls with that group's θ moved by 2π and the
+    fringes measured there."""
+    columns: list
+
+
+def read_links(hardware, twin, readings: PhaseReadings, result: SelfConfigResult | None = None) -> LinkReadings:
+    """Read the φ fringes again with every other θ heater of the column moved from θ = π/2 to 5π/2 (2π by the twin's
+    map: the MZI itself unchanged, up to the θ efficiency's error at second order), in two groups (the column's MZIs
+    at even, then odd places): the moved heater warms its own φ (link θ_m–φ_m) and the previous MZI's φ (link
+    φ_{m−1}–θ_m), each by κ · w0 · eff_φ · Δu ≈ 2π κ (~0.38 rad at κ = 0.06), and nothing else the column reads.
+    Three ψ steps (the φ stage's first three, whose fringes at θ = π/2 are the reference: no reading again), the
+    same averaging over the next column's φ and the flipped φ three columns back: 36 N² readings (round 6b).
+
+    Why 5π/2 and not 3π/2 + 2π: the controls reach ~2.9 turns of phase (u ≤ 1 at w0 = 2π · 1.44), so θ = π/2 + 2π
+    fits for every heater and 3π/2 + 2π for none; a bar-state θ (the next column's first) cannot move by 2π either,
+    so the last MZI of a column keeps its φ–θ link unread (those sit by the bottom row)."""
+    result = result if result is not None else SelfConfigResult()
+    layout, w0 = twin.layout, float(twin.phase_per_u)
+    turn = 2 * np.pi / (w0 * np.exp(twin.log_eff.detach().numpy()[0::2]))
+    psis, _ = _phase_steps(False)
+    weight = _phase_steps(False)[1][0]
+    columns = []
+    for c, entry in enumerate(readings.columns):
+        if entry is None:
+            columns.append(None)
+            continue
+        tops, x, lit, sides = entry
+        base, fringes = sides[0]                      # the side θ = π/2; its first fringe: ψ = 0, 2π/3, 4π/3
+        mzis = np.arange(layout.column_slices[c].start, layout.column_slices[c].stop)
+        groups = []
+        for g in (0, 1):
+            u = base.copy()
+            u[2 * mzis[g::2]] += turn[mzis[g::2]]
+            us = _phase_settings(layout, w0, c, u, psis)
+            measured = np.stack([hardware.forward(x, v) for v in us])
+            result.settings += len(us)
+            result.readings += len(us) * len(x)
+            groups.append((u, [_fringe(measured, inp, tops, weight) for inp in lit]))
+        columns.append((tops, x, lit, base, fringes[0], groups))
+    return LinkReadings(columns)
+
+
+def _link_shifts(twin, layout, w0: float, c: int, entry, psis, weight):
+    """(groups, MZIs) each step group's fringe shift, measured and predicted by ``twin`` (unit phasors over the lit
+    inputs), as phasors: measured shift times the conjugate of the predicted one."""
+    tops, x, lit, base, ref, groups = entry
+    with torch.no_grad():
+        xs = torch.as_tensor(np.broadcast_to(x, (len(psis) * 2 * len(_NEXT_STEPS),) + x.shape).copy())
+        pred_ref = twin(xs, torch.as_tensor(_phase_settings(layout, w0, c, base, psis))).numpy()
+        out = np.zeros((len(groups), len(tops)), complex)
+        for g, (u, seen) in enumerate(groups):
+            pred = twin(xs, torch.as_tensor(_phase_settings(layout, w0, c, u, psis))).numpy()
+            for inp, s, r in zip(lit, seen, ref):
+                m = s * np.conj(r)
+                p = _fringe(pred, inp, tops, weight) * np.conj(_fringe(pred_ref, inp, tops, weight))
+                one = m * np.conj(p)
+                out[g] += one / np.maximum(np.abs(one), 1e-300)
+    return out
+
+
+def _link_index(mzis: np.ndarray, g: int) -> np.ndarray:
+    """(MZIs,) the crosstalk link each MZI's fringe shift reads in step group ``g`` (−1: none): the moved MZIs
+    their own θ–φ link (2m), the MZI before a moved one its φ–θ link (2m + 1)."""
+    pos = np.arange(len(mzis))
+    link = np.full(len(mzis), -1)
+    moved = pos % 2 == g
+    link[moved] = 2 * mzis[moved]
+    before = ~moved & (pos + 1 < len(mzis))
+    link[before] = 2 * mzis[before] + 1
+    return link
+
+
+def fit_links(twin, links: LinkReadings, sweeps: int = 2, step: float = 0.01) -> list[float]:
+    """Move ``twin``'s crosstalk links (in place) until its predicted fringe shifts (:func:`read_links`) agree with the
+    measured ones: per column and group one Newton step per link, the slope by a finite difference of every read
+    link at once (each MZI's shift depends on its own link first). Returns per sweep the mean |change|."""
+    layout, w0 = twin.layout, float(twin.phase_per_u)
+    psis, _ = _phase_steps(False)
+    weight = _phase_steps(False)[1][0]
+    history = []
+    for _ in range(sweeps):
+        moved = []
+        for c, entry in enumerate(links.columns):
+            if entry is None:
+                continue
+            mzis = np.arange(layout.column_slices[c].start, layout.column_slices[c].stop)
+            r0 = np.angle(_link_shifts(twin, layout, w0, c, entry, psis, weight))
+            for g in range(len(entry[5])):
+                link = _link_index(mzis, g)
+                read = link >= 0
+                idx = torch.as_tensor(link[read])
+                with torch.no_grad():
+                    twin.crosstalk[idx] += step
+                r1 = np.angle(_link_shifts(twin, layout, w0, c, entry, psis, weight))[g]
+                with torch.no_grad():
+                    twin.crosstalk[idx] -= step
+                slope = np.angle(np.exp(1j * (r0[g] - r1))) / step   # the predicted shift per unit link
+                change = np.clip(r0[g][read] / np.where(np.abs(slope[read]) > 1e-6, slope[read], np.inf), -0.05, 0.05)
+                with torch.no_grad():
+                    twin.crosstalk[idx] += torch.as_tensor(change, dtype=twin.crosstalk.dtype)
+                moved.append(np.abs(change))
+        history.append(float(np.mean(np.concatenate(moved))) if moved else 0.0)
     return history
