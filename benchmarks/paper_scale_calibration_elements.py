@@ -4,6 +4,9 @@
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/paper_scale_calibration_elements.py --modes 48 --chips 1
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/paper_scale_calibration_elements.py --modes 24 --chips 1 \
         --kinds elements-noiseless elements-shrink-0.3 elements-shrink-0.5 elements+bottom-exact      # diagnoses
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/paper_scale_calibration_elements.py --modes 24 --chips 1 2 3 \
+        --kinds elements links links-oracle links+eff                                                # round 6b
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/paper_scale_calibration_elements.py --modes 24 --chips 1 --kinds links-noiseless
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/paper_scale_calibration_elements.py --summary
 
 The virtual chip driven directly (noisy; detector range as in ``paper_scale_calibration.py``), the datasheet twin,
@@ -14,8 +17,10 @@ the self-configuring start (``selfconfig.self_configure``, 2 θ passes, four-ste
 - ``elements-links``: then the φ heaters' offsets, efficiencies and crosstalk links fitted over the φ stage's
   stored readings (``elements=True, kappa_links=True``: ``identify_elements``, block Gauss–Newton, 4 sweeps);
 - ``elements``: the same fit, then every link given the fitted links' mean and the φ offsets read again from
-  zero with that twin (``elements=True``: ``correct_phases``, 4 sweeps).
-No kind takes a reading more than ``round5b``. Scored against the hidden truth (a diagnosis, never a calibration):
+  zero with that twin (``elements=True``: ``correct_phases``, 4 sweeps);
+- ``links`` (round 6b): the same, with each crosstalk link read directly before the φ offsets are read again
+  (``links=True``: ``read_links`` / ``fit_links``, 36 N² readings more).
+Except ``links``, no kind takes a reading more than ``round5b``. Scored against the hidden truth (a diagnosis, never a calibration):
 loop phases at u = 0 (median / p90 / max, rad), the φ offsets at u = 0 themselves (the loop phases summed along
 each row: what the bands' multi-port inputs see; round 6) and the identified parameters' mean absolute errors (the φ heaters'
 efficiencies, the crosstalk links θ_m–φ_m and φ_m–θ_m+1, the couplers), the datasheet's beside them.
@@ -36,17 +41,22 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from labsat.calibration.selfconfig import (_clear_of_bottom, _fitted_links, bar_controls, correct_phases,  # noqa: E402
-                                          external_phases, identify_elements, loop_phases, self_configure)
+                                          external_phases, identify_elements, loop_phases, read_link_mask,
+                                          self_configure)
 from labsat.calibration.simchip import DirectHardware  # noqa: E402
 from labsat.twins.mzi import MZIMeshTwin  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "paper_scale_calibration_elements"
 KINDS = {"round5b": {}, "couplers": dict(couplers=True), "elements-links": dict(elements=True, kappa_links=True),
-         "elements": dict(elements=True)}
+         "elements": dict(elements=True), "links": dict(links=True)}
 # diagnoses (``--kinds``): the elements start on the noiseless chip; each link's own crosstalk shrunk toward the
 # links' mean by 0.3 / 0.5 (then the φ offsets read again); oracle: the bottom row's θ bar points and the couplers
 # of the MZIs near the bottom made the chip's before the φ stage
-DIAGNOSES = ("elements-noiseless", "elements-shrink-0.3", "elements-shrink-0.5", "elements+bottom-exact")
+DIAGNOSES = ("elements-noiseless", "elements-shrink-0.3", "elements-shrink-0.5", "elements+bottom-exact",
+             "links-noiseless", "links-oracle", "links+eff")
+# round 6b diagnoses: the links start on the noiseless chip; ``links-oracle``: the links it reads given the chip's
+# values instead (the others at the fitted mean), then the φ offsets read again; ``links+eff``: after the links,
+# the φ offsets and efficiencies fitted again over the stored φ readings (identify_elements), then read again
 
 
 class Noiseless:
@@ -65,7 +75,10 @@ def scores(hw, twin) -> dict:
     phi = np.abs(d[1::2])  # the φ offsets themselves: the loop phases summed along the rows (what the bands see)
     eff, k = np.exp(twin.log_eff.numpy()), twin.crosstalk.numpy()
     c = twin.coupler_error.numpy().reshape(-1, 2)
-    return {"loop_median": float(np.median(loop)), "loop_p90": float(np.quantile(loop, 0.9)), "loop_max": float(loop.max()),
+    clear = read_link_mask(twin.layout) & _fitted_links(twin.layout)   # round 6b: the links read, clear of the bottom
+    return {"links_corr": float(np.corrcoef(k[clear], t["crosstalk"][clear])[0, 1]) if np.ptp(k[clear]) > 0 else 0.0,
+            "links_err": float(np.mean(np.abs(k[clear] - t["crosstalk"][clear]))),
+            "loop_median": float(np.median(loop)), "loop_p90": float(np.quantile(loop, 0.9)), "loop_max": float(loop.max()),
             "phi_median": float(np.median(phi)), "phi_p90": float(np.quantile(phi, 0.9)),
             "eff_phi_err": float(np.mean(np.abs(eff[1::2] - t["eff"][1::2]))),
             "kappa_theta_err": float(np.mean(np.abs(k[0::2] - t["crosstalk"][0::2]))),
@@ -77,6 +90,19 @@ def diagnose(hw, twin, kind: str):
     """The :data:`DIAGNOSES` (read the truth where they say so; never a calibration)."""
     if kind == "elements-noiseless":
         return self_configure(Noiseless(hw), twin, elements=True)
+    if kind == "links-noiseless":
+        return self_configure(Noiseless(hw), twin, links=True)
+    if kind in ("links-oracle", "links+eff"):
+        r = self_configure(hw, twin, links=True)
+        with torch.no_grad():
+            if kind == "links-oracle":
+                read = read_link_mask(twin.layout)
+                twin.crosstalk[:] = torch.as_tensor(np.where(read, hw.truth()["crosstalk"], twin.crosstalk.numpy()))
+            else:
+                identify_elements(twin, r.phase_readings, elements=("offset", "log_eff"))
+            twin.offset[1::2] = 0.0
+        correct_phases(twin, r.phase_readings)
+        return r
     if kind.startswith("elements-shrink"):
         r = self_configure(hw, twin, elements=True, kappa_links=True)
         k, fitted = twin.crosstalk.numpy().copy(), _fitted_links(twin.layout)
@@ -116,13 +142,14 @@ def run(n: int, chip: int, kind: str) -> dict:
 
 def summary() -> str:
     out = ["| N | chip | start | readings | loop phase at u = 0: median / p90 / max (rad) | φ at u = 0: median / p90 | "
-           "φ efficiency err | κ θ–φ / φ–θ err | couplers err (1st / 2nd) | CPU s |",
-           "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
+           "φ efficiency err | κ θ–φ / φ–θ err | links read: corr / err | couplers err (1st / 2nd) | CPU s |",
+           "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in map(json.loads, (RESULTS / "labsat.jsonl").read_text().splitlines()):
         phi = f"{r['phi_median']:.3f} / {r['phi_p90']:.3f}" if "phi_median" in r else "–"
+        links = f"{r['links_corr']:.2f} / {r['links_err']:.4f}" if "links_corr" in r else "–"
         out.append(f"| {r['modes']} | {r['chip']} | {r['kind']} | {r['readings_per_n2']:.0f} N² | {r['loop_median']:.3f} / "
                    f"**{r['loop_p90']:.3f}** / {r['loop_max']:.2f} | {phi} | {r['eff_phi_err']:.4f} | {r['kappa_theta_err']:.4f} / "
-                   f"{r['kappa_next_err']:.4f} | {r['coupler_err'][0]:.4f} / {r['coupler_err'][1]:.4f} | {r['cpu_s']:.0f} |")
+                   f"{r['kappa_next_err']:.4f} | {links} | {r['coupler_err'][0]:.4f} / {r['coupler_err'][1]:.4f} | {r['cpu_s']:.0f} |")
     return "\n".join(out)
 
 

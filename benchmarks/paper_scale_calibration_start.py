@@ -7,6 +7,7 @@
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/paper_scale_calibration_start.py --modes 48 --runs selfconfig5b:standard   # round 5b
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/paper_scale_calibration_start.py --modes 48 \
         --runs selfconfig6e:standard selfconfig6c:standard                                          # round 6
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/paper_scale_calibration_start.py --modes 48 --runs selfconfig6b:standard  # 6b
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/paper_scale_calibration_start.py --summary
 
 Tuning chip 1 (``--chip``), the virtual chip driven directly (detector range as in ``paper_scale_calibration.py``).
@@ -29,6 +30,7 @@ Round 6: ``selfconfig6c`` the θ stage's coupler errors in the twin before the �
 ``selfconfig6e+clear-exact`` (oracle) with those of every other MZI made the chip's; ``selfconfig6e+tail-exact``
 (oracle) with the loop phases more than 0.3 rad off made the chip's; ``selfconfig6e-bottom-oracle`` (oracle) the
 bottom row's θ bar points and the couplers near the bottom made the chip's before the φ stage, then as ``selfconfig6e``.
+Round 6b: ``selfconfig6b`` as ``selfconfig6e`` with each crosstalk link read directly (``links=True``: 36 N² readings more).
 Round 5b: START:BAND:K refits K times: the φ stage's stored readings read again with the fitted twin
 (``selfconfig.correct_phases``, 4 sweeps, no reading more), then the band fitted again (same data).
 BAND: the plan's first band, 32 settings × N²/8 random inputs, fitted as ``calibrate_progressive`` fits it
@@ -64,7 +66,7 @@ from labsat.twins.mzi import MZIMeshTwin  # noqa: E402
 RESULTS = ROOT / "benchmarks" / "results" / "paper_scale_calibration_start"
 # round 6's starts (benchmarks/paper_scale_calibration_elements.py has the same kinds)
 ROUND6 = {"selfconfig6c": dict(couplers=True), "selfconfig6l": dict(elements=True, kappa_links=True),
-          "selfconfig6e": dict(elements=True)}
+          "selfconfig6e": dict(elements=True), "selfconfig6b": dict(links=True)}
 
 
 def u0_errors(hw, twin) -> dict:

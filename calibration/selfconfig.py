@@ -572,6 +572,17 @@ def _link_index(mzis: np.ndarray, g: int) -> np.ndarray:
     return link
 
 
+def read_link_mask(layout) -> np.ndarray:
+    """(H − 1,) the crosstalk links :func:`read_links` reads (every link but each column's last φ–θ link)."""
+    mask = np.zeros(layout.n_heaters - 1, bool)
+    for sl in layout.column_slices:
+        mzis = np.arange(sl.start, sl.stop)
+        for g in (0, 1):
+            link = _link_index(mzis, g)
+            mask[link[link >= 0]] = True
+    return mask
+
+
 def fit_links(twin, links: LinkReadings, sweeps: int = 2, step: float = 0.01) -> list[float]:
     """Move ``twin``'s crosstalk links (in place) until its predicted fringe shifts (:func:`read_links`) agree with the
     measured ones: per column and group one Newton step per link, the slope by a finite difference of every read
