@@ -6,7 +6,8 @@
         --kinds elements-noiseless elements-shrink-0.3 elements-shrink-0.5 elements+bottom-exact      # diagnoses
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/paper_scale_calibration_elements.py --modes 24 --chips 1 2 3 \
         --kinds elements links links-oracle links+eff                                                # round 6b
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/paper_scale_calibration_elements.py --modes 24 --chips 1 --kinds links-noiseless
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/paper_scale_calibration_elements.py --modes 24 --chips 1 \
+        --kinds links-noiseless links+eff-oracle
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/paper_scale_calibration_elements.py --summary
 
 The virtual chip driven directly (noisy; detector range as in ``paper_scale_calibration.py``), the datasheet twin,
@@ -53,10 +54,11 @@ KINDS = {"round5b": {}, "couplers": dict(couplers=True), "elements-links": dict(
 # links' mean by 0.3 / 0.5 (then the φ offsets read again); oracle: the bottom row's θ bar points and the couplers
 # of the MZIs near the bottom made the chip's before the φ stage
 DIAGNOSES = ("elements-noiseless", "elements-shrink-0.3", "elements-shrink-0.5", "elements+bottom-exact",
-             "links-noiseless", "links-oracle", "links+eff")
+             "links-noiseless", "links-oracle", "links+eff", "links+eff-oracle")
 # round 6b diagnoses: the links start on the noiseless chip; ``links-oracle``: the links it reads given the chip's
 # values instead (the others at the fitted mean), then the φ offsets read again; ``links+eff``: after the links,
-# the φ offsets and efficiencies fitted again over the stored φ readings (identify_elements), then read again
+# the φ offsets and efficiencies fitted again over the stored φ readings (identify_elements), then read again;
+# ``links+eff-oracle``: after the links, the φ heaters' efficiencies made the chip's, then the φ offsets read again
 
 
 class Noiseless:
@@ -92,12 +94,14 @@ def diagnose(hw, twin, kind: str):
         return self_configure(Noiseless(hw), twin, elements=True)
     if kind == "links-noiseless":
         return self_configure(Noiseless(hw), twin, links=True)
-    if kind in ("links-oracle", "links+eff"):
+    if kind in ("links-oracle", "links+eff", "links+eff-oracle"):
         r = self_configure(hw, twin, links=True)
         with torch.no_grad():
             if kind == "links-oracle":
                 read = read_link_mask(twin.layout)
                 twin.crosstalk[:] = torch.as_tensor(np.where(read, hw.truth()["crosstalk"], twin.crosstalk.numpy()))
+            elif kind == "links+eff-oracle":
+                twin.log_eff[1::2] = torch.as_tensor(np.log(hw.truth()["eff"][1::2]))
             else:
                 identify_elements(twin, r.phase_readings, elements=("offset", "log_eff"))
             twin.offset[1::2] = 0.0
