@@ -21,6 +21,9 @@ Method (calibration/README.md, "Self-configuring start", has the why of each ste
    column's φ stepped (four steps, extrapolated to ψ = 0: round 5); the fringe's phase measured minus the twin's
    predicted one corrects the φ offset, swept over the columns 4 times on the same readings (round 5b:
    :func:`correct_phases`; one sweep is biased wherever the twin holds the chip's leakage and crosstalk).
+3. (round 6b, off by default: ``links=True``) each crosstalk link read directly (:func:`read_links`: every other θ of
+   a column moved one turn, π/2 → 5π/2; the neighbours' φ fringe shifts; +36 N² readings) before the φ offsets are
+   read again (calibration/README.md, "Round 6b").
 
 Readings: ~104 N² per θ pass and ~36 N² for the φ stage, ~48 N² with its four ψ steps (round 5, the default; 2 θ
 passes: ~225–255 N² in all at N = 48–64).
