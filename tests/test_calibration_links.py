@@ -8,7 +8,13 @@ from types import SimpleNamespace
 
 import numpy as np
 import torch
-from labsat.calibration.selfconfig import _fitted_links, external_phases, fit_links, read_link_mask, read_links
+from labsat.calibration.selfconfig import (
+    _fitted_links,
+    external_phases,
+    fit_links,
+    read_link_mask,
+    read_links,
+)
 from labsat.calibration.simchip import DirectHardware
 
 from labsat.twins.mzi import MZIMeshTwin
