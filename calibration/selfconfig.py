@@ -525,8 +525,8 @@ def read_links(hardware, twin, readings: PhaseReadings, result: SelfConfigResult
     result = result if result is not None else SelfConfigResult()
     layout, w0 = twin.layout, float(twin.phase_per_u)
     turn = 2 * np.pi / (w0 * np.exp(twin.log_eff.detach().numpy()[0::2]))
-    psis, _ = _phase_steps(False)
-    weight = _phase_steps(False)[1][0]
+    psis, phases = _phase_steps(False)
+    weight = phases[0]
     columns = []
     for c, entry in enumerate(readings.columns):
         if entry is None:
@@ -548,15 +548,18 @@ def read_links(hardware, twin, readings: PhaseReadings, result: SelfConfigResult
     return LinkReadings(columns)
 
 
-def _link_shifts(twin, layout, w0: float, c: int, entry, psis, weight):
+def _link_shifts(twin, layout, w0: float, c: int, entry, psis, weight, only: int | None = None):
     """(groups, MZIs) each step group's fringe shift, measured and predicted by ``twin`` (unit phasors over the lit
-    inputs), as phasors: measured shift times the conjugate of the predicted one."""
+    inputs), as phasors: measured shift times the conjugate of the predicted one. ``only``: that group alone
+    (the other rows stay 0; a finite difference needs one group)."""
     tops, x, lit, base, ref, groups = entry
     with torch.no_grad():
         xs = torch.as_tensor(np.broadcast_to(x, (len(psis) * 2 * len(_NEXT_STEPS),) + x.shape).copy())
         pred_ref = twin(xs, torch.as_tensor(_phase_settings(layout, w0, c, base, psis))).numpy()
         out = np.zeros((len(groups), len(tops)), complex)
         for g, (u, seen) in enumerate(groups):
+            if only is not None and g != only:
+                continue
             pred = twin(xs, torch.as_tensor(_phase_settings(layout, w0, c, u, psis))).numpy()
             for inp, s, r in zip(lit, seen, ref):
                 m = s * np.conj(r)
@@ -594,8 +597,8 @@ def fit_links(twin, links: LinkReadings, sweeps: int = 2, step: float = 0.01) ->
     measured ones: per column and group one Newton step per link, the slope by a finite difference of every read
     link at once (each MZI's shift depends on its own link first). Returns per sweep the mean |change|."""
     layout, w0 = twin.layout, float(twin.phase_per_u)
-    psis, _ = _phase_steps(False)
-    weight = _phase_steps(False)[1][0]
+    psis, phases = _phase_steps(False)
+    weight = phases[0]
     history = []
     for _ in range(sweeps):
         moved = []
@@ -610,7 +613,7 @@ def fit_links(twin, links: LinkReadings, sweeps: int = 2, step: float = 0.01) ->
                 idx = torch.as_tensor(link[read])
                 with torch.no_grad():
                     twin.crosstalk[idx] += step
-                r1 = np.angle(_link_shifts(twin, layout, w0, c, entry, psis, weight))[g]
+                r1 = np.angle(_link_shifts(twin, layout, w0, c, entry, psis, weight, only=g))[g]
                 with torch.no_grad():
                     twin.crosstalk[idx] -= step
                 slope = np.angle(np.exp(1j * (r0[g] - r1))) / step   # the predicted shift per unit link
