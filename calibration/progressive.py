@@ -24,7 +24,7 @@ setting, so it runs in minutes at N = 64 on one core.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 import numpy as np
@@ -47,16 +47,22 @@ class ProgressivePlan:
     u_max: tuple[float, ...] = DEFAULT_SCHEDULE
     adam_steps: int = 150  # first stage, from the datasheet twin
     lbfgs_steps: int = 150
+    lr: float = 0.02  # the first stage's Adam step
     refine_adam_steps: int = 40  # later stages start close: small Adam steps (lr 0.003), then L-BFGS
     refine_lr: float = 0.003
     dtype: str = "float32"  # the mesh's precision in the fit (fit.fit_in_bands)
-    # MZI-by-MZI start before the bands (calibration/selfconfig.py: bar points of the θ heaters, then the
-    # φ loop phases); off by default: at N = 48 / 64 on labsat's error model it does not yet bring the
-    # first band's fit into its basin (calibration/README.md, "Self-configuring start" and "Round 5": the
-    # bands it centres on the bar state stall even from exact bar phases; on the standard bands its loop
-    # phases at u = 0 are not yet close enough)
+    # MZI-by-MZI start before the bands (calibration/selfconfig.py, round 7): the θ heaters' bar points, the couplers,
+    # crosstalk links and φ loop phases read MZI by MZI (``start_options``: self_configure's), the φ offsets anchored
+    # to the datasheet's prior (selfconfig.anchor_phases), then the standard bands with a gentler, longer first fit
+    # (``start_adam_steps`` at ``start_lr``, ``start_lbfgs_steps``). Needed for labsat's error model from ~40 modes
+    # (calibration/README.md, "Round 7"); off by default (the datasheet start calibrates up to 36 modes and the paper's
+    # model at 64, where the θ stage is worse than the datasheet)
     self_configure: bool = False
     self_configure_passes: int = 2
+    start_options: dict = field(default_factory=lambda: {"links": True})
+    start_adam_steps: int = 500
+    start_lbfgs_steps: int = 300
+    start_lr: float = 0.01
     # settings in all, split evenly over the bands as ``measure`` splits them (``labsat calibrate
     # --settings``); None: ``settings`` per band
     total_settings: int | None = None
@@ -76,11 +82,17 @@ class ProgressivePlan:
         """The plan for a budget given in all (``labsat calibrate``: ``settings`` over the bands, ``inputs`` per
         setting), with the fit's step counts where given (the refinement's Adam steps no more than the first's)."""
         plan = cls(settings=-(-settings // len(DEFAULT_SCHEDULE)), inputs=inputs, total_settings=settings)
-        if adam_steps is not None:
+        if adam_steps is not None:  # explicit step counts win, also over the self-configured start's
             plan.adam_steps, plan.refine_adam_steps = adam_steps, min(plan.refine_adam_steps, adam_steps)
+            plan.start_adam_steps = adam_steps
         if lbfgs_steps is not None:
-            plan.lbfgs_steps = lbfgs_steps
+            plan.lbfgs_steps = plan.start_lbfgs_steps = lbfgs_steps
         return plan
+
+    def after_start(self) -> "ProgressivePlan":
+        """The plan for the bands once the start has run: no start, the start's first fit."""
+        return replace(self, self_configure=False, adam_steps=self.start_adam_steps,
+                       lbfgs_steps=self.start_lbfgs_steps, lr=self.start_lr)
 
     @property
     def n_settings(self) -> int:
@@ -106,6 +118,16 @@ class ProgressiveResult:
         return 0 if self.data is None else int(self.data.x.shape[0] * self.data.x.shape[1])
 
 
+def self_configured_start(hardware, twin, plan: ProgressivePlan, progress: Callable[[int, int], None] | None = None):
+    """The plan's MZI-by-MZI start on ``twin`` (in place): :func:`selfconfig.self_configure` with the plan's options
+    (θ bar points, couplers, crosstalk links, φ loop phases), then the φ offsets anchored to the datasheet's prior
+    (:func:`selfconfig.anchor_phases`). Returns the ``SelfConfigResult`` (readings used)."""
+    from .selfconfig import anchor_phases, self_configure
+    start = self_configure(hardware, twin, passes=plan.self_configure_passes, progress=progress, **plan.start_options)
+    anchor_phases(twin)
+    return start
+
+
 def calibrate_progressive(hardware, twin, plan: ProgressivePlan | None = None, seed: int = 0,
                           held: Measurements | None = None,
                           progress: Callable[[str, int, int], None] | None = None,
@@ -123,15 +145,13 @@ def calibrate_progressive(hardware, twin, plan: ProgressivePlan | None = None, s
     """
     plan = plan or ProgressivePlan.for_modes(hardware.modes)
     result = ProgressiveResult()
-    centre = None
-    if plan.self_configure:  # the MZI-by-MZI start: the twin's offsets from bar points and loop phases,
-        from .selfconfig import bar_controls, self_configure  # and the bands close in on its bar state
-        result.start = self_configure(hardware, twin, passes=plan.self_configure_passes,
-                                      progress=None if progress is None else lambda k, n: progress("start", k, n))
-        centre = bar_controls(twin)
+    if plan.self_configure:  # the MZI-by-MZI start, then the bands as from any start (with the start's first fit)
+        result.start = self_configured_start(hardware, twin, plan,
+                                             progress=None if progress is None else lambda k, n: progress("start", k, n))
+        plan = plan.after_start()
     t0 = time.perf_counter()
     data = measure(hardware, plan.n_settings, plan.inputs, seed=seed, schedule=plan.u_max,
-                   progress=None if progress is None else lambda k, n: progress("measure", k, n), centre=centre)
+                   progress=None if progress is None else lambda k, n: progress("measure", k, n))
     measure_s = time.perf_counter() - t0
     fitted = data
     if holdout:
@@ -150,7 +170,7 @@ def calibrate_progressive(hardware, twin, plan: ProgressivePlan | None = None, s
         if on_stage is not None:
             on_stage(row)
 
-    result.history = fit_in_bands(twin, fitted, plan.adam_steps, plan.lbfgs_steps, 0.02, plan.refine_adam_steps,
+    result.history = fit_in_bands(twin, fitted, plan.adam_steps, plan.lbfgs_steps, plan.lr, plan.refine_adam_steps,
                                   plan.refine_lr, progress=fit_progress, after_band=after_band,
                                   dtype=getattr(torch, plan.dtype))
     result.data, result.fitted, result.measure_s = data, fitted, measure_s

@@ -381,18 +381,56 @@ def _fringe(p: np.ndarray, inp, tops: np.ndarray, phase: np.ndarray) -> np.ndarr
     return np.sum((p[:, inp, tops] - p[:, inp, tops + 1]) * phase, 0)
 
 
-def loop_phases(layout, phi: np.ndarray) -> np.ndarray:
-    """Per MZI, ``phi`` (M,) minus the previous column's ``phi`` on row i+1 (where there is one): the loop phases,
-    the only φ combinations the powers depend on (what :func:`external_phases` reads). Reports and tests score
-    φ errors with it."""
-    out = np.array(phi, dtype=float, copy=True)
+def _loop_pairs(layout) -> tuple[np.ndarray, np.ndarray]:
+    """(MZI, previous MZI) index pairs: each MZI and the previous column's MZI on its row i+1, where there is one."""
+    here_all, prev_all = [], []
     for c in range(1, layout.modes):
         prev = layout.columns[c - 1]
         sl, sp = layout.column_slices[c], layout.column_slices[c - 1]
         here = np.searchsorted(prev, layout.columns[c] + 1)
         has = (here < len(prev)) & (prev[np.minimum(here, len(prev) - 1)] == layout.columns[c] + 1)
-        out[sl.start + np.nonzero(has)[0]] -= np.asarray(phi)[sp.start + here[has]]
+        here_all.append(sl.start + np.nonzero(has)[0])
+        prev_all.append(sp.start + here[has])
+    return np.concatenate(here_all), np.concatenate(prev_all)
+
+
+def loop_phases(layout, phi: np.ndarray) -> np.ndarray:
+    """Per MZI, ``phi`` (M,) minus the previous column's ``phi`` on row i+1 (where there is one): the loop phases,
+    the only φ combinations the powers depend on (what :func:`external_phases` reads). Reports and tests score
+    φ errors with it."""
+    here, prev = _loop_pairs(layout)
+    out = np.array(phi, dtype=float, copy=True)
+    out[here] -= np.asarray(phi, dtype=float)[prev]
     return out
+
+
+def anchor_phases(twin, loop_sigma: float = 0.13, prior_sigma: float = 0.3, iterations: int = 10) -> np.ndarray:
+    """Set ``twin``'s φ offsets (in place) from its loop phases and the datasheet's prior, φ ~ N(0, ``prior_sigma``);
+    returns each loop's final weight (0–1).
+
+    A φ stage reads every loop phase on its own, so its errors (~0.09 rad median per loop) add up along the rows
+    when the φ offsets are rebuilt from them, and the first band's multi-port inputs see the sums (calibration/
+    README.md, "Round 6"): at N = 48, φ at u = 0 0.26 / 0.74 rad (median / p90), worse than the datasheet's 0
+    (0.20 / 0.48). Here the φ offsets are the least-squares compromise of both: the loop phases read (wrapped to
+    (−π, π], each with error ``loop_sigma``) and every φ offset near 0 (``prior_sigma``), with Cauchy weights
+    (scale 2 ``loop_sigma``, ``iterations`` reweightings) so that the few loops read far off (the rows where the
+    θ stage failed) count little. Round 7: N = 48 / 64, tuning chip 1, φ at u = 0 0.10 / 0.27 and 0.11 / 0.29."""
+    from scipy.sparse import csr_matrix, identity
+    from scipy.sparse.linalg import spsolve
+    m = twin.layout.n_mzi
+    here, prev = _loop_pairs(twin.layout)
+    loops = csr_matrix((np.r_[np.ones(m), -np.ones(len(here))], (np.r_[np.arange(m), here], np.r_[np.arange(m), prev])),
+                       shape=(m, m))
+    measured = np.angle(np.exp(1j * loops @ twin.offset.detach().numpy()[1::2]))
+    weight = np.ones(m)
+    for _ in range(max(1, iterations)):
+        normal = loops.T @ csr_matrix((weight, (np.arange(m), np.arange(m)))) @ loops / loop_sigma**2
+        phi = spsolve((normal + identity(m) / prior_sigma**2).tocsc(), loops.T @ (weight * measured) / loop_sigma**2)
+        residual = np.angle(np.exp(1j * (measured - loops @ phi)))
+        weight = 1.0 / (1.0 + (residual / (2 * loop_sigma)) ** 2)
+    with torch.no_grad():
+        twin.offset[1::2] = torch.as_tensor(phi, dtype=twin.offset.dtype)
+    return weight
 
 
 def bar_controls(twin) -> np.ndarray:

@@ -62,10 +62,9 @@ def test_calibrate_progressive_self_configures_first_when_planned(planned):
     if planned:
         assert result.start is not None and first_random > 0
         assert sum(len(x) for x in calls[:first_random]) == result.start.readings
-        # the bands are centred on the self-configured bar state: the first band's θ controls sit near it
-        centre = bar_controls(twin)  # after the fit: close to the start's
+        # round 7: the standard bands after the start (centred on its bar state they stall, calibration/README.md)
         first = result.data.u[result.data.band == plan.u_max[0]]
-        assert np.median(np.abs(first[:, 0::2] - centre[0::2])) < 0.1
+        assert first.max() <= plan.u_max[0] and np.ptp(first) > 0.5 * plan.u_max[0]
     else:
         assert result.start is None and first_random == 0
     assert result.readings == plan.readings
