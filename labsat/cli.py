@@ -96,13 +96,14 @@ def _hooks():
 
 
 def run_calibration(station, settings: int | None = None, inputs: int | None = None,
-                    holdout: float = defaults.CAL_HOLDOUT, seed: int = 0):
+                    holdout: float = defaults.CAL_HOLDOUT, seed: int = 0, self_configure: bool = False):
     """The calibrate workflow with progress bars (recorded, saved): a
     :class:`labsat.workflows.CalibrationResult` (``.path``, ``.meta``)."""
     from labsat import workflows
 
     with _hooks() as hooks:
-        return workflows.calibrate(station, workflows.CalibrationParams(settings, inputs, holdout, seed=seed),
+        return workflows.calibrate(station, workflows.CalibrationParams(settings, inputs, holdout, seed=seed,
+                                                                        self_configure=self_configure),
                                    hooks, source="labsat cli")
 
 
@@ -114,6 +115,10 @@ def calibrate(station: Path = StationOpt, chip_seed: Optional[int] = SeedOpt, ki
                                                    f"{defaults.CAL_INPUTS} up to 8 modes, N²/8 above: 16 N² "
                                                    "readings in all)"),
               holdout: float = typer.Option(defaults.CAL_HOLDOUT, help="fraction of settings held out to test the fit"),
+              start: str = typer.Option("datasheet", help="Clements meshes above 8 modes: the fit's start, 'datasheet' "
+                                        "or 'self-configure' (MZI by MZI from the instruments first: ~290 N² readings "
+                                        "more; needed from ~40 modes when the phase offsets are ~0.3 rad, "
+                                        "calibration/README.md)"),
               check: bool = typer.Option(False, "--check", help="only re-measure a few settings and say whether the "
                                          "stored fit is still valid (exit 0 valid, 1 stale)"),
               check_factor: float = typer.Option(2.0, "--drift-factor", help="--check: stale when the RMSE exceeds "
@@ -132,7 +137,9 @@ def calibrate(station: Path = StationOpt, chip_seed: Optional[int] = SeedOpt, ki
     from labsat.runs import db_path_for
 
     with _user_errors(), json_output(console, as_json), open_station(station, chip_seed, kind) as st:
-        result = run_calibration(st, settings, inputs, holdout)
+        if start not in ("datasheet", "self-configure"):
+            raise ValueError(f"--start must be 'datasheet' or 'self-configure', got {start!r}")
+        result = run_calibration(st, settings, inputs, holdout, self_configure=start == "self-configure")
         record = load_calibration(result.path)
         if as_json:
             emit_json({"run": result.run, "device": record["device"], "calibration": show_path(result.path),

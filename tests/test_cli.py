@@ -28,9 +28,9 @@ def quick_calibration(monkeypatch):
     """Every calibration the CLI runs: 12 settings x 8 inputs, 60 Adam + 20 L-BFGS steps."""
     original_run, original_fit = cli.run_calibration, labsat.calibration.fit_twin
 
-    def run_calibration(station, settings=None, inputs=None, holdout=defaults.CAL_HOLDOUT, seed=0):
+    def run_calibration(station, settings=None, inputs=None, holdout=defaults.CAL_HOLDOUT, seed=0, **start):
         # None (the layer's default budget) is capped as well
-        return original_run(station, min(settings or 12, 12), min(inputs or 8, 8), holdout, seed)
+        return original_run(station, min(settings or 12, 12), min(inputs or 8, 8), holdout, seed, **start)
 
     monkeypatch.setattr(cli, "run_calibration", run_calibration)
     monkeypatch.setattr(labsat.calibration, "fit_twin",
@@ -77,6 +77,22 @@ def test_train_bad_optimizer_exits_2(small_yaml):
     result, out = invoke("train", "--station", small_yaml, "--optimizer", "lbfgs", "--epochs", 1)
     assert result.exit_code == 2, out
     assert "optimizer must be one of" in out
+
+
+def test_calibrate_bad_start_exits_2(small_yaml, tmp_path):
+    result, out = invoke("calibrate", "--station", small_yaml, "--start", "oracle")
+    assert result.exit_code == 2, out
+    assert "--start must be 'datasheet' or 'self-configure', got 'oracle'" in out and "Traceback" not in out
+    assert not (tmp_path / "cal").exists()  # nothing measured, nothing saved
+
+
+def test_calibrate_start_reaches_the_workflow(small_yaml, monkeypatch):
+    from labsat import workflows
+    seen = []
+    monkeypatch.setattr(workflows, "calibrate", lambda station, params, *a, **k: seen.append(params) or 1 / 0)
+    for flag, planned in (("self-configure", True), ("datasheet", False)):
+        invoke("calibrate", "--station", small_yaml, "--start", flag)
+        assert seen.pop().self_configure is planned
 
 
 def test_calibrate_bad_station_names_the_key(tmp_path):
