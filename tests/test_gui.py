@@ -315,3 +315,37 @@ def test_other_kind_station_opens_with_a_plot_per_instrument(qtbot, tmp_path):
         assert all(np.all(station.instruments[n].voltages() == 0.0) for n in w.station.heater_bars)
     finally:
         w.close()
+
+
+def test_self_configuring_start_is_offered_for_large_meshes_only(qtbot, window, tmp_path):
+    import yaml
+
+    from labsat.gui.window import MainWindow
+    assert not window.calibration.self_configure.isEnabled()  # the repository's 8-mode mesh: the datasheet start
+    assert window.calibration.params().self_configure is False
+    d = yaml.safe_load((ROOT / "stations" / "paper-mzi-16.yaml").read_text())
+    d["station"].update(calibration_dir=str(tmp_path / "cal16"), runs_dir=str(tmp_path / "runs16"))
+    path = tmp_path / "mesh16.yaml"
+    path.write_text(yaml.safe_dump(d))
+    big = MainWindow(path)
+    qtbot.addWidget(big)
+    cal = big.calibration
+    assert cal.self_configure.isEnabled() and not cal.params().self_configure
+    before = (cal.adam_steps.value(), cal.lbfgs_steps.value())
+    cal.self_configure.setChecked(True)  # the start's longer, gentler first fit
+    from labsat.calibration.progressive import ProgressivePlan
+    plan = ProgressivePlan(settings=0, inputs=0)
+    assert cal.params().self_configure and (cal.params().adam_steps, cal.params().lbfgs_steps) == (
+        plan.start_adam_steps, plan.start_lbfgs_steps)
+    cal._progress("start", (3, 16))
+    assert cal.measure_bar.value() == 3 and "self-configuring" in cal.measure_bar.format()
+    cal._progress("measure", (1, 128))
+    assert cal.measure_bar.maximum() == 128 and "sweep" in cal.measure_bar.format()
+    cal.self_configure.setChecked(False)
+    assert (cal.adam_steps.value(), cal.lbfgs_steps.value()) == before
+    big.resize(1200, 760)
+    big.show()
+    big.tabs.setCurrentWidget(cal)
+    qtbot.wait(50)
+    big.grab().save(str(tmp_path / "calibration_panel_16.png"))
+    big.close()

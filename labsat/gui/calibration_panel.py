@@ -4,11 +4,11 @@ from __future__ import annotations
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Signal
-from PySide6.QtWidgets import (QFormLayout, QGridLayout, QHBoxLayout, QLabel, QProgressBar, QPushButton,
-                               QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QCheckBox, QFormLayout, QGridLayout, QHBoxLayout, QLabel, QProgressBar,
+                               QPushButton, QVBoxLayout, QWidget)
 
 from labsat import defaults
-from labsat.workflows.calibrate import default_budget
+from labsat.workflows.calibrate import banded, default_budget
 
 from .common import dspin, heading, plot, spin
 from .jobs import CalibrationParams, CalibrationResult, run_calibration, save_calibration_result
@@ -49,6 +49,14 @@ class CalibrationPanel(QWidget):
         form.addRow("held-out fraction", self.holdout)
         form.addRow("Adam steps", self.adam_steps)
         form.addRow("L-BFGS iterations", self.lbfgs_steps)
+        # Clements meshes above 8 modes: the MZI-by-MZI start before the bands, with its own first-fit step counts
+        self.self_configure = QCheckBox("self-configuring start")
+        self.self_configure.setToolTip("read every MZI's bar point, couplers, crosstalk links and loop phases from the "
+                                       "instruments before the fit (~290 N² readings more); needed from ~40 modes "
+                                       "when the phase offsets are ~0.3 rad (calibration/README.md)")
+        self.self_configure.setEnabled(banded(self.bench, self.bench.layer))
+        self.self_configure.toggled.connect(self._start_steps)
+        form.addRow("", self.self_configure)
         if self.bench.kind().fit_twin is not None:  # the layer's kind brings its own fit and step counts
             for w in (self.adam_steps, self.lbfgs_steps):
                 w.setEnabled(False)
@@ -110,10 +118,20 @@ class CalibrationPanel(QWidget):
         layout.addWidget(side_w)
         layout.addLayout(grid, 1)
 
+    def _start_steps(self, on: bool) -> None:
+        """The first fit's step counts follow the start (a longer, gentler first fit after the self-configured one)."""
+        from labsat.calibration.progressive import ProgressivePlan
+
+        plan = ProgressivePlan(settings=0, inputs=0)
+        steps = (plan.start_adam_steps, plan.start_lbfgs_steps) if on else tuple(_fit_steps().values())
+        self.adam_steps.setValue(steps[0])
+        self.lbfgs_steps.setValue(steps[1])
+
     def params(self) -> CalibrationParams:
         return CalibrationParams(settings=self.settings.value(), inputs=self.inputs.value(),
                                  holdout=self.holdout.value(), adam_steps=self.adam_steps.value(),
-                                 lbfgs_steps=self.lbfgs_steps.value())
+                                 lbfgs_steps=self.lbfgs_steps.value(),
+                                 self_configure=self.self_configure.isEnabled() and self.self_configure.isChecked())
 
     def set_busy(self, busy: bool) -> None:
         self.run_button.setEnabled(not busy)
@@ -153,7 +171,15 @@ class CalibrationPanel(QWidget):
         job.failed.connect(lambda why: self._ended(f"<span style='color:#c62828'>failed: {why}</span>"))
 
     def _progress(self, kind: str, payload) -> None:
-        if kind == "measure":
+        if kind == "start":  # the self-configuring start, column by column
+            k, n = payload
+            self.measure_bar.setFormat("self-configuring: column %v / %m")
+            self.measure_bar.setRange(0, n)
+            self.measure_bar.setValue(k)
+        elif kind == "measure":
+            if self.measure_bar.format() != "sweep %v / %m settings":
+                self.measure_bar.setFormat("sweep %v / %m settings")
+                self.measure_bar.setRange(0, payload[1])
             k, n = payload
             self.measure_bar.setValue(k)
             if k == n:

@@ -200,6 +200,14 @@ def default_budget(station, layer: str | None = None) -> tuple[int, int]:
     return budget_for(_layer_size(station, layer or next(iter(station.config.layers))))
 
 
+def banded(station, layer: str | None = None) -> bool:
+    """Whether ``station``'s layer is calibrated in control bands (a Clements mesh above 8 modes), where the
+    self-configuring start (``CalibrationParams.self_configure``) applies."""
+    from labsat.calibration.measure import schedule_for
+
+    return len(schedule_for(_layer_size(station, layer or next(iter(station.config.layers))))) > 1
+
+
 def _layer_size(station, layer: str):
     """What the default budget needs of a layer (``modes``, ``n_controls``), read from the station file
     without opening its hardware (a Clements mesh has N(N - 1) heaters; other kinds are not banded)."""
