@@ -8,6 +8,8 @@
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/paper_scale_calibration_start.py --modes 48 \
         --runs selfconfig6e:standard selfconfig6c:standard                                          # round 6
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/paper_scale_calibration_start.py --modes 48 --runs selfconfig6b:standard  # 6b
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/paper_scale_calibration_start.py --modes 48 \
+        --runs datasheet:standard selfconfig6b-phi0:standard anchored:standard anchored:standard-long  # round 7
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/paper_scale_calibration_start.py --summary
 
 Tuning chip 1 (``--chip``), the virtual chip driven directly (detector range as in ``paper_scale_calibration.py``).
@@ -31,6 +33,10 @@ Round 6: ``selfconfig6c`` the θ stage's coupler errors in the twin before the �
 (oracle) with the loop phases more than 0.3 rad off made the chip's; ``selfconfig6e-bottom-oracle`` (oracle) the
 bottom row's θ bar points and the couplers near the bottom made the chip's before the φ stage, then as ``selfconfig6e``.
 Round 6b: ``selfconfig6b`` as ``selfconfig6e`` with each crosstalk link read directly (``links=True``: 36 N² readings more).
+Round 7: ``anchored`` the production start (``selfconfig6b``, then ``selfconfig.anchor_phases``: the φ offsets the
+least-squares compromise of the loop phases read and the datasheet's prior), ``selfconfig6b-phi0`` (diagnosis) the
+φ offsets left at 0 after ``selfconfig6b``, ``datasheet`` no start; BAND ``standard-long``: the standard band fitted
+with the self-configured plan's first fit (Adam 500 steps at lr 0.01, L-BFGS 300; ``ProgressivePlan.after_start``).
 Round 5b: START:BAND:K refits K times: the φ stage's stored readings read again with the fitted twin
 (``selfconfig.correct_phases``, 4 sweeps, no reading more), then the band fitted again (same data).
 BAND: the plan's first band, 32 settings × N²/8 random inputs, fitted as ``calibrate_progressive`` fits it
@@ -58,13 +64,14 @@ sys.path.insert(0, str(ROOT))
 
 from labsat.calibration.fit import fit_twin  # noqa: E402
 from labsat.calibration.measure import measure  # noqa: E402
-from labsat.calibration.selfconfig import (bar_controls, correct_phases, external_phases, loop_phases,  # noqa: E402
-                                          self_configure)
+from labsat.calibration.selfconfig import (anchor_phases, bar_controls, correct_phases, external_phases,  # noqa: E402
+                                          loop_phases, self_configure)
 from labsat.calibration.simchip import DirectHardware  # noqa: E402
 from labsat.twins.mzi import MZIMeshTwin  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "paper_scale_calibration_start"
 # round 6's starts (benchmarks/paper_scale_calibration_elements.py has the same kinds)
+ROUND7 = ("anchored", "selfconfig6b-phi0")
 ROUND6 = {"selfconfig6c": dict(couplers=True), "selfconfig6l": dict(elements=True, kappa_links=True),
           "selfconfig6e": dict(elements=True), "selfconfig6b": dict(links=True)}
 
@@ -110,6 +117,16 @@ def exact_loop_phases(twin, offset: np.ndarray, which) -> None:
 def start(hw, twin, name: str) -> dict:
     t0 = time.process_time()
     hidden = hw.truth()
+    if name == "datasheet":
+        return {"start_readings": 0}
+    if name in ROUND7:  # round 7: the production start (anchored φ) and the θ-only diagnosis
+        sc = self_configure(hw, twin, links=True)
+        if name == "anchored":
+            anchor_phases(twin)
+        else:  # selfconfig6b-phi0: the φ offsets left at the datasheet's 0
+            with torch.no_grad():
+                twin.offset[1::2] = 0.0
+        return {"start_readings": sc.readings, "start_cpu_s": time.process_time() - t0}
     if name == "oracle" or name.startswith("oracle-loops"):
         rng = np.random.default_rng(99)
         off = hidden["offset"]
@@ -175,7 +192,9 @@ def run(n: int, chip: int, spec: str) -> dict:
                    centre=bar_controls(twin) if band == "centred" else None)
     floor = hw.noise_floor(data)
     t0 = time.process_time()
-    history = fit_twin(twin, data, adam_steps=150, lbfgs_steps=150, lr=0.02, dtype=torch.float32)
+    steps = dict(adam_steps=500, lbfgs_steps=300, lr=0.01) if band == "standard-long" else \
+        dict(adam_steps=150, lbfgs_steps=150, lr=0.02)  # round 7: the self-configured plan's first fit (after_start)
+    history = fit_twin(twin, data, dtype=torch.float32, **steps)
     row.update(ratio_start=math.sqrt(history[0]) / floor, ratio_after=math.sqrt(history[-1]) / floor,
                fit_cpu_s=time.process_time() - t0)
     for r in range(refits):  # round 5b: the φ stage's readings read again with the fitted twin, the band fitted again
