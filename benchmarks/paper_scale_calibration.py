@@ -32,6 +32,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from labsat.calibration import fit as fit_module  # noqa: E402
 from labsat.calibration.fit import fit_twin, rmse  # noqa: E402
 from labsat.calibration.measure import measure  # noqa: E402
 from labsat.calibration.progressive import ProgressivePlan, calibrate_progressive, self_configured_start  # noqa: E402
@@ -69,7 +70,7 @@ def run(model: str, n: int, chip: int, cal_seed: int, dtype: str = "float32", pl
     twin = MZIMeshTwin(n, hw.phase_per_u)
     row = {"model": model, "modes": n, "chip": chip, "cal_seed": cal_seed, "dtype": dtype,
            "role": "tuning" if chip in TUNING_CHIPS else "evaluation", "floor": floor,
-           "nominal_rmse": rmse(twin, held)}
+           "nominal_rmse": rmse(twin, held), "refits": fit_module.REFITS}
     plan = ProgressivePlan.for_modes(n)
     plan.dtype = dtype
     row["self_configure"] = self_configure
@@ -110,12 +111,13 @@ def summary(rows: list[dict]) -> str:
     groups: dict = {}
     for r in rows:
         if r["role"] == "evaluation" and not r.get("oracle_start"):
-            groups.setdefault((r["model"], r["modes"], bool(r.get("self_configure"))), []).append(r)
-    for (model, n, sc), g in sorted(groups.items()):
+            groups.setdefault((r["model"], r["modes"], bool(r.get("self_configure")), r.get("refits", 0)), []).append(r)
+    for (model, n, sc, refits), g in sorted(groups.items()):
         ratio = np.array([r["ratio"] for r in g])
         chips = sorted({r["chip"] for r in g})
         seeds = sorted({r["cal_seed"] for r in g})
         start = f"self-configured (+{np.mean([r['start_readings'] for r in g]) / n**2:.0f} N² readings)" if sc else "datasheet"
+        start += f", ≤ {refits} refits" if refits else ""
         out.append(f"| {model} | {n} | {start} | {len(chips)} × {len(seeds)} ({len(g)} runs) | {g[0]['readings']} | "
                    f"{ratio.mean():.3f} ± {ratio.std(ddof=1) if len(g) > 1 else 0:.3f} | {ratio.max():.3f} | "
                    f"{np.mean([r['cpu_s'] for r in g]):.0f} |")
@@ -123,6 +125,7 @@ def summary(rows: list[dict]) -> str:
             "|---|---:|---:|---:|---|---|---:|---:|---:|---:|---:|"]
     for r in sorted(rows, key=lambda r: (r["model"], r["modes"], r["chip"], r["cal_seed"], r.get("self_configure", False))):
         start = f"self-configured ({r['start_readings']} readings)" if r.get("self_configure") else "datasheet"
+        start += f", ≤ {r['refits']} refits" if r.get("refits") else ""
         if r.get("oracle_start"):
             start = f"oracle (truth + N(0, {r['oracle_start'][0]:g}) θ, N(0, {r['oracle_start'][1]:g}) φ)"
         out.append(f"| {r['model']} | {r['modes']} | {r['chip']} | {r['cal_seed']} | {r['role']} | {start} | "
@@ -152,7 +155,7 @@ def main() -> None:
             for model in args.models:
                 for chip in args.chips:
                     for cal_seed in args.cal_seeds:
-                        tail = ("_sc7" if args.self_configure else "") + (
+                        tail = ("_sc8" if args.self_configure else "") + (
                             f"_oracle{args.oracle_start[0]:g}-{args.oracle_start[1]:g}" if args.oracle_start else "")
                         out = RESULTS / f"{model}_{n}_chip{chip}_cal{cal_seed}{tail}.json"
                         if out.exists():
