@@ -1,7 +1,8 @@
 """Fit the twin's imperfections to measurements (global least squares in torch).
 
 Starts from the twin's present values (nominal for a fresh twin) and minimises the mean squared error
-between predicted and measured normalised powers, with Adam then L-BFGS.
+between predicted and measured normalised powers, with Adam then L-BFGS. The heaters' thermal crosstalk is
+clamped to >= 0 after the fit and the fit is repeated where that clamp costs accuracy (``_physical``, round 8).
 """
 from __future__ import annotations
 
