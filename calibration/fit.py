@@ -133,8 +133,9 @@ def fit_twin(twin: MZIMeshTwin, data: Measurements, adam_steps: int = 300, lbfgs
     loss_fn = _loss(twin, data, dtype or torch.float64)
     size = len(data.u) * twin.modes * twin.modes
     history = least_squares(params, loss_fn, adam_steps, lbfgs_steps, lr, progress, elements_per_op=size)
+    # a refit reports its steps through ``progress`` too (counted afresh: the bar starts again rather than stalling)
     history += _physical(twin, loss_fn, lambda: least_squares(params, loss_fn, min(REFIT_ADAM_STEPS, adam_steps),
-                                                                  lbfgs_steps, REFIT_LR, elements_per_op=size))
+                                                                  lbfgs_steps, REFIT_LR, progress, elements_per_op=size))
     return history
 
 
