@@ -42,13 +42,16 @@ from labsat.twins.mzi import MZIMeshTwin  # noqa: E402
 RESULTS = ROOT / "benchmarks" / "results" / "paper_scale_calibration"
 TUNING_CHIPS = (1,)
 EVALUATION_CHIPS = (2, 3, 4, 5, 6)
+# the self-configured start's version: round 9 reads the bottom row's θ and keeps θ on the branch nearer the datasheet
+# (selfconfig.nearer_branch); rounds 7-8's starts (cached without a suffix) and results (``_sc7``, ``_sc8``) stay
+START_VERSION = 9
 
 
 def self_configured(hw, twin, plan, model: str, n: int, chip: int) -> dict:
     """``progressive.self_configured_start`` on ``twin`` (in place), or its result for this chip read from
     benchmarks/results/paper_scale_calibration/starts/ (the start is the same for every calibration seed: the chip's
     noise stream is seeded by the chip). Returns the start's readings, heater settings and CPU seconds."""
-    path = RESULTS / "starts" / f"{model}_{n}_chip{chip}.json"
+    path = RESULTS / "starts" / f"{model}_{n}_chip{chip}_r{START_VERSION}.json"
     if path.exists():
         saved = json.loads(path.read_text())
         twin.load_fitted_state(saved.pop("twin"))
@@ -56,7 +59,7 @@ def self_configured(hw, twin, plan, model: str, n: int, chip: int) -> dict:
     t0 = time.process_time()
     start = self_configured_start(hw, twin, plan)
     saved = {"start_readings": start.readings, "start_settings": start.settings, "start_cpu_s": time.process_time() - t0,
-             "start_options": plan.start_options}
+             "start_options": plan.start_options, "start_version": START_VERSION}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({**saved, "twin": twin.fitted_state()}))
     return saved
@@ -111,13 +114,16 @@ def summary(rows: list[dict]) -> str:
     groups: dict = {}
     for r in rows:
         if r["role"] == "evaluation" and not r.get("oracle_start"):
-            groups.setdefault((r["model"], r["modes"], bool(r.get("self_configure")), r.get("refits", 0)), []).append(r)
-    for (model, n, sc, refits), g in sorted(groups.items()):
+            key = (r["model"], r["modes"], bool(r.get("self_configure")), r.get("refits", 0),
+                   r.get("start_version", 7) if r.get("self_configure") else 0)
+            groups.setdefault(key, []).append(r)
+    for (model, n, sc, refits, version), g in sorted(groups.items()):
         ratio = np.array([r["ratio"] for r in g])
         chips = sorted({r["chip"] for r in g})
         seeds = sorted({r["cal_seed"] for r in g})
         start = f"self-configured (+{np.mean([r['start_readings'] for r in g]) / n**2:.0f} N² readings)" if sc else "datasheet"
         start += f", ≤ {refits} refits" if refits else ""
+        start += f", round {version} start" if version >= 9 else ""
         out.append(f"| {model} | {n} | {start} | {len(chips)} × {len(seeds)} ({len(g)} runs) | {g[0]['readings']} | "
                    f"{ratio.mean():.3f} ± {ratio.std(ddof=1) if len(g) > 1 else 0:.3f} | {ratio.max():.3f} | "
                    f"{np.mean([r['cpu_s'] for r in g]):.0f} |")
@@ -126,6 +132,7 @@ def summary(rows: list[dict]) -> str:
     for r in sorted(rows, key=lambda r: (r["model"], r["modes"], r["chip"], r["cal_seed"], r.get("self_configure", False))):
         start = f"self-configured ({r['start_readings']} readings)" if r.get("self_configure") else "datasheet"
         start += f", ≤ {r['refits']} refits" if r.get("refits") else ""
+        start += f", round {r['start_version']} start" if r.get("start_version", 0) >= 9 else ""
         if r.get("oracle_start"):
             start = f"oracle (truth + N(0, {r['oracle_start'][0]:g}) θ, N(0, {r['oracle_start'][1]:g}) φ)"
         out.append(f"| {r['model']} | {r['modes']} | {r['chip']} | {r['cal_seed']} | {r['role']} | {start} | "
@@ -143,7 +150,7 @@ def main() -> None:
     ap.add_argument("--plain", action="store_true")
     ap.add_argument("--dtype", choices=["float32", "float64"], default="float32", help="precision of the fit's mesh")
     ap.add_argument("--self-configure", action="store_true",
-                    help="the plan's MZI-by-MZI start (calibration/selfconfig.py); results in .../<model>_<N>_chip<c>_cal<s>_sc.json")
+                    help="the plan's MZI-by-MZI start (calibration/selfconfig.py); results in .../<model>_<N>_chip<c>_cal<s>_sc<START_VERSION>.json")
     ap.add_argument("--oracle-start", type=float, nargs=2, default=None, metavar=("SIGMA_THETA", "SIGMA_PHI"),
                     help="diagnosis: start from the hidden offsets plus N(0, σ) (results .../<...>_oracle<σθ>-<σφ>.json)")
     ap.add_argument("--summary", action="store_true", help="only print the tables from the result files")
@@ -155,7 +162,7 @@ def main() -> None:
             for model in args.models:
                 for chip in args.chips:
                     for cal_seed in args.cal_seeds:
-                        tail = ("_sc8" if args.self_configure else "") + (
+                        tail = (f"_sc{START_VERSION}" if args.self_configure else "") + (
                             f"_oracle{args.oracle_start[0]:g}-{args.oracle_start[1]:g}" if args.oracle_start else "")
                         out = RESULTS / f"{model}_{n}_chip{chip}_cal{cal_seed}{tail}.json"
                         if out.exists():

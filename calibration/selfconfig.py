@@ -16,7 +16,11 @@ Method (calibration/README.md, "Self-configuring start", has the why of each ste
    columns on (that MZI at 50:50); the φ heaters of the previous column are flipped by π and averaged
    (light leaked upstream). The modulation vanishes where the MZI sends nothing across (θ = π): per MZI,
    Σ|Z(Δ)|² of the fitted Z = r + p e^{iΔ} + q e^{−iΔ} is minimised. The last two columns are read directly
-   (power sent across); the bottom row's MZIs (no φ on the last row) keep their estimate.
+   (power sent across). Round 9 (calibration/README.md, "Round 9"): the bottom row's MZIs (no φ on the last
+   row; before, they kept their estimate) are modulated by the φ on row N − 2 two columns on, the top input of
+   the MZI mixing their rows there (``bottom_row``, a fifth group: ~14 N² readings more per pass); and since the
+   modulation also vanishes at the cross point half a turn away, an estimate more than ``prior_window`` from the
+   datasheet is taken half a turn on (:func:`nearer_branch`).
 2. φ loop phases (:func:`external_phases`): splitter two columns back and the column's MZIs at 50:50, the
    column's φ stepped (four steps, extrapolated to ψ = 0: round 5); the fringe's phase measured minus the twin's
    predicted one corrects the φ offset, swept over the columns 4 times on the same readings (round 5b:
@@ -25,8 +29,8 @@ Method (calibration/README.md, "Self-configuring start", has the why of each ste
    a column moved one turn, π/2 → 5π/2; the neighbours' φ fringe shifts; +36 N² readings) before the φ offsets are
    read again (calibration/README.md, "Round 6b").
 
-Readings: ~104 N² per θ pass and ~36 N² for the φ stage, ~48 N² with its four ψ steps (round 5, the default; 2 θ
-passes: ~225–255 N² in all at N = 48–64).
+Readings: ~118 N² per θ pass (~104 N² before round 9) and ~36 N² for the φ stage, ~48 N² with its four ψ steps
+(round 5, the default; 2 θ passes: ~255–320 N² in all at N = 48–64 with round 6b's links).
 
 The twin's offsets are those that reproduce the bar controls with the datasheet's efficiency (1) and no
 crosstalk, so they hold near the bar state (the efficiency error folds into the offset, ~(eff − 1)·π);
@@ -68,10 +72,24 @@ def _bar_controls(theta_offset: np.ndarray, w0: float, delta: float = 0.0) -> np
     return np.mod(np.pi + delta - theta_offset, 2 * np.pi) / w0
 
 
+def nearer_branch(theta: np.ndarray, prior: np.ndarray, window: float) -> np.ndarray:
+    """θ bar-point estimates more than ``window`` (rad, wrapped) from the prior taken half a turn on (round 9).
+
+    The modulation the θ stage reads vanishes where the MZI sends nothing across, at its bar point, and where it
+    sends everything across, at its cross point half a turn away; a reading disturbed by light scattered upstream
+    can land on the cross point, and later passes (searching ±π/2 around the estimate) keep it there. The bar
+    points lie within ~1 rad of the datasheet (labsat's model: 0.34 rad spread, largest of 6 × 2016 MZIs 1.83 rad),
+    so of the two zeros the one nearer the prior is the bar point (window 2 rad: chosen on tuning chip 1 from
+    π/2, 1.8, 2.0 and 2.3; calibration/README.md, "Round 9")."""
+    far = np.abs(np.angle(np.exp(1j * (theta - prior)))) > window
+    return np.where(far, theta + np.pi, theta)
+
+
 def self_configure(hardware, twin, passes: int = 2, deltas: tuple[float, ...] = (-1.4, -0.7, 0.0, 0.7, 1.4),
                    phases: bool = True, progress=None, couplers: bool = False,
                    coupler_limit: float = 0.12, elements: bool = False, kappa_links: bool = False,
-                   links: bool = False) -> SelfConfigResult:
+                   links: bool = False, prior_window: float | None = 2.0,
+                   bottom_row: bool = True) -> SelfConfigResult:
     """Set ``twin.offset``'s θ entries to the measured bar points (in place); returns the readings used.
 
     ``hardware.forward(x, u)`` only (one-hot inputs, heater controls); ``twin`` gives the layout and the
@@ -85,6 +103,10 @@ def self_configure(hardware, twin, passes: int = 2, deltas: tuple[float, ...] = 
     each link's own estimate and the fitted offsets instead (measured worse: calibration/README.md, "Round 6").
     Round 6b (off by default; 36 N² readings more): ``links`` (with ``elements``) reads each crosstalk link directly
     (:func:`read_links`, :func:`fit_links`) from the links' mean before the φ offsets are read again.
+    Round 9 (on by default): ``bottom_row`` reads the bottom row's θ too (~14 N² readings more per pass);
+    ``prior_window`` (rad, None: off) keeps every θ estimate on the branch nearer the twin's θ offsets at entry
+    (:func:`nearer_branch`). At N = 64, evaluation chips 2–6: θ offsets more than 1 rad off 17 / 18 / 0 / 4 / 21
+    before, 3 / 4 / 0 / 5 / 3 with both (calibration/README.md, "Round 9").
     """
     elements = elements or links
     couplers = couplers or elements
@@ -97,6 +119,7 @@ def self_configure(hardware, twin, passes: int = 2, deltas: tuple[float, ...] = 
     solve = np.linalg.pinv(basis)                                                          # (3, S)
     solve_real = np.linalg.pinv(np.stack([np.ones_like(deltas), np.cos(deltas), np.sin(deltas)], 1))
     theta = twin.offset.detach().numpy()[0::2].astype(float).copy()  # present θ offsets
+    prior = theta.copy()
     eye = np.eye(n)
     result = SelfConfigResult()
     columns = list(zip(layout.columns, layout.column_slices))
@@ -108,7 +131,7 @@ def self_configure(hardware, twin, passes: int = 2, deltas: tuple[float, ...] = 
     # φ's thermal crosstalk never moves an MZI on a neighbour's path; ψ in three steps per group
     # (a column's last φ heater is the physical neighbour of the first θ heater two columns on, the first
     # rows' meeting point: it goes in a fourth group of its own when it would share the first MZI's group)
-    groups = 4
+    groups = 5  # group 4: the bottom row's MZIs (``bottom_row``)
     downs = 2 * np.pi * np.arange(3) / 3
     group_of = [np.arange(len(r)) % 3 for r in phi_rows]
     for g_ in group_of:
@@ -127,6 +150,12 @@ def self_configure(hardware, twin, passes: int = 2, deltas: tuple[float, ...] = 
             g = np.zeros(len(tops), int)
             if modulated.any():
                 g[modulated] = group_of[c + 1][np.searchsorted(nxt, tops[modulated] + 1)]
+            # round 9 (``bottom_row``): the bottom row's MZI (no φ on the last row) modulated by the φ on row N − 2
+            # two columns on (the top input of the MZI that mixes the same rows there), in a group of its own
+            low = bottom_row and c + 2 < n and tops[-1] == n - 2
+            if low:
+                modulated[-1], g[-1] = True, 4
+                low_phi = 2 * (columns[c + 2][1].stop - 1) + 1
             z = np.zeros((groups, len(deltas), n, n), dtype=complex)  # (group, Δ, input, output)
             pa = np.zeros((len(deltas), n, n))  # unmodulated readings, summed over the upstream flips
             bar = np.zeros(layout.n_heaters)
@@ -136,13 +165,15 @@ def self_configure(hardware, twin, passes: int = 2, deltas: tuple[float, ...] = 
                 bar[2 * mix] = _bar_controls(theta[mix], w0, -np.pi / 2)
             for s, d in enumerate(deltas):
                 for up in ups:
-                    for k in (np.unique(group_of[c + 1]) if c + 1 < n else [0]):
+                    for k in [*(np.unique(group_of[c + 1]) if c + 1 < n else [0]), *([4] if low else [])]:
                         for down in downs:
                             u = bar.copy()
                             u[2 * np.arange(sl.start, sl.stop)] = _bar_controls(theta[sl], w0, d)
                             if c > 0:  # not the last φ: the physical neighbour of this column's first θ
                                 u[phi_heaters[c - 1][:-1]] = up / w0
-                            if c + 1 < n:
+                            if k == 4:
+                                u[low_phi] = down / w0
+                            elif c + 1 < n:
                                 u[phi_heaters[c + 1][group_of[c + 1] == k]] = down / w0
                             y = hardware.forward(eye, u)
                             z[k, s] += y * np.exp(1j * down)
@@ -166,8 +197,8 @@ def self_configure(hardware, twin, passes: int = 2, deltas: tuple[float, ...] = 
                 gram = np.einsum("iot,ios->its", v, v.conj())
                 gram = gram[0::2] + gram[1::2]                      # (MZIs, 3, 3)
                 best = _GRID[np.argmin(np.einsum("gt,mts,gs->gm", _BASIS, gram, _BASIS.conj()).real, 0)]
-                # the bottom row's MZIs (no φ on the last row) keep their estimate: read directly, their
-                # power across is biased by the mixing two columns on (measured worse than no update)
+                # without ``bottom_row`` the bottom row's MZIs keep their estimate: read directly, their power
+                # across is biased by the mixing two columns on (measured worse than no update)
                 delta_bar = np.where(modulated, best, 0.0)
                 # round 6: the MZI's couplers from the fringe's three terms (calibration/README.md, "Round 6"):
                 # the light sent across, s_a c_b e^{iθ} + c_a s_b, read against the light kept on the row,
@@ -186,6 +217,8 @@ def self_configure(hardware, twin, passes: int = 2, deltas: tuple[float, ...] = 
                 clear = modulated & _clear_of_bottom(tops, n)
                 from_r[sl.start + np.nonzero(clear)[0]] = (-rpq.real / np.maximum(2 * den, 1e-300))[clear]
             theta[sl] = theta[sl] - delta_bar
+            if prior_window is not None:
+                theta[sl] = nearer_branch(theta[sl], prior[sl], prior_window)
             if progress:
                 progress(p * len(columns) + c + 1, passes * len(columns))
         change = np.angle(np.exp(1j * (theta - before)))
