@@ -46,6 +46,8 @@ state (``measure(centre=bar_controls(twin))``, what ``ProgressivePlan(self_confi
 Reported: train RMSE / noise floor before and after, and the start's errors against the truth: the θ offset
 and the loop phase (φ minus the previous column's φ on row i+1) at u = 0, median / p90 (rad).
 One JSON line per run to benchmarks/results/paper_scale_calibration_start/labsat_<N>_chip<c>.jsonl.
+Round 9 changed ``self_configure``'s θ stage (the bottom row read, ``nearer_branch``; on by default): the rows of
+rounds 4–7 ran without them (``prior_window=None, bottom_row=False``), and rerunning them now gives round 9's θ.
 """
 from __future__ import annotations
 
