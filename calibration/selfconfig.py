@@ -105,8 +105,9 @@ def self_configure(hardware, twin, passes: int = 2, deltas: tuple[float, ...] = 
     (:func:`read_links`, :func:`fit_links`) from the links' mean before the φ offsets are read again.
     Round 9 (on by default): ``bottom_row`` reads the bottom row's θ too (~14 N² readings more per pass);
     ``prior_window`` (rad, None: off) keeps every θ estimate on the branch nearer the twin's θ offsets at entry
-    (:func:`nearer_branch`). At N = 64, evaluation chips 2–6: θ offsets more than 1 rad off 17 / 18 / 0 / 4 / 21
-    before, 3 / 4 / 0 / 5 / 3 with both (calibration/README.md, "Round 9").
+    (:func:`nearer_branch`). At N = 64, evaluation chips 2–6, θ offsets more than 1 rad off: the θ stage alone, same
+    noise stream, 6 / 14 / 0 / 8 / 10 before, 3 / 4 / 0 / 5 / 3 with both; the whole start as the benchmark runs it,
+    17 / 18 / 0 / 4 / 21 (round 7's) before, 1 / 6 / 0 / 4 / 7 with both (calibration/README.md, "Round 9").
     """
     elements = elements or links
     couplers = couplers or elements
